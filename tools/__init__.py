@@ -1,0 +1,1 @@
+"""Command-line tools of raftlab: test, stress, logs (and later grade)."""

@@ -1,0 +1,43 @@
+"""``raftlab``: one entry point, one subcommand per tool.
+
+Each subcommand lives in its own module with a ``main(argv) -> int``; this file
+only dispatches, importing the chosen tool lazily so that ``raftlab logs`` does
+not pay for importing pytest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "test": ("tools.test_cmd", "run graded parts or tests (a thin layer over pytest)"),
+    "stress": ("tools.stress", "run tests hundreds of times in parallel, with statistics"),
+    "logs": ("tools.logs", "view a debug log with coloured topics and one column per peer"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: raftlab COMMAND [ARGS...]", "", "commands:"]
+    for name, (_module, summary) in SUBCOMMANDS.items():
+        lines.append(f"  {name:<8} {summary}")
+    lines.append("")
+    lines.append("Run 'raftlab COMMAND --help' for the options of one command.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in SUBCOMMANDS:
+        print(f"raftlab: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
