@@ -1,0 +1,1 @@
+"""pytest plugin of the raftlab harness (options, seeds, output). Being written."""
