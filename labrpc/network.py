@@ -1,0 +1,407 @@
+"""labrpc: a fake network that can lose requests, lose replies, delay messages,
+and entirely disconnect particular hosts.  A port of the lab's labrpc.go.
+
+Objects:
+
+* :class:`Network` holds the ends, the servers and the fault flags.
+* :class:`ClientEnd` is one host's way to reach one server: ``end.call(
+  "Raft.append_entries", args)`` returns the reply object, or ``None`` when the
+  request or the reply was lost, the end is disabled or unconnected, or the
+  server is dead.  There is no timeout inside ``call``: the network always
+  produces an outcome.
+* :class:`Server` is a set of :class:`Service` objects plus a count of the RPCs
+  delivered to it; a Service wraps a receiver object whose public one-argument
+  methods are its handlers.
+
+What happens to one call (the caller's own thread plays the part of Go's
+per-request goroutine, so a delay never holds up another request):
+
+1. The args are encoded (:mod:`labrpc.codec`): the handler gets a deep copy.
+   The network's total count goes up by 1 and its total bytes by the request
+   length, whatever happens next.
+2. The end's state is read once: enabled?  connected to which server?  does
+   that server exist?  (It is not re-read after the delays below.)
+3. Unreachable (disabled, unconnected, or no server): fail after a random
+   0-99 ms, or 0-6999 ms when ``long_delays`` is on (the Raft tester always
+   turns it on, so a leader that sends RPCs synchronously is caught out).
+4. Reachable: when unreliable, wait 0-26 ms, then drop the request with
+   probability 10 % (the handler never runs).  Otherwise the server counts the
+   RPC and runs the handler on a pool thread, concurrently with every other
+   handler.  The caller checks every 100 ms whether the server died meanwhile
+   (the end was disabled, or the server was deleted or replaced): a dead
+   server's call fails at once while its handler runs on and is ignored, so a
+   client never hears from an instance whose persister was replaced.
+5. After the handler: fail if the server is dead; when unreliable, lose the
+   reply with probability 10 % (the handler did run); when ``long_reordering``
+   is on, delay 2/3 of replies by 200 + U[0, U[0, 1999]] ms.  The reply bytes
+   count only when the reply is delivered.
+
+Every random draw comes from the ``random.Random`` the network is given, so a
+test's seed decides the faults (their real-time interleaving still varies).
+
+Python decisions (see README): an unknown service or method makes ``call``
+raise :class:`UnknownMethodError` listing what is available (Go exits the
+process); a handler that raises, or returns ``None`` instead of a reply, is
+reported to ``on_handler_error`` and its call fails; after :meth:`Network.cleanup`
+or :meth:`Network.delete_end`, waiting calls fail at once, so no caller thread
+outlives a test.
+"""
+
+from __future__ import annotations
+
+import inspect
+import queue
+import random
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from labrpc.codec import decode, encode
+
+SHORT_DELAY_MS = 27  # unreliable request delay: U[0, 26] ms
+DROP_PER_MILLE = 100  # unreliable: 10 % of requests and 10 % of replies are lost
+SHORT_FAILURE_DELAY_MS = 100  # unreachable target: fail after U[0, 99] ms ...
+LONG_FAILURE_DELAY_MS = 7000  # ... or U[0, 6999] ms with long_delays
+REORDER_CHANCE = (600, 900)  # long reordering delays 2/3 of the replies ...
+REORDER_BASE_MS, REORDER_SPREAD_MS = 200, 2000  # ... by 200 + U[0, U[0, 1999]] ms
+DEAD_POLL_S = 0.1  # how often a waiting caller checks whether its server died
+
+HandlerErrorCallback = Callable[[str, BaseException, str], None]
+
+
+class UnknownMethodError(LookupError):
+    """A call named a service or method that the server does not have."""
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class Service:
+    """The RPC handlers of one receiver object.
+
+    The service is named after the receiver's class (``"Raft"`` for a Raft
+    object).  Its handlers are the receiver's public methods that take exactly
+    one argument (the args) and return the reply; other methods are left out.
+    """
+
+    def __init__(self, receiver: object, name: str | None = None) -> None:
+        self.name = name if name is not None else type(receiver).__name__
+        self._methods: dict[str, Callable[[Any], Any]] = {}
+        for attr in dir(type(receiver)):
+            if attr.startswith("_"):
+                continue
+            static = inspect.getattr_static(type(receiver), attr)
+            if not inspect.isfunction(static):
+                continue
+            params = list(inspect.signature(static).parameters.values())[1:]
+            if len(params) == 1 and params[0].kind in _POSITIONAL:
+                self._methods[attr] = getattr(receiver, attr)
+
+    def method_names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def handler(self, method: str, svc_meth: str) -> Callable[[Any], Any]:
+        try:
+            return self._methods[method]
+        except KeyError:
+            raise UnknownMethodError(
+                f"unknown method {method!r} in {svc_meth!r}; service {self.name!r} has "
+                f"{', '.join(self.method_names()) or 'no handlers'}"
+            ) from None
+
+
+class Server:
+    """Services reachable under one server name, and the count of RPCs delivered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._services: dict[str, Service] = {}
+        self._count = 0
+
+    def add_service(self, service: Service) -> None:
+        with self._lock:
+            self._services[service.name] = service
+
+    def get_count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def _lookup(self, svc_meth: str) -> Callable[[Any], Any]:
+        with self._lock:
+            self._count += 1  # counted before the lookup, as in the lab
+            service_name, dot, method = svc_meth.rpartition(".")
+            service = self._services.get(service_name) if dot else None
+            if service is None:
+                raise UnknownMethodError(
+                    f"unknown service {service_name or svc_meth!r} in {svc_meth!r}; expected "
+                    f"'Service.method' with a service among: {', '.join(sorted(self._services))}"
+                )
+        return service.handler(method, svc_meth)
+
+
+class _PendingCall:
+    """The rendezvous between a caller and the pool thread running its handler."""
+
+    __slots__ = ("finished", "reply", "error")
+
+    def __init__(self) -> None:
+        self.finished = threading.Lock()
+        self.finished.acquire()  # released by the handler thread when done
+        self.reply: bytes | None = None
+        self.error: BaseException | None = None
+
+
+class _HandlerPool:
+    """Reusable threads for running handlers (a thread per request is too slow).
+
+    It grows whenever no thread is idle, so handlers still all run
+    concurrently; :meth:`shutdown` makes every thread exit once its current
+    handler returns.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = 0
+        self._closed = False
+
+    def submit(self, task: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            if self._idle > 0:
+                self._idle -= 1
+                spawn = False
+            else:
+                self._threads += 1
+                spawn = True
+                name = f"labrpc-worker-{self._threads}"
+        if spawn:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+        self._tasks.put(task)
+        return True
+
+    def _work(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            task()
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._closed = True
+            threads = self._threads
+        for _ in range(threads):
+            self._tasks.put(None)
+
+
+def _report_handler_error(svc_meth: str, exc: BaseException, tb_text: str) -> None:
+    print(f"labrpc: handler {svc_meth} failed: {exc!r}\n{tb_text}", file=sys.stderr)
+
+
+class ClientEnd:
+    """One host's connection to one server; safe to use from many threads."""
+
+    def __init__(self, name: Hashable, network: Network) -> None:
+        self.name = name
+        self._net = network
+        self._gone = threading.Event()  # set by delete_end or cleanup
+
+    def call(self, svc_meth: str, args: Any) -> Any:
+        """Send an RPC and wait for its outcome: the reply object, or ``None``."""
+        return self._net._process(self, svc_meth, args)
+
+    def __repr__(self) -> str:
+        return f"ClientEnd({self.name!r})"
+
+
+class Network:
+    """The fake network: ends, servers, fault flags and counters."""
+
+    def __init__(
+        self,
+        rng: random.Random | None = None,
+        on_handler_error: HandlerErrorCallback | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._rng = rng if rng is not None else random.Random()
+        self._on_handler_error = on_handler_error or _report_handler_error
+        self._reliable = True
+        self._long_delays = False
+        self._long_reordering = False
+        self._ends: dict[Hashable, ClientEnd] = {}
+        self._enabled: dict[Hashable, bool] = {}
+        self._connections: dict[Hashable, Hashable] = {}
+        self._servers: dict[Hashable, Server | None] = {}
+        self._total_count = 0
+        self._total_bytes = 0
+        self._done = False
+        self._pool = _HandlerPool()
+
+    # -- configuration -----------------------------------------------------
+
+    def reliable(self, yes: bool) -> None:
+        with self._lock:
+            self._reliable = yes
+
+    def long_delays(self, yes: bool) -> None:
+        with self._lock:
+            self._long_delays = yes
+
+    def long_reordering(self, yes: bool) -> None:
+        with self._lock:
+            self._long_reordering = yes
+
+    def make_end(self, name: Hashable) -> ClientEnd:
+        """A new end, disabled and unconnected.  Names must be unique."""
+        with self._lock:
+            if name in self._ends:
+                raise ValueError(f"make_end: an end named {name!r} already exists")
+            end = ClientEnd(name, self)
+            self._ends[name] = end
+            self._enabled[name] = False
+            if self._done:
+                end._gone.set()
+            return end
+
+    def delete_end(self, name: Hashable) -> None:
+        """Forget an end; calls waiting on it fail at once (within 100 ms)."""
+        with self._lock:
+            end = self._ends.pop(name, None)
+            self._enabled.pop(name, None)
+            self._connections.pop(name, None)
+        if end is not None:
+            end._gone.set()
+
+    def add_server(self, name: Hashable, server: Server) -> None:
+        with self._lock:
+            self._servers[name] = server
+
+    def delete_server(self, name: Hashable) -> None:
+        with self._lock:
+            self._servers[name] = None
+
+    def connect(self, endname: Hashable, servername: Hashable) -> None:
+        with self._lock:
+            self._check_end(endname)
+            self._connections[endname] = servername
+
+    def enable(self, endname: Hashable, enabled: bool) -> None:
+        with self._lock:
+            self._check_end(endname)
+            self._enabled[endname] = enabled
+
+    def _check_end(self, endname: Hashable) -> None:
+        if endname not in self._ends:
+            raise KeyError(f"no end named {endname!r} (make_end it first)")
+
+    # -- counters ------------------------------------------------------------
+
+    def get_count(self, servername: Hashable) -> int:
+        """How many RPCs were delivered to the server now named ``servername``."""
+        with self._lock:
+            server = self._servers.get(servername)
+        if server is None:
+            raise LookupError(f"get_count: no live server named {servername!r}")
+        return server.get_count()
+
+    def get_total_count(self) -> int:
+        with self._lock:
+            return self._total_count
+
+    def get_total_bytes(self) -> int:
+        with self._lock:
+            return self._total_bytes
+
+    def cleanup(self) -> None:
+        """Shut the network down: every later or waiting call fails promptly."""
+        with self._lock:
+            self._done = True
+            ends = list(self._ends.values())
+        for end in ends:
+            end._gone.set()
+        self._pool.shutdown()
+
+    # -- one request ---------------------------------------------------------
+
+    def _process(self, end: ClientEnd, svc_meth: str, args: Any) -> Any:
+        request = encode(args, "args")
+        with self._lock:
+            if self._done or end._gone.is_set():
+                return None
+            self._total_count += 1
+            self._total_bytes += len(request)
+            enabled = self._enabled.get(end.name, False)
+            servername = self._connections.get(end.name)
+            server = self._servers.get(servername) if servername is not None else None
+            reliable = self._reliable
+            long_reordering = self._long_reordering
+            long_delays = self._long_delays
+        rng = self._rng
+
+        if not enabled or server is None:
+            limit = LONG_FAILURE_DELAY_MS if long_delays else SHORT_FAILURE_DELAY_MS
+            end._gone.wait(rng.randrange(limit) / 1000)
+            return None
+
+        if not reliable:
+            if end._gone.wait(rng.randrange(SHORT_DELAY_MS) / 1000):
+                return None
+            if rng.randrange(1000) < DROP_PER_MILLE:
+                return None
+
+        pending = _PendingCall()
+        if not self._pool.submit(lambda: self._run_handler(server, svc_meth, request, pending)):
+            return None
+        while not pending.finished.acquire(timeout=DEAD_POLL_S):
+            if self._is_dead(end, servername, server):
+                return None  # the handler runs on; its outcome is ignored
+        if isinstance(pending.error, UnknownMethodError):
+            raise UnknownMethodError(str(pending.error))
+        if pending.reply is None or self._is_dead(end, servername, server):
+            return None
+        if not reliable and rng.randrange(1000) < DROP_PER_MILLE:
+            return None
+        if long_reordering and rng.randrange(REORDER_CHANCE[1]) < REORDER_CHANCE[0]:
+            delay_ms = REORDER_BASE_MS + rng.randrange(1 + rng.randrange(REORDER_SPREAD_MS))
+            if end._gone.wait(delay_ms / 1000):
+                return None
+        with self._lock:
+            self._total_bytes += len(pending.reply)
+        return decode(pending.reply)
+
+    def _is_dead(self, end: ClientEnd, servername: Hashable, server: Server) -> bool:
+        with self._lock:
+            return (
+                end._gone.is_set()
+                or not self._enabled.get(end.name, False)
+                or self._servers.get(servername) is not server
+            )
+
+    def _run_handler(
+        self, server: Server, svc_meth: str, request: bytes, pending: _PendingCall
+    ) -> None:
+        try:
+            handler = server._lookup(svc_meth)
+            reply = handler(decode(request))
+            if reply is None:
+                raise TypeError(
+                    f"RPC handler {svc_meth} returned None; a handler must return its reply object"
+                )
+            pending.reply = encode(reply, "reply")
+        except UnknownMethodError as err:
+            pending.error = err
+        except BaseException as err:  # noqa: BLE001 - reported, and the call fails
+            pending.error = err
+            try:
+                self._on_handler_error(svc_meth, err, traceback.format_exc())
+            except BaseException:  # noqa: BLE001 - a broken callback must not kill the pool
+                traceback.print_exc()
+        finally:
+            pending.finished.release()

@@ -1,0 +1,451 @@
+"""Ports of labrpc's own tests (spec §1.6), plus the Python-specific error cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+
+import pytest
+
+from labrpc import ClientEnd, CodecError, Network, Server, Service, UnknownMethodError
+
+
+@dataclasses.dataclass
+class JunkArgs:
+    x: int = 0
+
+
+@dataclasses.dataclass
+class JunkReply:
+    x: str = ""
+
+
+class JunkServer:
+    """The lab's test server: each handler exercises one aspect of dispatch."""
+
+    def __init__(self) -> None:
+        self.mu = threading.Lock()
+        self.log1: list[str] = []
+        self.log2: list[int] = []
+        self.release_handler3 = threading.Event()  # so the "20 s" handler cannot leak
+
+    def handler1(self, args: str) -> int:
+        with self.mu:
+            self.log1.append(args)
+            return int(args)
+
+    def handler2(self, args: int) -> str:
+        with self.mu:
+            self.log2.append(args)
+            return f"handler2-{args}"
+
+    def handler3(self, args: int) -> int:
+        with self.mu:
+            self.release_handler3.wait(20)
+            return -args
+
+    def handler4(self, args: JunkArgs) -> JunkReply:
+        args.x += 1  # must not be visible to the caller: args are a deep copy
+        return JunkReply("pointer")
+
+    def handler6(self, args: str) -> int:
+        return len(args)
+
+    def handler7(self, args: int) -> str:
+        return "y" * args
+
+    def helper(self) -> None:
+        """Not a handler: takes no argument."""
+
+    def _private(self, args: int) -> int:
+        return args
+
+
+@pytest.fixture
+def net():
+    network = Network(random.Random(1))
+    yield network
+    network.cleanup()
+
+
+def _serve(net: Network, name, junk: JunkServer | None = None) -> tuple[JunkServer, Server]:
+    junk = junk or JunkServer()
+    server = Server()
+    server.add_service(Service(junk))
+    net.add_server(name, server)
+    return junk, server
+
+
+def _end(net: Network, endname, servername, enabled: bool = True) -> ClientEnd:
+    end = net.make_end(endname)
+    net.connect(endname, servername)
+    net.enable(endname, enabled)
+    return end
+
+
+def test_basic(net):
+    _serve(net, "server99")
+    end = _end(net, "end1-99", "server99")
+    assert end.call("JunkServer.handler2", 111) == "handler2-111"
+    assert end.call("JunkServer.handler1", "9099") == 9099
+
+
+def test_types_and_deep_copy(net):
+    _serve(net, "server99")
+    end = _end(net, "end1-99", "server99")
+    args = JunkArgs(7)
+    reply = end.call("JunkServer.handler4", args)
+    assert reply == JunkReply("pointer")
+    assert args.x == 7, "the handler's change to its args reached the caller"
+    assert end.call("JunkServer.handler2", [1, 2]) == "handler2-[1, 2]"
+
+
+def test_disconnect(net):
+    _serve(net, "server99")
+    end = _end(net, "end1-99", "server99", enabled=False)
+    t0 = time.monotonic()
+    assert end.call("JunkServer.handler2", 111) is None
+    assert time.monotonic() - t0 < 0.2, "without long delays a failure takes < 100 ms"
+    net.enable("end1-99", True)
+    assert end.call("JunkServer.handler1", "9099") == 9099
+
+
+def test_counts(net):
+    _serve(net, 99)
+    end = _end(net, "end1-99", 99)
+    for i in range(17):
+        assert end.call("JunkServer.handler2", i) == f"handler2-{i}"
+    assert net.get_count(99) == 17
+    assert net.get_total_count() == 17
+
+
+def test_bytes(net):
+    _serve(net, 99)
+    end = _end(net, "end1-99", 99)
+    args = "x" * 284
+    for _ in range(17):
+        assert end.call("JunkServer.handler6", args) == 284
+    first = net.get_total_bytes()
+    assert 4828 <= first <= 6000, f"wrong byte count {first}"
+    for _ in range(17):
+        assert len(end.call("JunkServer.handler7", 107)) == 107
+    delta = net.get_total_bytes() - first
+    assert 1800 <= delta <= 2500, f"wrong byte count {delta}"
+
+
+def test_concurrent_many(net):
+    _, server = _serve(net, 1000)
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        end = _end(net, i, 1000)
+        for j in range(10):
+            assert end.call("JunkServer.handler2", i * 100 + j) == f"handler2-{i * 100 + j}"
+            with lock:
+                done.append(j)
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"client-{i}") for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 200
+    assert net.get_count(1000) == 200 == server.get_count()
+
+
+def test_unreliable(net):
+    _serve(net, 1000)
+    net.reliable(False)
+    outcomes: list[bool] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        end = _end(net, i, 1000)
+        reply = end.call("JunkServer.handler2", i * 100)
+        if reply is not None:
+            assert reply == f"handler2-{i * 100}"
+        with lock:
+            outcomes.append(reply is not None)
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"client-{i}") for i in range(300)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 300
+    assert any(outcomes) and not all(outcomes), f"{sum(outcomes)} of 300 succeeded"
+
+
+def test_concurrent_one(net):
+    junk, _ = _serve(net, 1000)
+    end = _end(net, "c", 1000)
+    replies: list[str | None] = [None] * 20
+
+    def client(i: int) -> None:
+        replies[i] = end.call("JunkServer.handler2", 100 + i)
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"client-{i}") for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert replies == [f"handler2-{100 + i}" for i in range(20)]
+    assert len(junk.log2) == 20
+    assert net.get_count(1000) == 20
+
+
+def test_regression1(net):
+    """Failed calls on a disabled end must neither hold the end up nor arrive late."""
+    junk, _ = _serve(net, 1000)
+    end = _end(net, "c", 1000, enabled=False)
+    early = [threading.Thread(target=end.call, args=("JunkServer.handler2", 100 + i),
+                              name=f"early-{i}") for i in range(20)]
+    for t in early:
+        t.start()
+    time.sleep(0.1)
+    net.enable("c", True)
+    t0 = time.monotonic()
+    assert end.call("JunkServer.handler2", 99) == "handler2-99"
+    elapsed = time.monotonic() - t0
+    assert elapsed <= 0.03, f"a call on a re-enabled end took {elapsed:.3f}s"
+    for t in early:
+        t.join()
+    assert len(junk.log2) == 1, f"early calls were delivered late: {junk.log2}"
+    assert net.get_count(1000) == 1
+
+
+def test_killed(net):
+    """A call in flight to a deleted server fails within 100 ms."""
+    junk, _ = _serve(net, "server99")
+    end = _end(net, "end1-99", "server99")
+    outcome: list[object] = []
+    caller = threading.Thread(
+        target=lambda: outcome.append(end.call("JunkServer.handler3", 99)), name="killed-caller"
+    )
+    caller.start()
+    try:
+        time.sleep(1.0)
+        assert not outcome, "handler3 returned early"
+        time.sleep(0.1)
+        assert not outcome, "handler3 returned early"
+        net.delete_server("server99")
+        t0 = time.monotonic()
+        caller.join(1.0)
+        elapsed = time.monotonic() - t0
+        assert outcome == [None], "a call to a deleted server must fail"
+        assert elapsed <= 0.1, f"the call took {elapsed:.3f}s to fail after delete_server"
+    finally:
+        junk.release_handler3.set()
+
+
+def test_disabled_end_fails_in_flight_call(net):
+    junk, _ = _serve(net, "s")
+    end = _end(net, "e", "s")
+    outcome: list[object] = []
+    caller = threading.Thread(target=lambda: outcome.append(end.call("JunkServer.handler3", 5)),
+                              name="disabled-caller")
+    caller.start()
+    try:
+        time.sleep(0.2)
+        net.enable("e", False)
+        t0 = time.monotonic()
+        caller.join(1.0)
+        assert outcome == [None]
+        assert time.monotonic() - t0 <= 0.15
+    finally:
+        junk.release_handler3.set()
+
+
+def test_long_delays_failure_takes_up_to_seven_seconds():
+    net = Network(random.Random(3))
+    net.long_delays(True)
+    end = net.make_end("e")  # never connected
+    delays = []
+    try:
+        for _ in range(5):
+            t0 = time.monotonic()
+            assert end.call("JunkServer.handler2", 1) is None
+            delays.append(time.monotonic() - t0)
+            if delays[-1] > 0.15:
+                break
+        assert max(delays) > 0.15, f"long delays never exceeded 100 ms: {delays}"
+        assert max(delays) < 7.1
+    finally:
+        net.cleanup()
+
+
+def test_cleanup_wakes_waiting_calls_and_ends_worker_threads():
+    before = set(threading.enumerate())
+    net = Network(random.Random(4))
+    net.long_delays(True)
+    junk, _ = _serve(net, "s")
+    live = _end(net, "live", "s")
+    dead = net.make_end("dead")
+    outcomes: list[object] = []
+    callers = [
+        threading.Thread(target=lambda: outcomes.append(live.call("JunkServer.handler3", 1)),
+                         name="caller-live"),
+        threading.Thread(target=lambda: outcomes.append(dead.call("JunkServer.handler2", 1)),
+                         name="caller-dead"),
+    ]
+    for c in callers:
+        c.start()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    net.cleanup()
+    for c in callers:
+        c.join(1.0)
+    assert time.monotonic() - t0 < 0.3, "cleanup must wake waiting calls within 100 ms"
+    assert outcomes == [None, None]
+    assert live.call("JunkServer.handler2", 1) is None, "calls after cleanup fail"
+    junk.release_handler3.set()
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        leftover = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+        if not leftover:
+            break
+        time.sleep(0.02)
+    assert not leftover, f"threads left after cleanup: {[t.name for t in leftover]}"
+
+
+def test_delete_end_fails_pending_long_delay_at_once():
+    net = Network(random.Random(5))
+    net.long_delays(True)
+    end = net.make_end("e")
+    outcome: list[object] = []
+    durations: list[float] = []
+
+    def caller() -> None:
+        t0 = time.monotonic()
+        for _ in range(20):  # repeat until one call is in a long wait
+            outcome.append(end.call("X.y", 1))
+            if end._gone.is_set():
+                break
+        durations.append(time.monotonic() - t0)
+
+    thread = threading.Thread(target=caller, name="delete-end-caller")
+    thread.start()
+    time.sleep(0.3)
+    net.delete_end("e")
+    thread.join(2.0)
+    assert not thread.is_alive()
+    assert set(outcome) == {None}
+    net.cleanup()
+
+
+def test_duplicate_end_name_is_a_clear_error(net):
+    net.make_end("a")
+    with pytest.raises(ValueError, match="an end named 'a' already exists"):
+        net.make_end("a")
+
+
+def test_unknown_method_names_the_available_ones(net):
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    with pytest.raises(UnknownMethodError) as err:
+        end.call("JunkServer.handler9", 1)
+    message = str(err.value)
+    assert "handler9" in message and "handler1" in message and "handler7" in message
+    assert "helper" not in message and "_private" not in message
+
+
+def test_unknown_service_names_the_available_ones(net):
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    with pytest.raises(UnknownMethodError, match=r"'Raft'.*JunkServer"):
+        end.call("Raft.request_vote", 1)
+
+
+@dataclasses.dataclass
+class Entry:
+    term: int
+    command: object
+
+
+@dataclasses.dataclass
+class Args:
+    entries: list
+
+
+def test_unencodable_args_name_the_field_path(net):
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    args = Args([Entry(1, 1), Entry(1, 2), Entry(1, 3), Entry(2, threading.Lock())])
+    with pytest.raises(CodecError, match=r"args\.entries\[3\]\.command: threading\.Lock"):
+        end.call("JunkServer.handler2", args)
+    assert net.get_total_count() == 0, "a refused request never entered the network"
+
+
+class Faulty:
+    def boom(self, args: int) -> int:
+        raise RuntimeError(f"boom {args}")
+
+    def silent(self, args: int) -> None:
+        return None
+
+    def leaky(self, args: int) -> object:
+        return threading.Lock()
+
+
+def test_handler_errors_fail_the_call_and_are_reported():
+    reported: list[tuple[str, str]] = []
+    net = Network(random.Random(6), on_handler_error=lambda m, e, tb: reported.append((m, str(e))))
+    server = Server()
+    server.add_service(Service(Faulty()))
+    net.add_server("s", server)
+    end = _end(net, "e", "s")
+    try:
+        assert end.call("Faulty.boom", 3) is None
+        assert end.call("Faulty.silent", 3) is None
+        assert end.call("Faulty.leaky", 3) is None
+    finally:
+        net.cleanup()
+    assert reported[0] == ("Faulty.boom", "boom 3")
+    assert reported[1][0] == "Faulty.silent" and "returned None" in reported[1][1]
+    assert reported[2][0] == "Faulty.leaky" and "reply: threading.Lock" in reported[2][1]
+
+
+def test_local_class_is_reported_with_its_path(net):
+    def make():
+        class Local:
+            pass
+
+        return Local()
+
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    with pytest.raises(CodecError, match=r"args\[1\]: .*Local cannot be encoded"):
+        end.call("JunkServer.handler2", [1, make()])
+
+
+def test_reply_bytes_counted_only_when_delivered(net):
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    end.call("JunkServer.handler7", 0)
+    with_reply = net.get_total_bytes()
+    net.delete_server("s")
+    end.call("JunkServer.handler7", 0)
+    request_only = net.get_total_bytes() - with_reply
+    assert 0 < request_only < with_reply, "a failed call counts its request bytes only"
+    assert net.get_total_count() == 2
+
+
+def test_long_reordering_delays_most_replies():
+    net = Network(random.Random(7))
+    net.long_reordering(True)
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    slow = 0
+    try:
+        for i in range(9):
+            t0 = time.monotonic()
+            assert end.call("JunkServer.handler2", i) == f"handler2-{i}"
+            elapsed = time.monotonic() - t0
+            assert elapsed < 2.3
+            slow += elapsed >= 0.2
+    finally:
+        net.cleanup()
+    assert 2 <= slow <= 9, f"{slow} of 9 replies were delayed (expected about 6)"
