@@ -1,0 +1,266 @@
+"""Tests of ``raftlab stress`` against a tiny fake suite (no Raft timing involved).
+
+The fake suite lives in ``tmp_path`` with its own conftest that mimics the harness
+contract (``--seed``/``RAFTLAB_SEED``, ``--raft-impl``, ``--raft-debug``, the seed in
+``user_properties``); the real harness plugin is switched off there with
+``-p no:raftlab`` so its options do not clash.  Outcomes depend on the seed only, so
+each test knows exactly which runs must fail.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tools import stress
+from tools.stats import bound_sentence, failure_rate_upper_bound
+from tools.stress_backend import Job, RunResult
+from tools.stress_plugin import job_index_of, strip_job_id
+
+TOYS = Path(__file__).parent / "toys_stress"
+REPO = Path(__file__).resolve().parents[1]
+
+CONFTEST = '''
+import importlib.util, os, random, sys
+import pytest
+
+def pytest_addoption(parser):
+    parser.addoption("--seed", type=int, default=None)
+    parser.addoption("--raft-impl", default=None)
+    parser.addoption("--raft-debug", action="store_true")
+
+@pytest.fixture
+def seed(request, record_property):
+    s = request.config.getoption("seed")
+    if s is None:
+        s = int(os.environ.get("RAFTLAB_SEED") or random.randrange(1, 2**31))
+    record_property("seed", s)
+    if request.config.getoption("raft_debug"):
+        print(f"000000 TEST -- begin with seed {s}", file=sys.stderr)
+        print(f"000003 VOTE S1 granted vote to S0", file=sys.stderr)
+    return s
+
+@pytest.fixture
+def impl(request):
+    path = request.config.getoption("raft_impl")
+    spec = importlib.util.spec_from_file_location("toy_impl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+'''
+
+SUITE = '''
+import time
+
+def test_passes(seed):
+    assert seed > 0
+
+def test_flaky(seed):
+    assert seed % 3 != 0, f"unlucky seed {seed}"
+
+def test_leader(seed, impl):
+    rf = impl.make()
+    assert rf.get_state()[1], "expected one leader, got none"
+
+def test_slow(seed):
+    time.sleep(0.4)
+'''
+
+NO_HARNESS = ["--", "-p", "no:raftlab"]
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    root = tmp_path / "suite"
+    root.mkdir()
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "conftest.py").write_text(CONFTEST)
+    (root / "test_fake.py").write_text(SUITE)
+    return root
+
+
+def run_stress(argv: list[str], cwd: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        rc = stress.main(argv, console=Console(file=out, width=200, no_color=True))
+    finally:
+        os.chdir(old)
+    return rc, out.getvalue()
+
+
+# --- pure parts ---
+
+def test_failure_rate_bounds():
+    assert bound_sentence(0, 300) == "0 of 300 failed: failure rate < 1.0 % at 95 % confidence"
+    assert failure_rate_upper_bound(0, 300) == pytest.approx(1 - 0.05 ** (1 / 300))
+    # Clopper-Pearson one-sided 95 % for 1 of 10 is 0.3942 (textbook value).
+    assert failure_rate_upper_bound(1, 10) == pytest.approx(0.3942, abs=1e-4)
+    assert failure_rate_upper_bound(10, 10) == 1.0
+    assert bound_sentence(3, 300).startswith("3 of 300 failed (1.0 %): failure rate < 2.")
+
+
+def test_plan_jobs_interleaves_with_distinct_reproducible_seeds():
+    jobs = stress.plan_jobs(["a", "b"], 3, seed=42, sequential=False)
+    assert [j.test for j in jobs] == ["a", "b"] * 3
+    assert len({j.seed for j in jobs}) == 6
+    assert jobs == stress.plan_jobs(["a", "b"], 3, seed=42, sequential=False)
+    seq = stress.plan_jobs(["a", "b"], 3, seed=42, sequential=True)
+    assert [j.test for j in seq] == ["a"] * 3 + ["b"] * 3
+    assert [j.index for j in seq] == list(range(6))
+
+
+def test_selection_args():
+    args = stress.selection_args(["2A", "test_backup_2b"], "not slow", None)
+    assert args[:2] == ["-k", "(2A or test_backup_2b) and (not slow)"]
+    assert args[2:4] == ["-m", "not selftest"]
+    assert stress.selection_args(["x/test_a.py::t"], None, "part2a") == [
+        "-m", "part2a", "x/test_a.py::t"]
+
+
+def test_job_ids_in_node_ids():
+    assert strip_job_id("f.py::t[stress3]", 3) == "f.py::t"
+    assert strip_job_id("f.py::t[a-stress12]", 12) == "f.py::t[a]"
+    assert strip_job_id("f.py::t[stress1-a]", 1) == "f.py::t[a]"
+    assert job_index_of("f.py::t[a-stress12]") == 12
+    assert job_index_of("f.py::t[a]") is None
+
+
+def test_rerun_command_is_one_quoted_shell_line(tmp_path):
+    opts = stress.RunOptions(impl="my raft.py", rootdir=tmp_path)
+    cmd = stress.rerun_command("t.py::test_x[a b]", 99, opts)
+    assert cmd.startswith(f"cd {tmp_path} && ")
+    assert "'t.py::test_x[a b]' --seed=99 '--raft-impl=my raft.py' --raft-debug" in cmd
+
+
+class ListBackend:
+    """A backend that answers from a list: shows the CLI needs nothing xdist-specific."""
+
+    def __init__(self, fail_seeds: set[int]) -> None:
+        self.fail_seeds = fail_seeds
+        self.cancelled = False
+
+    def run(self, jobs, on_result):
+        for job in jobs:
+            failed = job.seed in self.fail_seeds
+            on_result(RunResult(job.index, job.test, job.seed, "failed" if failed else "passed",
+                                0.5, "fake", (0.1, 0.1, 0.1), "boom" if failed else None,
+                                "log text" if failed else None))
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_cli_runs_any_backend(suite, tmp_path, monkeypatch):
+    planned = stress.plan_jobs(["test_fake.py::test_passes"], 4, seed=5, sequential=False)
+    backend = ListBackend({planned[2].seed})
+    monkeypatch.chdir(suite)
+    buf = io.StringIO()
+    rc = stress.main(["test_fake.py::test_passes", "-n", "4", "-p", "1", "--seed", "5",
+                      "-o", str(tmp_path / "out"), "--no-live", *NO_HARNESS],
+                     console=Console(file=buf, width=200, no_color=True), backend=backend)
+    out = buf.getvalue()
+    assert rc == 1
+    assert "1 of 4 failed (25.0 %)" in out
+    rows = stress.results_of(tmp_path / "out" / "results.jsonl")
+    assert [r["seed"] for r in rows] == [j.seed for j in planned]
+    log = Path(rows[2]["log"]).read_text()
+    assert f"seed:     {planned[2].seed}" in log and "log text" in log
+
+
+# --- the real xdist backend on the fake suite ---
+
+def test_stress_on_fake_suite_keeps_failures_and_rerun_reproduces(suite, tmp_path):
+    out = tmp_path / "out"
+    rc, text = run_stress(["test_fake.py", "-k", "passes or flaky", "-n", "6", "-p", "2",
+                           "--seed", "11", "-o", str(out), "--no-live", *NO_HARNESS], cwd=suite)
+    rows = stress.results_of(out / "results.jsonl")
+    assert len(rows) == 12
+    by_test = {t: [r for r in rows if r["test"] == f"test_fake.py::{t}"]
+               for t in ("test_passes", "test_flaky")}
+    assert all(r["outcome"] == "passed" for r in by_test["test_passes"])
+    # The planned seed reached the test (its outcome is a function of the seed).
+    planned = {j.seed for j in stress.plan_jobs(
+        ["test_fake.py::test_flaky", "test_fake.py::test_passes"], 6, 11, False)}
+    assert {r["seed"] for r in rows} == planned
+    for r in by_test["test_flaky"]:
+        assert r["outcome"] == ("failed" if r["seed"] % 3 == 0 else "passed"), r
+        assert r["worker"].startswith("gw") and len(r["loadavg"]) == 3
+    expected_failures = sum(r["seed"] % 3 == 0 for r in by_test["test_flaky"])
+    assert expected_failures > 0, "pick a base seed that yields a failure"
+    assert rc == 1
+    assert f"{expected_failures} of 12 failed" in text
+    assert "cores" in text and "load average" in text
+    failed = next(r for r in rows if r["outcome"] == "failed")
+    log = Path(failed["log"]).read_text()
+    assert f"unlucky seed {failed['seed']}" in log
+    rerun = next(line for line in log.splitlines() if line.startswith("rerun:"))[9:].strip()
+    assert (out / "rerun.sh").read_text().count("\n") == 2 * expected_failures
+    again = subprocess.run(rerun, shell=True, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1, again.stdout
+    assert f"unlucky seed {failed['seed']}" in again.stdout
+    assert "000003 VOTE S1 granted vote to S0" in again.stdout  # debug log on in the rerun
+
+
+def test_failing_toy_implementation(suite, tmp_path):
+    out = tmp_path / "out"
+    rc, text = run_stress(["test_fake.py", "test_leader", "-n", "3", "-p", "1", "--seed", "3",
+                           "--impl", str(TOYS / "failing_raft.py"), "-o", str(out),
+                           "--no-live", *NO_HARNESS], cwd=suite)
+    assert rc == 1
+    assert "3 of 3 failed (100.0 %)" in text
+    rows = stress.results_of(out / "results.jsonl")
+    assert [r["outcome"] for r in rows] == ["failed"] * 3
+    assert all(r["message"].startswith("AssertionError: expected one leader") for r in rows)
+    rerun = (out / "rerun.sh").read_text().splitlines()[1]
+    assert "failing_raft.py" in rerun
+    again = subprocess.run(rerun, shell=True, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "expected one leader" in again.stdout
+    ok, _ = run_stress(["test_fake.py", "test_leader", "-n", "2", "-p", "1", "--impl",
+                        str(TOYS / "good_raft.py"), "-o", str(tmp_path / "ok"), "--archive",
+                        "--no-live", *NO_HARNESS], cwd=suite)
+    assert ok == 0
+    assert len(list((tmp_path / "ok" / "passed").iterdir())) == 2  # --archive kept them
+
+
+def test_bad_selection_is_a_usage_error(suite, tmp_path):
+    rc, _ = run_stress(["test_fake.py", "-k", "no_such_test", "-o", str(tmp_path / "o"),
+                        "--no-live", *NO_HARNESS], cwd=suite)
+    assert rc == 2
+
+
+def test_ctrl_c_prints_partial_table_and_leaves_valid_results(suite, tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.stress", "test_fake.py", "test_slow", "-n", "40", "-p", "1",
+         "-o", str(out), "--no-live", *NO_HARNESS],
+        cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if results.exists() and results.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    text, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, text
+    assert "INTERRUPTED after" in text and "raftlab stress results" in text
+    rows = stress.results_of(results)  # every line parses
+    assert 2 <= len(rows) < 40
+    assert all(r["outcome"] == "passed" for r in rows)
+    assert f"{len(rows)}/40" in text
+
+
+def test_job_dataclass_is_what_backends_receive():
+    job = Job(0, "t.py::x", 5)
+    assert (job.index, job.test, job.seed) == (0, "t.py::x", 5)

@@ -1,0 +1,232 @@
+"""pytest plugin behind ``raftlab stress`` (loaded with ``-p tools.stress_plugin``).
+
+It has two modes, both driven by files so that the stress process never parses
+pytest's human output:
+
+* ``--stress-collect OUT.json``: after collection (and ``-k``/``-m`` deselection),
+  write the rootdir and the selected node ids, so the CLI can plan jobs.
+* ``--stress-jobs JOBS.json``: run exactly the listed jobs.  A job is one run of one
+  test with one seed.  Like pytest-repeat, each test function is parametrized with the
+  indices of its jobs (ids ``stress<j>``), so every repetition is its own item that
+  pytest-xdist can send to any worker; items are then ordered as the job list says.
+  Before each item runs, its seed is handed to the harness (``--seed`` option value
+  and ``RAFTLAB_SEED``).  The controlling process (the xdist controller, or the only
+  process without xdist) writes one JSON line per finished run to the events file
+  named in the jobs file, flushed at once, which the stress CLI tails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+JOB_FIXTURE = "_raftlab_stress_job"
+SEED_ENV = "RAFTLAB_SEED"
+_PHASES = ("setup", "call", "teardown")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("raftlab-stress", "raftlab stress runner (internal)")
+    group.addoption("--stress-jobs", metavar="FILE", help="run the jobs listed in FILE")
+    group.addoption("--stress-collect", metavar="FILE",
+                    help="write the selected node ids and rootdir to FILE")
+
+
+@pytest.fixture
+def _raftlab_stress_job(request: pytest.FixtureRequest) -> int:
+    """The job index of a repeated item (its parameter); the seed is set in setup."""
+    return request.param
+
+
+def base_id(nodeid: str) -> str:
+    """The test function's id without parameters: ``f.py::t[a-b]`` -> ``f.py::t``."""
+    return nodeid.split("[", 1)[0]
+
+
+def strip_job_id(nodeid: str, job: int) -> str:
+    """Remove our ``stress<j>`` parameter id from an item's node id."""
+    token = f"stress{job}"
+    if nodeid.endswith(f"[{token}]"):
+        return nodeid[: -len(token) - 2]
+    for old, new in ((f"-{token}]", "]"), (f"[{token}-", "["), (f"-{token}-", "-")):
+        if old in nodeid:
+            return nodeid.replace(old, new, 1)
+    return nodeid
+
+
+_JOB_IN_ID = re.compile(r"[\[-]stress(\d+)[\]-]")
+
+
+def job_index_of(nodeid: str) -> int | None:
+    """The job index carried in a repeated item's node id (the controller needs it)."""
+    matches = _JOB_IN_ID.findall(nodeid)
+    return int(matches[-1]) if matches else None
+
+
+class _StressPlugin:
+    def __init__(self, config: pytest.Config, spec: dict[str, Any]) -> None:
+        self.config = config
+        self.jobs: list[dict[str, Any]] = spec["jobs"]
+        self.keep_passing: bool = bool(spec.get("keep_passing"))
+        self.events_path = spec["events"]
+        self.by_function: dict[str, list[int]] = {}
+        for job in self.jobs:
+            self.by_function.setdefault(base_id(job["test"]), []).append(job["index"])
+        self.is_worker = hasattr(config, "workerinput")
+        self._reports: dict[str, list[pytest.TestReport]] = {}
+        self._events = None if self.is_worker else open(  # noqa: SIM115 - closed at unconfigure
+            self.events_path, "a", encoding="utf-8")
+        self._saved_env: str | None = None
+
+    # --- workers (and the single process without xdist): build, order, seed items ---
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        indices = self.by_function.get(metafunc.definition.nodeid)
+        if indices:
+            metafunc.fixturenames.append(JOB_FIXTURE)
+            metafunc.parametrize(JOB_FIXTURE, indices, indirect=True,
+                                 ids=[f"stress{j}" for j in indices])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config,
+                                      items: list[pytest.Item]) -> None:
+        chosen: list[tuple[int, pytest.Item]] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            callspec = getattr(item, "callspec", None)
+            j = callspec.params.get(JOB_FIXTURE) if callspec is not None else None
+            if j is not None and strip_job_id(item.nodeid, j) == self.jobs[j]["test"]:
+                chosen.append((j, item))
+            else:
+                dropped.append(item)
+        chosen.sort(key=lambda pair: pair[0])
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for _, item in chosen]
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or JOB_FIXTURE not in callspec.params:
+            return
+        seed = int(self.jobs[callspec.params[JOB_FIXTURE]]["seed"])
+        self._saved_env = os.environ.get(SEED_ENV)
+        os.environ[SEED_ENV] = str(seed)
+        if hasattr(self.config.option, "seed"):
+            self.config.option.seed = seed
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        if self._saved_env is None:
+            os.environ.pop(SEED_ENV, None)
+        else:
+            os.environ[SEED_ENV] = self._saved_env
+
+    # --- the controlling process: one event line per finished run ---
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self._events is None:
+            return
+        self._reports.setdefault(report.nodeid, []).append(report)
+        if report.when not in ("setup", "call"):  # teardown, or "???" for a crashed worker
+            self._emit(report.nodeid, self._reports.pop(report.nodeid))
+
+    def _emit(self, nodeid: str, reports: list[pytest.TestReport]) -> None:
+        j = job_index_of(nodeid)
+        if j is None or j >= len(self.jobs):
+            return
+        job = self.jobs[j]
+        props: dict[str, Any] = {}
+        for rep in reports:
+            props.update(dict(rep.user_properties or ()))
+        failed = [rep for rep in reports if rep.failed]
+        if failed:
+            outcome = "failed" if failed[0].when in ("call", "???") else "error"
+        elif any(rep.skipped for rep in reports):
+            outcome = "skipped"
+        else:
+            outcome = "passed"
+        message = _short_message(failed[0]) if failed else None
+        log = _log_text(reports) if failed or self.keep_passing else None
+        node = getattr(reports[-1], "node", None)
+        gateway = getattr(node, "gateway", None)
+        event = {
+            "job": j,
+            "test": job["test"],
+            "seed": int(props.get("seed", job["seed"])),
+            "outcome": outcome,
+            "duration": round(sum(rep.duration for rep in reports), 4),
+            "worker": getattr(gateway, "id", None) or "main",
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "message": message,
+            "properties": {k: v for k, v in props.items() if _jsonable(v)},
+            "log": log,
+        }
+        assert self._events is not None
+        self._events.write(json.dumps(event) + "\n")
+        self._events.flush()
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _short_message(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        text = str(crash.message)
+    else:
+        lines = [ln for ln in report.longreprtext.splitlines() if ln.strip()]
+        text = lines[-1] if lines else f"{report.when} failed"
+    first = text.strip().splitlines()[0] if text.strip() else text
+    return first[:500]
+
+
+def _log_text(reports: list[pytest.TestReport]) -> str:
+    """Captured output of every phase, then the failure report(s): the run's whole story."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for rep in reports:
+        for title, content in rep.sections:
+            key = f"{title}\0{content}"
+            if key not in seen:  # later phases repeat earlier sections
+                seen.add(key)
+                parts.append(f"----- {title} -----\n{content.rstrip()}\n")
+    for rep in reports:
+        if rep.failed:
+            parts.append(f"----- failure ({rep.when}) -----\n{rep.longreprtext.rstrip()}\n")
+    return "\n".join(parts)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    jobs_file = config.getoption("stress_jobs")
+    if jobs_file:
+        spec = json.loads(Path(jobs_file).read_text(encoding="utf-8"))
+        config.pluginmanager.register(_StressPlugin(config, spec), "raftlab-stress-jobs")
+    if config.getoption("stress_collect"):
+        config.pluginmanager.register(_Collector(config), "raftlab-stress-collect")
+
+
+class _Collector:
+    def __init__(self, config: pytest.Config) -> None:
+        self.out = Path(config.getoption("stress_collect"))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        data = {"rootdir": str(session.config.rootpath),
+                "tests": [item.nodeid for item in session.items]}
+        self.out.write_text(json.dumps(data), encoding="utf-8")
