@@ -1,0 +1,122 @@
+"""The life of one graded test around its Config: seed, failure routing, cleanup.
+
+Go's ``defer cfg.cleanup()`` runs inside the test function; here the plugin
+calls :meth:`TestContext.finish` right after the test body (still inside the
+test's call phase), so a helper-thread failure, the 120 s check or threads a
+killed Raft left running fail the test itself, not its teardown.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import traceback
+from typing import Any
+
+from labtests.config import Config, derive_seed
+from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
+from labtests.impl_loader import Implementation
+from raft import debuglog
+
+THREAD_GRACE_S = 1.5  # how long cleanup's threads get to end before being reported
+
+
+class TestContext:
+    """Everything the harness sets up for one graded test, and undoes after it."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, name: str, seed: int, impl: Implementation) -> None:
+        self.name = name
+        self.seed = seed
+        self.impl = impl
+        self.failures = FailureChannel()
+        self.configs: list[Config] = []
+        self.warnings: list[str] = []
+        self._baseline = {t.ident for t in threading.enumerate()}
+        self._prev_hook = threading.excepthook
+        self._finished = False
+        # The Raft under test draws from module-level random: seed it too.
+        random.seed(derive_seed(seed, "global"))
+        debuglog.reset_clock()
+        debuglog.dlog("TEST", None, "=== %s (seed %d, impl %s)", name, seed, impl.spec)
+        threading.excepthook = self._excepthook
+
+    def _excepthook(self, args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is HelperThreadExit or args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        tb = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+        self.failures.record(f"uncaught exception in thread {name!r}: {args.exc_value!r}\n{tb}")
+
+    def make_config(self, n: int, unreliable: bool, snapshot: bool) -> Config:
+        """``make_config(t, n, unreliable, snapshot)`` of the lab."""
+        if self.impl.error is not None:
+            raise RaftTestFailure(self.impl.error)
+        cfg = Config.__new__(Config)
+        # Registered before construction, so a make() that fails half-way is cleaned up.
+        self.configs.append(cfg)
+        cfg.__init__(n, unreliable, snapshot, impl=self.impl, seed=self.seed,
+                     failures=self.failures)
+        return cfg
+
+    @property
+    def description(self) -> str | None:
+        for cfg in self.configs:
+            if getattr(cfg, "description", None):
+                return cfg.description
+        return None
+
+    @property
+    def figures(self) -> dict[str, Any] | None:
+        for cfg in self.configs:
+            if getattr(cfg, "figures", None):
+                return cfg.figures
+        return None
+
+    def finish(self, body_failed: bool) -> None:
+        """Clean up every config, check leftover threads, deliver recorded failures.
+
+        Raises :class:`RaftTestFailure` if the body passed but something failed
+        meanwhile (a helper thread, the time limit, leftover threads of the
+        bundled Raft).
+        """
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            for cfg in self.configs:
+                if not hasattr(cfg, "_cleaned"):
+                    continue  # construction failed before the network existed
+                try:
+                    cfg.cleanup()
+                except RaftTestFailure:
+                    pass  # recorded in the channel; delivered below
+            leftovers = self._leftover_threads()
+            if leftovers:
+                msg = (
+                    "threads still running after cleanup: " + ", ".join(sorted(leftovers))
+                    + " (a killed Raft must make its own threads exit)"
+                )
+                if self.impl.is_bundled:
+                    self.failures.record(msg)
+                else:
+                    self.warnings.append(msg)
+        finally:
+            threading.excepthook = self._prev_hook
+            debuglog.dlog("TEST", None, "=== %s finished", self.name)
+        if not body_failed and self.failures.failed:
+            raise RaftTestFailure(self.failures.first_message())
+
+    def _leftover_threads(self) -> list[str]:
+        deadline = time.monotonic() + THREAD_GRACE_S
+        while True:
+            alive = [
+                t for t in threading.enumerate()
+                if t.ident not in self._baseline and t.is_alive()
+                and t is not threading.current_thread()
+            ]
+            if not alive or time.monotonic() >= deadline:
+                return [t.name for t in alive]
+            alive[0].join(timeout=min(0.05, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,144 @@
+"""Find the Raft implementation under test and check it has the lab's API.
+
+The implementation is chosen by ``--raft-impl`` (or ``RAFTLAB_IMPL``): a module
+name (``raft``, ``mypkg.myraft``), a path to a ``.py`` file, or a path to a
+package directory.  The default is the bundled reference Raft, the module
+``raft``.  A module that lacks part of the API is reported once, by name, and
+every test then fails fast with that message instead of with a confusing
+``AttributeError`` deep inside the harness.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from raft.api import REQUIRED_MODULE_FUNCTIONS, REQUIRED_RAFT_METHODS
+
+DEFAULT_IMPL = "raft"
+ENV_VAR = "RAFTLAB_IMPL"
+
+
+@dataclass
+class Implementation:
+    """The loaded implementation, or why it cannot be tested."""
+
+    spec: str
+    module: ModuleType | None = None
+    error: str | None = None
+    checked_classes: set[type] = field(default_factory=set)
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.spec == DEFAULT_IMPL
+
+    def make(self, peers: list[Any], me: int, persister: Any, apply_ch: Any) -> Any:
+        """Call the implementation's ``make`` and check the object it returns."""
+        if self.error is not None or self.module is None:
+            raise ImplementationError(self.error or f"implementation {self.spec!r} not loaded")
+        rf = self.module.make(peers, me, persister, apply_ch)
+        cls = type(rf)
+        if cls not in self.checked_classes:
+            missing = missing_methods(rf)
+            if missing:
+                raise ImplementationError(
+                    f"Raft implementation {self.spec!r}: the object returned by make() "
+                    f"({cls.__module__}.{cls.__qualname__}) lacks required method(s): "
+                    f"{', '.join(missing)} (needs {', '.join(REQUIRED_RAFT_METHODS)})"
+                )
+            self.checked_classes.add(cls)
+        return rf
+
+
+class ImplementationError(Exception):
+    """The implementation under test cannot be used (missing API, import error)."""
+
+
+def missing_methods(obj_or_class: Any) -> list[str]:
+    return [m for m in REQUIRED_RAFT_METHODS if not callable(getattr(obj_or_class, m, None))]
+
+
+def _import_path(path: str) -> ModuleType:
+    """Import a ``.py`` file or a package directory given by path."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        init = os.path.join(path, "__init__.py")
+        if not os.path.exists(init):
+            raise ImportError(f"{path} is a directory without __init__.py (not a package)")
+        name = os.path.basename(path.rstrip(os.sep))
+        location, search = init, [path]
+    else:
+        name = os.path.splitext(os.path.basename(path))[0]
+        location, search = path, None
+    # A student's file is often called raft.py: never shadow an imported module.
+    existing = sys.modules.get(name)
+    if existing is not None:
+        if os.path.abspath(getattr(existing, "__file__", "") or "") == location:
+            return existing
+        name = f"raftlab_impl_{name}"
+        if name in sys.modules:
+            return sys.modules[name]
+    # Sibling modules of the implementation must be importable.
+    parent = os.path.dirname(path.rstrip(os.sep)) if search else os.path.dirname(path)
+    if parent not in sys.path:
+        sys.path.insert(0, parent)
+    spec = importlib.util.spec_from_file_location(name, location, submodule_search_locations=search)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before running it, so pickled RPC classes can be found by name.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".py") or os.sep in spec or spec.startswith(".") or os.path.isdir(spec)
+
+
+def load(spec: str | None = None) -> Implementation:
+    """Load the implementation named by ``spec`` (default: env var, then ``raft``)."""
+    spec = spec or os.environ.get(ENV_VAR) or DEFAULT_IMPL
+    impl = Implementation(spec=spec)
+    try:
+        if _looks_like_path(spec):
+            if not os.path.exists(spec):
+                raise ImportError(f"no such file or directory: {spec}")
+            module = _import_path(spec)
+        else:
+            module = importlib.import_module(spec)
+    except BaseException as exc:  # noqa: BLE001 - every test reports it
+        impl.error = (
+            f"cannot import the Raft implementation {spec!r}: {exc!r}\n"
+            + traceback.format_exc(limit=-3)
+        )
+        return impl
+    impl.module = module
+    problems = []
+    missing_funcs = [f for f in REQUIRED_MODULE_FUNCTIONS if not callable(getattr(module, f, None))]
+    if missing_funcs:
+        problems.append(f"module function(s) {', '.join(missing_funcs)}")
+    # If the module defines a Raft class, check it now rather than at make().
+    cls = getattr(module, "Raft", None)
+    if isinstance(cls, type):
+        missing = missing_methods(cls)
+        if missing:
+            problems.append(f"method(s) {', '.join(missing)} on class Raft")
+    if problems:
+        impl.error = (
+            f"Raft implementation {spec!r} ({getattr(module, '__file__', '?')}) lacks "
+            + " and ".join(problems)
+            + f"; the lab API is make(peers, me, persister, apply_ch) returning an object "
+            f"with {', '.join(REQUIRED_RAFT_METHODS)}"
+        )
+    return impl
