@@ -59,7 +59,7 @@ def failure_rate_upper_bound(failures: int, runs: int, confidence: float = 0.95)
     return hi
 
 
-def _fmt_pct(x: float) -> str:
+def fmt_pct(x: float) -> str:
     pct = 100.0 * x
     return f"{pct:.1f} %" if pct >= 0.1 else f"{pct:.2g} %"
 
@@ -69,8 +69,8 @@ def bound_sentence(failures: int, runs: int, confidence: float = 0.95) -> str:
     if runs == 0:
         return "no runs finished: no bound on the failure rate"
     bound = failure_rate_upper_bound(failures, runs, confidence)
-    observed = "" if failures == 0 else f" ({_fmt_pct(failures / runs)})"
-    return (f"{failures} of {runs} failed{observed}: failure rate < {_fmt_pct(bound)} "
+    observed = "" if failures == 0 else f" ({fmt_pct(failures / runs)})"
+    return (f"{failures} of {runs} failed{observed}: failure rate < {fmt_pct(bound)} "
             f"at {confidence * 100:.0f} % confidence")
 
 

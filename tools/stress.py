@@ -52,7 +52,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tools.stats import TestStats, bound_sentence, failure_rate_upper_bound
+from tools.stats import TestStats, bound_sentence, failure_rate_upper_bound, fmt_pct
 from tools.stress_backend import (
     Backend,
     BackendError,
@@ -157,6 +157,14 @@ def short_name(test: str) -> str:
     return f"{Path(path).name}::{rest}" if rest else test
 
 
+def display_names(tests: Sequence[str]) -> dict[str, str]:
+    """Bare test names when they are unique (the usual case), else ``file::name``."""
+    bare = {t: t.rsplit("::", 1)[-1] for t in tests}
+    if len(set(bare.values())) == len(bare):
+        return bare
+    return {t: short_name(t) for t in tests}
+
+
 def safe_file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
 
@@ -201,9 +209,11 @@ class StressRun:
         )
         self.overall = self.progress.add_task("[bold]all runs", total=len(self.jobs),
                                               failures=0, failtext="")
+        self.names = display_names(list(self.stats))
+        width = max(len(n) for n in self.names.values())
         self.tasks: dict[str, TaskID] = {
-            test: self.progress.add_task(short_name(test), total=st.planned, failures=0,
-                                         failtext="")
+            test: self.progress.add_task(self.names[test].ljust(width), total=st.planned,
+                                         failures=0, failtext="")
             for test, st in self.stats.items()
         }
 
@@ -278,19 +288,21 @@ class StressRun:
         return sum(st.runs for st in self.stats.values())
 
     def table(self) -> Table:
-        table = Table(title="raftlab stress results", title_justify="left")
-        table.add_column("Test")
-        table.add_column("Runs", justify="right")
-        table.add_column("Failed", justify="right")
-        table.add_column("Time mean ± std (s)", justify="right")
-        table.add_column("Max (s)", justify="right")
-        table.add_column("Fail rate <, 95 %", justify="right")
+        table = Table(title="raftlab stress results", title_justify="left",
+                      caption="fail rate: upper bound at 95 % confidence", caption_justify="left")
+        table.add_column("Test", no_wrap=True,
+                         min_width=max(len(n) for n in self.names.values()))
+        table.add_column("Runs", justify="right", no_wrap=True)
+        table.add_column("Fails", justify="right")
+        table.add_column("Time s, mean ± std", justify="right", no_wrap=True)
+        table.add_column("Max s", justify="right")
+        table.add_column("Fail rate <", justify="right")
         for test, st in self.stats.items():
             failed = f"[red]{st.failures}[/red]" if st.failures else "0"
             bound = failure_rate_upper_bound(st.failures, st.runs) if st.runs else 1.0
-            table.add_row(short_name(test), f"{st.runs}/{st.planned}", failed,
+            table.add_row(self.names[test], f"{st.runs}/{st.planned}", failed,
                           f"{st.mean:.2f} ± {st.std:.2f}", f"{st.max:.2f}",
-                          f"{100 * bound:.2g} %")
+                          fmt_pct(bound))
         return table
 
     def summary_lines(self, interrupted: bool) -> list[str]:
@@ -305,7 +317,7 @@ class StressRun:
         lines.append(bound_sentence(fails, runs) + " (exact one-sided Clopper-Pearson bound; "
                      "for 0 failures about the rule of three, 3/n)")
         rate = 60.0 * runs / wall if wall > 0 else 0.0
-        lines.append(f"wall time {wall:.1f} s, {rate:.1f} runs/min, {self.workers} workers, "
+        lines.append(f"wall time {wall:.1f} s, {rate:.1f} runs/min, workers: {self.workers}, "
                      f"base seed {self.base_seed}")
         now = loadavg()
         lines.append(

@@ -10,9 +10,10 @@ pytest's human output:
   indices of its jobs (ids ``stress<j>``), so every repetition is its own item that
   pytest-xdist can send to any worker; items are then ordered as the job list says.
   Before each item runs, its seed is handed to the harness (``--seed`` option value
-  and ``RAFTLAB_SEED``).  The controlling process (the xdist controller, or the only
-  process without xdist) writes one JSON line per finished run to the events file
-  named in the jobs file, flushed at once, which the stress CLI tails.
+  and ``RAFTLAB_SEED``; the harness reads them when a test starts).  The controlling
+  process (the xdist controller, or the only process without xdist) writes one JSON
+  line per finished run to the events file named in the jobs file, flushed at once,
+  which the stress CLI tails.
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ class _StressPlugin:
         seed = int(self.jobs[callspec.params[JOB_FIXTURE]]["seed"])
         self._saved_env = os.environ.get(SEED_ENV)
         os.environ[SEED_ENV] = str(seed)
-        if hasattr(self.config.option, "seed"):
-            self.config.option.seed = seed
+        for dest in ("raft_seed", "seed"):  # the harness's --seed, should it be set
+            if hasattr(self.config.option, dest):
+                setattr(self.config.option, dest, seed)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
@@ -204,6 +206,10 @@ def _log_text(reports: list[pytest.TestReport]) -> str:
     for rep in reports:
         for title, content in rep.sections:
             key = f"{title}\0{content}"
+            if title == "raftlab rerun":
+                # The harness's hint names the repeated item (``test_x[stress3]``); the
+                # stress log's header carries the exact rerun command instead.
+                continue
             if key not in seen:  # later phases repeat earlier sections
                 seen.add(key)
                 parts.append(f"----- {title} -----\n{content.rstrip()}\n")
