@@ -242,14 +242,21 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         if live:
             return  # begin() and end() already printed these lines
         line = passed_line(props)
-        tr.ensure_newline()
+        _fresh_line(tr)
         tr.write_line(f"{desc} ...")
         tr.write_line(line, green=True)
     elif report.failed:
-        tr.ensure_newline()
+        _fresh_line(tr)
         if not live:
             tr.write_line(f"{desc} ...")
         tr.write_line(f"  ... FAILED -- {rerun_hint(config, name, props['seed'])}", red=True)
+
+
+def _fresh_line(tr: Any) -> None:
+    """Start our lines on a line of their own (after pytest's progress dots)."""
+    tw = getattr(tr, "_tw", None)
+    if tw is not None and getattr(tw, "width_of_current_line", 0):
+        tr.write("\n")
 
 
 _CONFIG: dict[str, pytest.Config] = {}
