@@ -235,3 +235,21 @@ def test_backup_bounds():
     assert rules.next_index_after_conflict(snap, 2, 4, 0) == 11
     # A term the leader never had, below the snapshot: the leader will send the snapshot.
     assert rules.next_index_after_conflict(snap, 1, 3, 0) == 3
+
+
+def test_state_encoding_reuses_blocks_and_tracks_truncation():
+    from raft.log import BLOCK
+
+    log = make_log([1] * (2 * BLOCK + 10))
+    first = encode_state(1, 0, log)
+    assert decode_state(first)[2].entries == log.entries
+    log.truncate_from(BLOCK + 5)  # inside the second block: it must be re-pickled
+    log.extend([(2, f"n{i}") for i in range(BLOCK)])
+    term, voted, back = decode_state(encode_state(2, 1, log))
+    assert (term, voted) == (2, 1)
+    assert back.entries == log.entries
+    assert back.term_at(BLOCK + 5) == 2 and back.command_at(BLOCK + 4) == f"c{BLOCK + 4}"
+    back.compact_to(BLOCK + 7)  # compaction shifts every block
+    again = decode_state(encode_state(2, 1, back))[2]
+    assert (again.base_index, again.base_term) == (BLOCK + 7, 2)
+    assert again.entries == back.entries
