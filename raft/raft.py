@@ -282,8 +282,10 @@ class Raft:
     # -------------------------------------------- state changes (lock held)
 
     def _persist(self) -> None:
-        self.persister.save(encode_state(self.term, self.voted_for, self.log),
-                            self.snapshot_data)
+        state = encode_state(self.term, self.voted_for, self.log)
+        self.persister.save(state, self.snapshot_data)
+        dlog("PERS", self.me, "saved term %d vote %d %r: %d bytes", self.term, self.voted_for,
+             self.log, len(state))
 
     def _reset_election_timer(self) -> None:
         self.election_deadline = time.monotonic() + random.uniform(*ELECTION_TIMEOUT)
