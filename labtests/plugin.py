@@ -195,10 +195,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if ctx is None or report.when != "call":
         return report
     figures = ctx.figures
+    for cfg in ctx.configs:
+        for msg in getattr(cfg, "warnings", ()):
+            item.user_properties.append(("lab_warning", msg))
     if report.passed and figures:
         for key in ("time", "peers", "rpcs", "bytes", "commits"):
             item.user_properties.append((key, figures[key]))
-        report.user_properties = list(item.user_properties)
+    report.user_properties = list(item.user_properties)
     for msg in ctx.warnings:
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)
         report.sections.append(("raftlab warning", msg))
@@ -241,7 +244,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.passed and "time" in props:
         if live:
             return  # begin() and end() already printed these lines
-        line = passed_line(props)
+        # Go prints the lab's warnings without a newline, so they prefix the Passed line.
+        lab_warnings = "".join(v for k, v in report.user_properties if k == "lab_warning")
+        line = lab_warnings + passed_line(props)
         _fresh_line(tr)
         tr.write_line(f"{desc} ...")
         tr.write_line(line, green=True)
