@@ -181,7 +181,8 @@ class Config:
     def crash1(self, i: int) -> None:
         """Shut down server i, keeping its persisted state for a later start1."""
         self._check()
-        dlog("TEST", None, "crash1(%d)", i)
+        if self.rafts[i] is not None or self.saved[i] is not None:  # not a first start
+            dlog("TEST", None, "crash1(%d)", i)
         self.disconnect(i)
         self.net.delete_server(i)  # in-flight replies from i are now discarded
         with self.mu:
@@ -283,7 +284,8 @@ class Config:
     def disconnect(self, i: int) -> None:
         """Detach server i from everyone, itself included."""
         self._check()
-        dlog("TEST", None, "disconnect(%d)", i)
+        if self.endnames[i] is not None:
+            dlog("TEST", None, "disconnect(%d)", i)
         with self.mu:
             self.connected[i] = False
             if self.endnames[i] is not None:

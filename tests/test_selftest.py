@@ -299,3 +299,42 @@ def test_loader_reports_import_errors_and_accepts_module_names(tmp_path):
     assert "lacks module function(s) make" in load(str(bad)).error
     impl = load("raft")
     assert impl.error is None and impl.is_bundled
+
+
+@pytest.fixture
+def oracle_config():
+    """An in-process Config over the oracle toy, cleaned up afterwards."""
+    ctx = TestContext("selftest-inprocess", 7, load(str(TOYS / "no_majority.py")))
+    try:
+        yield ctx.make_config(3, False, True)
+    finally:
+        ctx.finish(body_failed=True)
+
+
+def test_end_enforces_the_120_second_limit(oracle_config):
+    cfg = oracle_config
+    cfg.begin("Test (X): slow")
+    cfg.start -= 121  # as if make_config had been called 121 s ago
+    with pytest.raises(RaftTestFailure, match="^test took longer than 120 seconds$"):
+        cfg.end()
+
+
+def test_snapshot_ingestion_errors_have_the_lab_messages(oracle_config):
+    cfg = oracle_config
+    with cfg.mu:
+        assert cfg.ingest_snap(1, None, -1) == "nil snapshot"
+        assert cfg.ingest_snap(1, b"junk", -1) == "snapshot decode error"
+        good = encode_snapshot(9, [None, *range(1, 10)])
+        assert cfg.ingest_snap(1, good, 19) == "server 1 snapshot doesn't match m.SnapshotIndex"
+        assert cfg.ingest_snap(1, good, 9) == ""
+        assert cfg.last_applied[1] == 9 and cfg.logs[1][0] is None and cfg.logs[1][9] == 9
+
+
+def test_one_and_checks_work_in_process(oracle_config):
+    cfg = oracle_config
+    cfg.begin("Test (X): oracle")
+    assert cfg.one(101, 3, False) == 1
+    assert cfg.n_committed(1) == (3, 101)
+    assert cfg.check_terms() == 1
+    cfg.end()
+    assert cfg.figures["commits"] == 1 and cfg.figures["peers"] == 3
