@@ -293,10 +293,10 @@ class StressRun:
         table.add_column("Test", no_wrap=True,
                          min_width=max(len(n) for n in self.names.values()))
         table.add_column("Runs", justify="right", no_wrap=True)
-        table.add_column("Fails", justify="right")
+        table.add_column("Fails", justify="right", no_wrap=True)
         table.add_column("Time s, mean ± std", justify="right", no_wrap=True)
-        table.add_column("Max s", justify="right")
-        table.add_column("Fail rate <", justify="right")
+        table.add_column("Max s", justify="right", no_wrap=True)
+        table.add_column("Fail rate <", justify="right", no_wrap=True)
         for test, st in self.stats.items():
             failed = f"[red]{st.failures}[/red]" if st.failures else "0"
             bound = failure_rate_upper_bound(st.failures, st.runs) if st.runs else 1.0
@@ -408,8 +408,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
         parser.error("--runs and --workers must be at least 1")
     if workers > cores:
         err.print(f"[yellow]warning:[/yellow] {workers} workers on {cores} cores: the tests are "
-                  "timing-based, so runs starved of CPU may fail without a Raft bug; "
-                  f"use -p {cores} or fewer to trust a failure.")
+                  "timing-based and runs starved of CPU can fail without a Raft bug; "
+                  f"confirm a failure with its rerun command or -p {cores} before blaming Raft.")
     start_load = loadavg()[0]
     if start_load > cores:
         err.print(f"[yellow]warning:[/yellow] load average is already {start_load:.2f} on "
@@ -445,6 +445,7 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
     thread = threading.Thread(target=_run_backend, args=(backend, jobs, results),
                               name="raftlab-stress-backend", daemon=True)
     interrupted = False
+    interrupts = 0
     backend_error: BaseException | None = None
     if live:
         run.progress.start()
@@ -457,10 +458,12 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
                 run.progress.refresh()  # keeps elapsed time and ETA moving
                 continue
             except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop waiting for the backend
+                interrupts += 1
+                if interrupts >= 3:  # stop waiting for the backend altogether
                     break
                 interrupted = True
-                err.print("\ninterrupted: stopping runs (Ctrl-C again to stop waiting)")
+                err.print("\ninterrupted: stopping runs" if interrupts == 1
+                          else "\nstopping harder")
                 backend.cancel()
                 continue
             if item is None:
@@ -485,6 +488,7 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
             if isinstance(item, RunResult):
                 run.record(item)
         run.close()
+    thread.join(timeout=1.0 if interrupts >= 3 else 30.0)
     run.print_summary(interrupted)
     if backend_error is not None:
         err.print(f"raftlab stress: {backend_error}", markup=False)

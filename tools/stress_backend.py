@@ -88,7 +88,8 @@ class Backend(Protocol):
         or the run was cancelled.  Raises BackendError if runs could not be done."""
 
     def cancel(self) -> None:
-        """Stop soon (thread-safe); finished results are still delivered."""
+        """Stop soon (thread-safe; a second call may stop harder); finished results are
+        still delivered."""
 
 
 def pytest_command(python: str = sys.executable) -> list[str]:
@@ -226,9 +227,13 @@ class XdistBackend:
                 pass
 
     def cancel(self) -> None:
+        """First call: SIGINT (xdist shuts down cleanly); a second call: SIGKILL."""
         with self._lock:
-            self._cancelled.set()
-            self._signal(signal.SIGINT)
+            if self._cancelled.is_set():
+                self._signal(signal.SIGKILL)
+            else:
+                self._cancelled.set()
+                self._signal(signal.SIGINT)
 
 
 def _result_from_event(event: dict[str, Any]) -> RunResult:
