@@ -1,0 +1,120 @@
+"""The codec's tests: labgob's TestGOB in Python form, plus what the codec refuses."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import queue
+import threading
+
+import pytest
+
+from labrpc.codec import CodecError, decode, encode
+
+
+@dataclasses.dataclass
+class T1:
+    t1int0: int = 0
+    t1int1: int = 0
+    t1string0: str = ""
+    t1string1: str = ""
+
+
+@dataclasses.dataclass
+class T3:
+    t3int999: int = 0
+
+
+@dataclasses.dataclass
+class T2:
+    t2slice: list = dataclasses.field(default_factory=list)
+    t2map: dict = dataclasses.field(default_factory=dict)
+    t2interface: object = None
+
+
+class Slotted:
+    __slots__ = ("a", "b")
+
+    def __init__(self, a: object, b: object) -> None:
+        self.a, self.b = a, b
+
+
+def test_gob_roundtrip_of_nested_values():
+    t1 = T1(0, 1, "", "6.824")
+    t2 = T2([T1(), t1], {99: T1(1, 2, "x", "y")}, T3(999))
+    values = [0, 1, t1, t2]
+    decoded = [decode(encode(v)) for v in values]
+    assert decoded[0] == 0 and decoded[1] == 1
+    assert decoded[2] == t1
+    got = decoded[3]
+    assert len(got.t2slice) == 2 and got.t2slice[1] == t1
+    assert len(got.t2map) == 1 and got.t2map[99].t1string1 == "y"
+    assert isinstance(got.t2interface, T3) and got.t2interface.t3int999 == 999
+
+
+def test_decode_gives_a_deep_copy():
+    original = T2([T1(1, 2, "a", "b")], {1: [1, 2]}, None)
+    copy = decode(encode(original))
+    copy.t2slice[0].t1int0 = 42
+    copy.t2map[1].append(3)
+    assert original.t2slice[0].t1int0 == 1
+    assert original.t2map[1] == [1, 2]
+
+
+def test_big_ints_and_bytes_survive():
+    value = {"cmd": 2**63 - 1, "snap": b"\x00\xff" * 10, "neg": -5, "f": 0.5, "set": {1, 2}}
+    assert decode(encode(value)) == value
+
+
+def _generator():
+    yield 1
+
+
+def _module_function() -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (threading.Lock(), "threading.Lock"),
+        (threading.RLock(), "threading.RLock"),
+        (threading.Condition(), "threading.Condition"),
+        (threading.Event(), "threading.Event"),
+        (threading.Semaphore(), "threading.Semaphore"),
+        (threading.Thread(), "threading.Thread"),
+        (queue.Queue(), "queue.Queue"),
+        (queue.SimpleQueue(), "queue.SimpleQueue"),
+        (_module_function, "function _module_function"),
+        (lambda: 1, "function <lambda>"),
+        (_generator(), "generator"),
+        (io, "module"),
+        (io.BytesIO(), "file"),
+    ],
+)
+def test_refuses_what_cannot_cross_a_network(value, expected):
+    with pytest.raises(CodecError) as err:
+        encode(T2([T1(), Slotted(1, [value])]), "args")
+    assert str(err.value).startswith(f"args.t2slice[1].b[0]: {expected}")
+
+
+def test_refuses_an_object_that_holds_a_lock_naming_the_lock():
+    class Peer:  # a Raft-like object with a lock inside
+        def __init__(self) -> None:
+            self.mu = threading.Lock()
+            self.log = [1, 2]
+
+    with pytest.raises(CodecError, match=r"^reply\.peer\.mu: threading\.Lock"):
+        encode(_Holder(Peer()), "reply")
+
+
+class _Holder:
+    def __init__(self, peer: object) -> None:
+        self.peer = peer
+
+
+def test_plain_data_is_accepted_at_any_depth():
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep, {"k": (len(str(deep)),)}]
+    assert decode(encode(deep)) == deep
