@@ -104,8 +104,15 @@ class MiniCluster:
         self.net.cleanup()
 
 
-def raft_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(("raft-", "smoke-"))]
+def raft_threads(prefix: tuple[str, ...] | str = ("raft-", "smoke-")) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def wait_no_threads(prefix: tuple[str, ...] | str, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while raft_threads(prefix) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return raft_threads(prefix)
 
 
 def test_elect_agree_crash_restart_snapshot_and_clean_exit():
@@ -116,6 +123,7 @@ def test_elect_agree_crash_restart_snapshot_and_clean_exit():
         victim = (c.leader() + 1) % 3
         c.crash(victim)
         assert c.one("c", 2) == 3
+        assert wait_no_threads(f"raft-S{victim}-", 1.0) == []  # kill() stops them all
         c.start(victim)
         assert c.one("d", 3) == 4
         for i in range(3):  # everyone snapshots up to index 3; the log shrinks
@@ -129,7 +137,4 @@ def test_elect_agree_crash_restart_snapshot_and_clean_exit():
         assert [c.applied[victim].get(k) for k in (4, 5, 6)] == ["d", "e", "f"]
     finally:
         c.shutdown()
-    deadline = time.monotonic() + 1.0
-    while raft_threads() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert raft_threads() == []
+    assert wait_no_threads(("raft-", "smoke-"), 1.0) == []
