@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "test": ("tools.test_cmd", "run graded parts or tests (a thin layer over pytest)"),
     "stress": ("tools.stress", "run tests hundreds of times in parallel, with statistics"),
     "logs": ("tools.logs", "view a debug log with coloured topics and one column per peer"),
+    "grade": ("tools.grade", "grade an implementation (or a class of them) part by part"),
 }
 
 
