@@ -149,6 +149,7 @@ class Config:
 
     def fail(self, msg: str) -> None:
         """``t.Fatalf``: fail the test (raise here, or end this helper thread)."""
+        __tracebackhide__ = True  # show the test line, not the harness plumbing
         dlog("TEST", None, "FAIL: %s", msg.splitlines()[0] if msg else msg)
         self.failures.fail(msg)
 
@@ -159,6 +160,7 @@ class Config:
         self.warnings.append(msg)
 
     def _check(self) -> None:
+        __tracebackhide__ = True  # show the test line, not the harness plumbing
         self.failures.check()
 
     def _on_handler_error(self, svc_meth: str, exc: BaseException, tb_text: str) -> None:
@@ -166,6 +168,7 @@ class Config:
 
     def sleep(self, seconds: float) -> None:
         """``time.Sleep`` that ends early (failing the test) if a helper failed."""
+        __tracebackhide__ = True  # show the test line, not the harness plumbing
         self.failures.sleep(seconds)
 
     def rand_int(self) -> int:

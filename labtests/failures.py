@@ -58,6 +58,7 @@ class FailureChannel:
 
     def fail(self, msg: str) -> None:
         """Fail the test with ``msg``: raise in the main thread, end a helper thread."""
+        __tracebackhide__ = True  # show the test line, not the harness plumbing
         self.record(msg)
         if threading.current_thread() is self.main_thread:
             raise RaftTestFailure(self.first_message())
@@ -81,6 +82,7 @@ class FailureChannel:
 
         (A helper of a test that has already failed has nothing left to check.)
         """
+        __tracebackhide__ = True  # show the test line, not the harness plumbing
         if self._event.is_set():
             if threading.current_thread() is self.main_thread:
                 raise RaftTestFailure(self.first_message())
@@ -88,6 +90,7 @@ class FailureChannel:
 
     def sleep(self, seconds: float) -> None:
         """Sleep like ``time.sleep``, but wake early (and fail) on a recorded failure."""
+        __tracebackhide__ = True  # show the test line, not the harness plumbing
         if seconds > 0:
             self._event.wait(seconds)
         self.check()
