@@ -294,7 +294,7 @@ class StressRun:
                          min_width=max(len(n) for n in self.names.values()))
         table.add_column("Runs", justify="right", no_wrap=True)
         table.add_column("Fails", justify="right", no_wrap=True)
-        table.add_column("Time s, mean ± std", justify="right", no_wrap=True)
+        table.add_column("Mean ± std s", justify="right", no_wrap=True)
         table.add_column("Max s", justify="right", no_wrap=True)
         table.add_column("Fail rate <", justify="right", no_wrap=True)
         for test, st in self.stats.items():
@@ -339,7 +339,9 @@ class StressRun:
         self.finished_at = self.finished_at or time.monotonic()
         table = self.table()
         lines = self.summary_lines(interrupted)
-        self.console.print(table)
+        # Files and pipes get a width that fits the table (rich assumes 80 columns there).
+        self.console.print(table, width=None if self.console.is_terminal
+                           else max(self.console.width, 110))
         for line in lines:
             self.console.print(line, highlight=False, markup=False, soft_wrap=True)
         with open(self.outdir / "summary.txt", "w", encoding="utf-8") as fh:
