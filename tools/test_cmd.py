@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import os
 import sys
 
@@ -24,9 +25,12 @@ PARTS = ("2a", "2b", "2c", "2d")
 
 
 def _suite_dir() -> str:
-    import labtests
-
-    return os.path.dirname(os.path.abspath(labtests.__file__))
+    # Located without importing: pytest must be the first to import labtests,
+    # or it cannot rewrite the asserts of the plugin it loads from there.
+    spec = importlib.util.find_spec("labtests")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the labtests package is not installed")
+    return os.path.abspath(list(spec.submodule_search_locations)[0])
 
 
 def catalog() -> dict[str, list[str]]:
