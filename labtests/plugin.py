@@ -206,7 +206,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)
         report.sections.append(("raftlab warning", msg))
     if report.failed:
-        report.sections.append(("raftlab rerun", rerun_hint(item.config, item.name, ctx.seed)))
+        hint = rerun_hint(item.config, item.originalname, ctx.seed)
+        report.sections.append(("raftlab rerun", hint))
     return report
 
 
