@@ -1,0 +1,277 @@
+"""``raftlab grade``: grade a Raft implementation, or a whole class of them, part by part.
+
+Every graded test of the rubric runs N times (each run with its own seed) in
+separate, memory- and time-limited pytest processes (see ``tools.grade_isolation``),
+reusing the stress runner's backend; a test earns its points only if all N runs
+pass; each part has a wall-clock budget.  Scores are computed here, in the grader's
+process, from the per-run results.
+
+Examples::
+
+    raftlab grade alice/raft.py                  # one submission (file, package or folder)
+    raftlab grade raft --runs 1                  # the bundled reference Raft
+    raftlab grade --batch submissions/ -o grades # one subfolder per student -> grades.csv
+    raftlab grade alice/ --only 2A --runs 5      # a part (or test names) only
+    raftlab grade alice/ --rubric my-course.toml # points, runs and budgets from a rubric
+
+A submission is a ``.py`` module, a package folder, or a folder holding ``raft.py``
+or one package (see ``tools.grade_submission``).  Reports go to ``-o`` (default
+``grade-<timestamp>``): report.json, results.json (Gradescope), junit.xml,
+summary.txt and logs/ of failed runs; with ``--batch`` one such folder per student
+plus grades.csv.
+
+Exit status: 0 full marks (batch: every submission graded), 1 points lost (batch:
+some submission could not be graded), 2 bad usage or rubric, 3 the submission could
+not be graded (single) or the tests could not be collected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from tools.grade_isolation import STALL_GRACE_S, IsolatedBackend, Limits, run_part
+from tools.grade_report import batch_table, table, write_csv, write_reports
+from tools.grade_rubric import PARTS, Rubric, RubricError, load, resolve, restrict
+from tools.grade_score import (
+    PartGrade,
+    RunGrade,
+    SubmissionGrade,
+    TestGrade,
+    grade_part,
+)
+from tools.grade_submission import Submission, SubmissionError, discover_batch, stage
+from tools.grade_submission import resolve as resolve_submission
+from tools.stress import default_test_paths, machine_cores, plan_jobs, safe_file_part
+from tools.stress_backend import BackendError, RunOptions, RunResult, collect
+
+EXIT_FULL, EXIT_LOST, EXIT_USAGE, EXIT_UNGRADED = 0, 1, 2, 3
+
+
+class Catalog:
+    """The graded tests as collected from the installed suites (no student code runs)."""
+
+    def __init__(self, rootdir: Path, nodeids: list[str]) -> None:
+        self.rootdir = rootdir
+        self.nodeid: dict[str, str] = {}
+        self.by_part: dict[str, list[str]] = {p: [] for p in PARTS}
+        for nodeid in nodeids:
+            path, _, name = nodeid.partition("::")
+            stem = Path(path).stem  # test_2a
+            part = stem.removeprefix("test_").upper()
+            if part in self.by_part and "[" not in name:
+                self.by_part[part].append(name)
+                self.nodeid[name] = nodeid
+
+    @classmethod
+    def collect(cls) -> Catalog:
+        rootdir, nodeids = collect(["-m", "not selftest", *default_test_paths()])
+        return cls(rootdir, nodeids)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raftlab grade",
+        description="Grade a Raft implementation (or --batch a folder of them) with a rubric: "
+        "every graded test runs N times in isolated, limited processes and earns its points "
+        "only if all runs pass. Writes a terminal table, report.json, junit.xml and a "
+        "Gradescope results.json (batch: plus grades.csv).")
+    parser.add_argument("submission", nargs="?",
+                        help="a .py file, a package folder, a folder holding raft.py or one "
+                        "package, or an installed module name (e.g. raft, the reference)")
+    parser.add_argument("--batch", type=Path, metavar="DIR",
+                        help="grade every subfolder of DIR as one submission")
+    parser.add_argument("--rubric", type=Path, help="rubric TOML file (default: the shipped "
+                        "tools/rubrics/default.toml)")
+    parser.add_argument("-n", "--runs", type=int, help="runs per test (default: the rubric's)")
+    parser.add_argument("--only", action="append", default=[], metavar="PART|TEST",
+                        help="grade only this part (2A) or test; repeatable")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="report folder (default: grade-<timestamp>)")
+    parser.add_argument("-p", "--workers", type=int, default=1,
+                        help="parallel test processes per submission (default 1: the tests "
+                        "are timing-based; more than the free cores makes them unfair)")
+    parser.add_argument("--timeout", type=float,
+                        help="per-run watchdog in seconds (default: the rubric's)")
+    parser.add_argument("--memory-mb", type=int,
+                        help="address-space limit per test process (default: the rubric's)")
+    parser.add_argument("--budget-scale", type=float, default=1.0,
+                        help="multiply every part's time budget (e.g. 2 on a slow machine)")
+    parser.add_argument("--seed", type=int, help="base seed of the run seeds")
+    parser.add_argument("--list", action="store_true",
+                        help="print the resolved rubric (tests and points) and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = console or Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    if not args.list and (args.submission is None) == (args.batch is None):
+        parser.error("give one submission or --batch DIR")
+    if args.workers < 1 or (args.runs is not None and args.runs < 1):
+        parser.error("--workers and --runs must be at least 1")
+    if args.workers > machine_cores():
+        err.print(f"[yellow]warning:[/yellow] {args.workers} workers on {machine_cores()} "
+                  "cores: timing-based tests starved of CPU fail without a Raft bug.")
+    try:
+        rubric = load(args.rubric)
+        if args.runs:
+            rubric.runs = args.runs
+        if args.timeout:
+            rubric.per_run_timeout_s = args.timeout
+        if args.memory_mb:
+            rubric.memory_mb = args.memory_mb
+        catalog = Catalog.collect()
+        resolve(rubric, catalog.by_part)
+        restrict(rubric, args.only)
+    except RubricError as exc:
+        err.print(f"raftlab grade: {exc}", markup=False, soft_wrap=True)
+        return EXIT_USAGE
+    except BackendError as exc:
+        err.print(f"raftlab grade: cannot collect the graded tests: {exc}", markup=False)
+        return EXIT_UNGRADED
+    for part in rubric.parts:
+        part.budget_s *= args.budget_scale
+    if args.list:
+        for part in rubric.parts:
+            console.print(f"{part.name}: {part.max_points:g} points, budget "
+                          f"{part.budget_s:g} s per pass")
+            for test, pts in part.tests.items():
+                console.print(f"  {test} {pts:g}")
+        console.print(f"total {rubric.max_points:g} points; {rubric.runs} run(s) per test")
+        return EXIT_OK_LIST
+    base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    outdir = (args.output or Path(f"grade-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
+    grader = Grader(rubric, catalog, workers=args.workers, base_seed=base_seed,
+                    console=console)
+    if args.batch is None:
+        grade = grader.grade(args.submission, outdir, name=None)
+        console.print(f"reports in {outdir}", soft_wrap=True)
+        if grade.error:
+            return EXIT_UNGRADED
+        return EXIT_FULL if grade.score >= grade.max_score else EXIT_LOST
+    try:
+        subs, notes = discover_batch(args.batch)
+    except SubmissionError as exc:
+        err.print(f"raftlab grade: {exc}", markup=False)
+        return EXIT_USAGE
+    for note in notes:
+        err.print(f"note: {note}", markup=False)
+    outdir.mkdir(parents=True, exist_ok=True)
+    grades = []
+    for name, path in subs:
+        grades.append(grader.grade(str(path), outdir / safe_file_part(name), name=name))
+        # Written after every submission, so an interrupted batch keeps what is done.
+        write_csv(grades, [p.name for p in rubric.parts], outdir / "grades.csv")
+    console.print(batch_table(grades, [p.name for p in rubric.parts]))
+    console.print(f"grades: {outdir / 'grades.csv'}; per-submission reports in {outdir}",
+                  soft_wrap=True)
+    return EXIT_LOST if any(g.error for g in grades) else EXIT_FULL
+
+
+EXIT_OK_LIST = 0
+
+
+class Grader:
+    """Grades submissions one after the other with one rubric."""
+
+    def __init__(self, rubric: Rubric, catalog: Catalog, *, workers: int, base_seed: int,
+                 console: Console) -> None:
+        self.rubric = rubric
+        self.catalog = catalog
+        self.workers = workers
+        self.base_seed = base_seed
+        self.console = console
+
+    def grade(self, source: str, outdir: Path, name: str | None) -> SubmissionGrade:
+        """Grade one submission into ``outdir``; never raises for a bad submission."""
+        started = time.monotonic()
+        outdir.mkdir(parents=True, exist_ok=True)
+        grade = SubmissionGrade(name=name or source, source=source, impl="",
+                                runs=self.rubric.runs, base_seed=self.base_seed)
+        self.console.rule(f"grading {grade.name}")
+        try:
+            sub = resolve_submission(source, name)
+            grade.name = sub.name
+            stage(sub, outdir / "submission")
+        except (SubmissionError, OSError) as exc:
+            grade.error = str(exc)
+            grade.parts = [self._ungraded_part(p.name, grade.error) for p in self.rubric.parts]
+        else:
+            grade.impl = sub.impl
+            grade.notes += sub.notes
+            for note in sub.notes:
+                self.console.print(f"note: {note}", markup=False, soft_wrap=True)
+            for part in self.rubric.parts:
+                grade.parts.append(self._grade_part(sub, part.name, outdir))
+        grade.elapsed_s = time.monotonic() - started
+        write_reports(grade, self.rubric, outdir)
+        self.console.print(table(grade))
+        return grade
+
+    def _ungraded_part(self, part: str, why: str) -> PartGrade:
+        spec = next(p for p in self.rubric.parts if p.name == part)
+        grade = PartGrade(part, spec.budget_s * self.rubric.runs)
+        for test, pts in spec.tests.items():
+            grade.tests.append(TestGrade(test, part, pts, runs=[
+                RunGrade(run=0, seed=0, outcome="error", duration=0.0,
+                         reason=f"not graded: {why}")]))
+        return grade
+
+    def _grade_part(self, sub: Submission, part: str, outdir: Path) -> PartGrade:
+        spec = next(p for p in self.rubric.parts if p.name == part)
+        tests = list(spec.tests)
+        nodeids = [self.catalog.nodeid[t] for t in tests]
+        seed = (self.base_seed * 31 + PARTS.index(part)) % (2**31)
+        jobs = plan_jobs(nodeids, self.rubric.runs, seed, sequential=False)
+        work = outdir / "work"  # pytest's working directory: the student code's scratch
+        work.mkdir(exist_ok=True)
+        options = RunOptions(impl=sub.impl, timeout=self.rubric.per_run_timeout_s,
+                             rootdir=work)
+        limits = Limits(memory_mb=self.rubric.memory_mb,
+                        per_run_timeout_s=self.rubric.per_run_timeout_s)
+        backend = IsolatedBackend(self.workers, options, self.catalog.rootdir, limits,
+                                  output_log=outdir / f"pytest-{part}.txt")
+        budget = spec.budget_s * self.rubric.runs
+        self.console.print(f"{part}: {len(tests)} test(s) x {self.rubric.runs} run(s), "
+                           f"budget {budget:.0f} s", highlight=False)
+        results, elapsed = run_part(jobs, backend, budget,
+                                    self.rubric.per_run_timeout_s + STALL_GRACE_S,
+                                    on_result=self._progress(part))
+        by_test: dict[str, list[RunResult]] = {t: [] for t in tests}
+        name_of = {self.catalog.nodeid[t]: t for t in tests}
+        logs: dict[tuple[str, int], str] = {}
+        for res in results:
+            test = name_of[res.test]
+            by_test[test].append(res)
+            if res.failed and res.log:
+                rel = f"logs/{test}-run{len(by_test[test])}-s{res.seed}.log"
+                (outdir / "logs").mkdir(exist_ok=True)
+                (outdir / rel).write_text(f"test: {test}\nseed: {res.seed}\n"
+                                          f"error: {res.message}\n\n{res.log}",
+                                          encoding="utf-8")
+                logs[(test, res.job)] = rel
+        return grade_part(self.rubric, part, by_test, elapsed, logs)
+
+    def _progress(self, part: str) -> Callable[[RunResult], None]:
+        def show(res: RunResult) -> None:
+            name = res.test.rsplit("::", 1)[-1]
+            colour = "green" if res.outcome == "passed" else "red"
+            self.console.print(f"  {part} {name} seed {res.seed}: [{colour}]{res.outcome}"
+                               f"[/{colour}] ({res.duration:.1f} s)"
+                               + (f" {res.message}" if res.failed and res.message else ""),
+                               highlight=False, soft_wrap=True)
+        return show
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Write a grade where people and tools read it: terminal table, JSON, JUnit, Gradescope, CSV.
+
+Per submission (its report folder)::
+
+    report.json     everything: rubric, per-test runs with seeds, reasons, messages
+    results.json    Gradescope autograder format (tests: name, score, max_score, output)
+    junit.xml       one testcase per graded test (failed if any run failed)
+    summary.txt     the terminal table, without colour
+    logs/           the full log of every failed run (captured output + traceback)
+
+In batch mode the batch folder also gets ``grades.csv`` (one row per submission).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tools.grade_rubric import Rubric
+from tools.grade_score import SubmissionGrade, TestGrade, summary_row
+
+SCHEMA = "raftlab-grade/1"
+
+
+def test_output(test: TestGrade, runs: int) -> str:
+    """What a student reads about one test: pass count, then each failed run's reason."""
+    head = f"{test.runs_passed}/{runs} runs passed"
+    if test.passed:
+        return head + f"; all runs passed ({test.duration:.1f} s in total)."
+    lines = [head + "; a test earns its points only if every run passes."]
+    for run in test.failures():
+        lines.append(f"run {run.run} (seed {run.seed}): {run.reason or run.outcome}")
+        if run.message and run.message != run.reason:
+            lines.append(f"    {run.message}")
+    return "\n".join(lines)
+
+
+def to_json(grade: SubmissionGrade, rubric: Rubric) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "submission": grade.name, "source": grade.source, "implementation": grade.impl,
+        "status": "error" if grade.error else "graded", "error": grade.error,
+        "score": grade.score, "max_score": grade.max_score,
+        "runs_per_test": grade.runs, "base_seed": grade.base_seed,
+        "elapsed_s": round(grade.elapsed_s, 1),
+        "notes": grade.notes,
+        "rubric": rubric.to_json(),
+        "parts": [{
+            "name": part.name, "points": part.points, "max_points": part.max_points,
+            "tests_passed": part.tests_passed, "tests": len(part.tests),
+            "budget_s": part.budget_s, "elapsed_s": round(part.elapsed_s, 1),
+            "tests_detail": [{
+                "name": t.name, "description": t.description, "passed": t.passed,
+                "points": t.points, "max_points": t.max_points,
+                "runs_passed": t.runs_passed, "runs": len(t.runs),
+                "run_results": [{
+                    "run": r.run, "seed": r.seed, "outcome": r.outcome,
+                    "duration_s": r.duration, "reason": r.reason, "message": r.message,
+                    "log": r.log} for r in t.runs],
+            } for t in part.tests],
+        } for part in grade.parts],
+    }
+
+
+def gradescope(grade: SubmissionGrade) -> dict[str, Any]:
+    """Gradescope's autograder ``results.json``."""
+    tests = []
+    for t in grade.tests():
+        tests.append({
+            "name": f"{t.part} {t.name}" + (f": {t.description}" if t.description else ""),
+            "number": t.part, "score": t.points, "max_score": t.max_points,
+            "output": test_output(t, grade.runs), "tags": [t.part],
+            "visibility": "visible",
+        })
+    output = [f"raftlab grade: every graded test ran {grade.runs} time(s); a test earns its "
+              f"points only if all runs pass."]
+    if grade.error:
+        output.append(f"Could not grade this submission: {grade.error}")
+    output += grade.notes
+    return {
+        "score": grade.score,
+        "execution_time": round(grade.elapsed_s),
+        "output": "\n".join(output),
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
+
+
+def junit(grade: SubmissionGrade) -> ET.ElementTree:
+    tests = list(grade.tests())
+    failures = sum(not t.passed for t in tests)
+    suites = ET.Element("testsuites", name=f"raftlab grade {grade.name}")
+    suite = ET.SubElement(suites, "testsuite", name=grade.name, tests=str(len(tests)),
+                          failures=str(failures), errors="1" if grade.error else "0",
+                          time=f"{grade.elapsed_s:.1f}")
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("score", grade.score), ("max_score", grade.max_score),
+                       ("runs_per_test", grade.runs), ("implementation", grade.impl)):
+        ET.SubElement(props, "property", name=key, value=str(value))
+    if grade.error:
+        case = ET.SubElement(suite, "testcase", classname="raftlab.grade", name="submission")
+        ET.SubElement(case, "error", message=grade.error[:500]).text = grade.error
+    for t in tests:
+        case = ET.SubElement(suite, "testcase", classname=f"labtests.part{t.part.lower()}",
+                             name=t.name, time=f"{t.duration:.3f}")
+        cprops = ET.SubElement(case, "properties")
+        for key, value in (("points", t.points), ("max_points", t.max_points),
+                           ("runs_passed", f"{t.runs_passed}/{grade.runs}")):
+            ET.SubElement(cprops, "property", name=key, value=str(value))
+        if not t.passed:
+            first = t.failures()[0] if t.failures() else None
+            message = (first.reason or first.outcome) if first else "not run"
+            ET.SubElement(case, "failure", message=message[:500]).text = \
+                test_output(t, grade.runs)
+    ET.indent(suites)
+    return ET.ElementTree(suites)
+
+
+def table(grade: SubmissionGrade) -> Table:
+    title = f"raftlab grade: {grade.name} ({grade.runs} run(s) per test)"
+    tbl = Table(title=title, title_justify="left")
+    tbl.add_column("Part", no_wrap=True)
+    tbl.add_column("Tests passed", justify="right", no_wrap=True)
+    tbl.add_column("Points", justify="right", no_wrap=True)
+    tbl.add_column("Time s", justify="right", no_wrap=True)
+    tbl.add_column("Failed tests (first reason)")
+    for part in grade.parts:
+        failed = [t for t in part.tests if not t.passed]
+        detail = "; ".join(
+            f"{t.name}: {(t.failures()[0].reason or '') if t.failures() else 'not run'}"[:160]
+            for t in failed)
+        style = "green" if not failed else "red"
+        tbl.add_row(part.name, f"[{style}]{part.tests_passed}/{len(part.tests)}[/{style}]",
+                    f"{part.points:g}/{part.max_points:g}", f"{part.elapsed_s:.0f}", detail)
+    tbl.add_row("[bold]total", "", f"[bold]{grade.score:g}/{grade.max_score:g}",
+                f"{grade.elapsed_s:.0f}", grade.error or "")
+    return tbl
+
+
+def write_reports(grade: SubmissionGrade, rubric: Rubric, folder: Path) -> None:
+    """Write report.json, results.json, junit.xml and summary.txt into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(to_json(grade, rubric), indent=2) + "\n",
+                                        encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps(gradescope(grade), indent=2) + "\n",
+                                         encoding="utf-8")
+    junit(grade).write(folder / "junit.xml", encoding="utf-8", xml_declaration=True)
+    with open(folder / "summary.txt", "w", encoding="utf-8") as fh:
+        console = Console(file=fh, width=140, no_color=True, color_system=None)
+        console.print(table(grade))
+        for note in grade.notes:
+            console.print(f"note: {note}", markup=False, highlight=False)
+
+
+def write_csv(grades: Sequence[SubmissionGrade], part_names: Sequence[str], path: Path) -> None:
+    rows = [summary_row(g, part_names) for g in grades]
+    fields = ["submission", "status", "score", "max_score"]
+    for name in part_names:
+        fields += [name, f"{name}_tests_passed"]
+    fields += ["failed_tests", "notes"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def batch_table(grades: Sequence[SubmissionGrade], part_names: Sequence[str]) -> Table:
+    tbl = Table(title="raftlab grade: batch", title_justify="left")
+    tbl.add_column("Submission", no_wrap=True)
+    for name in part_names:
+        tbl.add_column(name, justify="right", no_wrap=True)
+    tbl.add_column("Score", justify="right", no_wrap=True)
+    tbl.add_column("Notes")
+    for g in grades:
+        by_name = {p.name: p for p in g.parts}
+        cells = [f"{by_name[n].points:g}" if n in by_name else "-" for n in part_names]
+        tbl.add_row(g.name, *cells, f"{g.score:g}/{g.max_score:g}",
+                    (g.error or "")[:120])
+    return tbl

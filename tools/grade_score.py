@@ -1,0 +1,173 @@
+"""Turn per-run results into points: pure functions, run in the grader's own process.
+
+A test earns its rubric points only if every one of its planned runs passed (a run
+that was not done -- budget exhausted, process killed -- counts as failed).  Each
+failed run keeps a one-line *reason* written for a student ("hung: ...",
+"crashed: ...", "memory limit exhausted: ...") next to the test's own message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.grade_isolation import BUDGET_REASON
+from tools.grade_rubric import Rubric
+from tools.stress_backend import RunResult
+
+
+@dataclass
+class RunGrade:
+    run: int
+    seed: int
+    outcome: str
+    duration: float
+    reason: str | None = None
+    message: str | None = None
+    log: str | None = None       # path of the kept log, relative to the report folder
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
+@dataclass
+class TestGrade:
+    name: str
+    part: str
+    max_points: float
+    runs: list[RunGrade] = field(default_factory=list)
+    description: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.runs) and all(r.passed for r in self.runs)
+
+    @property
+    def points(self) -> float:
+        return self.max_points if self.passed else 0.0
+
+    @property
+    def runs_passed(self) -> int:
+        return sum(r.passed for r in self.runs)
+
+    @property
+    def duration(self) -> float:
+        return sum(r.duration for r in self.runs)
+
+    def failures(self) -> list[RunGrade]:
+        return [r for r in self.runs if not r.passed]
+
+
+@dataclass
+class PartGrade:
+    name: str
+    budget_s: float
+    tests: list[TestGrade] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def points(self) -> float:
+        return round(sum(t.points for t in self.tests), 4)
+
+    @property
+    def max_points(self) -> float:
+        return round(sum(t.max_points for t in self.tests), 4)
+
+    @property
+    def tests_passed(self) -> int:
+        return sum(t.passed for t in self.tests)
+
+
+@dataclass
+class SubmissionGrade:
+    name: str
+    source: str
+    impl: str
+    runs: int
+    parts: list[PartGrade] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None      # set when the submission could not be graded at all
+    elapsed_s: float = 0.0
+    base_seed: int | None = None
+
+    @property
+    def score(self) -> float:
+        return round(sum(p.points for p in self.parts), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(p.max_points for p in self.parts), 4)
+
+    def tests(self) -> Iterable[TestGrade]:
+        for part in self.parts:
+            yield from part.tests
+
+
+def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> str | None:
+    """A short, student-readable reason for a failed run (None when it passed)."""
+    if result.outcome == "passed":
+        return None
+    msg = (result.message or "").strip()
+    low = msg.lower()
+    if result.outcome == "skipped":
+        return "skipped (a graded test must run and pass)"
+    if msg.startswith(BUDGET_REASON) or "the grader killed" in low:
+        return msg
+    if "timeout" in low and "pytest-timeout" in low or low.startswith("failed: timeout"):
+        return (f"hung: the run did not finish within the per-run limit of "
+                f"{per_run_timeout_s:g} s (stopped by the watchdog; see the stack dump)")
+    if "memoryerror" in low or "cannot allocate memory" in low:
+        return f"memory limit exhausted ({memory_mb} MiB of address space per process)"
+    if "can't start new thread" in low:
+        return (f"could not start a thread: too many threads or memory limit exhausted "
+                f"({memory_mb} MiB of address space per process)")
+    if "crashed" in low and "worker" in low:
+        return "crashed: the test process died (e.g. a segfault, os._exit or the kernel's " \
+               "OOM killer); " + msg
+    if not msg:
+        return f"{result.outcome} (no message)"
+    return msg
+
+
+def grade_part(rubric: Rubric, part: str, results: Mapping[str, Sequence[RunResult]],
+               elapsed_s: float, logs: Mapping[tuple[str, int], str] | None = None
+               ) -> PartGrade:
+    """Grade one part from each test's results (in run order)."""
+    spec = next(p for p in rubric.parts if p.name == part)
+    grade = PartGrade(part, spec.budget_s * rubric.runs, elapsed_s=elapsed_s)
+    for test, max_points in spec.tests.items():
+        tg = TestGrade(test, part, max_points)
+        for run, res in enumerate(results.get(test, ())):
+            tg.runs.append(RunGrade(
+                run=run + 1, seed=res.seed, outcome=res.outcome,
+                duration=round(res.duration, 3),
+                reason=reason_for(res, rubric.per_run_timeout_s, rubric.memory_mb),
+                message=res.message, log=(logs or {}).get((test, res.job))))
+            desc = res.properties.get("description") if res.properties else None
+            tg.description = tg.description or desc
+        grade.tests.append(tg)
+    return grade
+
+
+def summary_row(grade: SubmissionGrade, part_names: Sequence[str]) -> dict[str, Any]:
+    """One CSV row (batch mode)."""
+    row: dict[str, Any] = {
+        "submission": grade.name,
+        "status": "error" if grade.error else "graded",
+        "score": _fmt(grade.score), "max_score": _fmt(grade.max_score),
+    }
+    by_name = {p.name: p for p in grade.parts}
+    for name in part_names:
+        part = by_name.get(name)
+        row[name] = _fmt(part.points) if part else ""
+        row[f"{name}_tests_passed"] = (f"{part.tests_passed}/{len(part.tests)}" if part
+                                       else "")
+    row["failed_tests"] = " ".join(t.name for t in grade.tests() if not t.passed)
+    row["notes"] = " | ".join(([grade.error] if grade.error else []) + grade.notes)
+    return row
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
