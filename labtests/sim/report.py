@@ -1,0 +1,88 @@
+"""The text of a deadlock (or time-limit) report: who waits for what, and where.
+
+For every live simulated thread: its name, what it is blocked on (for a lock,
+which thread holds it and where the lock was created) and its stack without
+the simulation's own frames.  Cycles of threads waiting for locks held by one
+another are spelled out, since that is the usual shape of a lock-order bug.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from labtests.sim.scheduler import Scheduler, Task, frames_of
+
+
+def _lock_holder(obj: Any) -> Task | None:
+    return getattr(obj, "_owner", None)
+
+
+def describe_wait(task: Task) -> str:
+    """One line: what ``task`` is waiting for."""
+    if task.state == "running":
+        return "running (it detected the problem)"
+    if task.state == "runnable":
+        return "runnable"
+    kind, obj = task.wait_kind, task.waiting
+    if kind == "lock":
+        holder = _lock_holder(obj)
+        lock_kind = type(obj).__name__
+        who = f"held by {holder.name!r}" if holder is not None else "held by no thread"
+        if holder is task:
+            who = "held by this same thread (it never releases it)"
+        return f"waits for {lock_kind} created at {getattr(obj, '_where', '?')}, {who}"
+    if kind == "condition":
+        return (f"waits on a Condition (notify) whose lock was created at "
+                f"{getattr(obj._lock, '_where', '?')}")
+    if kind == "event":
+        return "waits for an Event to be set"
+    if kind == "queue":
+        return "waits for an item on a queue"
+    if kind == "semaphore":
+        return "waits for a Semaphore"
+    if kind == "join":
+        return f"waits for thread {obj.name!r} to end (join)"
+    if kind == "sleep":
+        return "sleeps"
+    return f"blocked ({kind})"
+
+
+def lock_cycles(tasks: list[Task]) -> list[list[Task]]:
+    """Cycles in the graph 'task waits for a lock held by task'."""
+    nxt: dict[int, Task] = {}
+    for t in tasks:
+        if t.state == "blocked" and t.wait_kind == "lock":
+            holder = _lock_holder(t.waiting)
+            if holder is not None:
+                nxt[id(t)] = holder
+    cycles, seen = [], set()
+    for t in tasks:
+        path, cur = [], t
+        while id(cur) in nxt and id(cur) not in {id(p) for p in path}:
+            path.append(cur)
+            cur = nxt[id(cur)]
+        if path and cur in path:
+            cycle = path[path.index(cur):]
+            key = frozenset(id(c) for c in cycle)
+            if key not in seen:
+                seen.add(key)
+                cycles.append(cycle)
+    return cycles
+
+
+def format_report(sched: Scheduler, headline: str, stacks: bool = True) -> str:
+    tasks = [t for t in sched.tasks.values() if t.state != "done"]
+    lines = [f"{headline} (virtual time {sched.now:.3f} s, seed {sched.seed}, "
+             f"{len(tasks)} threads)"]
+    for cycle in lock_cycles(tasks):
+        names = " -> ".join(repr(t.name) for t in [*cycle, cycle[0]])
+        lines.append(f"lock cycle: {names} (each waits for a lock the next one holds)")
+    for t in tasks:
+        lines.append("")
+        lines.append(f"thread {t.name!r}: {describe_wait(t)}")
+        if stacks:
+            frames = frames_of(t, sched)
+            text = "".join(traceback.format_list(frames[-12:])).rstrip("\n")
+            lines.append(text or "  (no Python frames)")
+    return "\n".join(lines)

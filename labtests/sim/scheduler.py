@@ -1,0 +1,387 @@
+"""The deterministic scheduler and virtual clock behind simulation mode.
+
+Every simulated thread is a greenlet in the one OS thread that activated the
+simulation, so exactly one runs at a time and a switch happens only where a
+thread blocks (a lock, condition, event, queue, join or sleep).  At each switch
+the next thread is drawn with a ``random.Random`` seeded from the test's seed
+among those that can run.  When none can, the clock jumps to the earliest timer
+(a sleep or a timed wait) and wakes it.  When none can and no timer is pending,
+the run is a deadlock: :class:`SimDeadlock` is raised in the thread that
+activated the simulation (the test's main thread), carrying every thread's
+stack and what it waits for.
+
+Time costs nothing: CPU work between two switches takes zero virtual seconds,
+unless ``cpu_scale`` > 0, which charges the CPU time a thread really used
+(``time.thread_time`` deltas, times ``cpu_scale``) to the clock at each switch;
+that makes a slow implementation visible but the run no longer reproducible.
+
+A thread that polls the clock in a loop without ever blocking would freeze
+virtual time; after :data:`SPIN_READS` clock reads without a switch, each
+further read sleeps :data:`SPIN_STEP` virtual seconds.  A loop that neither
+blocks nor reads the clock cannot be interrupted (pytest-timeout's wall-clock
+watchdog still applies).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import sys
+import threading
+import time as _time_mod
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from greenlet import GreenletExit, getcurrent, greenlet
+
+_real_monotonic = _time_mod.monotonic
+_real_thread_time = _time_mod.thread_time
+
+RUNNABLE, RUNNING, BLOCKED, DONE = "runnable", "running", "blocked", "done"
+SPIN_READS = 1000  # clock reads without a switch before reads start to cost time
+SPIN_STEP = 0.001  # virtual seconds each further read sleeps
+FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
+
+
+class SimFailure(AssertionError):
+    """The simulation stopped a test: a deadlock or an exceeded time limit."""
+
+
+class SimDeadlock(SimFailure):
+    """Every simulated thread is blocked and no timer is pending.
+
+    ``report`` is the text with each thread's stack and what it waits for.
+    """
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+
+class SimTimeLimit(SimFailure):
+    """The virtual (or wall-clock) time limit of a simulated run was exceeded."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+
+class SimUnsupported(RuntimeError):
+    """Code under simulation reached something that cannot run on a virtual clock."""
+
+
+class Task:
+    """The scheduler's record of one simulated thread."""
+
+    __slots__ = (
+        "thread", "glet", "name", "ident", "state", "token", "timed_out",
+        "wait_kind", "waiting", "joiners", "reads", "order",
+    )
+
+    def __init__(self, thread: Any, glet: Any, ident: int, order: int) -> None:
+        self.thread = thread
+        self.glet = glet
+        self.name: str = thread.name
+        self.ident = ident
+        self.state = RUNNABLE
+        self.token = 0  # bumped at each block and wake; stale timers carry an old one
+        self.timed_out = False
+        self.wait_kind = ""
+        self.waiting: Any = None
+        self.joiners: list[Task] = []
+        self.reads = 0
+        self.order = order
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} {self.state}>"
+
+
+class Scheduler:
+    """One simulated run: its tasks, runnable set, timers and clock."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        cpu_scale: float = 0.0,
+        time_limit: float | None = None,
+        wall_limit: float | None = None,
+        preempt: float = 0.0,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0.0  # virtual seconds since activation
+        self.cpu_scale = cpu_scale
+        self.time_limit = time_limit
+        self.wall_limit = wall_limit
+        self.preempt = preempt
+        self.runnable: list[Task] = []
+        self.timers: list[tuple[float, int, Task, int]] = []
+        self._timer_seq = 0
+        self._next_ident = FIRST_FAKE_IDENT
+        self.tasks: dict[Any, Task] = {}  # greenlet -> task, in creation order
+        self.failure: SimFailure | None = None
+        self.dying = False
+        self.switches = 0
+        self._wall0 = _real_monotonic()
+        self._cpu_mark = _real_thread_time()
+        import _thread
+
+        self.os_ident = _thread.get_ident()
+        main_glet = getcurrent()
+        self.main = Task(threading.current_thread(), main_glet, _thread.get_ident(), 0)
+        self.main.state = RUNNING
+        self.tasks[main_glet] = self.main
+        self.current = self.main
+        self.hub = greenlet(self._hub_loop, parent=main_glet)
+
+    # -- threads ---------------------------------------------------------------
+
+    def spawn(self, thread: Any, body: Callable[[Task], None]) -> Task:
+        """Make ``thread`` a runnable simulated thread that will run ``body(task)``."""
+        if self.dying:
+            raise SimUnsupported(f"thread {thread.name!r} started while the simulation ends")
+        ident = self._next_ident
+        self._next_ident += 1
+        glet = greenlet(lambda: body(task), parent=self.hub)
+        task = Task(thread, glet, ident, len(self.tasks))
+        self.tasks[glet] = task
+        self.runnable.append(task)
+        if self.preempt and self.rng.random() < self.preempt:
+            self.yield_now()
+        return task
+
+    def finish_task(self, task: Task) -> None:
+        """Called by a thread's body as it ends: wake its joiners, forget it."""
+        task.state = DONE
+        for joiner in task.joiners:
+            self.wake(joiner)
+        task.joiners.clear()
+        self.tasks.pop(task.glet, None)
+
+    def live_tasks(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state != DONE]
+
+    # -- blocking and waking -----------------------------------------------------
+
+    def block(self, kind: str, obj: Any, timeout: float | None = None) -> bool:
+        """Block the current thread until :meth:`wake` or ``timeout`` virtual seconds.
+
+        Returns False if it ended by the timeout.  ``kind`` and ``obj`` say what it
+        waits for (for the deadlock report).
+        """
+        cur = self.current
+        if self.dying and cur is not self.main:
+            raise GreenletExit()
+        cur.state = BLOCKED
+        cur.wait_kind = kind
+        cur.waiting = obj
+        cur.token += 1
+        cur.timed_out = False
+        cur.reads = 0
+        if timeout is not None:
+            heapq.heappush(
+                self.timers, (self.now + max(timeout, 0.0), self._timer_seq, cur, cur.token)
+            )
+            self._timer_seq += 1
+        try:
+            self._run_next(cur)
+        except BaseException:
+            if cur.state == BLOCKED:
+                cur.token += 1
+            cur.state = RUNNING
+            cur.waiting = None
+            self.current = cur
+            raise
+        cur.waiting = None
+        return not cur.timed_out
+
+    def wake(self, task: Task) -> None:
+        """Make a blocked task runnable (a no-op for one that is not blocked)."""
+        if task.state == BLOCKED:
+            task.state = RUNNABLE
+            task.token += 1
+            self.runnable.append(task)
+
+    def yield_now(self) -> None:
+        """Let the scheduler pick again; the current thread stays runnable."""
+        cur = self.current
+        if self.dying and cur is not self.main:
+            return
+        cur.state = RUNNABLE
+        cur.reads = 0
+        self.runnable.append(cur)
+        self._run_next(cur)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            self.yield_now()
+        else:
+            self.block("sleep", None, seconds)
+
+    def read_clock(self) -> float:
+        """The virtual time, with the spin guard (see the module docstring)."""
+        cur = self.current
+        cur.reads += 1
+        if cur.reads > SPIN_READS and not self.dying:
+            self.block("sleep", None, SPIN_STEP)
+            cur.reads = SPIN_READS
+        return self.now
+
+    # -- picking the next thread -----------------------------------------------
+
+    def _charge_cpu(self) -> None:
+        now_cpu = _real_thread_time()
+        if self.cpu_scale:
+            self.now += (now_cpu - self._cpu_mark) * self.cpu_scale
+        self._cpu_mark = now_cpu
+
+    def _fire_due(self, limit: float) -> bool:
+        """Wake every valid timer due at or before ``limit``; True if any woke."""
+        timers = self.timers
+        woke = False
+        while timers and timers[0][0] <= limit:
+            _, _, task, token = heapq.heappop(timers)
+            if task.state == BLOCKED and task.token == token:
+                task.timed_out = True
+                self.wake(task)
+                woke = True
+        return woke
+
+    def _pick(self) -> Task | None:
+        """The next task to run, advancing the clock if needed; None on deadlock."""
+        self.switches += 1
+        if self.cpu_scale:
+            self._charge_cpu()
+        if self.timers and self.timers[0][0] <= self.now:
+            self._fire_due(self.now)
+        runnable = self.runnable
+        while not runnable:
+            timers = self.timers
+            while timers and (timers[0][2].state != BLOCKED or timers[0][2].token != timers[0][3]):
+                heapq.heappop(timers)
+            if not timers:
+                return None
+            deadline = timers[0][0]
+            if deadline > self.now:
+                self.now = deadline
+            self._fire_due(deadline)
+            self._check_limits()
+        n = len(runnable)
+        i = self.rng.randrange(n) if n > 1 else 0
+        task = runnable[i]
+        runnable[i] = runnable[-1]
+        runnable.pop()
+        return task
+
+    def _check_limits(self) -> None:
+        if self.failure is not None or self.dying:
+            return
+        if self.time_limit is not None and self.now > self.time_limit:
+            self._fail(SimTimeLimit(self.report(
+                f"virtual time limit of {self.time_limit:.0f} s exceeded")))
+        if self.wall_limit is not None and _real_monotonic() - self._wall0 > self.wall_limit:
+            self._fail(SimTimeLimit(self.report(
+                f"wall-clock limit of {self.wall_limit:.0f} s exceeded")))
+
+    def _fail(self, exc: SimFailure) -> None:
+        """Deliver a failure to the main thread (raise here or throw into it)."""
+        self.failure = exc
+        if getcurrent() is self.main.glet:
+            self.current = self.main
+            raise exc
+        self.current = self.main
+        self.main.state = RUNNING
+        self.main.glet.throw(exc)
+
+    def _run_next(self, cur: Task) -> None:
+        """Switch from ``cur`` (already marked blocked or runnable) to the next task."""
+        nxt = self._pick()
+        if nxt is None:
+            self._deadlock()
+            return
+        nxt.state = RUNNING
+        if nxt is cur:
+            return
+        self.current = nxt
+        nxt.glet.switch()
+
+    def _deadlock(self) -> None:
+        if self.failure is None:
+            exc: SimFailure = SimDeadlock(self.report(
+                "deadlock: every thread is blocked and no timer is pending"))
+        else:
+            exc = SimDeadlock(self.report(
+                "still deadlocked after the failure reported above", stacks=False))
+        self._fail(exc)
+
+    def _hub_loop(self, *_ignored: object) -> None:
+        """Resumed whenever a simulated thread's greenlet ends: run the next one."""
+        while True:
+            nxt = self._pick()
+            if nxt is None:
+                self._deadlock()
+                continue
+            nxt.state = RUNNING
+            self.current = nxt
+            nxt.glet.switch()
+
+    # -- the end -------------------------------------------------------------------
+
+    def shutdown(self) -> list[str]:
+        """Kill every simulated thread still alive (GreenletExit); return their names."""
+        self.dying = True
+        killed = []
+        me = getcurrent()
+        for task in list(self.tasks.values()):
+            if task is self.main or task.state == DONE:
+                continue
+            killed.append(task.name)
+            glet = task.glet
+            if glet:  # started and not dead
+                glet.parent = me
+                self.current = task
+                task.state = RUNNING
+                try:
+                    glet.throw(GreenletExit())
+                except GreenletExit:
+                    pass
+                self.current = self.main
+            if task.state != DONE:
+                self.finish_task(task)
+                _mark_stopped(task.thread)
+        self.runnable.clear()
+        self.timers.clear()
+        if self.hub:
+            self.hub.throw(GreenletExit())
+        return killed
+
+    # -- reports -------------------------------------------------------------------
+
+    def report(self, headline: str, stacks: bool = True) -> str:
+        from labtests.sim.report import format_report
+
+        return format_report(self, headline, stacks=stacks)
+
+
+def _mark_stopped(thread: Any) -> None:
+    thread._is_stopped = True
+    thread._tstate_lock = None
+
+
+def frames_of(task: Task, sched: Scheduler) -> list[traceback.FrameSummary]:
+    """The stack of a task (innermost last), without the simulation's own frames."""
+    if task is sched.current:
+        frame = sys._getframe(1)
+    else:
+        frame = task.glet.gr_frame if task.glet is not None else None
+    if frame is None:
+        return []
+    summary = traceback.extract_stack(frame)
+    from labtests.sim import SIM_DIR
+
+    frames = [f for f in summary if not f.filename.startswith(SIM_DIR)]
+    if frames and frames[0].filename == threading.__file__ and frames[0].name == "run":
+        frames.pop(0)  # Thread.run calling the target
+    return frames

@@ -1,0 +1,268 @@
+"""Unit tests of simulation mode: virtual clock, primitives, patching, deadlock reports."""
+
+from __future__ import annotations
+
+import queue
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("greenlet")
+
+from labtests.sim import (  # noqa: E402
+    SimDeadlock,
+    SimTimeLimit,
+    SimUnsupported,
+    run_in_simulation,
+)
+
+
+def test_sleep_uses_virtual_time_and_orders_threads():
+    def body():
+        out = []
+        lock = threading.Lock()
+
+        def worker(i):
+            time.sleep(10.0 - i)
+            with lock:
+                out.append((i, round(time.monotonic() - t0, 6)))
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=worker, args=(i,), name=f"w{i}") for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not any(t.is_alive() for t in threads)
+        return out, time.monotonic() - t0
+
+    wall0 = time.perf_counter()
+    out, elapsed = run_in_simulation(body, 1)
+    assert time.perf_counter() - wall0 < 2.0
+    assert out == [(4, 6.0), (3, 7.0), (2, 8.0), (1, 9.0), (0, 10.0)]
+    assert elapsed == pytest.approx(10.0)
+
+
+def test_timed_waits_are_virtual():
+    def body():
+        t0 = time.monotonic()
+        assert threading.Event().wait(3) is False
+        lock = threading.Lock()
+        lock.acquire()
+        assert lock.acquire(timeout=2) is False
+        cond = threading.Condition()
+        with cond:
+            assert cond.wait(1.5) is False
+            assert cond.wait_for(lambda: False, 0.5) is False
+        with pytest.raises(queue.Empty):
+            queue.SimpleQueue().get(timeout=1)
+        with pytest.raises(queue.Empty):
+            queue.Queue().get(timeout=1)
+        sem = threading.Semaphore(0)
+        assert sem.acquire(timeout=1) is False
+        helper = threading.Thread(target=time.sleep, args=(5,), name="sleeper")
+        helper.start()
+        helper.join(timeout=1)
+        assert helper.is_alive()
+        helper.join()
+        return time.monotonic() - t0
+
+    assert run_in_simulation(body, 2) == pytest.approx(3 + 2 + 1.5 + 0.5 + 1 + 1 + 1 + 5)
+
+
+def test_primitives_hand_over_between_threads():
+    def body():
+        q = queue.SimpleQueue()
+        bq = queue.Queue(maxsize=1)
+        cond = threading.Condition(threading.Lock())
+        ready = []
+        ev = threading.Event()
+        rl = threading.RLock()
+
+        def producer():
+            for i in range(3):
+                q.put(i)
+                bq.put(i)  # blocks until the consumer takes the previous one
+                time.sleep(0.01)
+            with cond:
+                ready.append(True)
+                cond.notify_all()
+            ev.set()
+
+        def consumer(out):
+            with rl:
+                with rl:
+                    for _ in range(3):
+                        out.append((q.get(), bq.get()))
+
+        out: list = []
+        threads = [threading.Thread(target=producer, name="producer"),
+                   threading.Thread(target=consumer, args=(out,), name="consumer")]
+        for t in threads:
+            t.start()
+        with cond:
+            assert cond.wait_for(lambda: ready, timeout=10)
+        assert ev.wait(10)
+        for t in threads:
+            t.join()
+        return out
+
+    assert run_in_simulation(body, 3) == [(0, 0), (1, 1), (2, 2)]
+
+
+def _interleaving(seed):
+    trace = []
+
+    def body():
+        lock = threading.Lock()
+
+        def worker(i):
+            for step in range(5):
+                with lock:
+                    trace.append((i, step, round(time.monotonic(), 6), random.random()))
+                time.sleep(0)  # a switch point: the scheduler's choice decides the order
+
+        threads = [threading.Thread(target=worker, args=(i,), name=f"w{i}") for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    run_in_simulation(body, seed)
+    return trace
+
+
+def test_same_seed_same_run_and_seeds_matter():
+    assert _interleaving(7) == _interleaving(7)
+    orders = {tuple((i, s) for i, s, _, _ in _interleaving(seed)) for seed in range(6)}
+    assert len(orders) > 1
+
+
+def test_deadlock_is_reported_with_stacks_and_holders():
+    def lock_order_bug():
+        a = threading.Lock()
+        b = threading.Lock()
+
+        def one():
+            with a:
+                time.sleep(0.1)
+                with b:
+                    pass
+
+        def two():
+            with b:
+                time.sleep(0.1)
+                with a:
+                    pass
+
+        t1 = threading.Thread(target=one, name="T-one")
+        t2 = threading.Thread(target=two, name="T-two")
+        t1.start()
+        t2.start()
+        t1.join()
+
+    wall0 = time.perf_counter()
+    with pytest.raises(SimDeadlock) as info:
+        run_in_simulation(lock_order_bug, 4)
+    assert time.perf_counter() - wall0 < 2.0
+    report = info.value.report
+    assert "deadlock" in report
+    assert "lock cycle: 'T-one' -> 'T-two' -> 'T-one'" in report or \
+        "lock cycle: 'T-two' -> 'T-one' -> 'T-two'" in report
+    assert "thread 'T-one': waits for Lock created at" in report
+    assert "held by 'T-two'" in report
+    assert "thread 'MainThread': waits for thread 'T-one' to end (join)" in report
+    assert "in one" in report and "in two" in report  # the threads' own frames
+    assert "labtests/sim/" not in report
+    assert threading.Lock is not None and not hasattr(threading.Lock, "_waiters")
+
+
+def test_virtual_time_limit_catches_a_livelock():
+    def forever():
+        while True:
+            time.sleep(1)
+
+    with pytest.raises(SimTimeLimit, match="virtual time limit of 50 s"):
+        run_in_simulation(forever, 5, time_limit=50)
+
+
+def test_spinning_on_the_clock_still_advances_it():
+    def spin():
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            pass
+        return True
+
+    assert run_in_simulation(spin, 6)
+
+
+def test_patches_restored_and_foreign_threads_stay_real():
+    real_lock_type = type(threading.Lock())
+    go, done = threading.Event(), threading.Event()  # real: created outside the simulation
+    seen = {}
+
+    def foreign():
+        go.wait()
+        seen["lock"] = type(threading.Lock())
+        seen["clock"] = time.monotonic()
+        done.set()
+
+    outside = threading.Thread(target=foreign, name="outside")
+    outside.start()
+
+    def body():
+        go.set()
+        done.wait(10)  # a real wait: blocks this OS thread until the foreign one is done
+        return type(threading.Lock()), threading.current_thread().name
+
+    sim_lock_type, name = run_in_simulation(body, 8)
+    outside.join()
+    assert name == "MainThread"
+    assert sim_lock_type is not real_lock_type
+    assert seen["lock"] is real_lock_type
+    assert abs(seen["clock"] - time.monotonic()) < 60  # the real clock, not the virtual one
+    assert type(threading.Lock()) is real_lock_type
+    assert time.sleep.__module__ == "time"
+    assert queue.SimpleQueue().__class__.__module__ == "_queue"
+
+
+def test_uncaught_thread_exception_reaches_excepthook():
+    got = []
+
+    def body():
+        old = threading.excepthook
+        threading.excepthook = lambda args: got.append((args.thread.name, repr(args.exc_value)))
+        try:
+            t = threading.Thread(target=lambda: 1 / 0, name="crasher")
+            t.start()
+            t.join()
+        finally:
+            threading.excepthook = old
+
+    run_in_simulation(body, 10)
+    assert got == [("crasher", "ZeroDivisionError('division by zero')")]
+
+
+def test_unsupported_calls_fail_clearly():
+    with pytest.raises(SimUnsupported, match="subprocess.Popen cannot run in simulated time"):
+        run_in_simulation(lambda: subprocess.run(["true"]), 11)
+
+
+def test_leftover_threads_are_killed_on_exit():
+    finished = []
+
+    def body():
+        def stuck():
+            try:
+                threading.Event().wait()
+            finally:
+                finished.append("cleaned")
+
+        threading.Thread(target=stuck, name="stuck", daemon=True).start()
+        time.sleep(1)
+
+    run_in_simulation(body, 12)
+    assert finished == ["cleaned"]
