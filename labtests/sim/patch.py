@@ -82,6 +82,7 @@ def _sim() -> Scheduler | None:
 
 
 def sleep(seconds: float) -> None:
+    __tracebackhide__ = True
     s = _sim()
     if s is None:
         return _real["sleep"](seconds)
@@ -197,6 +198,7 @@ def thread_start(self: threading.Thread) -> None:
 
 
 def thread_join(self: threading.Thread, timeout: float | None = None) -> None:
+    __tracebackhide__ = True
     task = getattr(self, "_sim_task", None)
     s = _sim()
     if task is None or s is None:

@@ -89,6 +89,7 @@ class Lock:
         self._where = _where(2)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        __tracebackhide__ = True
         if not self._locked:
             self._locked = True
             s = state.SCHED
@@ -142,8 +143,20 @@ class Lock:
         return f"<{status} simulated _thread.lock object created at {self._where}>"
 
 
+def _me() -> Any:
+    """The current simulated thread, or (outside the simulation) the OS thread id."""
+    s = state.SCHED
+    if s is not None and _get_ident() == s.os_ident:
+        return s.current
+    return _get_ident()
+
+
 class RLock:
-    """``threading.RLock``: re-entrant, released only by its owner."""
+    """``threading.RLock``: re-entrant, released only by its owner.
+
+    Outside its simulation (e.g. a logging handler's lock used after the test)
+    it still works as long as it never has to wait.
+    """
 
     __slots__ = ("_owner", "_count", "_waiters", "_where", "__weakref__")
 
@@ -159,21 +172,23 @@ class RLock:
         self._where = _where(2)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        s = _sched()
-        me = s.current
-        if self._owner is me:
-            self._count += 1
-            return True
+        __tracebackhide__ = True
+        me = _me()
         if self._owner is None:
             self._owner = me
             self._count = 1
             return True
+        if self._owner == me:
+            self._count += 1
+            return True
+        s = _sched()
         deadline = _timeout_deadline(s, blocking, timeout)
         if deadline is not None and deadline <= s.now:
             return False
         return self._wait_acquire(s, me, deadline, 1)
 
     def _wait_acquire(self, s: Scheduler, me: Task, deadline: float | None, count: int) -> bool:
+        __tracebackhide__ = True
         while True:
             if self._owner is None:
                 self._owner = me
@@ -193,14 +208,13 @@ class RLock:
                 return False
 
     def release(self) -> None:
-        s = _sched()
-        if self._owner is not s.current:
+        if self._owner is None or self._owner != _me():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
         if self._count == 0:
             self._owner = None
             if self._waiters:
-                s.wake(self._waiters.popleft())
+                _sched().wake(self._waiters.popleft())
 
     __enter__ = acquire
 
@@ -208,8 +222,7 @@ class RLock:
         self.release()
 
     def _is_owned(self) -> bool:
-        s = state.SCHED
-        return s is not None and self._owner is s.current
+        return self._owner is not None and self._owner == _me()
 
     def _release_save(self) -> tuple[int, Task | None]:
         count, owner = self._count, self._owner
@@ -220,6 +233,7 @@ class RLock:
         return count, owner
 
     def _acquire_restore(self, saved: tuple[int, Task | None]) -> None:
+        __tracebackhide__ = True
         s = _sched()
         self._wait_acquire(s, s.current, None, saved[0])
 
@@ -232,7 +246,7 @@ class RLock:
         raise TypeError("cannot pickle '_thread.RLock' object")
 
     def __repr__(self) -> str:
-        owner = self._owner.name if self._owner is not None else None
+        owner = getattr(self._owner, "name", self._owner)
         return (f"<simulated RLock owner={owner!r} count={self._count} "
                 f"created at {self._where}>")
 
@@ -274,6 +288,7 @@ class Condition(_RealCondition):
         return _owned_by_current(self._lock, _sched())
 
     def wait(self, timeout: float | None = None) -> bool:
+        __tracebackhide__ = True
         s = _sched()
         if not _owned_by_current(self._lock, s):
             raise RuntimeError("cannot wait on un-acquired lock")
@@ -297,6 +312,7 @@ class Condition(_RealCondition):
         return ok
 
     def wait_for(self, predicate: Any, timeout: float | None = None) -> Any:
+        __tracebackhide__ = True
         s = _sched()
         deadline = None if timeout is None else s.now + timeout
         result = predicate()
@@ -360,6 +376,7 @@ class Event(_RealEvent):
         self._flag = False
 
     def wait(self, timeout: float | None = None) -> bool:
+        __tracebackhide__ = True
         if self._flag:
             return True
         s = _sched()
@@ -397,6 +414,7 @@ class Semaphore(_RealSemaphore):
         return f"<simulated {type(self).__name__} value={self._value}>"
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        __tracebackhide__ = True
         if self._value > 0:
             self._value -= 1
             return True
@@ -477,6 +495,7 @@ class SimpleQueue(_RealSimpleQueue):
         self.put(item)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        __tracebackhide__ = True
         if self._items:
             return self._items.popleft()
         if not block:

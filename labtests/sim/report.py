@@ -15,7 +15,8 @@ from labtests.sim.scheduler import Scheduler, Task, frames_of
 
 
 def _lock_holder(obj: Any) -> Task | None:
-    return getattr(obj, "_owner", None)
+    holder = getattr(obj, "_owner", None)
+    return holder if isinstance(holder, Task) else None
 
 
 def describe_wait(task: Task) -> str:
@@ -52,7 +53,7 @@ def lock_cycles(tasks: list[Task]) -> list[list[Task]]:
     """Cycles in the graph 'task waits for a lock held by task'."""
     nxt: dict[int, Task] = {}
     for t in tasks:
-        if t.state == "blocked" and t.wait_kind == "lock":
+        if t.state == "blocked" and t.wait_kind == "lock" and t.untimed:
             holder = _lock_holder(t.waiting)
             if holder is not None:
                 nxt[id(t)] = holder
@@ -75,10 +76,12 @@ def format_report(sched: Scheduler, headline: str, stacks: bool = True) -> str:
     tasks = [t for t in sched.tasks.values() if t.state != "done"]
     lines = [f"{headline} (virtual time {sched.now:.3f} s, seed {sched.seed}, "
              f"{len(tasks)} threads)"]
+    first: list[Task] = []
     for cycle in lock_cycles(tasks):
         names = " -> ".join(repr(t.name) for t in [*cycle, cycle[0]])
         lines.append(f"lock cycle: {names} (each waits for a lock the next one holds)")
-    for t in tasks:
+        first.extend(t for t in cycle if t not in first)
+    for t in first + [t for t in tasks if t not in first]:
         lines.append("")
         lines.append(f"thread {t.name!r}: {describe_wait(t)}")
         if stacks:

@@ -25,6 +25,7 @@ watchdog still applies).
 from __future__ import annotations
 
 import heapq
+import os
 import random
 import sys
 import threading
@@ -41,6 +42,7 @@ _real_thread_time = _time_mod.thread_time
 RUNNABLE, RUNNING, BLOCKED, DONE = "runnable", "running", "blocked", "done"
 SPIN_READS = 1000  # clock reads without a switch before reads start to cost time
 SPIN_STEP = 0.001  # virtual seconds each further read sleeps
+CYCLE_CONFIRM = 1.0  # virtual seconds a lock cycle must last to be reported
 FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
 
 
@@ -76,7 +78,7 @@ class Task:
 
     __slots__ = (
         "thread", "glet", "name", "ident", "state", "token", "timed_out",
-        "wait_kind", "waiting", "joiners", "reads", "order",
+        "wait_kind", "waiting", "joiners", "reads", "order", "untimed", "pending",
     )
 
     def __init__(self, thread: Any, glet: Any, ident: int, order: int) -> None:
@@ -92,6 +94,8 @@ class Task:
         self.joiners: list[Task] = []
         self.reads = 0
         self.order = order
+        self.untimed = False  # blocked with no timeout
+        self.pending: BaseException | None = None  # raised in this task when it resumes
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} {self.state}>"
@@ -122,6 +126,7 @@ class Scheduler:
         self._next_ident = FIRST_FAKE_IDENT
         self.tasks: dict[Any, Task] = {}  # greenlet -> task, in creation order
         self.failure: SimFailure | None = None
+        self.suspects: list[tuple[float, list[tuple[Task, int]]]] = []  # lock cycles
         self.dying = False
         self.switches = 0
         self._wall0 = _real_monotonic()
@@ -171,6 +176,7 @@ class Scheduler:
         Returns False if it ended by the timeout.  ``kind`` and ``obj`` say what it
         waits for (for the deadlock report).
         """
+        __tracebackhide__ = True  # pytest: show the caller, not the scheduler
         cur = self.current
         if self.dying and cur is not self.main:
             raise GreenletExit()
@@ -180,13 +186,19 @@ class Scheduler:
         cur.token += 1
         cur.timed_out = False
         cur.reads = 0
+        cur.untimed = timeout is None
         if timeout is not None:
             heapq.heappush(
                 self.timers, (self.now + max(timeout, 0.0), self._timer_seq, cur, cur.token)
             )
             self._timer_seq += 1
+        elif kind == "lock" and self.failure is None:
+            self._suspect_lock_cycle(cur, obj)
         try:
             self._run_next(cur)
+            if cur.pending is not None:
+                exc, cur.pending = cur.pending, None
+                raise exc
         except BaseException:
             if cur.state == BLOCKED:
                 cur.token += 1
@@ -197,6 +209,37 @@ class Scheduler:
         cur.waiting = None
         return not cur.timed_out
 
+    def _suspect_lock_cycle(self, me: Task, lock: Any) -> None:
+        """Note a cycle of threads each waiting (untimed) for a lock the next one holds.
+
+        It is confirmed as a deadlock if none of them has moved
+        :data:`CYCLE_CONFIRM` virtual seconds later (a plain Lock may legally be
+        released by another thread, so a cycle through one is not proof at once).
+        """
+        cycle = [me]
+        holder = getattr(lock, "_owner", None)
+        while isinstance(holder, Task) and len(cycle) <= len(self.tasks):
+            if holder is me:
+                self.suspects.append((self.now + CYCLE_CONFIRM, [(t, t.token) for t in cycle]))
+                return
+            if holder.state != BLOCKED or holder.wait_kind != "lock" or not holder.untimed:
+                return
+            cycle.append(holder)
+            holder = getattr(holder.waiting, "_owner", None)
+
+    def _check_suspects(self) -> None:
+        keep = []
+        for deadline, members in self.suspects:
+            if any(t.state != BLOCKED or t.token != token for t, token in members):
+                continue  # one of them moved: not a deadlock
+            if self.now >= deadline and self.failure is None:
+                names = " -> ".join(repr(t.name) for t, _ in [*members, members[0]])
+                self._post_failure(SimDeadlock(self.report(
+                    f"deadlock: threads {names} each wait for a lock the next one holds")))
+            else:
+                keep.append((deadline, members))
+        self.suspects = keep if self.failure is None else []
+
     def wake(self, task: Task) -> None:
         """Make a blocked task runnable (a no-op for one that is not blocked)."""
         if task.state == BLOCKED:
@@ -206,6 +249,7 @@ class Scheduler:
 
     def yield_now(self) -> None:
         """Let the scheduler pick again; the current thread stays runnable."""
+        __tracebackhide__ = True
         cur = self.current
         if self.dying and cur is not self.main:
             return
@@ -213,6 +257,9 @@ class Scheduler:
         cur.reads = 0
         self.runnable.append(cur)
         self._run_next(cur)
+        if cur.pending is not None:
+            exc, cur.pending = cur.pending, None
+            raise exc
 
     def sleep(self, seconds: float) -> None:
         if seconds <= 0:
@@ -257,6 +304,9 @@ class Scheduler:
         if self.timers and self.timers[0][0] <= self.now:
             self._fire_due(self.now)
         runnable = self.runnable
+        if self.main.pending is not None and self.main.state == RUNNABLE:
+            runnable.remove(self.main)
+            return self.main
         while not runnable:
             timers = self.timers
             while timers and (timers[0][2].state != BLOCKED or timers[0][2].token != timers[0][3]):
@@ -267,7 +317,12 @@ class Scheduler:
             if deadline > self.now:
                 self.now = deadline
             self._fire_due(deadline)
+            if self.suspects:
+                self._check_suspects()
             self._check_limits()
+            if self.main.pending is not None and self.main.state == RUNNABLE:
+                runnable.remove(self.main)
+                return self.main
         n = len(runnable)
         i = self.rng.randrange(n) if n > 1 else 0
         task = runnable[i]
@@ -279,50 +334,48 @@ class Scheduler:
         if self.failure is not None or self.dying:
             return
         if self.time_limit is not None and self.now > self.time_limit:
-            self._fail(SimTimeLimit(self.report(
+            self._post_failure(SimTimeLimit(self.report(
                 f"virtual time limit of {self.time_limit:.0f} s exceeded")))
-        if self.wall_limit is not None and _real_monotonic() - self._wall0 > self.wall_limit:
-            self._fail(SimTimeLimit(self.report(
+        elif self.wall_limit is not None and _real_monotonic() - self._wall0 > self.wall_limit:
+            self._post_failure(SimTimeLimit(self.report(
                 f"wall-clock limit of {self.wall_limit:.0f} s exceeded")))
 
-    def _fail(self, exc: SimFailure) -> None:
-        """Deliver a failure to the main thread (raise here or throw into it)."""
-        self.failure = exc
-        if getcurrent() is self.main.glet:
-            self.current = self.main
-            raise exc
-        self.current = self.main
-        self.main.state = RUNNING
-        self.main.glet.throw(exc)
+    def _post_failure(self, exc: SimFailure) -> None:
+        """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
+        if self.failure is None:
+            self.failure = exc
+        self.main.pending = exc
+        self.wake(self.main)
 
     def _run_next(self, cur: Task) -> None:
         """Switch from ``cur`` (already marked blocked or runnable) to the next task."""
-        nxt = self._pick()
-        if nxt is None:
-            self._deadlock()
-            return
+        nxt = self._pick_or_deadlock()
         nxt.state = RUNNING
         if nxt is cur:
             return
         self.current = nxt
         nxt.glet.switch()
 
-    def _deadlock(self) -> None:
+    def _pick_or_deadlock(self) -> Task:
+        nxt = self._pick()
+        if nxt is not None:
+            return nxt
         if self.failure is None:
             exc: SimFailure = SimDeadlock(self.report(
                 "deadlock: every thread is blocked and no timer is pending"))
         else:
             exc = SimDeadlock(self.report(
                 "still deadlocked after the failure reported above", stacks=False))
-        self._fail(exc)
+        self._post_failure(exc)
+        if self.main.state != RUNNABLE:  # cannot happen: main is blocked when all are
+            raise exc
+        self.runnable.remove(self.main)
+        return self.main
 
     def _hub_loop(self, *_ignored: object) -> None:
         """Resumed whenever a simulated thread's greenlet ends: run the next one."""
         while True:
-            nxt = self._pick()
-            if nxt is None:
-                self._deadlock()
-                continue
+            nxt = self._pick_or_deadlock()
             nxt.state = RUNNING
             self.current = nxt
             nxt.glet.switch()
@@ -370,6 +423,10 @@ def _mark_stopped(thread: Any) -> None:
     thread._tstate_lock = None
 
 
+_HARNESS_NOISE = f"{os.sep}pytest{os.sep}"  # _pytest/ and pytest/
+_PLUGGY = f"{os.sep}pluggy{os.sep}"
+
+
 def frames_of(task: Task, sched: Scheduler) -> list[traceback.FrameSummary]:
     """The stack of a task (innermost last), without the simulation's own frames."""
     if task is sched.current:
@@ -381,7 +438,9 @@ def frames_of(task: Task, sched: Scheduler) -> list[traceback.FrameSummary]:
     summary = traceback.extract_stack(frame)
     from labtests.sim import SIM_DIR
 
-    frames = [f for f in summary if not f.filename.startswith(SIM_DIR)]
+    frames = [f for f in summary if not f.filename.startswith(SIM_DIR)
+              and _HARNESS_NOISE not in f.filename and _PLUGGY not in f.filename
+              and not f.filename.startswith("<frozen")]
     if frames and frames[0].filename == threading.__file__ and frames[0].name == "run":
         frames.pop(0)  # Thread.run calling the target
     return frames

@@ -1,0 +1,141 @@
+"""pytest plugin: ``--sim`` runs every graded test in simulated time.
+
+Load it with ``-p labtests.sim.pytest_plugin`` (it builds on the raftlab
+plugin, which is always active).  Options:
+
+* ``--sim`` (env ``RAFTLAB_SIM=1``): run each graded test (those using
+  ``make_config``) -- fixture setup, body and cleanup -- inside
+  :func:`labtests.sim.activate`, seeded from the test's seed, so
+  ``--seed N`` replays a run exactly;
+* ``--sim-cpu SCALE``: charge SCALE x the CPU time each thread uses to the
+  virtual clock (a slow implementation shows; runs stop being reproducible);
+* ``--sim-preempt P``: also switch threads with probability P when one starts
+  a thread (more interleavings);
+* ``--sim-time-limit S``: fail a test whose virtual time passes S seconds
+  (default 600, go test's limit) with every thread's stack.
+
+A deadlock fails the test with :class:`~labtests.sim.SimDeadlock`, whose
+message is the report (each thread's stack, the lock it waits for and who
+holds it), followed by the command that replays it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from labtests.sim import DEFAULT_TIME_LIMIT, activate
+from labtests.sim.driver import sim_seed
+
+ENV_VAR = "RAFTLAB_SIM"
+_SCHED = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("raftlab-sim", "raftlab simulated time")
+    group.addoption(
+        "--sim", dest="raft_sim", action="store_true", default=False,
+        help=f"run graded tests on a virtual clock with a deterministic scheduler "
+        f"(also env {ENV_VAR}=1)",
+    )
+    group.addoption(
+        "--sim-cpu", dest="raft_sim_cpu", type=float, default=0.0, metavar="SCALE",
+        help="charge SCALE x measured CPU time to the virtual clock (not reproducible)",
+    )
+    group.addoption(
+        "--sim-preempt", dest="raft_sim_preempt", type=float, default=0.0, metavar="P",
+        help="extra random thread switches with probability P at each thread start",
+    )
+    group.addoption(
+        "--sim-time-limit", dest="raft_sim_time_limit", type=float,
+        default=DEFAULT_TIME_LIMIT, metavar="S",
+        help=f"virtual seconds before a test fails as hung (default {DEFAULT_TIME_LIMIT:.0f})",
+    )
+
+
+def sim_enabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("raft_sim")) or os.environ.get(ENV_VAR, "") not in ("", "0")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not sim_enabled(config):
+        return []
+    extra = ""
+    if config.getoption("raft_sim_cpu"):
+        extra = f", CPU charged x{config.getoption('raft_sim_cpu')} (not reproducible)"
+    return [f"raftlab: simulated time (virtual clock, deterministic scheduler){extra}"]
+
+
+def _graded(item: pytest.Item) -> bool:
+    return "make_config" in getattr(item, "fixturenames", ())
+
+
+def _wall_limit(config: pytest.Config) -> float | None:
+    from labtests.plugin import _timeout_s
+
+    limit = _timeout_s(config)
+    return 0.8 * limit if limit and limit > 0 else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
+    if not (sim_enabled(item.config) and _graded(item)):
+        return (yield)
+    from labtests.plugin import seed_for_test
+
+    config = item.config
+    seed = seed_for_test(config, item.name)
+    cm = activate(
+        sim_seed(seed),
+        cpu_scale=config.getoption("raft_sim_cpu"),
+        preempt=config.getoption("raft_sim_preempt"),
+        time_limit=config.getoption("raft_sim_time_limit"),
+        wall_limit=_wall_limit(config),
+    )
+    sched = cm.__enter__()
+    item.stash[_SCHED] = sched
+    try:
+        return (yield)
+    finally:
+        try:
+            cm.__exit__(None, None, None)
+        except AssertionError:
+            pass  # already reported by the call phase (see pytest_runtest_call)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    """Fail with the simulation's own report when it stopped the test."""
+    sched = item.stash.get(_SCHED, None)
+    if sched is None:
+        return (yield)
+    try:
+        result = yield
+    except BaseException as exc:
+        if sched.failure is not None and exc is not sched.failure:
+            raise sched.failure from exc
+        raise
+    if sched.failure is not None:
+        raise sched.failure
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    sched = item.stash.get(_SCHED, None)
+    if sched is not None and report.when == "call" and report.failed:
+        from labtests.plugin import seed_for_test
+
+        seed = seed_for_test(item.config, item.name)
+        report.sections.append((
+            "raftlab sim rerun",
+            f"replay exactly: python -m pytest --pyargs labtests -p labtests.sim.pytest_plugin "
+            f"--sim -k {item.name} --seed {seed}"
+            + (f" --raft-impl {item.config.getoption('raft_impl')}"
+               if item.config.getoption("raft_impl") else ""),
+        ))
+    return report

@@ -1,0 +1,68 @@
+"""Simulation mode catches deadlocks at once, with a report, and replays them exactly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("greenlet")
+
+from labtests import test_2a  # noqa: E402
+from labtests.sim import SimDeadlock  # noqa: E402
+from labtests.sim.driver import run_graded  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEADLOCK_TOY = os.path.join(HERE, "toys_sim", "deadlock_raft.py")
+HANGS_TOY = os.path.join(HERE, "toys", "hangs.py")
+
+
+def _deadlock_report(toy: str, seed: int) -> str:
+    with pytest.raises(SimDeadlock) as info:
+        run_graded(test_2a.test_initial_election_2a, seed, toy)
+    return info.value.report
+
+
+def test_lock_order_deadlock_is_reported_with_both_threads_and_replays_exactly():
+    wall0 = time.perf_counter()
+    report, again = (_deadlock_report(DEADLOCK_TOY, 5) for _ in range(2))
+    assert time.perf_counter() - wall0 < 10.0
+    headline = report.splitlines()[0]
+    assert headline.startswith("deadlock: threads 'toy-S")
+    assert "-ticker' -> 'labrpc-worker-" in headline
+    assert "each wait for a lock the next one holds" in headline
+    assert "waits for Lock created at" in report and "deadlock_raft.py:43" in report
+    assert "with self.vote_mu:" in report and "with self.mu:" in report  # both sides' frames
+    assert again == report  # same seed, same report
+
+
+def test_forgotten_unlock_is_reported_as_a_self_deadlock():
+    report = _deadlock_report(HANGS_TOY, 3)
+    assert "thread 'MainThread': waits for Lock created at" in report
+    assert "held by this same thread (it never releases it)" in report
+    assert "in get_state" in report
+
+
+def test_pytest_sim_option_fails_the_toy_as_a_deadlock_with_a_replay_command():
+    cmd = [
+        sys.executable, "-m", "pytest", "--pyargs", "labtests", "-p", "labtests.sim.pytest_plugin",
+        "--sim", "-k", "test_initial_election_2a", "--raft-impl", DEADLOCK_TOY, "--seed", "5",
+        "-q", "-p", "no:randomly",
+    ]
+    outputs = []
+    for hashseed in ("1", "2"):  # replay is exact across processes, whatever the hash seed
+        env = dict(os.environ, PYTHONHASHSEED=hashseed)
+        env.pop("RAFTLAB_SIM", None)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
+                              cwd=os.path.dirname(HERE))
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+        outputs.append(proc.stdout)
+    out = outputs[0]
+    assert "SimDeadlock: deadlock: threads 'toy-S" in out
+    assert "replay exactly: python -m pytest --pyargs labtests -p labtests.sim.pytest_plugin " \
+        "--sim -k test_initial_election_2a --seed 5" in out
+    report = [line for line in out.splitlines() if line.startswith("E ")]
+    assert report == [line for line in outputs[1].splitlines() if line.startswith("E ")]
