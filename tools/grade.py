@@ -51,7 +51,7 @@ from tools.grade_submission import resolve as resolve_submission
 from tools.stress import default_test_paths, machine_cores, plan_jobs, safe_file_part
 from tools.stress_backend import BackendError, RunOptions, RunResult, collect
 
-EXIT_FULL, EXIT_LOST, EXIT_USAGE, EXIT_UNGRADED = 0, 1, 2, 3
+EXIT_FULL, EXIT_LOST, EXIT_USAGE, EXIT_UNGRADED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class Catalog:
@@ -148,11 +148,22 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
             for test, pts in part.tests.items():
                 console.print(f"  {test} {pts:g}")
         console.print(f"total {rubric.max_points:g} points; {rubric.runs} run(s) per test")
-        return EXIT_OK_LIST
+        return EXIT_FULL
     base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     outdir = (args.output or Path(f"grade-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
     grader = Grader(rubric, catalog, workers=args.workers, base_seed=base_seed,
                     console=console)
+    try:
+        return _grade_all(args, grader, outdir, console, err)
+    except KeyboardInterrupt:
+        err.print("raftlab grade: interrupted; the running tests were stopped and the "
+                  "reports of finished submissions kept")
+        return EXIT_INTERRUPTED
+
+
+def _grade_all(args: argparse.Namespace, grader: Grader, outdir: Path, console: Console,
+               err: Console) -> int:
+    rubric = grader.rubric
     if args.batch is None:
         grade = grader.grade(args.submission, outdir, name=None)
         console.print(f"reports in {outdir}", soft_wrap=True)
@@ -176,9 +187,6 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     console.print(f"grades: {outdir / 'grades.csv'}; per-submission reports in {outdir}",
                   soft_wrap=True)
     return EXIT_LOST if any(g.error for g in grades) else EXIT_FULL
-
-
-EXIT_OK_LIST = 0
 
 
 class Grader:

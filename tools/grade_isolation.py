@@ -7,8 +7,11 @@ Student code never runs in the grader's process.  Each part of a submission is o
 * **Memory and core dumps**: the pytest command is prefixed with this module's own
   small exec wrapper (``python -m tools.grade_isolation --memory-mb N -- cmd...``),
   which sets ``RLIMIT_AS`` (address space) and ``RLIMIT_CORE`` = 0 and then *execs*
-  pytest; xdist's workers inherit the limits.  A submission that allocates too much
-  gets ``MemoryError`` (or dies), which fails only the test that was running.
+  pytest; xdist's workers inherit the limits.  Address space is not memory in use:
+  every thread reserves an 8 MiB stack (the reference Raft peaks near 450 threads,
+  4.6 GB of address space, 50 MB resident, in TestBackup2B), hence a generous default.
+  A submission that allocates too much gets ``MemoryError`` (or dies), which fails
+  only the test that was running.
 * **Time**: each run has pytest-timeout's per-run watchdog (a hang fails that run
   with a stack dump); the whole part has a wall-clock budget, after which the
   remaining runs count as failed ("part time budget exhausted"); and if no run at
@@ -35,6 +38,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tools.stress_backend import BackendError, Job, RunOptions, RunResult, XdistBackend
 
@@ -46,7 +50,7 @@ STALL_GRACE_S = 60.0
 class Limits:
     """Resource limits for the processes that run student code."""
 
-    memory_mb: int = 4096
+    memory_mb: int = 16384
     per_run_timeout_s: float = 150.0
 
 
@@ -97,7 +101,7 @@ def run_part(jobs: Sequence[Job], backend: XdistBackend, budget_s: float,
     """
     results: dict[int, RunResult] = {}
     lock = threading.Lock()
-    state = {"last": time.monotonic(), "why": None}
+    state: dict[str, Any] = {"last": time.monotonic(), "why": None}
     done = threading.Event()
     error: list[BaseException] = []
 
@@ -126,21 +130,14 @@ def run_part(jobs: Sequence[Job], backend: XdistBackend, budget_s: float,
     started = time.monotonic()
     thread = threading.Thread(target=target, name="raftlab-grade-backend", daemon=True)
     thread.start()
-    while not done.wait(0.2):
-        now = time.monotonic()
-        with lock:
-            idle = now - state["last"]
-            complete = len(results) == len(wanted)
-        if state["why"] is None and not complete:
-            if now - started > budget_s:
-                state["why"] = BUDGET_REASON + f" ({budget_s:.0f} s)"
-                backend.cancel()
-            elif idle > stall_s:
-                state["why"] = (f"no run finished for {stall_s:.0f} s (a hang the per-run "
-                                "watchdog could not interrupt); the grader killed the tests")
-                backend.cancel()
-        elif state["why"] is not None and now - started > budget_s + 3 * XdistBackend.GRACE:
-            backend.cancel()  # a second cancel kills the process group
+    try:
+        _watch(backend, started, budget_s, stall_s, done, lock, state, results, wanted)
+    except KeyboardInterrupt:
+        # pytest runs in its own session and would outlive the grader: stop it first.
+        backend.cancel()
+        backend.cancel()
+        thread.join(timeout=10)
+        raise
     thread.join(timeout=30)
     elapsed = time.monotonic() - started
     reason = state["why"]
@@ -150,6 +147,31 @@ def run_part(jobs: Sequence[Job], backend: XdistBackend, budget_s: float,
         reason = "no result reported for this run"
     out = [results.get(job.index) or failed_result(job, reason) for job in jobs]
     return out, elapsed
+
+
+def _watch(backend: XdistBackend, started: float, budget_s: float, stall_s: float,
+           done: threading.Event, lock: threading.Lock, state: dict[str, Any],
+           results: dict[int, RunResult], wanted: set[int]) -> None:
+    """Stop the part when its budget is spent or nothing finishes for ``stall_s``."""
+    stopped_at: float | None = None
+    while not done.wait(0.2):
+        now = time.monotonic()
+        why = None
+        with lock:
+            idle = now - state["last"]
+            if state["why"] is None and len(results) < len(wanted):
+                if now - started > budget_s:
+                    why = BUDGET_REASON + f" ({budget_s:.0f} s)"
+                elif idle > stall_s:
+                    why = (f"no run finished for {stall_s:.0f} s (a hang the per-run "
+                           "watchdog could not interrupt); the grader killed the tests")
+                state["why"] = why
+        if why is not None:
+            stopped_at = now
+            backend.cancel()
+        elif stopped_at is not None and now - stopped_at > 3 * XdistBackend.GRACE:
+            backend.cancel()  # a second cancel kills the process group
+            stopped_at = now
 
 
 def _first_line(exc: BaseException) -> str:
@@ -179,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("no command given")
     apply_limits(args.memory_mb)
-    os.execvp(command[0], command)
+    # glibc reserves up to 8 x cores malloc arenas of 64 MiB address space each, which
+    # count against RLIMIT_AS without being used; two are plenty for these tests.
+    env = dict(os.environ, MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"))
+    os.execvpe(command[0], command, env)
     return 127  # not reached
 
 

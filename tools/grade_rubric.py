@@ -5,7 +5,7 @@ A rubric is a TOML file (read with :mod:`tomllib`); the shipped default,
 
     runs = 3                  # runs per test; a test earns its points only if all pass
     per_run_timeout_s = 150   # watchdog per run (the harness also fails a test over 120 s)
-    memory_mb = 4096          # address-space limit of each process running student code
+    memory_mb = 16384         # address-space limit of each process running student code
 
     [parts.2A]
     budget_s = 60             # wall-clock seconds per pass over the part (x runs)
@@ -141,7 +141,7 @@ def parse(data: Mapping[str, Any], source: str = "<rubric>") -> Rubric:
     return Rubric(
         source=source, title=str(data.get("title", "Raft lab 2")), runs=runs,
         per_run_timeout_s=_number(data.get("per_run_timeout_s", 150), "per_run_timeout_s"),
-        memory_mb=int(_number(data.get("memory_mb", 4096), "memory_mb")),
+        memory_mb=int(_number(data.get("memory_mb", 16384), "memory_mb")),
         parts=parts, explicit=explicit)
 
 

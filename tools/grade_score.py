@@ -16,6 +16,8 @@ from tools.grade_isolation import BUDGET_REASON
 from tools.grade_rubric import Rubric
 from tools.stress_backend import RunResult
 
+_LAB_FAILURE = "labtests.failures.RaftTestFailure: "
+
 
 @dataclass
 class RunGrade:
@@ -109,7 +111,7 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
     """A short, student-readable reason for a failed run (None when it passed)."""
     if result.outcome == "passed":
         return None
-    msg = (result.message or "").strip()
+    msg = (result.message or "").strip().removeprefix(_LAB_FAILURE)
     low = msg.lower()
     if result.outcome == "skipped":
         return "skipped (a graded test must run and pass)"

@@ -9,7 +9,8 @@ Rule (single submission and every ``--batch`` subfolder alike):
 * otherwise a folder holding exactly one package (a subfolder with ``__init__.py``,
   framework names aside) is that package;
 * anything else is refused with a message saying what was found;
-* a bare module name (e.g. ``raft``, the bundled reference) is imported as installed.
+* a bare module name that imports as installed code (e.g. ``raft``, the bundled
+  reference) is graded as installed, without a copy.
 
 The chosen files are copied into a fresh staging folder, leaving out anything named
 like the framework (``labtests``, ``labrpc``, ``tools``; in a module submission also a
@@ -21,6 +22,7 @@ installed ones, and the submission folder itself is never imported or written.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -54,13 +56,33 @@ def _looks_like_module_name(text: str) -> bool:
     return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", text) is not None
 
 
+def _is_installed_module(source: str, path: Path) -> bool:
+    """A bare module name that imports as installed code (e.g. ``raft``, the reference).
+
+    A folder of the same name in the working directory wins unless it *is* the
+    installed module (as with ``raft`` in a source checkout).
+    """
+    if not _looks_like_module_name(source):
+        return False
+    try:
+        spec = importlib.util.find_spec(source)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        return False
+    if not path.exists():
+        return True
+    origin = Path(spec.origin).resolve()
+    return path.resolve() in (origin, origin.parent)
+
+
 def resolve(source: str, name: str | None = None) -> Submission:
     """Decide what ``source`` (path or module name) holds; raises SubmissionError."""
     path = Path(source)
     label = name or (path.stem if path.suffix == ".py" else path.name) or source
+    if _is_installed_module(source, path):
+        return Submission(label, source, "installed", impl=source)
     if not path.exists():
-        if _looks_like_module_name(source) and "/" not in source:
-            return Submission(label, source, "installed", impl=source)
         raise SubmissionError(f"{source}: no such file or directory")
     path = path.resolve()
     if path.is_file():
