@@ -266,3 +266,76 @@ def test_leftover_threads_are_killed_on_exit():
 
     run_in_simulation(body, 12)
     assert finished == ["cleaned"]
+
+
+def test_thread_subclasses_timer_local_and_barrier_work():
+    class Worker(threading.Thread):  # defined outside the simulation: start() is patched
+        def __init__(self, out):
+            super().__init__(name="subclassed")
+            self.out = out
+
+        def run(self):
+            time.sleep(1)
+            self.out.append(threading.current_thread().name)
+
+    def body():
+        out = []
+        w = Worker(out)
+        w.start()
+        fired = []
+        timer = threading.Timer(2.0, lambda: fired.append(time.monotonic()))
+        timer.start()
+        local = threading.local()
+        local.x = "main"
+        seen = []
+
+        def reader():
+            seen.append(getattr(local, "x", None))
+
+        r = threading.Thread(target=reader, name="reader")
+        r.start()
+        barrier = threading.Barrier(2)
+        b = threading.Thread(target=barrier.wait, name="barrier")
+        b.start()
+        barrier.wait(timeout=5)
+        t0 = time.monotonic()
+        for t in (w, timer, r, b):
+            t.join()
+        return out, round(fired[0] - t0, 6), seen, local.x
+
+    out, fired_after, seen, mine = run_in_simulation(body, 13)
+    assert out == ["subclassed"]
+    assert fired_after == 2.0
+    assert seen == [None] and mine == "main"  # threading.local is per simulated thread
+
+
+def test_cpu_charge_makes_cpu_work_cost_virtual_time():
+    def burn():
+        t0 = time.monotonic()
+        x = 0
+        for i in range(300_000):
+            x += i * i
+        time.sleep(0)  # a switch point, where CPU time is charged
+        return time.monotonic() - t0
+
+    assert run_in_simulation(burn, 14) == 0.0
+    assert run_in_simulation(burn, 14, cpu_scale=1.0) > 0.001
+
+
+def test_preemption_option_is_deterministic_too():
+    def body(trace):
+        def worker(i):
+            trace.append(i)
+
+        threads = [threading.Thread(target=worker, args=(i,), name=f"p{i}") for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    runs = []
+    for _ in range(2):
+        trace: list = []
+        run_in_simulation(body, 15, trace, preempt=0.5)
+        runs.append(trace)
+    assert runs[0] == runs[1] and sorted(runs[0]) == list(range(6))
