@@ -31,6 +31,16 @@ Design (see :mod:`labtests.sim.scheduler` and :mod:`labtests.sim.patch`):
   at thread start), real parallelism, C-level blocking, and anything listed in
   :mod:`labtests.sim.patch` as escaping.  Use real time for grading fidelity.
 
+When to use which (text for the README):
+
+* Real time (the default) for grading: it is what the lab's thresholds were
+  written for, it runs threads in parallel and it charges CPU time.
+* Simulated time (``pytest -p labtests.sim.pytest_plugin --sim``, or
+  ``raftlab stress ... -- -p labtests.sim.pytest_plugin --sim``) for fast
+  stress runs, exact replay of a failure (same ``--seed``, same run, whatever
+  the machine's load) and deadlock reports.  A pass in simulation is not a
+  pass in real time: also run the real suite.
+
 Public API::
 
     with activate(seed) as sched:   # patches, runs the body as the main thread
