@@ -20,6 +20,11 @@ Examples::
     raftlab stress -k 2A -n 300 -p 2
     raftlab stress test_backup_2b -n 100 --impl mysolution/raft.py
     raftlab stress 2C -n 50 -- -p no:randomly     # after --: extra pytest options
+    raftlab stress 2B -n 2000 --impl raft.py --backend dask --scheduler tcp://head:8786
+
+With ``--backend dask`` every run is one task on a Dask cluster (see
+:mod:`tools.stress_dask`): raftlab must be installed on the workers; a single-file
+``--impl`` is shipped to them.
 """
 
 from __future__ import annotations
@@ -54,13 +59,16 @@ from rich.table import Table
 
 from tools.stats import TestStats, bound_sentence, failure_rate_upper_bound, fmt_pct
 from tools.stress_backend import (
+    BACKENDS,
     Backend,
     BackendError,
+    BackendUnavailable,
     Job,
     RunOptions,
     RunResult,
-    XdistBackend,
+    check_backend,
     collect,
+    make_backend,
 )
 
 _PART_RE = re.compile(r"^2[a-dA-D]$")
@@ -382,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run all runs of one test before the next (default: interleave)")
     parser.add_argument("--seed", type=int, help="base seed from which run seeds are drawn")
     parser.add_argument("--no-live", action="store_true", help="no live progress display")
+    cluster = parser.add_argument_group("cluster (pip install 'raftlab[cluster]')")
+    cluster.add_argument("--backend", choices=BACKENDS, default="local",
+                         help="where runs execute: local (pytest-xdist on this machine, "
+                         "default) or dask (one task per run on a Dask cluster)")
+    cluster.add_argument("--scheduler", metavar="ADDR",
+                         help="dask scheduler address (tcp://HOST:8786) or scheduler JSON file")
+    cluster.add_argument("--workers-per-host", type=int, metavar="N",
+                         help="dask: at most N concurrent runs per host (default: the "
+                         "workers' RUNS resources, else their threads)")
     return parser
 
 
@@ -408,12 +425,24 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     workers = args.workers or cores
     if args.runs < 1 or workers < 1:
         parser.error("--runs and --workers must be at least 1")
-    if workers > cores:
+    if args.backend == "dask":
+        if not args.scheduler:
+            parser.error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
+        if args.workers_per_host is not None and args.workers_per_host < 1:
+            parser.error("--workers-per-host must be at least 1")
+        try:
+            check_backend("dask")
+        except BackendUnavailable as exc:
+            err.print(f"raftlab stress: {exc}", markup=False)
+            return EXIT_USAGE
+    elif args.scheduler or args.workers_per_host:
+        parser.error("--scheduler and --workers-per-host need --backend dask")
+    if args.backend == "local" and workers > cores:
         err.print(f"[yellow]warning:[/yellow] {workers} workers on {cores} cores: the tests are "
                   "timing-based and runs starved of CPU can fail without a Raft bug; "
                   f"confirm a failure with its rerun command or -p {cores} before blaming Raft.")
     start_load = loadavg()[0]
-    if start_load > cores:
+    if args.backend == "local" and start_load > cores:
         err.print(f"[yellow]warning:[/yellow] load average is already {start_load:.2f} on "
                   f"{cores} cores before starting.")
     impl = args.impl
@@ -432,10 +461,21 @@ def main(argv: list[str] | None = None, console: Console | None = None,
                          rootdir=rootdir)
     outdir = (args.output or Path(f"stress-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
-    backend = backend or XdistBackend(workers, options, output_log=outdir / "pytest-output.txt")
+    where = f"{workers} workers ({cores} cores)"
+    if backend is None:
+        backend = make_backend(args.backend, options, workers=workers, scheduler=args.scheduler,
+                               workers_per_host=args.workers_per_host,
+                               output_log=outdir / "pytest-output.txt")
+        connect = getattr(backend, "connect", None)
+        if connect is not None:  # a cluster: fail early, and say what runs where
+            try:
+                where = connect()
+            except BackendError as exc:
+                err.print(f"raftlab stress: {exc}", markup=False)
+                return EXIT_BACKEND
+            workers = getattr(backend, "slots", workers)
     console.print(f"stress: {len(tests)} test(s) x {args.runs} runs = {len(jobs)} runs on "
-                  f"{workers} workers ({cores} cores); output in {outdir}", highlight=False,
-                  soft_wrap=True)
+                  f"{where}; output in {outdir}", highlight=False, soft_wrap=True)
     run = StressRun(jobs, options, outdir, console, workers, base_seed)
     return _drive(run, backend, jobs, live=not args.no_live, err=err)
 

@@ -96,6 +96,38 @@ def pytest_command(python: str = sys.executable) -> list[str]:
     return [python, "-m", "pytest"]
 
 
+def plugin_command(options: RunOptions, jobs_file: Path, files: Sequence[str], *,
+                   workers: int | None = None, python: str = sys.executable) -> list[str]:
+    """The pytest command that runs the jobs in ``jobs_file`` with the stress plugin.
+
+    With ``workers`` it spreads them over ``pytest -n workers`` (the local backend);
+    without, one process runs them in order (a cluster backend's one-run task).
+    """
+    cmd = pytest_command(python) + ["-p", PLUGIN, "--stress-jobs", str(jobs_file)]
+    if workers is not None:
+        cmd += ["-n", str(workers), "--dist", "load"]
+    cmd += ["-q", "-rN"]
+    if options.timeout:
+        cmd += ["--timeout", str(options.timeout)]
+    return cmd + options.harness_args() + list(files)
+
+
+def write_jobs_file(path: Path, events: Path, jobs: Sequence[Job], keep_passing: bool) -> None:
+    """The plugin's input: where to append events, and the exact runs to do."""
+    path.write_text(json.dumps({
+        "events": str(events),
+        "keep_passing": keep_passing,
+        "jobs": [{"index": j.index, "test": j.test, "seed": j.seed} for j in jobs],
+    }), encoding="utf-8")
+
+
+def job_files(jobs: Sequence[Job]) -> list[str]:
+    """The files holding the jobs' tests.  Whole files are run and the plugin selects
+    the exact items (a node id with parameters would not match once the repetition
+    parameter is added)."""
+    return sorted({job.test.split("::", 1)[0] for job in jobs})
+
+
 def collect(selection: Sequence[str], *, cwd: Path | None = None,
             timeout: float = 120) -> tuple[Path, list[str]]:
     """Ask pytest which node ids ``selection`` (pytest args: paths, -k, -m...) selects.
@@ -146,27 +178,15 @@ class XdistBackend:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def command(self, jobs_file: Path, files: Sequence[str]) -> list[str]:
-        cmd = pytest_command() + [
-            "-p", PLUGIN, "--stress-jobs", str(jobs_file),
-            "-n", str(self.workers), "--dist", "load", "-q", "-rN",
-        ]
-        if self.options.timeout:
-            cmd += ["--timeout", str(self.options.timeout)]
-        return cmd + self.options.harness_args() + list(files)
+        return plugin_command(self.options, jobs_file, files, workers=self.workers)
 
     def run(self, jobs: Sequence[Job], on_result: Callable[[RunResult], None]) -> None:
         with tempfile.TemporaryDirectory(prefix="raftlab-stress-") as tmp:
             events = Path(tmp) / "events.jsonl"
             events.touch()
             jobs_file = Path(tmp) / "jobs.json"
-            jobs_file.write_text(json.dumps({
-                "events": str(events),
-                "keep_passing": self.options.keep_passing_logs,
-                "jobs": [{"index": j.index, "test": j.test, "seed": j.seed} for j in jobs],
-            }), encoding="utf-8")
-            # Run whole files; the plugin selects the exact items (a node id with
-            # parameters would not match once the repetition parameter is added).
-            files = sorted({job.test.split("::", 1)[0] for job in jobs})
+            write_jobs_file(jobs_file, events, jobs, self.options.keep_passing_logs)
+            files = job_files(jobs)
             out = (open(self.output_log, "wb") if self.output_log  # noqa: SIM115
                    else subprocess.DEVNULL)
             try:
@@ -204,7 +224,7 @@ class XdistBackend:
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         if line.strip():
-                            on_result(_result_from_event(json.loads(line)))
+                            on_result(result_from_event(json.loads(line)))
                             seen += 1
                     continue
                 if exited:
@@ -236,7 +256,8 @@ class XdistBackend:
                 self._signal(signal.SIGINT)
 
 
-def _result_from_event(event: dict[str, Any]) -> RunResult:
+def result_from_event(event: dict[str, Any]) -> RunResult:
+    """A RunResult from one line of the plugin's events file (plain JSON data)."""
     return RunResult(
         job=int(event["job"]), test=event["test"], seed=int(event["seed"]),
         outcome=event["outcome"], duration=float(event["duration"]),
@@ -244,3 +265,50 @@ def _result_from_event(event: dict[str, Any]) -> RunResult:
         message=event.get("message"), log=event.get("log"),
         properties=dict(event.get("properties") or {}),
     )
+
+
+# --- choosing a backend (shared by ``raftlab stress`` and ``raftlab grade``) ---
+
+BACKENDS = ("local", "dask")
+CLUSTER_INSTALL_HINT = (
+    "the dask backend needs the optional cluster extra: pip install 'raftlab[cluster]' "
+    "(or pip install 'dask[distributed]'), on this machine and on every worker")
+
+
+class BackendUnavailable(BackendError):
+    """The chosen backend cannot be used here (its optional dependency is missing)."""
+
+
+def check_backend(name: str) -> None:
+    """Raise BackendUnavailable (with how to install it) if ``name`` cannot be used."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    if name == "dask":
+        try:
+            import distributed  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailable(f"{CLUSTER_INSTALL_HINT} ({exc})") from None
+
+
+def make_backend(name: str, options: RunOptions, *, workers: int = 1,
+                 scheduler: str | None = None, workers_per_host: int | None = None,
+                 output_log: Path | None = None,
+                 command_prefix: Sequence[str] = ()) -> Backend:
+    """A backend by name: ``local`` (pytest-xdist, ``workers`` processes) or ``dask``.
+
+    ``dask`` needs ``scheduler`` (``tcp://HOST:8786`` or a scheduler JSON file);
+    ``workers_per_host`` caps the concurrent runs per host there (default: the
+    workers' own ``RUNS`` resources, else their thread counts).  ``command_prefix``
+    (dask only) is put in front of each run's pytest command on the worker, e.g. an
+    exec wrapper that sets resource limits.  Raises BackendUnavailable when dask is
+    not installed and ValueError on bad arguments.
+    """
+    check_backend(name)
+    if name == "local":
+        return XdistBackend(workers, options, output_log=output_log)
+    if not scheduler:
+        raise ValueError("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
+    from tools.stress_dask import DaskBackend
+
+    return DaskBackend(scheduler, options, workers_per_host=workers_per_host,
+                       command_prefix=command_prefix)

@@ -1,0 +1,233 @@
+"""``raftlab stress --backend dask`` on a real Dask cluster (scheduler + 2 workers, 127.0.0.1).
+
+No mocks: the scheduler and the workers are separate ``dask`` processes started here
+and killed at the end.  The fake suite of tests/test_stress.py is used, whose outcomes
+depend only on the seed, so a cluster run must report exactly what a local run does.
+Skipped when dask is not installed (``pip install -e '.[cluster]'``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.test_stress import CONFTEST, NO_HARNESS, SUITE
+from tools import stress
+from tools.stress_dask import split_slots
+
+pytest.importorskip("distributed", reason="dask is not installed: pip install -e '.[cluster]'")
+
+REPO = Path(__file__).resolve().parents[1]
+MARKERS_ENV = "RAFTLAB_TEST_MARKERS"
+
+SLOW_SUITE = '''
+import os, time
+from pathlib import Path
+
+def test_marked(seed):
+    # One marker file per start of a run (a run retried after its worker died starts
+    # twice), naming the dask worker process that started this pytest (its parent).
+    Path(os.environ["RAFTLAB_TEST_MARKERS"], f"{seed}-{os.getppid()}").touch()
+    time.sleep(1.5)
+'''
+
+SHIP_TOY = '''
+class _Raft:
+    def get_state(self):
+        return (1, False)
+
+def make():
+    raise RuntimeError("impl loaded from " + __file__)
+'''
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    root = tmp_path / "suite"
+    root.mkdir()
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "conftest.py").write_text(CONFTEST)
+    (root / "test_fake.py").write_text(SUITE)
+    (root / "test_slow_fake.py").write_text(SLOW_SUITE)
+    return root
+
+
+class Cluster:
+    """A scheduler and workers as separate processes, each in its own process group."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp = tmp
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.address = ""
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed by the child's exit
+        proc = subprocess.Popen([sys.executable, "-m", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=self.env, start_new_session=True)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def start(self, workers: int) -> None:
+        sched_file = self.tmp / "scheduler.json"
+        self._spawn("scheduler", ["distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", "--no-dashboard",
+                                  "--scheduler-file", str(sched_file)])
+        deadline = time.monotonic() + 30
+        while not sched_file.exists() or not sched_file.read_text().strip():
+            assert time.monotonic() < deadline, (self.tmp / "scheduler.log").read_text()
+            time.sleep(0.1)
+        self.address = json.loads(sched_file.read_text())["address"]
+        for i in range(workers):
+            name = f"w{i}"
+            self.workers[name] = self._spawn(name, [
+                "distributed.cli.dask_worker", self.address, "--host", "127.0.0.1",
+                "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", name,
+                "--death-timeout", "20"])
+        from distributed import Client
+
+        with Client(self.address, timeout=30, set_as_default=False) as client:
+            client.wait_for_workers(workers, timeout=30)
+
+    def kill_worker(self, name: str) -> None:
+        os.killpg(self.workers[name].pid, signal.SIGKILL)
+        self.workers[name].wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 2
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env[MARKERS_ENV] = str(markers)
+    c = Cluster(tmp_path, env)
+    try:
+        c.start(workers=2)
+        yield c
+    finally:
+        c.stop()
+
+
+def run_stress(argv: list[str], cwd: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        rc = stress.main(argv, console=Console(file=out, width=200, no_color=True))
+    finally:
+        os.chdir(old)
+    return rc, out.getvalue()
+
+
+def outcomes(rows: list[dict]) -> list[tuple[str, int, str]]:
+    return sorted((r["test"], r["seed"], r["outcome"]) for r in rows)
+
+
+def test_split_slots_shares_a_hosts_runs_among_its_workers():
+    assert split_slots(3, ["b", "a"]) == {"a": 2, "b": 1}
+    assert split_slots(1, ["a", "b"]) == {"a": 1, "b": 0}
+
+
+def test_dask_results_equal_local_results(cluster, suite, tmp_path):
+    common = ["test_fake.py", "-k", "passes or flaky", "-n", "6", "--seed", "11", "--no-live"]
+    rc_local, text_local = run_stress(
+        common + ["-p", "2", "-o", str(tmp_path / "local"), *NO_HARNESS], cwd=suite)
+    rc_dask, text_dask = run_stress(
+        common + ["--backend", "dask", "--scheduler", cluster.address, "--workers-per-host", "2",
+                  "-o", str(tmp_path / "dask"), *NO_HARNESS], cwd=suite)
+    local = stress.results_of(tmp_path / "local" / "results.jsonl")
+    dask = stress.results_of(tmp_path / "dask" / "results.jsonl")
+    assert len(dask) == 12 and sorted(r["job"] for r in dask) == list(range(12))
+    assert outcomes(dask) == outcomes(local)
+    failures = sum(r["outcome"] == "failed" for r in local)
+    assert failures > 0, "pick a base seed that yields a failure"
+    assert rc_dask == rc_local == 1
+    assert f"{failures} of 12 failed" in text_dask and f"{failures} of 12 failed" in text_local
+    assert "2 worker(s) on 1 host(s), 2 concurrent runs" in text_dask
+    assert {r["worker"].rsplit("/", 1)[-1] for r in dask} <= {"w0", "w1"}
+    # Failures land in the same kept-failure directory, with the message and the log.
+    failed = next(r for r in dask if r["outcome"] == "failed")
+    log = Path(failed["log"]).read_text()
+    assert log.startswith(f"test:     {failed['test']}") and f"unlucky seed {failed['seed']}" in log
+    assert (tmp_path / "dask" / "rerun.sh").read_text().count("\n") == 2 * failures
+
+
+def test_single_file_implementation_is_shipped(cluster, suite, tmp_path):
+    impl = tmp_path / "student" / "my_raft.py"
+    impl.parent.mkdir()
+    impl.write_text(SHIP_TOY)
+    rc, text = run_stress(["test_fake.py", "test_leader", "-n", "2", "--impl", str(impl),
+                           "--backend", "dask", "--scheduler", cluster.address,
+                           "-o", str(tmp_path / "out"), "--no-live", *NO_HARNESS], cwd=suite)
+    rows = stress.results_of(tmp_path / "out" / "results.jsonl")
+    assert rc == 1 and [r["outcome"] for r in rows] == ["failed", "failed"], text
+    for r in rows:  # the worker loaded its own copy, from the run's scratch directory
+        assert "impl loaded from" in r["message"] and str(impl) not in r["message"]
+        assert "raftlab-run-" in r["message"] and r["message"].endswith("/impl/my_raft.py")
+    assert str(impl) in (tmp_path / "out" / "rerun.sh").read_text()  # reruns are local
+
+
+def test_killed_worker_runs_are_retried_and_counted_once(cluster, suite, tmp_path):
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    runs = 6
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.stress", "test_slow_fake.py", "-n", str(runs),
+         "--backend", "dask", "--scheduler", cluster.address, "--workers-per-host", "2",
+         "-o", str(out), "--no-live", *NO_HARNESS],
+        cwd=suite, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    markers = Path(cluster.env[MARKERS_ENV])
+    try:
+        deadline = time.monotonic() + 60
+        while not any(markers.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.02)
+        # A run's test body has started and sleeps 1.5 s: kill the worker running it.
+        seed, worker_pid = next(markers.iterdir()).name.split("-")
+        victim = next(n for n, p in cluster.workers.items() if p.pid == int(worker_pid))
+        cluster.kill_worker(victim)
+        text, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, text
+    rows = stress.results_of(results)
+    assert sorted(r["job"] for r in rows) == list(range(runs))  # every run exactly once
+    assert all(r["outcome"] == "passed" for r in rows)
+    assert f"0 of {runs} failed" in text and f"{runs}/{runs}" in text
+    starts = Counter(p.name.split("-")[0] for p in markers.iterdir())
+    assert set(starts) == {str(r["seed"]) for r in rows}
+    assert starts[seed] == 2, f"the killed run was not retried: {starts}"
+    (retried,) = [r for r in rows if r["seed"] == int(seed)]
+    assert not retried["worker"].endswith(f"/{victim}")

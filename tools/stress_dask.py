@@ -1,0 +1,460 @@
+"""The Dask cluster backend of ``raftlab stress`` (and ``raftlab grade``).
+
+Why Dask: one machine is not enough to grade a class or to run tens of thousands of
+repetitions, and Dask distributed already schedules tasks over many hosts (a
+scheduler plus ``dask worker`` processes, or SLURM/PBS through dask-jobqueue),
+resubmits the tasks of a worker that dies and streams results back as they finish.
+
+One task per run.  The task's argument is plain data (test node id, seed, pytest
+options, the implementation file's bytes); on the worker it runs one fresh
+``python -m pytest <file> -p tools.stress_plugin --stress-jobs <one job>`` in a
+scratch directory, so a timing-based run never shares a process with another, and
+returns the plugin's event (outcome, message, log, properties) as a dict.
+
+What must be on a worker: raftlab itself (the harness, the graded suites and this
+module: ``pip install 'raftlab[cluster]'``), the same version as on the client.  A
+test file is looked up under the client's rootdir (same host or shared filesystem)
+and else in the worker's installed raftlab.  The Raft implementation under test is
+*shipped*: a single ``.py`` file given with ``--impl`` is scattered to the workers
+once, written to each run's scratch directory and passed as ``--raft-impl``.  A
+module name (not a file) must be importable on the workers.
+
+Counted once: each run is one future with a unique key; the scheduler reruns the
+task of a worker that died (up to ``distributed.scheduler.allowed-failures`` times),
+a future is released as soon as its result is read (so a finished run is never
+recomputed), and job indices already reported are ignored.  A run's pytest gets
+SIGKILL when the worker thread that started it dies (Linux ``PR_SET_DEATHSIG``), so
+a killed worker leaves no orphan run behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tools.stress_backend import (
+    BackendError,
+    Job,
+    RunOptions,
+    RunResult,
+    plugin_command,
+    result_from_event,
+    write_jobs_file,
+)
+
+RESOURCE = "RUNS"
+POLL = 0.1
+OUTPUT_TAIL = 60
+
+# --------------------------------------------------------------------------------------
+# Worker side: runs inside a dask worker process.  Nothing here imports dask at module
+# level, so the pieces can be tested (and imported) without it.
+# --------------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_running: dict[str, set[subprocess.Popen[bytes]]] = {}
+_cancelled_batches: set[str] = set()
+
+# Execs the command after asking the kernel to SIGKILL it when the thread that started
+# it (a worker's task thread) dies: a SIGKILLed worker then takes its runs with it.
+_DEATHSIG_EXEC = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)\n"  # PR_SET_DEATHSIG
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(137)\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _with_deathsig(cmd: list[str]) -> list[str]:
+    if not sys.platform.startswith("linux"):
+        return cmd
+    return [sys.executable, "-c", _DEATHSIG_EXEC, str(os.getpid()), *cmd]
+
+
+def worker_rootdir(client_root: str, test_file: str) -> Path:
+    """Where ``test_file`` (relative to the client's rootdir) is on this worker.
+
+    The client's rootdir when it exists here (same host, shared filesystem); else the
+    installed raftlab (node ids of the graded suites start with ``labtests/``).
+    """
+    root = Path(client_root)
+    if (root / test_file).is_file():
+        return root
+    import importlib.util
+
+    spec = importlib.util.find_spec("labtests")
+    if spec is not None and spec.submodule_search_locations:
+        installed = Path(next(iter(spec.submodule_search_locations))).parent
+        if (installed / test_file).is_file():
+            return installed
+    raise FileNotFoundError(
+        f"test file {test_file} is not on worker host {socket.gethostname()}: not under "
+        f"{root} and not in an installed raftlab; install raftlab on every worker "
+        "(pip install 'raftlab[cluster]') or put the tests on a shared filesystem")
+
+
+def _worker_name() -> str:
+    host = socket.gethostname()
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return f"{host}/pid{os.getpid()}"
+    name = str(worker.name)
+    return f"{host}/{name}" if name != worker.address else f"{host}/{worker.address}"
+
+
+def _tail(path: Path, lines: int = OUTPUT_TAIL) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_one(spec: dict[str, Any], impl_data: bytes | None = None) -> dict[str, Any] | None:
+    """The task: do one run in a fresh pytest process; return its event dict.
+
+    Returns None if the batch was cancelled while it ran.  A run whose pytest died
+    without reporting (a crash, the outer time limit) is a failed run with the output
+    tail as its log; a pytest that could not start the test at all (usage or
+    collection error) raises, which the client reports as a backend error.
+    """
+    batch = spec["batch"]
+    job = Job(**spec["job"])
+    options = RunOptions(**spec["options"])
+    test_file = job.test.split("::", 1)[0]
+    root = worker_rootdir(str(options.rootdir), test_file)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="raftlab-run-") as tmp:
+        scratch = Path(tmp)
+        if impl_data is not None:
+            impl_path = scratch / "impl" / spec["impl_name"]
+            impl_path.parent.mkdir()
+            impl_path.write_bytes(impl_data)
+            options = replace(options, impl=str(impl_path))
+        events = scratch / "events.jsonl"
+        jobs_file = scratch / "job.json"
+        write_jobs_file(jobs_file, events, [Job(0, job.test, job.seed)],
+                        options.keep_passing_logs)
+        cmd = plugin_command(options, jobs_file, [str(root / test_file)])
+        cmd[3:3] = [f"--rootdir={root}", "-p", "no:cacheprovider"]  # after "python -m pytest"
+        cmd = list(spec.get("prefix") or ()) + cmd
+        output = scratch / "output.txt"
+        with open(output, "wb") as out:
+            with _lock:
+                if batch in _cancelled_batches:
+                    return None
+                proc = subprocess.Popen(_with_deathsig(cmd), cwd=scratch, stdout=out,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
+                _running.setdefault(batch, set()).add(proc)
+            try:
+                limit = options.timeout + 120 if options.timeout else None
+                try:
+                    rc = proc.wait(timeout=limit)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    _killpg(proc)
+                    rc = proc.wait()
+                    timed_out = True
+            finally:
+                with _lock:
+                    _running.get(batch, set()).discard(proc)
+        with _lock:
+            if batch in _cancelled_batches:
+                return None
+        lines = [ln for ln in events.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if lines:
+            event = json.loads(lines[0])
+        elif timed_out or rc in (0, 1) or rc < 0:
+            why = (f"no result after {limit:.0f} s; killed" if timed_out
+                   else f"pytest ended with status {rc} without reporting the run (crashed?)")
+            event = {"outcome": "failed", "duration": round(time.monotonic() - started, 4),
+                     "message": why, "log": _tail(output), "properties": {}}
+        else:
+            raise RuntimeError(
+                f"pytest could not run {job.test} on {_worker_name()} (exit {rc}):\n"
+                f"{_tail(output, 25)}")
+    event.update(job=job.index, test=job.test, seed=int(event.get("seed", job.seed)),
+                 worker=_worker_name())
+    event.setdefault("loadavg", [round(x, 2) for x in os.getloadavg()])
+    return event
+
+
+def _killpg(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def cancel_batch(batch: str) -> int:
+    """Run on every worker at Ctrl-C: stop the batch's runs, start no new ones."""
+    with _lock:
+        _cancelled_batches.add(batch)
+        procs = list(_running.pop(batch, ()))
+    for proc in procs:
+        _killpg(proc)
+    return len(procs)
+
+
+def host_info() -> dict[str, Any]:
+    """Run on every worker to plan run slots per host."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return {"host": socket.gethostname(), "cores": cores}
+
+
+async def set_run_slots(dask_worker: Any, slots: int) -> None:
+    """Run on a worker: it may run ``slots`` runs at once (its ``RUNS`` resource)."""
+    await dask_worker.set_resources(**{RESOURCE: slots})
+
+
+def split_slots(per_host: int, workers: Sequence[str]) -> dict[str, int]:
+    """Share ``per_host`` run slots among one host's workers as evenly as possible."""
+    base, extra = divmod(per_host, len(workers))
+    return {w: base + (1 if i < extra else 0) for i, w in enumerate(sorted(workers))}
+
+
+# --------------------------------------------------------------------------------------
+# Client side
+# --------------------------------------------------------------------------------------
+
+
+class DaskBackend:
+    """Runs each job as one task on a Dask cluster (see the module docstring).
+
+    ``scheduler``: an address (``tcp://HOST:8786``) or a scheduler JSON file.
+    ``workers_per_host``: at most this many concurrent runs per host, set as the
+    workers' ``RUNS`` resource for this batch; without it, the workers' own ``RUNS``
+    resources are used if they declare them (``dask worker --resources RUNS=2``),
+    else their thread counts.
+    """
+
+    CONNECT_TIMEOUT = 30.0
+
+    def __init__(self, scheduler: str, options: RunOptions, *,
+                 workers_per_host: int | None = None,
+                 command_prefix: Sequence[str] = ()) -> None:
+        if workers_per_host is not None and workers_per_host < 1:
+            raise ValueError("--workers-per-host must be at least 1")
+        self.scheduler = scheduler
+        self.options = options
+        self.workers_per_host = workers_per_host
+        self.command_prefix = list(command_prefix)
+        self.batch = f"raftlab-{uuid.uuid4().hex[:12]}"
+        self.slots = 0
+        self.description = ""
+        self._client: Any = None
+        self._resources: dict[str, float] | None = None
+        self._futures: list[Any] = []
+        self._cancelled = threading.Event()
+        self._cancel_requests = 0
+        self._lock = threading.Lock()
+
+    # -- setup --
+
+    def connect(self) -> str:
+        """Connect, plan the run slots and return a one-line description of the cluster.
+
+        Raises BackendError when the scheduler cannot be reached or has no workers.
+        """
+        if self._client is not None:
+            return self.description
+        from distributed import Client
+
+        try:
+            if os.path.isfile(self.scheduler):
+                client = Client(scheduler_file=self.scheduler, timeout=self.CONNECT_TIMEOUT,
+                                set_as_default=False)
+            else:
+                client = Client(self.scheduler, timeout=self.CONNECT_TIMEOUT,
+                                set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BackendError(f"cannot reach the dask scheduler at {self.scheduler}: "
+                               f"{exc}") from None
+        self._client = client
+        try:
+            client.wait_for_workers(1, timeout=self.CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise BackendError(f"the dask scheduler at {self.scheduler} has no workers "
+                               f"({exc}); start some with: dask worker {self.scheduler}"
+                               ) from None
+        self.description = self._plan_slots()
+        return self.description
+
+    def _plan_slots(self) -> str:
+        client = self._client
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        infos = client.run(host_info)
+        by_host: dict[str, list[str]] = {}
+        for addr, info in infos.items():
+            by_host.setdefault(info["host"], []).append(addr)
+        cores = {info["host"]: info["cores"] for info in infos.values()}
+        note = ""
+        if self.workers_per_host is not None:
+            for host_workers in by_host.values():
+                for addr, n in split_slots(self.workers_per_host, host_workers).items():
+                    client.run(set_run_slots, slots=n, workers=[addr])
+            self._resources = {RESOURCE: 1}
+            per_host = {h: self.workers_per_host for h in by_host}
+            how = f"--workers-per-host {self.workers_per_host}"
+        elif any(RESOURCE in (w.get("resources") or {}) for w in workers.values()):
+            self._resources = {RESOURCE: 1}
+            per_host = {h: 0 for h in by_host}
+            for addr, w in workers.items():
+                host = infos.get(addr, {}).get("host")
+                if host in per_host:
+                    per_host[host] += int((w.get("resources") or {}).get(RESOURCE, 0))
+            if not all(RESOURCE in (w.get("resources") or {}) for w in workers.values()):
+                note = f"; workers without a {RESOURCE} resource get no runs"
+            how = f"the workers' {RESOURCE} resources"
+        else:
+            self._resources = None
+            per_host = {h: 0 for h in by_host}
+            for addr, w in workers.items():
+                host = infos.get(addr, {}).get("host")
+                if host in per_host:
+                    per_host[host] += int(w.get("nthreads", 1))
+            how = "the workers' threads"
+        self.slots = sum(per_host.values())
+        busy = [h for h, n in per_host.items() if n > cores.get(h, n)]
+        if busy:
+            note += (f"; warning: more runs than cores on {', '.join(sorted(busy))} "
+                     "(timing-based tests may fail without a Raft bug; "
+                     "use --workers-per-host)")
+        address = client.scheduler_info(n_workers=0).get("address", self.scheduler)
+        return (f"dask {address}: {len(infos)} worker(s) on "
+                f"{len(by_host)} host(s), {self.slots} concurrent runs ({how}){note}")
+
+    def _impl_to_ship(self) -> tuple[str, bytes] | None:
+        impl = self.options.impl
+        if not impl or not os.path.exists(impl):
+            return None  # a module name: must be importable on the workers
+        path = Path(impl)
+        if not path.is_file() or path.suffix != ".py":
+            raise BackendError(
+                f"--impl {impl}: the dask backend ships a single .py file; install a "
+                "package implementation on every worker and pass its module name instead")
+        return path.name, path.read_bytes()
+
+    def _spec(self, job: Job, impl_name: str | None) -> dict[str, Any]:
+        o = self.options
+        return {
+            "batch": self.batch,
+            "job": {"index": job.index, "test": job.test, "seed": job.seed},
+            "options": {"impl": o.impl, "timeout": o.timeout, "debug": o.debug,
+                        "keep_passing_logs": o.keep_passing_logs,
+                        "pytest_args": list(o.pytest_args), "rootdir": str(o.rootdir)},
+            "impl_name": impl_name,
+            "prefix": self.command_prefix,
+        }
+
+    # -- running --
+
+    def run(self, jobs: Sequence[Job], on_result: Callable[[RunResult], None]) -> None:
+        from distributed import as_completed
+        from distributed.client import FutureCancelledError
+        from distributed.scheduler import KilledWorker
+
+        try:
+            self.connect()
+            client = self._client
+            shipped = self._impl_to_ship()
+            impl_future = (client.scatter(shipped[1], broadcast=True, hash=False)
+                           if shipped else None)
+            index_of: dict[str, int] = {}
+            futures: list[Any] = []
+            with self._lock:
+                if self._cancelled.is_set():
+                    return
+                for job in jobs:
+                    spec = self._spec(job, shipped[0] if shipped else None)
+                    future = client.submit(run_one, spec, impl_future,
+                                           key=f"{self.batch}-run-{job.index}", pure=False,
+                                           resources=self._resources)
+                    index_of[future.key] = job.index
+                    futures.append(future)
+                self._futures = futures
+            reported: set[int] = set()
+            lost: list[str] = []
+            pending = as_completed(futures, loop=client.loop)
+            while not pending.is_empty():
+                if self._cancelled.is_set():
+                    break
+                if not pending.has_ready():
+                    time.sleep(POLL)
+                    continue
+                for future in pending.next_batch(block=False):
+                    index = index_of[future.key]
+                    try:
+                        event = future.result()
+                    except (FutureCancelledError, KilledWorker) as exc:
+                        if not self._cancelled.is_set():
+                            lost.append(f"run {index}: {type(exc).__name__}: {exc}")
+                        continue
+                    except Exception as exc:
+                        self._stop(client)
+                        raise BackendError(f"a run could not be done: {exc}") from None
+                    finally:
+                        future.release()
+                    if event is None or index in reported:
+                        continue
+                    reported.add(index)
+                    on_result(result_from_event(event))
+            if lost and not self._cancelled.is_set():
+                raise BackendError(
+                    f"{len(lost)} run(s) lost (their workers kept dying):\n" + "\n".join(lost[:10]))
+        finally:
+            self.close()
+
+    def _stop(self, client: Any) -> None:
+        """Cancel every outstanding run of this batch and stop those already running."""
+        with self._lock:
+            outstanding = [f for f in self._futures if not f.done()]
+        try:
+            client.cancel(outstanding, force=True)
+        except Exception:  # noqa: BLE001 - best effort while shutting down
+            pass
+        try:
+            client.run(cancel_batch, self.batch, on_error="ignore")
+        except Exception:  # noqa: BLE001
+            pass
+
+    def cancel(self) -> None:
+        """Stop: outstanding runs are cancelled, running ones killed on their workers."""
+        with self._lock:
+            self._cancel_requests += 1
+            self._cancelled.set()
+            client = self._client
+        if client is not None:
+            self._stop(client)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            self._futures = []
+        if client is not None:
+            try:
+                client.close(timeout=10)
+            except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
+                pass
