@@ -8,6 +8,7 @@ Skipped when dask is not installed (``pip install -e '.[cluster]'``).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -24,9 +25,11 @@ from rich.console import Console
 
 from tests.test_stress import CONFTEST, NO_HARNESS, SUITE
 from tools import stress
+from tools.stress_backend import XdistBackend
 from tools.stress_dask import split_slots
 
-pytest.importorskip("distributed", reason="dask is not installed: pip install -e '.[cluster]'")
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="dask is not installed: pip install -e '.[cluster]'")
 
 REPO = Path(__file__).resolve().parents[1]
 MARKERS_ENV = "RAFTLAB_TEST_MARKERS"
@@ -39,7 +42,7 @@ def test_marked(seed):
     # One marker file per start of a run (a run retried after its worker died starts
     # twice), naming the dask worker process that started this pytest (its parent).
     Path(os.environ["RAFTLAB_TEST_MARKERS"], f"{seed}-{os.getppid()}").touch()
-    time.sleep(1.5)
+    time.sleep(1.0)
 '''
 
 SHIP_TOY = '''
@@ -54,6 +57,10 @@ def make():
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
+    return make_suite(tmp_path)
+
+
+def make_suite(tmp_path: Path) -> Path:
     root = tmp_path / "suite"
     root.mkdir()
     (root / "pytest.ini").write_text("[pytest]\n")
@@ -123,8 +130,7 @@ class Cluster:
                 proc.wait(timeout=5)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def _cluster(tmp_path: Path) -> Iterator[Cluster]:
     markers = tmp_path / "markers"
     markers.mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -136,6 +142,18 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Shared by the tests that leave the workers alive."""
+    yield from _cluster(tmp_path_factory.mktemp("cluster"))
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """For a test that kills a worker."""
+    yield from _cluster(tmp_path)
 
 
 def run_stress(argv: list[str], cwd: Path) -> tuple[int, str]:
@@ -158,8 +176,39 @@ def test_split_slots_shares_a_hosts_runs_among_its_workers():
     assert split_slots(1, ["a", "b"]) == {"a": 1, "b": 0}
 
 
+def test_without_dask_the_backend_explains_how_to_install_it(suite, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    err = io.StringIO()
+    monkeypatch.setattr(stress, "Console", lambda **kw: Console(file=err, width=200))
+    rc, _ = run_stress(["test_fake.py", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1",
+                        "-o", str(tmp_path / "o"), "--no-live", *NO_HARNESS], cwd=suite)
+    assert rc == 2
+    assert "pip install 'raftlab[cluster]'" in err.getvalue()
+    with pytest.raises(stress.BackendUnavailable, match="raftlab.cluster"):
+        stress.make_backend("dask", stress.RunOptions(), scheduler="tcp://127.0.0.1:1")
+    # The local backend does not need dask.
+    assert isinstance(stress.make_backend("local", stress.RunOptions(), workers=2),
+                      XdistBackend)
+
+
+def test_dask_needs_a_scheduler(suite, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_stress(["test_fake.py", "--backend", "dask", "--no-live", *NO_HARNESS], cwd=suite)
+    assert exc.value.code == 2 and "--scheduler" in capsys.readouterr().err
+
+
+@needs_dask
+def test_unreachable_scheduler_is_a_backend_error(suite, tmp_path, monkeypatch):
+    monkeypatch.setattr("tools.stress_dask.DaskBackend.CONNECT_TIMEOUT", 2.0)
+    rc, _ = run_stress(["test_fake.py", "-k", "passes", "--backend", "dask", "--scheduler",
+                        "tcp://127.0.0.1:9", "-o", str(tmp_path / "o"), "--no-live",
+                        *NO_HARNESS], cwd=suite)
+    assert rc == 3
+
+
+@needs_dask
 def test_dask_results_equal_local_results(cluster, suite, tmp_path):
-    common = ["test_fake.py", "-k", "passes or flaky", "-n", "6", "--seed", "11", "--no-live"]
+    common = ["test_fake.py", "-k", "passes or flaky", "-n", "4", "--seed", "4", "--no-live"]
     rc_local, text_local = run_stress(
         common + ["-p", "2", "-o", str(tmp_path / "local"), *NO_HARNESS], cwd=suite)
     rc_dask, text_dask = run_stress(
@@ -167,12 +216,12 @@ def test_dask_results_equal_local_results(cluster, suite, tmp_path):
                   "-o", str(tmp_path / "dask"), *NO_HARNESS], cwd=suite)
     local = stress.results_of(tmp_path / "local" / "results.jsonl")
     dask = stress.results_of(tmp_path / "dask" / "results.jsonl")
-    assert len(dask) == 12 and sorted(r["job"] for r in dask) == list(range(12))
+    assert len(dask) == 8 and sorted(r["job"] for r in dask) == list(range(8))
     assert outcomes(dask) == outcomes(local)
     failures = sum(r["outcome"] == "failed" for r in local)
     assert failures > 0, "pick a base seed that yields a failure"
     assert rc_dask == rc_local == 1
-    assert f"{failures} of 12 failed" in text_dask and f"{failures} of 12 failed" in text_local
+    assert f"{failures} of 8 failed" in text_dask and f"{failures} of 8 failed" in text_local
     assert "2 worker(s) on 1 host(s), 2 concurrent runs" in text_dask
     assert {r["worker"].rsplit("/", 1)[-1] for r in dask} <= {"w0", "w1"}
     # Failures land in the same kept-failure directory, with the message and the log.
@@ -182,6 +231,7 @@ def test_dask_results_equal_local_results(cluster, suite, tmp_path):
     assert (tmp_path / "dask" / "rerun.sh").read_text().count("\n") == 2 * failures
 
 
+@needs_dask
 def test_single_file_implementation_is_shipped(cluster, suite, tmp_path):
     impl = tmp_path / "student" / "my_raft.py"
     impl.parent.mkdir()
@@ -197,10 +247,12 @@ def test_single_file_implementation_is_shipped(cluster, suite, tmp_path):
     assert str(impl) in (tmp_path / "out" / "rerun.sh").read_text()  # reruns are local
 
 
-def test_killed_worker_runs_are_retried_and_counted_once(cluster, suite, tmp_path):
+@needs_dask
+def test_killed_worker_runs_are_retried_and_counted_once(own_cluster, suite, tmp_path):
+    cluster = own_cluster
     out = tmp_path / "out"
     results = out / "results.jsonl"
-    runs = 6
+    runs = 4
     proc = subprocess.Popen(
         [sys.executable, "-m", "tools.stress", "test_slow_fake.py", "-n", str(runs),
          "--backend", "dask", "--scheduler", cluster.address, "--workers-per-host", "2",
@@ -213,7 +265,7 @@ def test_killed_worker_runs_are_retried_and_counted_once(cluster, suite, tmp_pat
         while not any(markers.iterdir()):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.02)
-        # A run's test body has started and sleeps 1.5 s: kill the worker running it.
+        # A run's test body has started and sleeps 1 s: kill the worker running it.
         seed, worker_pid = next(markers.iterdir()).name.split("-")
         victim = next(n for n, p in cluster.workers.items() if p.pid == int(worker_pid))
         cluster.kill_worker(victim)
@@ -231,3 +283,48 @@ def test_killed_worker_runs_are_retried_and_counted_once(cluster, suite, tmp_pat
     assert starts[seed] == 2, f"the killed run was not retried: {starts}"
     (retried,) = [r for r in rows if r["seed"] == int(seed)]
     assert not retried["worker"].endswith(f"/{victim}")
+
+
+@needs_dask
+def test_ctrl_c_cancels_the_cluster_runs_and_prints_the_partial_table(cluster, tmp_path):
+    suite = make_suite(tmp_path)
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    markers = Path(cluster.env[MARKERS_ENV])
+    before = set(markers.iterdir())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.stress", "test_slow_fake.py", "-n", "20",
+         "--backend", "dask", "--scheduler", cluster.address, "-o", str(out), "--no-live",
+         *NO_HARNESS],
+        cwd=suite, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (results.exists() and results.read_text().count("\n") >= 1):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, text
+    assert "INTERRUPTED after" in text and "raftlab stress results" in text
+    rows = stress.results_of(results)
+    assert 1 <= len(rows) < 20 and f"{len(rows)}/20" in text
+    # Nothing of the batch is left on the cluster, and no run starts after the stop.
+    from distributed import Client
+
+    with Client(cluster.address, timeout=30, set_as_default=False) as client:
+        deadline = time.monotonic() + 10
+        while client.run_on_scheduler(_task_count) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.run_on_scheduler(_task_count) == 0
+    started = set(markers.iterdir()) - before
+    time.sleep(2.0)
+    assert set(markers.iterdir()) - before == started
+    assert len(started) < 20
+
+
+def _task_count(dask_scheduler) -> int:
+    return len(dask_scheduler.tasks)
