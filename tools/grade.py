@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -86,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a .py file, a package folder, a folder holding raft.py or one "
                         "package, or an installed module name (e.g. raft, the reference)")
     parser.add_argument("--batch", type=Path, metavar="DIR",
-                        help="grade every subfolder of DIR as one submission")
+                        help="grade every subfolder of DIR as one submission: a subfolder "
+                        "holds raft.py (with any helper modules beside it) or one package "
+                        "(a folder with __init__.py); grades.csv gets one row each")
     parser.add_argument("--rubric", type=Path, help="rubric TOML file (default: the shipped "
                         "tools/rubrics/default.toml)")
     parser.add_argument("-n", "--runs", type=int, help="runs per test (default: the rubric's)")
@@ -204,6 +207,8 @@ class Grader:
         """Grade one submission into ``outdir``; never raises for a bad submission."""
         started = time.monotonic()
         outdir.mkdir(parents=True, exist_ok=True)
+        for stale in ("submission", "logs", "work"):  # the grader's own subfolders
+            shutil.rmtree(outdir / stale, ignore_errors=True)
         grade = SubmissionGrade(name=name or source, source=source, impl="",
                                 runs=self.rubric.runs, base_seed=self.base_seed)
         self.console.rule(f"grading {grade.name}")
