@@ -25,8 +25,8 @@ from rich.console import Console
 
 from tests.test_stress import CONFTEST, NO_HARNESS, SUITE
 from tools import stress
-from tools.stress_backend import XdistBackend
-from tools.stress_dask import split_slots
+from tools.stress_backend import WORKER_PYTHON, XdistBackend
+from tools.stress_dask import run_one, split_slots
 
 needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                                 reason="dask is not installed: pip install -e '.[cluster]'")
@@ -41,7 +41,7 @@ from pathlib import Path
 def test_marked(seed):
     # One marker file per start of a run (a run retried after its worker died starts
     # twice), naming the dask worker process that started this pytest (its parent).
-    Path(os.environ["RAFTLAB_TEST_MARKERS"], f"{seed}-{os.getppid()}").touch()
+    Path(os.environ["RAFTLAB_TEST_MARKERS"], f"{seed}-{os.getppid()}-{os.getpid()}").touch()
     time.sleep(1.0)
 '''
 
@@ -67,6 +67,8 @@ def make_suite(tmp_path: Path) -> Path:
     (root / "conftest.py").write_text(CONFTEST)
     (root / "test_fake.py").write_text(SUITE)
     (root / "test_slow_fake.py").write_text(SLOW_SUITE)
+    (root / "test_crash_fake.py").write_text(
+        "import os\n\ndef test_crash(seed):\n    os._exit(3)\n")
     return root
 
 
@@ -167,6 +169,14 @@ def run_stress(argv: list[str], cwd: Path) -> tuple[int, str]:
     return rc, out.getvalue()
 
 
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def outcomes(rows: list[dict]) -> list[tuple[str, int, str]]:
     return sorted((r["test"], r["seed"], r["outcome"]) for r in rows)
 
@@ -195,6 +205,40 @@ def test_dask_needs_a_scheduler(suite, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run_stress(["test_fake.py", "--backend", "dask", "--no-live", *NO_HARNESS], cwd=suite)
     assert exc.value.code == 2 and "--scheduler" in capsys.readouterr().err
+
+
+def spec(test: str, rootdir: Path, **options) -> dict:
+    return {"batch": "b1", "job": {"index": 7, "test": test, "seed": 12},
+            "options": {"rootdir": str(rootdir), "timeout": 60, "pytest_args": ["-p", "no:raftlab"],
+                        **options},
+            "impl_name": None, "prefix": []}
+
+
+def test_worker_task_with_command_prefix_and_shipped_file(suite):
+    """The task body alone (as a worker runs it): a grade-style exec prefix, a shipped file."""
+    task = spec("test_fake.py::test_leader", suite, impl="/client/only/raft.py")
+    task["prefix"] = [WORKER_PYTHON, "-c", "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"]
+    task["impl_name"] = "raft.py"
+    toy = (b"class R:\n    def get_state(self):\n        return (1, True)\n\n"
+           b"def make():\n    return R()\n")
+    event = run_one(task, toy)
+    assert event is not None
+    assert (event["job"], event["test"], event["seed"], event["outcome"]) == (
+        7, "test_fake.py::test_leader", 12, "passed")
+    assert event["properties"]["seed"] == 12
+
+
+def test_worker_task_reports_a_crashed_run_as_failed(suite):
+    event = run_one(spec("test_crash_fake.py::test_crash", suite))
+    assert event is not None and event["outcome"] == "failed"
+    assert "without reporting the run" in event["message"] and event["job"] == 7
+
+
+def test_worker_task_raises_when_the_test_cannot_run_there(suite):
+    with pytest.raises(RuntimeError, match="could not run test_fake.py::test_nope"):
+        run_one(spec("test_fake.py::test_nope", suite))
+    with pytest.raises(FileNotFoundError, match="install raftlab on every worker"):
+        run_one(spec("no_such_file.py::test_x", suite))
 
 
 @needs_dask
@@ -266,9 +310,14 @@ def test_killed_worker_runs_are_retried_and_counted_once(own_cluster, suite, tmp
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.02)
         # A run's test body has started and sleeps 1 s: kill the worker running it.
-        seed, worker_pid = next(markers.iterdir()).name.split("-")
+        seed, worker_pid, run_pid = next(markers.iterdir()).name.split("-")
         victim = next(n for n, p in cluster.workers.items() if p.pid == int(worker_pid))
         cluster.kill_worker(victim)
+        if sys.platform.startswith("linux"):  # the run died with its worker (no orphan)
+            deadline = time.monotonic() + 0.5
+            while alive(int(run_pid)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not alive(int(run_pid)), "the killed worker's run kept running"
         text, _ = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:

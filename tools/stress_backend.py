@@ -270,6 +270,8 @@ def result_from_event(event: dict[str, Any]) -> RunResult:
 # --- choosing a backend (shared by ``raftlab stress`` and ``raftlab grade``) ---
 
 BACKENDS = ("local", "dask")
+# In a dask ``command_prefix``: replaced by the worker's own Python interpreter.
+WORKER_PYTHON = "{python}"
 CLUSTER_INSTALL_HINT = (
     "the dask backend needs the optional cluster extra: pip install 'raftlab[cluster]' "
     "(or pip install 'dask[distributed]'), on this machine and on every worker")
@@ -300,8 +302,9 @@ def make_backend(name: str, options: RunOptions, *, workers: int = 1,
     ``workers_per_host`` caps the concurrent runs per host there (default: the
     workers' own ``RUNS`` resources, else their thread counts).  ``command_prefix``
     (dask only) is put in front of each run's pytest command on the worker, e.g. an
-    exec wrapper that sets resource limits.  Raises BackendUnavailable when dask is
-    not installed and ValueError on bad arguments.
+    exec wrapper that sets resource limits; an argument equal to ``WORKER_PYTHON``
+    becomes the worker's interpreter (``wrapper_command(limits, python=WORKER_PYTHON)``).
+    Raises BackendUnavailable when dask is not installed and ValueError on bad arguments.
     """
     check_backend(name)
     if name == "local":

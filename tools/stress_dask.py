@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.stress_backend import (
+    WORKER_PYTHON,
     BackendError,
     Job,
     RunOptions,
@@ -132,7 +133,8 @@ def run_one(spec: dict[str, Any], impl_data: bytes | None = None) -> dict[str, A
     Returns None if the batch was cancelled while it ran.  A run whose pytest died
     without reporting (a crash, the outer time limit) is a failed run with the output
     tail as its log; a pytest that could not start the test at all (usage or
-    collection error) raises, which the client reports as a backend error.
+    collection error: a worker without raftlab or the tests) raises, which the client
+    reports as a backend error.
     """
     batch = spec["batch"]
     job = Job(**spec["job"])
@@ -153,7 +155,9 @@ def run_one(spec: dict[str, Any], impl_data: bytes | None = None) -> dict[str, A
                         options.keep_passing_logs)
         cmd = plugin_command(options, jobs_file, [str(root / test_file)])
         cmd[3:3] = [f"--rootdir={root}", "-p", "no:cacheprovider"]  # after "python -m pytest"
-        cmd = list(spec.get("prefix") or ()) + cmd
+        prefix = [sys.executable if arg == WORKER_PYTHON else arg
+                  for arg in spec.get("prefix") or ()]
+        cmd = prefix + cmd
         output = scratch / "output.txt"
         with open(output, "wb") as out:
             with _lock:
@@ -181,19 +185,27 @@ def run_one(spec: dict[str, Any], impl_data: bytes | None = None) -> dict[str, A
         lines = [ln for ln in events.read_text(encoding="utf-8").splitlines() if ln.strip()]
         if lines:
             event = json.loads(lines[0])
-        elif timed_out or rc in (0, 1) or rc < 0:
+        elif not timed_out and _could_not_start(rc, output):
+            raise RuntimeError(
+                f"pytest could not run {job.test} on {_worker_name()} (exit {rc}):\n"
+                f"{_tail(output, 25)}")
+        else:  # the run's process died (the code under test crashed it) or hung
             why = (f"no result after {limit:.0f} s; killed" if timed_out
                    else f"pytest ended with status {rc} without reporting the run (crashed?)")
             event = {"outcome": "failed", "duration": round(time.monotonic() - started, 4),
                      "message": why, "log": _tail(output), "properties": {}}
-        else:
-            raise RuntimeError(
-                f"pytest could not run {job.test} on {_worker_name()} (exit {rc}):\n"
-                f"{_tail(output, 25)}")
     event.update(job=job.index, test=job.test, seed=int(event.get("seed", job.seed)),
                  worker=_worker_name())
     event.setdefault("loadavg", [round(x, 2) for x in os.getloadavg()])
     return event
+
+
+def _could_not_start(rc: int, output: Path) -> bool:
+    """pytest's usage error, nothing collected, or a collection error: the worker's setup
+    is wrong (not the run's fault).  Any other silent exit is the run crashing."""
+    if rc in (4, 5):
+        return True
+    return rc == 2 and "error" in _tail(output, 5).lower()
 
 
 def _killpg(proc: subprocess.Popen[bytes]) -> None:
