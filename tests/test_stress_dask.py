@@ -26,7 +26,7 @@ from rich.console import Console
 from tests.test_stress import CONFTEST, NO_HARNESS, SUITE
 from tools import stress
 from tools.stress_backend import WORKER_PYTHON, XdistBackend
-from tools.stress_dask import run_one, split_slots
+from tools.stress_dask import run_one, split_slots, worker_rootdir
 
 needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
                                 reason="dask is not installed: pip install -e '.[cluster]'")
@@ -232,6 +232,12 @@ def test_worker_task_reports_a_crashed_run_as_failed(suite):
     event = run_one(spec("test_crash_fake.py::test_crash", suite))
     assert event is not None and event["outcome"] == "failed"
     assert "without reporting the run" in event["message"] and event["job"] == 7
+
+
+def test_worker_finds_the_graded_suites_in_its_installed_raftlab():
+    # The client's rootdir is not on this worker: the installed labtests are used.
+    root = worker_rootdir("/no/such/client/checkout", "labtests/test_2a.py")
+    assert (root / "labtests" / "test_2a.py").is_file()
 
 
 def test_worker_task_raises_when_the_test_cannot_run_there(suite):

@@ -191,8 +191,10 @@ class StressRun:
     """State of one stress run: statistics, output files and the live display."""
 
     def __init__(self, jobs: Sequence[Job], options: RunOptions, outdir: Path,
-                 console: Console, workers: int, base_seed: int) -> None:
+                 console: Console, workers: int, base_seed: int,
+                 cluster: str | None = None) -> None:
         self.jobs = list(jobs)
+        self.cluster = cluster
         self.options = options
         self.outdir = outdir
         self.console = console
@@ -327,6 +329,9 @@ class StressRun:
         rate = 60.0 * runs / wall if wall > 0 else 0.0
         lines.append(f"wall time {wall:.1f} s, {rate:.1f} runs/min, workers: {self.workers}, "
                      f"base seed {self.base_seed}")
+        if self.cluster:
+            lines.append(f"cluster: {self.cluster} (load averages in results.jsonl are the "
+                         "workers' hosts')")
         now = loadavg()
         lines.append(
             f"machine: {machine_cores()} cores; load average at start {self.load_at_start[0]:.2f}, "
@@ -462,6 +467,7 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     outdir = (args.output or Path(f"stress-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     where = f"{workers} workers ({cores} cores)"
+    cluster = None
     if backend is None:
         backend = make_backend(args.backend, options, workers=workers, scheduler=args.scheduler,
                                workers_per_host=args.workers_per_host,
@@ -469,14 +475,14 @@ def main(argv: list[str] | None = None, console: Console | None = None,
         connect = getattr(backend, "connect", None)
         if connect is not None:  # a cluster: fail early, and say what runs where
             try:
-                where = connect()
+                where = cluster = connect()
             except BackendError as exc:
                 err.print(f"raftlab stress: {exc}", markup=False)
                 return EXIT_BACKEND
             workers = getattr(backend, "slots", workers)
     console.print(f"stress: {len(tests)} test(s) x {args.runs} runs = {len(jobs)} runs on "
                   f"{where}; output in {outdir}", highlight=False, soft_wrap=True)
-    run = StressRun(jobs, options, outdir, console, workers, base_seed)
+    run = StressRun(jobs, options, outdir, console, workers, base_seed, cluster=cluster)
     return _drive(run, backend, jobs, live=not args.no_live, err=err)
 
 
