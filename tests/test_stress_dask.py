@@ -8,7 +8,6 @@ Skipped when dask is not installed (``pip install -e '.[cluster]'``).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -28,7 +27,12 @@ from tools import stress
 from tools.stress_backend import WORKER_PYTHON, XdistBackend
 from tools.stress_dask import run_one, split_slots, worker_rootdir
 
-needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+try:
+    import distributed  # noqa: F401
+    HAVE_DASK = True
+except ImportError:
+    HAVE_DASK = False
+needs_dask = pytest.mark.skipif(not HAVE_DASK,
                                 reason="dask is not installed: pip install -e '.[cluster]'")
 
 REPO = Path(__file__).resolve().parents[1]
