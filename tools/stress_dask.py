@@ -255,10 +255,12 @@ class DaskBackend:
     """Runs each job as one task on a Dask cluster (see the module docstring).
 
     ``scheduler``: an address (``tcp://HOST:8786``) or a scheduler JSON file.
-    ``workers_per_host``: at most this many concurrent runs per host, set as the
-    workers' ``RUNS`` resource for this batch; without it, the workers' own ``RUNS``
-    resources are used if they declare them (``dask worker --resources RUNS=2``),
-    else their thread counts.
+    ``workers_per_host``: at most this many concurrent runs per host, shared out as
+    the ``RUNS`` resource of the workers present at the start (it stays set on them
+    afterwards; workers that join later get no runs unless started with
+    ``--resources RUNS=n``).  Without it, the workers' own ``RUNS`` resources are used
+    if they declare them (``dask worker --resources RUNS=2``), else their threads.
+    ``command_prefix`` goes in front of each run's pytest command on the worker.
     """
 
     CONNECT_TIMEOUT = 30.0
