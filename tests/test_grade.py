@@ -84,7 +84,10 @@ def test_crash_memory_hog_and_shadowing_framework(tmp_path):
             f'raise RuntimeError("the submission\'s {pkg} was imported")\n', encoding="utf-8")
     out = tmp_path / "out"
     rc, text = _grade(["--batch", str(batch), "-o", str(out), "--runs", "1",
-                       "--only", "test_initial_election_2a", "--timeout", "20"])
+                       "--only", "test_initial_election_2a", "--timeout", "20",
+                       # A small limit, so that the hog touches little real memory before
+                       # it fails (3 peers need far less address space than this).
+                       "--memory-mb", "2048"])
     assert rc == grade.EXIT_FULL, text  # every submission was graded
     reason = {name: _report(out / name)["parts"][0]["tests_detail"][0]["run_results"][0]
               ["reason"] for name in ("crashes", "memory_hog")}
