@@ -218,9 +218,10 @@ def rerun_hint(config: pytest.Config, name: str, seed: int) -> str:
         spec = os.path.abspath(spec)
     impl_raftlab = f" --impl {shlex.quote(spec)}" if spec != DEFAULT_IMPL else ""
     impl_pytest = f" --raft-impl {shlex.quote(spec)}" if spec != DEFAULT_IMPL else ""
+    sim = " --sim" if config.getoption("raft_sim", False) else ""  # labtests.sim's option
     return (
-        f"seed {seed}; rerun with: raftlab test {name} --seed {seed}{impl_raftlab}\n"
-        f"  or: python -m pytest --pyargs labtests -k {name} --seed {seed}{impl_pytest}"
+        f"seed {seed}; rerun with: raftlab test {name} --seed {seed}{impl_raftlab}{sim}\n"
+        f"  or: python -m pytest --pyargs labtests -k {name} --seed {seed}{impl_pytest}{sim}"
     )
 
 

@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--debug", action="store_true",
                         help="run with --raft-debug so logs contain the debug lines "
                         "(slower; may hide timing bugs)")
+    parser.add_argument("--sim", action="store_true",
+                        help="run on the simulated clock (labtests.sim): fast, and each "
+                        "failure replays exactly from its seed")
     parser.add_argument("-s", "--sequential", action="store_true",
                         help="run all runs of one test before the next (default: interleave)")
     parser.add_argument("--seed", type=int, help="base seed from which run seeds are drawn")
@@ -462,7 +465,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     jobs = plan_jobs(tests, args.runs, base_seed, args.sequential)
     options = RunOptions(impl=impl, timeout=args.timeout or None, debug=args.debug,
-                         keep_passing_logs=args.archive, pytest_args=tuple(extra),
+                         keep_passing_logs=args.archive,
+                         pytest_args=(("--sim",) if args.sim else ()) + tuple(extra),
                          rootdir=rootdir)
     outdir = (args.output or Path(f"stress-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
     outdir.mkdir(parents=True, exist_ok=True)

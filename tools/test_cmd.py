@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="turn on the debug log (raft.debuglog), shown for failing tests")
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="per-test watchdog in seconds (default 180)")
+    parser.add_argument("--sim", action="store_true",
+                        help="run on the simulated clock (labtests.sim): deterministic and "
+                             "fast; use real time for grading fidelity")
     parser.add_argument("--list", action="store_true", help="list the graded tests and exit")
     return parser
 
@@ -117,6 +120,8 @@ def pytest_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:
         args += ["-n", str(opts.workers)]
     if opts.debug:
         args += ["--raft-debug"]
+    if opts.sim:
+        args += ["--sim"]
     if opts.timeout is not None:
         args += ["--raft-timeout", str(opts.timeout)]
     return args + extra
