@@ -35,8 +35,8 @@ When to use which (text for the README):
 
 * Real time (the default) for grading: it is what the lab's thresholds were
   written for, it runs threads in parallel and it charges CPU time.
-* Simulated time (``pytest -p labtests.sim.pytest_plugin --sim``, or
-  ``raftlab stress ... -- -p labtests.sim.pytest_plugin --sim``) for fast
+* Simulated time (``raftlab test --sim``, ``pytest --sim``, or
+  ``raftlab stress --sim``) for fast
   stress runs, exact replay of a failure (same ``--seed``, same run, whatever
   the machine's load) and deadlock reports.  A pass in simulation is not a
   pass in real time: also run the real suite.
