@@ -387,3 +387,21 @@ def test_ctrl_c_cancels_the_cluster_runs_and_prints_the_partial_table(cluster, t
 
 def _task_count(dask_scheduler) -> int:
     return len(dask_scheduler.tasks)
+
+
+@needs_dask
+def test_grade_runs_through_the_dask_backend(cluster, tmp_path):
+    """``raftlab grade --backend dask`` scores from the cluster's runs (bundled Raft, sim)."""
+    from tools import grade
+
+    out = io.StringIO()
+    rc = grade.main(["raft", "--only", "test_initial_election_2a", "--runs", "2", "--sim",
+                     "--backend", "dask", "--scheduler", cluster.address,
+                     "-o", str(tmp_path / "grade")],
+                    console=Console(file=out, width=200, no_color=True))
+    report = json.loads((tmp_path / "grade" / "report.json").read_text())
+    assert rc == 0, out.getvalue()
+    assert report["score"] == report["max_score"] > 0
+    runs = [run for part in report["parts"] for test in part["tests_detail"]
+            for run in test["run_results"]]
+    assert [run["outcome"] for run in runs] == ["passed", "passed"]

@@ -33,11 +33,18 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from tools.grade_isolation import STALL_GRACE_S, IsolatedBackend, Limits, run_part
+from tools.grade_isolation import (
+    STALL_GRACE_S,
+    IsolatedBackend,
+    Limits,
+    run_part,
+    wrapper_command,
+)
 from tools.grade_report import batch_table, table, write_csv, write_reports
 from tools.grade_rubric import PARTS, Rubric, RubricError, load, resolve, restrict
 from tools.grade_score import (
@@ -50,7 +57,18 @@ from tools.grade_score import (
 from tools.grade_submission import Submission, SubmissionError, discover_batch, stage
 from tools.grade_submission import resolve as resolve_submission
 from tools.stress import default_test_paths, machine_cores, plan_jobs, safe_file_part
-from tools.stress_backend import BackendError, RunOptions, RunResult, collect
+from tools.stress_backend import (
+    BACKENDS,
+    WORKER_PYTHON,
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    RunOptions,
+    RunResult,
+    check_backend,
+    collect,
+    make_backend,
+)
 
 EXIT_FULL, EXIT_LOST, EXIT_USAGE, EXIT_UNGRADED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -109,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="base seed of the run seeds")
     parser.add_argument("--list", action="store_true",
                         help="print the resolved rubric (tests and points) and exit")
+    parser.add_argument("--sim", action="store_true",
+                        help="run on the simulated clock (labtests.sim): fast and exactly "
+                        "reproducible, but grade final marks in real time")
+    cluster = parser.add_argument_group("cluster (pip install 'raftlab[cluster]')")
+    cluster.add_argument("--backend", choices=BACKENDS, default="local",
+                         help="where runs execute: local (default) or dask")
+    cluster.add_argument("--scheduler", metavar="ADDR",
+                         help="dask scheduler address (tcp://HOST:8786) or scheduler file")
+    cluster.add_argument("--workers-per-host", type=int, metavar="N",
+                         help="dask: at most N concurrent runs per host")
     return parser
 
 
@@ -154,8 +182,17 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         return EXIT_FULL
     base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     outdir = (args.output or Path(f"grade-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
+    try:
+        check_backend(args.backend)
+    except BackendUnavailable as exc:
+        err.print(f"raftlab grade: {exc}", markup=False, soft_wrap=True)
+        return EXIT_USAGE
+    if args.backend == "dask" and not args.scheduler:
+        err.print("raftlab grade: --backend dask needs --scheduler tcp://HOST:8786", markup=False)
+        return EXIT_USAGE
     grader = Grader(rubric, catalog, workers=args.workers, base_seed=base_seed,
-                    console=console)
+                    console=console, sim=args.sim, backend=args.backend,
+                    scheduler=args.scheduler, workers_per_host=args.workers_per_host)
     try:
         return _grade_all(args, grader, outdir, console, err)
     except KeyboardInterrupt:
@@ -196,12 +233,17 @@ class Grader:
     """Grades submissions one after the other with one rubric."""
 
     def __init__(self, rubric: Rubric, catalog: Catalog, *, workers: int, base_seed: int,
-                 console: Console) -> None:
+                 console: Console, sim: bool = False, backend: str = "local",
+                 scheduler: str | None = None, workers_per_host: int | None = None) -> None:
         self.rubric = rubric
         self.catalog = catalog
         self.workers = workers
         self.base_seed = base_seed
         self.console = console
+        self.sim = sim
+        self.backend = backend
+        self.scheduler = scheduler
+        self.workers_per_host = workers_per_host
 
     def grade(self, source: str, outdir: Path, name: str | None) -> SubmissionGrade:
         """Grade one submission into ``outdir``; never raises for a bad submission."""
@@ -249,11 +291,19 @@ class Grader:
         work = outdir / "work"  # pytest's working directory: the student code's scratch
         work.mkdir(exist_ok=True)
         options = RunOptions(impl=sub.impl, timeout=self.rubric.per_run_timeout_s,
-                             rootdir=work)
+                             rootdir=work, pytest_args=("--sim",) if self.sim else ())
         limits = Limits(memory_mb=self.rubric.memory_mb,
                         per_run_timeout_s=self.rubric.per_run_timeout_s)
-        backend = IsolatedBackend(self.workers, options, self.catalog.rootdir, limits,
-                                  output_log=outdir / f"pytest-{part}.txt")
+        backend: Backend
+        if self.backend == "dask":
+            # Each run is a fresh pytest on a worker, under the same limits wrapper.
+            backend = make_backend(
+                "dask", replace(options, rootdir=self.catalog.rootdir),
+                scheduler=self.scheduler, workers_per_host=self.workers_per_host,
+                command_prefix=wrapper_command(limits, python=WORKER_PYTHON))
+        else:
+            backend = IsolatedBackend(self.workers, options, self.catalog.rootdir, limits,
+                                      output_log=outdir / f"pytest-{part}.txt")
         budget = spec.budget_s * self.rubric.runs
         self.console.print(f"{part}: {len(tests)} test(s) x {self.rubric.runs} run(s), "
                            f"budget {budget:.0f} s", highlight=False)

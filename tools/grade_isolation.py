@@ -40,7 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.stress_backend import BackendError, Job, RunOptions, RunResult, XdistBackend
+from tools.stress_backend import (
+    Backend,
+    BackendError,
+    Job,
+    RunOptions,
+    RunResult,
+    XdistBackend,
+)
 
 BUDGET_REASON = "part time budget exhausted"
 STALL_GRACE_S = 60.0
@@ -88,7 +95,7 @@ def failed_result(job: Job, reason: str) -> RunResult:
                      duration=0.0, worker="-", loadavg=(), message=reason)
 
 
-def run_part(jobs: Sequence[Job], backend: XdistBackend, budget_s: float,
+def run_part(jobs: Sequence[Job], backend: Backend, budget_s: float,
              stall_s: float, on_result: Callable[[RunResult], None] | None = None,
              ) -> tuple[list[RunResult], float]:
     """Run ``jobs`` on ``backend`` within ``budget_s`` seconds of wall-clock time.
@@ -149,7 +156,7 @@ def run_part(jobs: Sequence[Job], backend: XdistBackend, budget_s: float,
     return out, elapsed
 
 
-def _watch(backend: XdistBackend, started: float, budget_s: float, stall_s: float,
+def _watch(backend: Backend, started: float, budget_s: float, stall_s: float,
            done: threading.Event, lock: threading.Lock, state: dict[str, Any],
            results: dict[int, RunResult], wanted: set[int]) -> None:
     """Stop the part when its budget is spent or nothing finishes for ``stall_s``."""

@@ -29,6 +29,7 @@ a killed worker leaves no orphan run behind.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -364,6 +365,8 @@ class DaskBackend:
         impl = self.options.impl
         if not impl or not os.path.exists(impl):
             return None  # a module name: must be importable on the workers
+        if os.sep not in impl and not impl.endswith(".py") and _importable(impl):
+            return None  # e.g. "raft" run from a checkout: the installed module, not a folder
         path = Path(impl)
         if not path.is_file() or path.suffix != ".py":
             raise BackendError(
@@ -472,3 +475,11 @@ class DaskBackend:
                 client.close(timeout=10)
             except Exception:  # noqa: BLE001 - closing must not hide the run's outcome
                 pass
+
+
+def _importable(name: str) -> bool:
+    """Whether ``name`` is a module this interpreter can import (without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
