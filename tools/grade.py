@@ -38,6 +38,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tools.console import make_console
 from tools.grade_isolation import (
     STALL_GRACE_S,
     IsolatedBackend,
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = console or Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = console or make_console()
+    err = make_console(stderr=True)
     if not args.list and (args.submission is None) == (args.batch is None):
         parser.error("give one submission or --batch DIR")
     if args.workers < 1 or (args.runs is not None and args.runs < 1):

@@ -57,6 +57,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tools.console import make_console
 from tools.stats import TestStats, bound_sentence, failure_rate_upper_bound, fmt_pct
 from tools.stress_backend import (
     BACKENDS,
@@ -427,8 +428,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
         argv, extra = argv[:cut], argv[cut + 1:]
     parser = build_parser()
     args = parser.parse_args(argv)
-    console = console or Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = console or make_console()
+    err = make_console(stderr=True)
     cores = machine_cores()
     workers = args.workers or cores
     if args.runs < 1 or workers < 1:
