@@ -193,7 +193,7 @@ def test_split_slots_shares_a_hosts_runs_among_its_workers():
 def test_without_dask_the_backend_explains_how_to_install_it(suite, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     err = io.StringIO()
-    monkeypatch.setattr(stress, "Console", lambda **kw: Console(file=err, width=200))
+    monkeypatch.setattr(stress, "make_console", lambda **kw: Console(file=err, width=200))
     rc, _ = run_stress(["test_fake.py", "--backend", "dask", "--scheduler", "tcp://127.0.0.1:1",
                         "-o", str(tmp_path / "o"), "--no-live", *NO_HARNESS], cwd=suite)
     assert rc == 2
