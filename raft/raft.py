@@ -438,18 +438,26 @@ class Raft:
             self.retry_at[p] = 0.0 if ok else time.monotonic() + FAIL_BACKOFF
             self.repl_conds[p].notify()
 
+    def _reply_counts(self, p: int, seq: int, reply: Any, sent_term: int) -> bool:
+        """Lock held.  Settle the RPC ``seq`` to ``p``; may its reply still change state?
+
+        Only while this peer is still the leader of the term the RPC was sent in;
+        a newer term in the reply makes it a follower instead.
+        """
+        if self._dead.is_set():
+            return False
+        self._finish_send(p, seq, reply is not None)
+        if reply is None:
+            return False
+        if self._observe_term(reply.term):
+            self._persist()
+            return False
+        return self.role == LEADER and self.term == sent_term
+
     def _send_append(self, p: int, args: AppendEntriesArgs, seq: int) -> None:
         reply = self.peers[p].call("Raft.append_entries", args)
         with self.mu:
-            if self._dead.is_set():
-                return
-            self._finish_send(p, seq, reply is not None)
-            if reply is None:
-                return
-            if self._observe_term(reply.term):
-                self._persist()
-                return
-            if self.role != LEADER or self.term != args.term:
+            if not self._reply_counts(p, seq, reply, args.term):
                 return
             if reply.success:
                 match = args.prev_index + len(args.entries)
@@ -468,15 +476,7 @@ class Raft:
     def _send_snapshot(self, p: int, args: InstallSnapshotArgs, seq: int) -> None:
         reply = self.peers[p].call("Raft.install_snapshot", args)
         with self.mu:
-            if self._dead.is_set():
-                return
-            self._finish_send(p, seq, reply is not None)
-            if reply is None:
-                return
-            if self._observe_term(reply.term):
-                self._persist()
-                return
-            if self.role != LEADER or self.term != args.term:
+            if not self._reply_counts(p, seq, reply, args.term):
                 return
             if args.last_index > self.match_index[p]:
                 self.match_index[p] = args.last_index
