@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.test_stress import CONFTEST, NO_HARNESS, SUITE
+from tests.test_stress import CONFTEST, NO_HARNESS, SUITE, run_stress
 from tools import stress
 from tools.stress_backend import WORKER_PYTHON, XdistBackend
 from tools.stress_dask import run_one, split_slots, worker_rootdir
@@ -160,17 +160,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """For a test that kills a worker."""
     yield from _cluster(tmp_path)
-
-
-def run_stress(argv: list[str], cwd: Path) -> tuple[int, str]:
-    out = io.StringIO()
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        rc = stress.main(argv, console=Console(file=out, width=200, no_color=True))
-    finally:
-        os.chdir(old)
-    return rc, out.getvalue()
 
 
 def alive(pid: int) -> bool:
