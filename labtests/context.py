@@ -17,6 +17,7 @@ from typing import Any
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
+from labtests.options import HarnessOptions
 from raft import debuglog
 
 THREAD_GRACE_S = 1.5  # how long cleanup's threads get to end before being reported
@@ -27,10 +28,12 @@ class TestContext:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, name: str, seed: int, impl: Implementation) -> None:
+    def __init__(self, name: str, seed: int, impl: Implementation,
+                 options: HarnessOptions | None = None) -> None:
         self.name = name
         self.seed = seed
         self.impl = impl
+        self.options = options if options is not None else HarnessOptions()
         self.failures = FailureChannel()
         self.configs: list[Config] = []
         self.warnings: list[str] = []
@@ -74,6 +77,11 @@ class TestContext:
             if getattr(cfg, "figures", None):
                 return cfg.figures
         return None
+
+    @property
+    def lab_warnings(self) -> list[str]:
+        """The lab's own warnings (Go prints them before the Passed line)."""
+        return [msg for cfg in self.configs for msg in getattr(cfg, "warnings", ())]
 
     def finish(self, body_failed: bool) -> None:
         """Clean up every config, check leftover threads, deliver recorded failures.

@@ -1,6 +1,7 @@
 """Find the Raft implementation under test and check it has the lab's API.
 
-The implementation is chosen by ``--raft-impl`` (or ``RAFTLAB_IMPL``): a module
+The implementation is chosen by ``--raft-impl`` (or ``RAFTLAB_IMPL``, both read
+by :mod:`labtests.options`): a module
 name (``raft``, ``mypkg.myraft``), a path to a ``.py`` file, or a path to a
 package directory.  The default is the bundled reference Raft, the module
 ``raft``.  A module that lacks part of the API is reported once, by name, and
@@ -22,7 +23,6 @@ from typing import Any
 from raft.api import REQUIRED_MODULE_FUNCTIONS, REQUIRED_RAFT_METHODS
 
 DEFAULT_IMPL = "raft"
-ENV_VAR = "RAFTLAB_IMPL"
 
 
 @dataclass
@@ -107,8 +107,8 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def load(spec: str | None = None) -> Implementation:
-    """Load the implementation named by ``spec`` (default: env var, then ``raft``)."""
-    spec = spec or os.environ.get(ENV_VAR) or DEFAULT_IMPL
+    """Load the implementation named by ``spec`` (default: the bundled Raft)."""
+    spec = spec or DEFAULT_IMPL
     impl = Implementation(spec=spec)
     try:
         if _looks_like_path(spec):

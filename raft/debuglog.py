@@ -6,9 +6,10 @@ Every line reads ``<elapsed ms> <TOPIC> <who> <message>``, for example::
     001250 TEST -- disconnect(1)
 
 so that ``raftlab logs`` can colour topics and put each peer in its own column.
-Logging is off by default (it costs time in hot paths); it is switched on by the
-environment variable ``RAFTLAB_DEBUG=1`` or by the pytest option
-``--raft-debug``.  A student's Raft logs with one call::
+Logging is off by default (it costs time in hot paths); the harness switches it
+on with :func:`enable` when asked to (``--raft-debug`` or ``RAFTLAB_DEBUG=1``,
+read by ``labtests.options``; this module reads no environment itself, so one
+module owns every option).  A student's Raft logs with one call::
 
     from raft.debuglog import dlog
     dlog("VOTE", self.me, "granted vote to S%d in term %d", cand, term)
@@ -19,7 +20,6 @@ Lines go to the ``raftlab`` logger, which writes to stderr by default.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 
@@ -27,12 +27,10 @@ TOPICS = (
     "TIMR", "VOTE", "LEAD", "TERM", "LOG1", "LOG2", "CMIT", "PERS",
     "SNAP", "DROP", "CLNT", "TEST", "INFO", "WARN", "ERRO", "TRCE",
 )
-ENV_VAR = "RAFTLAB_DEBUG"
-
 logger = logging.getLogger("raftlab")
 logger.propagate = False
 
-_enabled = os.environ.get(ENV_VAR, "") not in ("", "0")
+_enabled = False
 _t0 = time.monotonic()
 
 
@@ -82,6 +80,3 @@ def dlog(topic: str, peer: int | None, fmt: str, *args: object) -> None:
     elapsed_ms = int((time.monotonic() - _t0) * 1000)
     logger.debug(format_line(topic, who, message, elapsed_ms))
 
-
-if _enabled:
-    _install_handler()

@@ -1,12 +1,13 @@
 """pytest plugin: ``--sim`` runs every graded test in simulated time.
 
-Load it with ``-p labtests.sim.pytest_plugin`` (it builds on the raftlab
-plugin, which is always active).  Options:
+It is registered through the ``pytest11`` entry point and can also be loaded
+with ``-p labtests.sim.pytest_plugin``; it builds on the raftlab plugin
+(``labtests.plugin``), which registers and reads ``--sim`` (env
+``RAFTLAB_SIM=1``) with the other harness options in :mod:`labtests.options`.
+With ``--sim``, each graded test (those using ``make_config``) -- fixture setup,
+body and cleanup -- runs inside :func:`labtests.sim.activate`, seeded from the
+test's seed, so ``--seed N`` replays a run exactly.  Options of its own:
 
-* ``--sim`` (env ``RAFTLAB_SIM=1``): run each graded test (those using
-  ``make_config``) -- fixture setup, body and cleanup -- inside
-  :func:`labtests.sim.activate`, seeded from the test's seed, so
-  ``--seed N`` replays a run exactly;
 * ``--sim-cpu SCALE``: charge SCALE x the CPU time each thread uses to the
   virtual clock (a slow implementation shows; runs stop being reproducible);
 * ``--sim-preempt P``: also switch threads with probability P when one starts
@@ -16,31 +17,26 @@ plugin, which is always active).  Options:
 
 A deadlock fails the test with :class:`~labtests.sim.SimDeadlock`, whose
 message is the report (each thread's stack, the lock it waits for and who
-holds it), followed by the command that replays it.
+holds it); the raftlab plugin's failure hint, which carries ``--sim``, is the
+command that replays it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from labtests.plugin import harness_options, seed_for_test
 from labtests.sim import DEFAULT_TIME_LIMIT, activate
 from labtests.sim.driver import sim_seed
 
-ENV_VAR = "RAFTLAB_SIM"
 _SCHED = pytest.StashKey[Any]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("raftlab-sim", "raftlab simulated time")
-    group.addoption(
-        "--sim", dest="raft_sim", action="store_true", default=False,
-        help=f"run graded tests on a virtual clock with a deterministic scheduler "
-        f"(also env {ENV_VAR}=1)",
-    )
+    group = parser.getgroup("raftlab-sim", "raftlab simulated time (with --sim)")
     group.addoption(
         "--sim-cpu", dest="raft_sim_cpu", type=float, default=0.0, metavar="SCALE",
         help="charge SCALE x measured CPU time to the virtual clock (not reproducible)",
@@ -57,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def sim_enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("raft_sim")) or os.environ.get(ENV_VAR, "") not in ("", "0")
+    return harness_options(config).sim
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -74,9 +70,7 @@ def _graded(item: pytest.Item) -> bool:
 
 
 def _wall_limit(config: pytest.Config) -> float | None:
-    from labtests.plugin import _timeout_s
-
-    limit = _timeout_s(config)
+    limit = harness_options(config).timeout_s
     return 0.8 * limit if limit and limit > 0 else None
 
 
@@ -84,10 +78,8 @@ def _wall_limit(config: pytest.Config) -> float | None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
     if not (sim_enabled(item.config) and _graded(item)):
         return (yield)
-    from labtests.plugin import seed_for_test
-
     config = item.config
-    seed = seed_for_test(config, item.name)
+    seed = seed_for_test(item)
     cm = activate(
         sim_seed(seed),
         cpu_scale=config.getoption("raft_sim_cpu"),
@@ -121,21 +113,3 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if sched.failure is not None:
         raise sched.failure
     return result
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-    report = yield
-    sched = item.stash.get(_SCHED, None)
-    if sched is not None and report.when == "call" and report.failed:
-        from labtests.plugin import seed_for_test
-
-        seed = seed_for_test(item.config, item.name)
-        report.sections.append((
-            "raftlab sim rerun",
-            f"replay exactly: python -m pytest --pyargs labtests -p labtests.sim.pytest_plugin "
-            f"--sim -k {item.name} --seed {seed}"
-            + (f" --raft-impl {item.config.getoption('raft_impl')}"
-               if item.config.getoption("raft_impl") else ""),
-        ))
-    return report
