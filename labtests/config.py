@@ -89,7 +89,13 @@ def decode_snapshot(data: bytes) -> tuple[int, list[Any]]:
 
 
 class Config:
-    """One test's cluster: network, peers, persisters, and the tester's view of the logs."""
+    """One test's cluster: network, peers, persisters, and the tester's view of the logs.
+
+    Built in two steps: the constructor creates the network and the tester's
+    state and starts nothing, so it cannot leave anything running if it fails;
+    :meth:`start_peers` then starts the Raft peers.  Whoever owns the Config
+    registers it for :meth:`cleanup` between the two steps.
+    """
 
     def __init__(
         self,
@@ -135,14 +141,22 @@ class Config:
         self.description: str | None = None
         self.figures: dict[str, Any] | None = None
         self.warnings: list[str] = []
+        self._unreliable = unreliable
+        self._applier: Applier = self.applier_snap if snapshot else self.applier
 
-        self.set_unreliable(unreliable)
+    def start_peers(self) -> None:
+        """Start the ``n`` peers and connect them: the second half of ``make_config``.
+
+        Kept out of ``__init__`` because it runs the implementation's ``make``,
+        which may fail half-way; by then the caller holds a complete Config whose
+        :meth:`cleanup` stops whatever did start.
+        """
+        self.set_unreliable(self._unreliable)
         self.net.long_delays(True)
-        applier = self.applier_snap if snapshot else self.applier
-        for i in range(n):
+        for i in range(self.n):
             self.logs[i] = {}
-            self.start1(i, applier)
-        for i in range(n):
+            self.start1(i, self._applier)
+        for i in range(self.n):
             self.connect(i)
 
     # -- failing ------------------------------------------------------------------

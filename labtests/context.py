@@ -57,31 +57,27 @@ class TestContext:
         """``make_config(t, n, unreliable, snapshot)`` of the lab."""
         if self.impl.error is not None:
             raise RaftTestFailure(self.impl.error)
-        cfg = Config.__new__(Config)
-        # Registered before construction, so a make() that fails half-way is cleaned up.
-        self.configs.append(cfg)
-        cfg.__init__(n, unreliable, snapshot, impl=self.impl, seed=self.seed,
+        cfg = Config(n, unreliable, snapshot, impl=self.impl, seed=self.seed,
                      failures=self.failures)
+        # Registered before any peer starts, so a make() that fails half-way is cleaned up.
+        self.configs.append(cfg)
+        cfg.start_peers()
         return cfg
 
     @property
     def description(self) -> str | None:
-        for cfg in self.configs:
-            if getattr(cfg, "description", None):
-                return cfg.description
-        return None
+        """The first config's test description (``Test (2A): ...``), once begun."""
+        return next((cfg.description for cfg in self.configs if cfg.description), None)
 
     @property
     def figures(self) -> dict[str, Any] | None:
-        for cfg in self.configs:
-            if getattr(cfg, "figures", None):
-                return cfg.figures
-        return None
+        """The figures of the Passed line, once a config's ``end()`` has run."""
+        return next((cfg.figures for cfg in self.configs if cfg.figures), None)
 
     @property
     def lab_warnings(self) -> list[str]:
         """The lab's own warnings (Go prints them before the Passed line)."""
-        return [msg for cfg in self.configs for msg in getattr(cfg, "warnings", ())]
+        return [msg for cfg in self.configs for msg in cfg.warnings]
 
     def finish(self, body_failed: bool) -> None:
         """Clean up every config, check leftover threads, deliver recorded failures.
@@ -95,8 +91,6 @@ class TestContext:
         self._finished = True
         try:
             for cfg in self.configs:
-                if not hasattr(cfg, "_cleaned"):
-                    continue  # construction failed before the network existed
                 try:
                     cfg.cleanup()
                 except RaftTestFailure:

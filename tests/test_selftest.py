@@ -226,6 +226,43 @@ def test_leftover_threads_of_the_bundled_raft_fail_the_test():
         stop.set()
 
 
+def test_make_failing_half_way_still_cleans_up_the_peers_it_started(tmp_path):
+    """make() raising for the third peer: the two started peers are killed and their
+    threads end; the test fails with the implementation's error, not a leak."""
+    (tmp_path / "halfway_raft.py").write_text(textwrap.dedent("""
+        import threading
+
+        KILLED = []
+
+        class Raft:
+            def __init__(self, me):
+                self.me, self.dead = me, threading.Event()
+                self.thread = threading.Thread(target=self.dead.wait, name=f"half-{me}")
+                self.thread.start()
+            def start(self, command): return -1, -1, False
+            def get_state(self): return 0, False
+            def snapshot(self, index, data): pass
+            def kill(self):
+                KILLED.append(self.me)
+                self.dead.set()
+
+        def make(peers, me, persister, apply_ch):
+            if me == 2:
+                raise RuntimeError("peer 2 cannot start")
+            return Raft(me)
+        """))
+    impl = load(str(tmp_path / "halfway_raft.py"))
+    assert impl.error is None, impl.error
+    ctx = TestContext("selftest-halfway", 3, impl)
+    with pytest.raises(RuntimeError, match="peer 2 cannot start"):
+        ctx.make_config(3, False, False)
+    assert len(ctx.configs) == 1
+    ctx.finish(body_failed=True)
+    assert sorted(impl.module.KILLED) == [0, 1]
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("half-")]
+    assert ctx.warnings == []  # nothing left running
+
+
 def test_helper_thread_failure_fails_the_test_early(tmp_path):
     """A cfg.fail() in a helper thread fails the test with its message, and the
     main thread's next harness call (here a long sleep) raises it at once."""
