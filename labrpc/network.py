@@ -50,7 +50,6 @@ outlives a test.
 from __future__ import annotations
 
 import inspect
-import queue
 import random
 import sys
 import threading
@@ -59,6 +58,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from labrpc.codec import decode, encode
+from labrpc.pool import ThreadPool
 
 SHORT_DELAY_MS = 27  # unreliable request delay: U[0, 26] ms
 DROP_PER_MILLE = 100  # unreliable: 10 % of requests and 10 % of replies are lost
@@ -153,54 +153,6 @@ class _PendingCall:
         self.error: BaseException | None = None
 
 
-class _HandlerPool:
-    """Reusable threads for running handlers (a thread per request is too slow).
-
-    It grows whenever no thread is idle, so handlers still all run
-    concurrently; :meth:`shutdown` makes every thread exit once its current
-    handler returns.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = 0
-        self._threads = 0
-        self._closed = False
-
-    def submit(self, task: Callable[[], None]) -> bool:
-        with self._lock:
-            if self._closed:
-                return False
-            if self._idle > 0:
-                self._idle -= 1
-                spawn = False
-            else:
-                self._threads += 1
-                spawn = True
-                name = f"labrpc-worker-{self._threads}"
-        if spawn:
-            threading.Thread(target=self._work, name=name, daemon=True).start()
-        self._tasks.put(task)
-        return True
-
-    def _work(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            task()
-            with self._lock:
-                self._idle += 1
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._closed = True
-            threads = self._threads
-        for _ in range(threads):
-            self._tasks.put(None)
-
-
 def _report_handler_error(svc_meth: str, exc: BaseException, tb_text: str) -> None:
     print(f"labrpc: handler {svc_meth} failed: {exc!r}\n{tb_text}", file=sys.stderr)
 
@@ -242,7 +194,7 @@ class Network:
         self._total_count = 0
         self._total_bytes = 0
         self._done = False
-        self._pool = _HandlerPool()
+        self._pool = ThreadPool("labrpc-worker", numbered=True)
 
     # -- configuration -----------------------------------------------------
 
@@ -326,7 +278,7 @@ class Network:
             ends = list(self._ends.values())
         for end in ends:
             end._gone.set()
-        self._pool.shutdown()
+        self._pool.close()
 
     # -- one request ---------------------------------------------------------
 

@@ -6,7 +6,7 @@ Threads of one peer (all named, all ended promptly by :meth:`Raft.kill`):
   within a randomised timeout;
 * ``raft-S{me}-repl{p}`` (one per other peer) decides, while this peer leads,
   what peer ``p`` needs next -- entries, a snapshot, or a heartbeat -- and hands
-  the RPC to the sender pool;
+  the RPC to the sender pool (the shared :class:`labrpc.pool.ThreadPool`);
 * ``raft-S{me}-rpc`` pool threads make the RPCs (which may block for seconds)
   and process the replies;
 * ``raft-S{me}-applier`` delivers committed commands and installed snapshots on
@@ -30,13 +30,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from labrpc.pool import ThreadPool
 from raft import rules
 from raft.api import ApplyMsg
 from raft.apply_channel import ApplyChannel
 from raft.debuglog import dlog
 from raft.log import Entry, RaftLog, decode_state, encode_state
 from raft.persister import Persister
-from raft.workers import SenderPool
 
 HEARTBEAT = 0.1  # s between heartbeats: <= 60 RPCs per idle second over 3 peers
 ELECTION_TIMEOUT = (0.35, 0.7)  # s, drawn uniformly for every new timer
@@ -137,7 +137,7 @@ class Raft:
         self.ticker_cond = threading.Condition(self.mu)
         self.apply_cond = threading.Condition(self.mu)
         self.repl_conds = [threading.Condition(self.mu) for _ in range(self.n)]
-        self.pool = SenderPool(f"raft-S{me}-rpc")
+        self.pool = ThreadPool(f"raft-S{me}-rpc")
 
         dlog("INFO", me, "start: term %d, log %r", self.term, self.log)
         self._threads = [
