@@ -1,12 +1,12 @@
 """Find the Raft implementation under test and check it has the lab's API.
 
 The implementation is chosen by ``--raft-impl`` (or ``RAFTLAB_IMPL``, both read
-by :mod:`labtests.options`): a module
-name (``raft``, ``mypkg.myraft``), a path to a ``.py`` file, or a path to a
-package directory.  The default is the bundled reference Raft, the module
-``raft``.  A module that lacks part of the API is reported once, by name, and
-every test then fails fast with that message instead of with a confusing
-``AttributeError`` deep inside the harness.
+by :mod:`labtests.options`): a module name (``raft``, ``mypkg.myraft``), a path
+to a ``.py`` file, or a path to a package directory.  The default is the
+bundled reference Raft, the module ``raft`` (whose ``make`` delegates to
+:mod:`raft.reference`).  A module that lacks part of the API is reported once,
+by name, and every test then fails fast with that message instead of with a
+confusing ``AttributeError`` deep inside the harness.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import raft
+import raft.reference
+import raft.reference.raft
 from raft.api import REQUIRED_MODULE_FUNCTIONS, REQUIRED_RAFT_METHODS
 
 DEFAULT_IMPL = "raft"
@@ -36,7 +39,8 @@ class Implementation:
 
     @property
     def is_bundled(self) -> bool:
-        return self.spec == DEFAULT_IMPL
+        """Is this the reference Raft shipped with raftlab (held to stricter checks)?"""
+        return self.module is not None and is_bundled_module(self.module)
 
     def make(self, peers: list[Any], me: int, persister: Any, apply_ch: Any) -> Any:
         """Call the implementation's ``make`` and check the object it returns."""
@@ -58,6 +62,15 @@ class Implementation:
 
 class ImplementationError(Exception):
     """The implementation under test cannot be used (missing API, import error)."""
+
+
+def is_bundled_module(module: ModuleType) -> bool:
+    """True for the bundled Raft, recognised by identity of the loaded module.
+
+    Not by name: a student's own folder or file called ``raft`` is loaded under
+    another name (see :func:`_import_path`) and is not the bundled Raft.
+    """
+    return module is raft or module is raft.reference or module is raft.reference.raft
 
 
 def missing_methods(obj_or_class: Any) -> list[str]:

@@ -1,8 +1,10 @@
-"""The Raft side of raftlab: the persister, the API types, and the reference Raft.
+"""The Raft side of raftlab: what every implementation may import, plus the reference.
 
-``import raft`` gives the bundled reference implementation's ``make`` (see
-``raft.raft``), so the default implementation under test is simply the module
-``raft``.
+Every implementation may use ``raft.api`` (the API types), ``raft.persister``,
+``raft.apply_channel`` and ``raft.debuglog``.  The bundled reference Raft lives
+apart in :mod:`raft.reference`; ``raft.make`` delegates to it, so the module
+``raft`` itself is a valid implementation and remains the default one under
+test (``--raft-impl raft``).
 """
 
 from raft.api import ApplyMsg
@@ -12,8 +14,11 @@ from raft.persister import Persister
 __all__ = ["ApplyMsg", "ApplyChannel", "ChannelClosed", "Persister", "make"]
 
 
-def make(peers, me, persister, apply_ch):  # noqa: ANN001, ANN201 - re-exported below
-    """Create a reference Raft peer; see :func:`raft.raft.make`."""
-    from raft.raft import make as _make
+def make(peers, me, persister, apply_ch):  # noqa: ANN001, ANN201 - the lab's signature
+    """Create a reference Raft peer; see :func:`raft.reference.raft.make`.
+
+    Imported on first use, so importing the API types never loads the reference.
+    """
+    from raft.reference import make as _make
 
     return _make(peers, me, persister, apply_ch)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from raft import rules
-from raft.log import RaftLog, decode_state, encode_state
+from raft.reference import rules
+from raft.reference.log import RaftLog, decode_state, encode_state
 
 
 def make_log(terms: list[int], base_index: int = 0, base_term: int = 0) -> RaftLog:
@@ -238,7 +238,7 @@ def test_backup_bounds():
 
 
 def test_state_encoding_reuses_blocks_and_tracks_truncation():
-    from raft.log import BLOCK
+    from raft.reference.log import BLOCK
 
     log = make_log([1] * (2 * BLOCK + 10))
     first = encode_state(1, 0, log)

@@ -13,7 +13,7 @@ import time
 from labrpc import Network, Server, Service
 from raft.apply_channel import ApplyChannel, ChannelClosed
 from raft.persister import Persister
-from raft.raft import make
+from raft.reference import make
 
 
 class MiniCluster:

@@ -214,7 +214,8 @@ def test_leftover_threads_of_other_impls_are_a_warning(runs):
 
 
 def test_leftover_threads_of_the_bundled_raft_fail_the_test():
-    ctx = TestContext("selftest", 1, Implementation(spec="raft"))
+    ctx = TestContext("selftest", 1, load("raft"))
+    assert ctx.impl.is_bundled
     stop = threading.Event()
     leaky = threading.Thread(target=stop.wait, args=(10,), name="leaky-ticker", daemon=True)
     leaky.start()
@@ -336,6 +337,21 @@ def test_loader_reports_import_errors_and_accepts_module_names(tmp_path):
     assert "lacks module function(s) make" in load(str(bad)).error
     impl = load("raft")
     assert impl.error is None and impl.is_bundled
+    assert load("raft.reference").is_bundled
+
+
+def test_a_students_folder_named_raft_is_not_the_bundled_raft(tmp_path):
+    """Bundled means the very module shipped with raftlab, not anything called raft."""
+    body = "def make(peers, me, persister, apply_ch):\n    raise RuntimeError('mine')\n"
+    student = tmp_path / "raft"
+    student.mkdir()
+    (student / "__init__.py").write_text(body)
+    single = tmp_path / "single" / "raft.py"
+    single.parent.mkdir()
+    single.write_text(body)
+    for impl in (load(str(student)), load(str(single))):
+        assert impl.module is not None and not impl.is_bundled, impl.error
+    assert not Implementation(spec="raft").is_bundled  # a name alone proves nothing
 
 
 @pytest.fixture

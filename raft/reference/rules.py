@@ -3,15 +3,16 @@
 Each function answers one question -- grant a vote? do the logs match at the
 previous entry? where do new entries start to differ? how far may the commit
 index move? -- from plain values, so a unit test can drive every case without
-threads, a network or a clock (the etcd-raft lesson).  ``raft.raft`` is only the
-threaded shell that gathers the inputs under its lock and applies the answers.
+threads, a network or a clock (the etcd-raft lesson).  ``raft.reference.raft`` is
+only the threaded shell that gathers the inputs under its lock and applies the
+answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raft.log import Entry, RaftLog
+from raft.reference.log import Entry, RaftLog
 
 NO_VOTE = -1
 NO_TERM = -1
