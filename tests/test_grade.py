@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tools import grade
-from tools.grade_isolation import BUDGET_REASON
+from tools.grade import command as grade
+from tools.grade.isolation import BUDGET_REASON
 
 TOYS = Path(__file__).parent / "toys_grade"
 

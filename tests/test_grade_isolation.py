@@ -7,8 +7,10 @@ import subprocess
 import sys
 import threading
 
-from tools.grade_isolation import BUDGET_REASON, run_part
-from tools.stress_backend import BackendError, Job, RunResult
+import pytest
+
+from tools.grade.isolation import BUDGET_REASON, run_part
+from tools.stress.backends.base import BackendError, Job, RunResult
 
 
 def _result(job: Job, outcome: str = "passed") -> RunResult:
@@ -68,10 +70,12 @@ def test_backend_error_becomes_the_reason_of_missing_runs():
     assert results[3].message == "the test process failed: pytest exited with status 4 (usage)"
 
 
-def test_limits_wrapper_sets_rlimits_and_execs():
+@pytest.mark.parametrize("module", ["tools.grade.isolation",
+                                    "tools.grade_isolation"])  # the old name still works
+def test_limits_wrapper_sets_rlimits_and_execs(module):
     code = ("import resource, os; print(resource.getrlimit(resource.RLIMIT_AS)[0] >> 20, "
             "resource.getrlimit(resource.RLIMIT_CORE)[0], os.environ['MALLOC_ARENA_MAX'])")
-    out = subprocess.run([sys.executable, "-m", "tools.grade_isolation", "--memory-mb", "700",
+    out = subprocess.run([sys.executable, "-m", module, "--memory-mb", "700",
                           "--", sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["700", "0", "2"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools import grade_rubric as gr
-from tools.test_cmd import catalog as suite_catalog
+from tools.grade import rubric as gr
+from tools.selection import catalog as suite_catalog
 
 
 @pytest.fixture(scope="module")

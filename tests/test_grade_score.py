@@ -6,11 +6,11 @@ import csv
 import json
 import xml.etree.ElementTree as ET
 
-from tools.grade_isolation import BUDGET_REASON
-from tools.grade_report import gradescope, write_csv, write_reports
-from tools.grade_rubric import parse
-from tools.grade_score import SubmissionGrade, grade_part, reason_for, summary_row
-from tools.stress_backend import RunResult
+from tools.grade.isolation import BUDGET_REASON
+from tools.grade.report import gradescope, write_csv, write_reports
+from tools.grade.rubric import parse
+from tools.grade.score import SubmissionGrade, grade_part, reason_for, summary_row
+from tools.stress.backends.base import RunResult
 
 
 def _run(test: str, job: int, outcome: str = "passed", message: str | None = None):

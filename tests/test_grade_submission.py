@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.grade_submission import SubmissionError, discover_batch, resolve, stage
+from tools.grade.submission import SubmissionError, discover_batch, resolve, stage
 
 
 def _write(path: Path, text: str = "") -> Path:

@@ -20,10 +20,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tools import stress
-from tools.stats import bound_sentence, failure_rate_upper_bound
-from tools.stress_backend import Job, RunResult
-from tools.stress_plugin import job_index_of, strip_job_id
+from labtests.options import HarnessOptions
+from labtests.rerun import rerun_command
+from tools import selection
+from tools.stress import command as stress
+from tools.stress.backends.base import Job, RunOptions, RunResult
+from tools.stress.planning import plan_jobs
+from tools.stress.pytest_plugin import job_index_of, strip_job_id
+from tools.stress.results import rerun_for, results_of
+from tools.stress.stats import bound_sentence, failure_rate_upper_bound
 
 TOYS = Path(__file__).parent / "toys_stress"
 REPO = Path(__file__).resolve().parents[1]
@@ -37,11 +42,18 @@ def pytest_addoption(parser):
     parser.addoption("--raft-impl", default=None)
     parser.addoption("--raft-debug", action="store_true")
 
+def pytest_addhooks(pluginmanager):
+    # The harness's seed hook, which the stress plugin answers for each repetition.
+    from labtests import hookspecs
+    pluginmanager.add_hookspecs(hookspecs)
+
 @pytest.fixture
 def seed(request, record_property):
     s = request.config.getoption("seed")
     if s is None:
-        s = int(os.environ.get("RAFTLAB_SEED") or random.randrange(1, 2**31))
+        s = request.config.hook.pytest_raftlab_test_seed(item=request.node)
+    if s is None:
+        s = random.randrange(1, 2**31)
     record_property("seed", s)
     if request.config.getoption("raft_debug"):
         print(f"000000 TEST -- begin with seed {s}", file=sys.stderr)
@@ -110,21 +122,28 @@ def test_failure_rate_bounds():
 
 
 def test_plan_jobs_interleaves_with_distinct_reproducible_seeds():
-    jobs = stress.plan_jobs(["a", "b"], 3, seed=42, sequential=False)
+    jobs = plan_jobs(["a", "b"], 3, seed=42, sequential=False)
     assert [j.test for j in jobs] == ["a", "b"] * 3
     assert len({j.seed for j in jobs}) == 6
-    assert jobs == stress.plan_jobs(["a", "b"], 3, seed=42, sequential=False)
-    seq = stress.plan_jobs(["a", "b"], 3, seed=42, sequential=True)
+    assert jobs == plan_jobs(["a", "b"], 3, seed=42, sequential=False)
+    seq = plan_jobs(["a", "b"], 3, seed=42, sequential=True)
     assert [j.test for j in seq] == ["a"] * 3 + ["b"] * 3
     assert [j.index for j in seq] == list(range(6))
 
 
-def test_selection_args():
-    args = stress.selection_args(["2A", "test_backup_2b"], "not slow", None)
-    assert args[:2] == ["-k", "(2A or test_backup_2b) and (not slow)"]
-    assert args[2:4] == ["-m", "not selftest"]
-    assert stress.selection_args(["x/test_a.py::t"], None, "part2a") == [
+def test_selection_follows_the_one_rule():
+    args = selection.pytest_selection(["2A", "test_backup_2b"], "not slow", None)
+    assert args[:2] == ["-k", "not slow"]
+    expected = [t.node_id() for t in selection.resolve(["2A", "backup_2b"])]
+    assert args[2:] == expected and len(expected) == 4
+    assert all(a.endswith(("_2a", "test_backup_2b")) for a in args[2:])
+    assert selection.pytest_selection(["x/test_a.py::t"], None, "part2a") == [
         "-m", "part2a", "x/test_a.py::t"]
+    # Within one's own suite (paths given), names pick tests as -k alternatives.
+    assert selection.pytest_selection(["x/test_a.py", "t1", "t2"], "not slow", None) == [
+        "-k", "(t1 or t2) and (not slow)", "x/test_a.py"]
+    with pytest.raises(selection.SelectionError, match="'backup' .*valid: a part"):
+        selection.pytest_selection(["backup"], None, None)
 
 
 def test_job_ids_in_node_ids():
@@ -136,10 +155,14 @@ def test_job_ids_in_node_ids():
 
 
 def test_rerun_command_is_one_quoted_shell_line(tmp_path):
-    opts = stress.RunOptions(impl="my raft.py", rootdir=tmp_path)
-    cmd = stress.rerun_command("t.py::test_x[a b]", 99, opts)
+    opts = RunOptions(harness=HarnessOptions(impl="my raft.py"), rootdir=tmp_path)
+    cmd = rerun_for("t.py::test_x[a b]", 99, opts)
     assert cmd.startswith(f"cd {tmp_path} && ")
     assert "'t.py::test_x[a b]' --seed=99 '--raft-impl=my raft.py' --raft-debug" in cmd
+    # A graded test reruns through the one rerun builder, debug log on.
+    graded = rerun_for("labtests/test_2b.py::test_backup_2b", 99, opts)
+    assert graded == rerun_command("test_backup_2b", 99, opts.harness, debug=True)
+    assert graded.startswith("raftlab test test_backup_2b --seed 99 ")
 
 
 class ListBackend:
@@ -161,7 +184,7 @@ class ListBackend:
 
 
 def test_cli_runs_any_backend(suite, tmp_path, monkeypatch):
-    planned = stress.plan_jobs(["test_fake.py::test_passes"], 4, seed=5, sequential=False)
+    planned = plan_jobs(["test_fake.py::test_passes"], 4, seed=5, sequential=False)
     backend = ListBackend({planned[2].seed})
     monkeypatch.chdir(suite)
     buf = io.StringIO()
@@ -171,7 +194,7 @@ def test_cli_runs_any_backend(suite, tmp_path, monkeypatch):
     out = buf.getvalue()
     assert rc == 1
     assert "1 of 4 failed (25.0 %)" in out
-    rows = stress.results_of(tmp_path / "out" / "results.jsonl")
+    rows = results_of(tmp_path / "out" / "results.jsonl")
     assert [r["seed"] for r in rows] == [j.seed for j in planned]
     log = Path(rows[2]["log"]).read_text()
     assert f"seed:     {planned[2].seed}" in log and "log text" in log
@@ -183,13 +206,13 @@ def test_stress_on_fake_suite_keeps_failures_and_rerun_reproduces(suite, tmp_pat
     out = tmp_path / "out"
     rc, text = run_stress(["test_fake.py", "-k", "passes or flaky", "-n", "6", "-p", "2",
                            "--seed", "11", "-o", str(out), "--no-live", *NO_HARNESS], cwd=suite)
-    rows = stress.results_of(out / "results.jsonl")
+    rows = results_of(out / "results.jsonl")
     assert len(rows) == 12
     by_test = {t: [r for r in rows if r["test"] == f"test_fake.py::{t}"]
                for t in ("test_passes", "test_flaky")}
     assert all(r["outcome"] == "passed" for r in by_test["test_passes"])
     # The planned seed reached the test (its outcome is a function of the seed).
-    planned = {j.seed for j in stress.plan_jobs(
+    planned = {j.seed for j in plan_jobs(
         ["test_fake.py::test_flaky", "test_fake.py::test_passes"], 6, 11, False)}
     assert {r["seed"] for r in rows} == planned
     for r in by_test["test_flaky"]:
@@ -218,7 +241,7 @@ def test_failing_toy_implementation(suite, tmp_path):
                            "--no-live", *NO_HARNESS], cwd=suite)
     assert rc == 1
     assert "3 of 3 failed (100.0 %)" in text
-    rows = stress.results_of(out / "results.jsonl")
+    rows = results_of(out / "results.jsonl")
     assert [r["outcome"] for r in rows] == ["failed"] * 3
     assert all(r["message"].startswith("AssertionError: expected one leader") for r in rows)
     rerun = (out / "rerun.sh").read_text().splitlines()[1]
@@ -255,7 +278,7 @@ def test_ctrl_c_prints_partial_table_and_leaves_valid_results(suite, tmp_path):
     text, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, text
     assert "INTERRUPTED after" in text and "raftlab stress results" in text
-    rows = stress.results_of(results)  # every line parses
+    rows = results_of(results)  # every line parses
     assert 2 <= len(rows) < 40
     assert all(r["outcome"] == "passed" for r in rows)
     assert f"{len(rows)}/40" in text
@@ -273,12 +296,16 @@ def test_real_harness_failing_toy_keeps_log_and_reruns(tmp_path):
         ["labtests/test_2a.py::test_initial_election_2a", "-n", "1", "-p", "1",
          "--impl", str(TOYS / "failing_raft.py"), "-o", str(out), "--no-live"], cwd=REPO)
     assert rc == 1, text
-    (row,) = stress.results_of(out / "results.jsonl")
+    (row,) = results_of(out / "results.jsonl")
     assert row["outcome"] == "failed" and "expected one leader" in row["message"]
     log = Path(row["log"]).read_text()
     assert f"seed:     {row['seed']}" in log and "[stress" not in log.split("rerun:")[1]
     rerun = next(ln for ln in log.splitlines() if ln.startswith("rerun:"))[9:].strip()
-    again = subprocess.run(rerun, shell=True, capture_output=True, text=True, timeout=120)
+    assert rerun.startswith("raftlab test test_initial_election_2a --seed ")
+    # ``raftlab`` is installed next to this interpreter (a venv that may not be activated).
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    again = subprocess.run(rerun, shell=True, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PATH=path))
     assert again.returncode == 1
     assert f"seed {row['seed']}" in again.stdout  # the harness ran with the same seed
     assert "TEST -- begin: Test (2A): initial election" in again.stdout  # debug log on

@@ -22,10 +22,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from labtests.options import HarnessOptions
 from tests.test_stress import CONFTEST, NO_HARNESS, SUITE, run_stress
-from tools import stress
-from tools.stress_backend import WORKER_PYTHON, XdistBackend
-from tools.stress_dask import run_one, split_slots, worker_rootdir
+from tools.stress import command as stress
+from tools.stress.backends.base import WORKER_PYTHON, BackendUnavailable, RunOptions
+from tools.stress.backends.dask_worker import run_one, split_slots, worker_rootdir
+from tools.stress.backends.factory import make_backend
+from tools.stress.backends.xdist import XdistBackend
+from tools.stress.results import results_of
 
 try:
     import distributed  # noqa: F401
@@ -187,10 +191,10 @@ def test_without_dask_the_backend_explains_how_to_install_it(suite, tmp_path, mo
                         "-o", str(tmp_path / "o"), "--no-live", *NO_HARNESS], cwd=suite)
     assert rc == 2
     assert "pip install 'raftlab[cluster]'" in err.getvalue()
-    with pytest.raises(stress.BackendUnavailable, match="raftlab.cluster"):
-        stress.make_backend("dask", stress.RunOptions(), scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(BackendUnavailable, match="raftlab.cluster"):
+        make_backend("dask", RunOptions(), scheduler="tcp://127.0.0.1:1")
     # The local backend does not need dask.
-    assert isinstance(stress.make_backend("local", stress.RunOptions(), workers=2),
+    assert isinstance(make_backend("local", RunOptions(), workers=2),
                       XdistBackend)
 
 
@@ -200,11 +204,11 @@ def test_dask_needs_a_scheduler(suite, tmp_path, capsys):
     assert exc.value.code == 2 and "--scheduler" in capsys.readouterr().err
 
 
-def spec(test: str, rootdir: Path, **options) -> dict:
+def spec(test: str, rootdir: Path, impl: str | None = None) -> dict:
+    options = RunOptions(harness=HarnessOptions(impl=impl), rootdir=rootdir, timeout=60,
+                         pytest_args=("-p", "no:raftlab"))
     return {"batch": "b1", "job": {"index": 7, "test": test, "seed": 12},
-            "options": {"rootdir": str(rootdir), "timeout": 60, "pytest_args": ["-p", "no:raftlab"],
-                        **options},
-            "impl_name": None, "prefix": []}
+            "options": options.to_json(), "impl_name": None, "prefix": []}
 
 
 def test_worker_task_with_command_prefix_and_shipped_file(suite):
@@ -242,7 +246,7 @@ def test_worker_task_raises_when_the_test_cannot_run_there(suite):
 
 @needs_dask
 def test_unreachable_scheduler_is_a_backend_error(suite, tmp_path, monkeypatch):
-    monkeypatch.setattr("tools.stress_dask.DaskBackend.CONNECT_TIMEOUT", 2.0)
+    monkeypatch.setattr("tools.stress.backends.dask_client.DaskBackend.CONNECT_TIMEOUT", 2.0)
     rc, _ = run_stress(["test_fake.py", "-k", "passes", "--backend", "dask", "--scheduler",
                         "tcp://127.0.0.1:9", "-o", str(tmp_path / "o"), "--no-live",
                         *NO_HARNESS], cwd=suite)
@@ -257,8 +261,8 @@ def test_dask_results_equal_local_results(cluster, suite, tmp_path):
     rc_dask, text_dask = run_stress(
         common + ["--backend", "dask", "--scheduler", cluster.address, "--workers-per-host", "2",
                   "-o", str(tmp_path / "dask"), *NO_HARNESS], cwd=suite)
-    local = stress.results_of(tmp_path / "local" / "results.jsonl")
-    dask = stress.results_of(tmp_path / "dask" / "results.jsonl")
+    local = results_of(tmp_path / "local" / "results.jsonl")
+    dask = results_of(tmp_path / "dask" / "results.jsonl")
     assert len(dask) == 8 and sorted(r["job"] for r in dask) == list(range(8))
     assert outcomes(dask) == outcomes(local)
     failures = sum(r["outcome"] == "failed" for r in local)
@@ -282,7 +286,7 @@ def test_single_file_implementation_is_shipped(cluster, suite, tmp_path):
     rc, text = run_stress(["test_fake.py", "test_leader", "-n", "2", "--impl", str(impl),
                            "--backend", "dask", "--scheduler", cluster.address,
                            "-o", str(tmp_path / "out"), "--no-live", *NO_HARNESS], cwd=suite)
-    rows = stress.results_of(tmp_path / "out" / "results.jsonl")
+    rows = results_of(tmp_path / "out" / "results.jsonl")
     assert rc == 1 and [r["outcome"] for r in rows] == ["failed", "failed"], text
     for r in rows:  # the worker loaded its own copy, from the run's scratch directory
         assert "impl loaded from" in r["message"] and str(impl) not in r["message"]
@@ -322,7 +326,7 @@ def test_killed_worker_runs_are_retried_and_counted_once(own_cluster, suite, tmp
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, text
-    rows = stress.results_of(results)
+    rows = results_of(results)
     assert sorted(r["job"] for r in rows) == list(range(runs))  # every run exactly once
     assert all(r["outcome"] == "passed" for r in rows)
     assert f"0 of {runs} failed" in text and f"{runs}/{runs}" in text
@@ -358,7 +362,7 @@ def test_ctrl_c_cancels_the_cluster_runs_and_prints_the_partial_table(cluster, t
             proc.kill()
     assert proc.returncode == 130, text
     assert "INTERRUPTED after" in text and "raftlab stress results" in text
-    rows = stress.results_of(results)
+    rows = results_of(results)
     assert 1 <= len(rows) < 20 and f"{len(rows)}/20" in text
     # Nothing of the batch is left on the cluster, and no run starts after the stop.
     from distributed import Client
@@ -381,7 +385,7 @@ def _task_count(dask_scheduler) -> int:
 @needs_dask
 def test_grade_runs_through_the_dask_backend(cluster, tmp_path):
     """``raftlab grade --backend dask`` scores from the cluster's runs (bundled Raft, sim)."""
-    from tools import grade
+    from tools.grade import command as grade
 
     out = io.StringIO()
     rc = grade.main(["raft", "--only", "test_initial_election_2a", "--runs", "2", "--sim",

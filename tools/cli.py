@@ -11,10 +11,10 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "test": ("tools.test_cmd", "run graded parts or tests (a thin layer over pytest)"),
-    "stress": ("tools.stress", "run tests hundreds of times in parallel, with statistics"),
+    "test": ("tools.test_command", "run graded parts or tests (a thin layer over pytest)"),
+    "stress": ("tools.stress.command", "run tests hundreds of times in parallel, with statistics"),
     "logs": ("tools.logs", "view a debug log with coloured topics and one column per peer"),
-    "grade": ("tools.grade", "grade an implementation (or a class of them) part by part"),
+    "grade": ("tools.grade.command", "grade an implementation (or a class of them) part by part"),
 }
 
 

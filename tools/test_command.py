@@ -16,70 +16,10 @@ code is pytest's.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
-import os
 import sys
 
-PARTS = ("2a", "2b", "2c", "2d")
-
-
-def _suite_dir() -> str:
-    # Located without importing: pytest must be the first to import labtests,
-    # or it cannot rewrite the asserts of the plugin it loads from there.
-    spec = importlib.util.find_spec("labtests")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the labtests package is not installed")
-    return os.path.abspath(list(spec.submodule_search_locations)[0])
-
-
-def catalog() -> dict[str, list[str]]:
-    """Graded test names per part, in file order (read from the suite files)."""
-    base = _suite_dir()
-    tests: dict[str, list[str]] = {}
-    for part in PARTS:
-        path = os.path.join(base, f"test_{part}.py")
-        with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read(), path)
-        tests[part] = [
-            node.name for node in tree.body
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
-        ]
-    return tests
-
-
-def _part_of(selector: str) -> str | None:
-    s = selector.lower().removeprefix("part")
-    return s if s in PARTS else None
-
-
-def resolve(selectors: list[str]) -> list[str]:
-    """Turn parts and test names into pytest node ids, in the lab's order.
-
-    Raises ``ValueError`` naming an unknown selector.
-    """
-    tests = catalog()
-    wanted: set[tuple[str, str]] = set()
-    for sel in selectors or ["all"]:
-        if sel.lower() == "all":
-            wanted.update((p, t) for p in PARTS for t in tests[p])
-            continue
-        part = _part_of(sel)
-        if part is not None:
-            wanted.update((part, t) for t in tests[part])
-            continue
-        name = sel if sel.startswith("test_") else f"test_{sel}"
-        name = name.lower()
-        matches = [(p, t) for p in PARTS for t in tests[p] if t == name]
-        if not matches:
-            raise ValueError(
-                f"unknown part or test {sel!r}; parts are {', '.join(p.upper() for p in PARTS)} "
-                f"or all; 'raftlab test --list' shows the tests"
-            )
-        wanted.update(matches)
-    base = _suite_dir()
-    ordered = [(p, t) for p in PARTS for t in tests[p] if (p, t) in wanted]
-    return [f"{os.path.join(base, f'test_{p}.py')}::{t}" for p, t in ordered]
+from labtests.options import DEFAULT_TIMEOUT_S, HarnessOptions
+from tools.selection import SelectionError, catalog, pytest_args, resolve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("selectors", nargs="*", metavar="PART|TEST",
                         help="2A, 2B, 2C, 2D, all (default), or test names like test_backup_2b")
+    parser.add_argument("-k", dest="keyword", metavar="EXPR",
+                        help="narrow the chosen tests with a pytest -k expression")
+    parser.add_argument("-m", dest="marker", metavar="EXPR",
+                        help="narrow the chosen tests with a pytest -m expression")
     parser.add_argument("--impl", metavar="MODULE|PATH",
                         help="Raft implementation: module name or path to a .py file/package "
                              "(default: env RAFTLAB_IMPL, else the bundled 'raft')")
@@ -109,21 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def pytest_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:
-    args = resolve(opts.selectors)
+def command_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The pytest command line: the selected tests, then the harness options, then ``extra``."""
+    args = pytest_args(resolve(opts.selectors), opts.keyword, opts.marker)
     args += ["-p", "no:cacheprovider"]
-    if opts.impl:
-        args += ["--raft-impl", opts.impl]
-    if opts.seed is not None:
-        args += ["--seed", str(opts.seed)]
+    harness = HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
+                             timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None
+                             else opts.timeout)
+    args += harness.pytest_args()
     if opts.workers:
         args += ["-n", str(opts.workers)]
-    if opts.debug:
-        args += ["--raft-debug"]
-    if opts.sim:
-        args += ["--sim"]
-    if opts.timeout is not None:
-        args += ["--raft-timeout", str(opts.timeout)]
     return args + extra
 
 
@@ -136,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
     if opts.list:
         for part, names in catalog().items():
-            print(f"{part.upper()}: {' '.join(names)}")
+            print(f"{part}: {' '.join(names)}")
         return 0
     try:
-        args = pytest_args(opts, extra)
-    except ValueError as err:
+        args = command_args(opts, extra)
+    except SelectionError as err:
         print(f"raftlab test: {err}", file=sys.stderr)
         return 2
     import pytest

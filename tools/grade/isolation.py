@@ -2,10 +2,10 @@
 
 Student code never runs in the grader's process.  Each part of a submission is one
 ``pytest -n <workers>`` run driven by the stress runner's backend
-(:class:`tools.stress_backend.XdistBackend`), with three extra fences:
+(:class:`tools.stress.backends.xdist.XdistBackend`), with three extra fences:
 
 * **Memory and core dumps**: the pytest command is prefixed with this module's own
-  small exec wrapper (``python -m tools.grade_isolation --memory-mb N -- cmd...``),
+  small exec wrapper (``python -m tools.grade.isolation --memory-mb N -- cmd...``),
   which sets ``RLIMIT_AS`` (address space) and ``RLIMIT_CORE`` = 0 and then *execs*
   pytest; xdist's workers inherit the limits.  Address space is not memory in use:
   every thread reserves an 8 MiB stack (the reference Raft peaks near 450 threads,
@@ -40,14 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.stress_backend import (
-    Backend,
-    BackendError,
-    Job,
-    RunOptions,
-    RunResult,
-    XdistBackend,
-)
+from tools.stress.backends.base import Backend, BackendError, Job, RunOptions, RunResult
+from tools.stress.backends.xdist import XdistBackend
 
 BUDGET_REASON = "part time budget exhausted"
 STALL_GRACE_S = 60.0
@@ -63,7 +57,7 @@ class Limits:
 
 def wrapper_command(limits: Limits, python: str = sys.executable) -> list[str]:
     """The prefix that runs a command under ``limits`` (see :func:`main`)."""
-    return [python, "-m", "tools.grade_isolation", "--memory-mb", str(limits.memory_mb), "--"]
+    return [python, "-m", "tools.grade.isolation", "--memory-mb", str(limits.memory_mb), "--"]
 
 
 class IsolatedBackend(XdistBackend):
@@ -198,8 +192,8 @@ def apply_limits(memory_mb: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exec wrapper: ``python -m tools.grade_isolation --memory-mb N -- cmd args...``."""
-    parser = argparse.ArgumentParser(prog="python -m tools.grade_isolation",
+    """Exec wrapper: ``python -m tools.grade.isolation --memory-mb N -- cmd args...``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.grade.isolation",
                                      description="run a command under raftlab's grading limits")
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("command", nargs=argparse.REMAINDER)

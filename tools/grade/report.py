@@ -23,8 +23,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tools.grade_rubric import Rubric
-from tools.grade_score import SubmissionGrade, TestGrade, summary_row
+from tools.grade.rubric import Rubric
+from tools.grade.score import SubmissionGrade, TestGrade, summary_row
 
 SCHEMA = "raftlab-grade/1"
 
@@ -63,7 +63,7 @@ def to_json(grade: SubmissionGrade, rubric: Rubric) -> dict[str, Any]:
                 "run_results": [{
                     "run": r.run, "seed": r.seed, "outcome": r.outcome,
                     "duration_s": r.duration, "reason": r.reason, "message": r.message,
-                    "log": r.log} for r in t.runs],
+                    "log": r.log, "rerun": r.rerun} for r in t.runs],
             } for t in part.tests],
         } for part in grade.parts],
     }

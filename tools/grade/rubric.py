@@ -1,7 +1,7 @@
 """Grading rubrics: which tests count, how many points each earns, runs and time budgets.
 
 A rubric is a TOML file (read with :mod:`tomllib`); the shipped default,
-``tools/rubrics/default.toml``, documents every key in its comments.  In short::
+``tools/grade/rubrics/default.toml``, documents every key in its comments.  In short::
 
     runs = 3                  # runs per test; a test earns its points only if all pass
     per_run_timeout_s = 150   # watchdog per run (the harness also fails a test over 120 s)
@@ -26,8 +26,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tools.selection import PARTS, SelectionError
+from tools.selection import resolve as select
+
 DEFAULT_RUBRIC = "default.toml"
-PARTS = ("2A", "2B", "2C", "2D")
 _TOP_KEYS = {"title", "runs", "per_run_timeout_s", "memory_mb", "parts"}
 _PART_KEYS = {"points", "budget_s", "tests"}
 
@@ -78,7 +80,7 @@ class Rubric:
 
 
 def default_rubric_path() -> Path:
-    return Path(str(resources.files("tools") / "rubrics" / DEFAULT_RUBRIC))
+    return Path(str(resources.files("tools.grade") / "rubrics" / DEFAULT_RUBRIC))
 
 
 def _number(value: Any, where: str, *, positive: bool = True) -> float:
@@ -193,28 +195,31 @@ def resolve(rubric: Rubric, catalog: Mapping[str, list[str]]) -> Rubric:
 
 
 def restrict(rubric: Rubric, selectors: list[str]) -> Rubric:
-    """Keep only the parts (``2A``) and tests (with or without ``test_``) named.
+    """Keep only the parts and tests named, by the commands' one selector rule.
 
-    Raises RubricError when a selector matches nothing in the rubric.
+    Raises RubricError when a selector is not a part or test (:mod:`tools.selection`)
+    or selects nothing that the rubric grades.
     """
     if not selectors:
         return rubric
-    wanted_parts = {s.upper().removeprefix("PART") for s in selectors}
-    names = {s if s.startswith("test_") else f"test_{s}" for s in selectors}
-    matched: set[str] = set()
-    parts = []
-    for part in rubric.parts:
-        if part.name in wanted_parts:
-            matched.add(part.name)
-            parts.append(part)
-            continue
-        keep = {t: v for t, v in part.tests.items() if t in names}
-        matched.update(keep)
-        if keep:
-            parts.append(PartRubric(part.name, part.budget_s, None, keep))
-    unmatched = [s for s in selectors if s.upper().removeprefix("PART") not in matched
-                 and (s if s.startswith("test_") else f"test_{s}") not in matched]
+    unmatched: list[str] = []
+    wanted: set[str] = set()
+    for sel in selectors:
+        try:
+            names = {t.name for t in select([sel])}
+        except SelectionError as exc:
+            raise RubricError(f"--only: {exc}") from None
+        if not any(names & set(part.tests) for part in rubric.parts):
+            unmatched.append(sel)
+        wanted |= names
     if unmatched:
         raise RubricError(f"--only: {', '.join(unmatched)} match no part or test of the rubric")
+    parts = []
+    for part in rubric.parts:
+        keep = {t: v for t, v in part.tests.items() if t in wanted}
+        if keep == part.tests:
+            parts.append(part)
+        elif keep:
+            parts.append(PartRubric(part.name, part.budget_s, None, keep))
     rubric.parts = parts
     return rubric

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.grade_isolation import BUDGET_REASON
-from tools.grade_rubric import Rubric
-from tools.stress_backend import RunResult
+from tools.grade.isolation import BUDGET_REASON
+from tools.grade.rubric import Rubric
+from tools.stress.backends.base import RunResult
 
 _LAB_FAILURE = "labtests.failures.RaftTestFailure: "
 
@@ -28,6 +28,7 @@ class RunGrade:
     reason: str | None = None
     message: str | None = None
     log: str | None = None       # path of the kept log, relative to the report folder
+    rerun: str | None = None     # the command that reruns this run (labtests.rerun)
 
     @property
     def passed(self) -> bool:
@@ -134,9 +135,13 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
 
 
 def grade_part(rubric: Rubric, part: str, results: Mapping[str, Sequence[RunResult]],
-               elapsed_s: float, logs: Mapping[tuple[str, int], str] | None = None
-               ) -> PartGrade:
-    """Grade one part from each test's results (in run order)."""
+               elapsed_s: float, logs: Mapping[tuple[str, int], str] | None = None,
+               reruns: Mapping[tuple[str, int], str] | None = None) -> PartGrade:
+    """Grade one part from each test's results (in run order).
+
+    ``logs`` and ``reruns`` map (test, job index) to a failed run's kept log and
+    rerun command.
+    """
     spec = next(p for p in rubric.parts if p.name == part)
     grade = PartGrade(part, spec.budget_s * rubric.runs, elapsed_s=elapsed_s)
     for test, max_points in spec.tests.items():
@@ -146,7 +151,8 @@ def grade_part(rubric: Rubric, part: str, results: Mapping[str, Sequence[RunResu
                 run=run + 1, seed=res.seed, outcome=res.outcome,
                 duration=round(res.duration, 3),
                 reason=reason_for(res, rubric.per_run_timeout_s, rubric.memory_mb),
-                message=res.message, log=(logs or {}).get((test, res.job))))
+                message=res.message, log=(logs or {}).get((test, res.job)),
+                rerun=(reruns or {}).get((test, res.job))))
             desc = res.properties.get("description") if res.properties else None
             tg.description = tg.description or desc
         grade.tests.append(tg)

@@ -1,4 +1,4 @@
-"""pytest plugin behind ``raftlab stress`` (loaded with ``-p tools.stress_plugin``).
+"""pytest plugin behind ``raftlab stress`` (loaded with ``-p tools.stress.pytest_plugin``).
 
 It has two modes, both driven by files so that the stress process never parses
 pytest's human output:
@@ -9,8 +9,9 @@ pytest's human output:
   test with one seed.  Like pytest-repeat, each test function is parametrized with the
   indices of its jobs (ids ``stress<j>``), so every repetition is its own item that
   pytest-xdist can send to any worker; items are then ordered as the job list says.
-  Before each item runs, its seed is handed to the harness (``--seed`` option value
-  and ``RAFTLAB_SEED``; the harness reads them when a test starts).  The controlling
+  Each item's seed reaches the harness through the harness's own hook
+  (``pytest_raftlab_test_seed``, :mod:`labtests.hookspecs`): no option or
+  environment variable is rewritten between tests.  The controlling
   process (the xdist controller, or the only process without xdist) writes one JSON
   line per finished run to the events file named in the jobs file, flushed at once,
   which the stress CLI tails.
@@ -27,7 +28,6 @@ from typing import Any
 import pytest
 
 JOB_FIXTURE = "_raftlab_stress_job"
-SEED_ENV = "RAFTLAB_SEED"
 _PHASES = ("setup", "call", "teardown")
 
 
@@ -82,7 +82,6 @@ class _StressPlugin:
         self._reports: dict[str, list[pytest.TestReport]] = {}
         self._events = None if self.is_worker else open(  # noqa: SIM115 - closed at unconfigure
             self.events_path, "a", encoding="utf-8")
-        self._saved_env: str | None = None
 
     # --- workers (and the single process without xdist): build, order, seed items ---
 
@@ -111,24 +110,13 @@ class _StressPlugin:
             config.hook.pytest_deselected(items=dropped)
         items[:] = [item for _, item in chosen]
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_raftlab_test_seed(self, item: pytest.Item) -> int | None:
+        """The harness asks each graded test's seed: a repetition's is its job's."""
         callspec = getattr(item, "callspec", None)
         if callspec is None or JOB_FIXTURE not in callspec.params:
-            return
-        seed = int(self.jobs[callspec.params[JOB_FIXTURE]]["seed"])
-        self._saved_env = os.environ.get(SEED_ENV)
-        os.environ[SEED_ENV] = str(seed)
-        for dest in ("raft_seed", "seed"):  # the harness's --seed, should it be set
-            if hasattr(self.config.option, dest):
-                setattr(self.config.option, dest, seed)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
-        if self._saved_env is None:
-            os.environ.pop(SEED_ENV, None)
-        else:
-            os.environ[SEED_ENV] = self._saved_env
+            return None
+        return int(self.jobs[callspec.params[JOB_FIXTURE]]["seed"])
 
     # --- the controlling process: one event line per finished run ---
 

@@ -1,0 +1,11 @@
+"""``raftlab stress``: run graded tests hundreds of times, each run with its own seed.
+
+:mod:`.command` parses the command line and drives a run; :mod:`.planning`
+plans one job per run; :mod:`.backends` runs the jobs (locally with
+pytest-xdist, or on a Dask cluster) through :mod:`.pytest_plugin`;
+:mod:`.run` accounts each result into :mod:`.stats`, :mod:`.results` (the
+output folder) and :mod:`.display` (live bars and the final table).
+
+``raftlab grade`` reuses :mod:`.planning` and :mod:`.backends` (never the
+command module).
+"""

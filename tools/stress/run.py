@@ -1,0 +1,123 @@
+"""One stress run's state: each finished run goes to the statistics, the files and the display.
+
+:class:`StressRun` is what the command feeds results to; it owns no threads and
+knows no backend, so any backend (or a test's fake one) can drive it.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from tools.machine import loadavg, machine_cores
+from tools.stress.backends.base import Job, RunOptions, RunResult
+from tools.stress.display import LiveDisplay, display_names, results_table
+from tools.stress.results import ResultFiles, rerun_for, short_name
+from tools.stress.stats import TestStats, bound_sentence
+
+
+class StressRun:
+    """Statistics, output files and the live display of one stress run."""
+
+    def __init__(self, jobs: Sequence[Job], options: RunOptions, outdir: Path,
+                 console: Console, workers: int, base_seed: int,
+                 cluster: str | None = None) -> None:
+        self.jobs = list(jobs)
+        self.cluster = cluster
+        self.options = options
+        self.outdir = outdir
+        self.console = console
+        self.workers = workers
+        self.base_seed = base_seed
+        self.stats: dict[str, TestStats] = {}
+        for job in self.jobs:
+            self.stats.setdefault(job.test, TestStats(job.test)).planned += 1
+        self.failures: list[tuple[RunResult, Path, str]] = []
+        self.max_load = 0.0
+        self.skipped = 0
+        self.load_at_start = loadavg()
+        self.started = time.monotonic()
+        self.finished_at: float | None = None
+        self.files = ResultFiles(outdir)
+        self.names = display_names(list(self.stats))
+        self.display = LiveDisplay(console, {t: st.planned for t, st in self.stats.items()},
+                                   self.names)
+
+    def record(self, result: RunResult) -> None:
+        """Account one finished run: results line, log file, statistics, display."""
+        st = self.stats[result.test]
+        if result.outcome == "skipped":
+            self.skipped += 1
+        else:
+            st.add(result.duration, result.failed)
+        if result.loadavg:
+            self.max_load = max(self.max_load, float(result.loadavg[0]))
+        rerun = rerun_for(result.test, result.seed, self.options)
+        log_path = self.files.add(result, rerun)
+        if result.failed:
+            assert log_path is not None
+            self.failures.append((result, log_path, rerun))
+        total_failures = sum(s.failures for s in self.stats.values())
+        self.display.advance(result.test, st.failures, total_failures)
+        if result.failed:
+            self.display.note(
+                f"[red]FAILED[/red] {short_name(result.test)} seed={result.seed} "
+                f"({result.duration:.1f} s): {result.message or ''}\n  log: {log_path}")
+        self.display.refresh()
+
+    def done_runs(self) -> int:
+        return sum(st.runs for st in self.stats.values())
+
+    def summary_lines(self, interrupted: bool) -> list[str]:
+        end = self.finished_at or time.monotonic()
+        wall = end - self.started
+        runs = self.done_runs()
+        fails = sum(st.failures for st in self.stats.values())
+        lines = []
+        if interrupted:
+            lines.append(f"INTERRUPTED after {runs} of {len(self.jobs)} runs "
+                         "(partial results below)")
+        lines.append(bound_sentence(fails, runs) + " (exact one-sided Clopper-Pearson bound; "
+                     "for 0 failures about the rule of three, 3/n)")
+        rate = 60.0 * runs / wall if wall > 0 else 0.0
+        lines.append(f"wall time {wall:.1f} s, {rate:.1f} runs/min, workers: {self.workers}, "
+                     f"base seed {self.base_seed}")
+        if self.cluster:
+            lines.append(f"cluster: {self.cluster} (load averages in results.jsonl are the "
+                         "workers' hosts')")
+        now = loadavg()
+        lines.append(
+            f"machine: {machine_cores()} cores; load average at start {self.load_at_start[0]:.2f}, "
+            f"highest seen {self.max_load:.2f}, now {now[0]:.2f} / {now[1]:.2f} / {now[2]:.2f}")
+        lines.append(f"results: {self.files.results_path}")
+        if self.failures:
+            lines.append(f"failures ({len(self.failures)}), logs in {self.files.failures_dir}, "
+                         f"all rerun commands in {self.files.rerun_path}:")
+            for result, path, rerun in self.failures[:10]:
+                lines.append(f"  {short_name(result.test)} seed {result.seed}: {result.message}")
+                lines.append(f"    log:   {path}")
+                lines.append(f"    rerun: {rerun}")
+            if len(self.failures) > 10:
+                lines.append(f"  ... and {len(self.failures) - 10} more")
+        return lines
+
+    def print_summary(self, interrupted: bool) -> None:
+        self.finished_at = self.finished_at or time.monotonic()
+        table = results_table(self.stats, self.names)
+        lines = self.summary_lines(interrupted)
+        # Files and pipes get a width that fits the table (rich assumes 80 columns there).
+        self.console.print(table, width=None if self.console.is_terminal
+                           else max(self.console.width, 110))
+        for line in lines:
+            self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        plain = io.StringIO()
+        Console(file=plain, width=120, no_color=True, color_system=None).print(table)
+        self.files.write_summary(plain.getvalue(), lines)
+
+    def close(self) -> None:
+        self.files.close()
+
