@@ -5,9 +5,16 @@ See :mod:`labrpc.network` for the semantics (it reads as the specification) and
 """
 
 from labrpc.codec import CodecError, decode, encode
-from labrpc.network import ClientEnd, Network, Server, Service, UnknownMethodError
+from labrpc.network import (
+    ClientEnd,
+    Network,
+    RawService,
+    Server,
+    Service,
+    UnknownMethodError,
+)
 
 __all__ = [
-    "ClientEnd", "CodecError", "Network", "Server", "Service", "UnknownMethodError",
+    "ClientEnd", "CodecError", "Network", "RawService", "Server", "Service", "UnknownMethodError",
     "decode", "encode",
 ]

@@ -45,6 +45,12 @@ process); a handler that raises, or returns ``None`` instead of a reply, is
 reported to ``on_handler_error`` and its call fails; after :meth:`Network.cleanup`
 or :meth:`Network.delete_end`, waiting calls fail at once, so no caller thread
 outlives a test.
+
+Raw bytes (for peers in other processes, see ``labtests.isolation``): a
+:class:`RawService` receives the request bytes and returns the reply bytes
+(or ``None``: no reply), and :meth:`ClientEnd.call_raw` sends bytes someone
+else encoded and returns the reply bytes undecoded.  Everything else, counts
+and bytes included, is exactly as above: the network never decodes them.
 """
 
 from __future__ import annotations
@@ -99,6 +105,8 @@ class Service:
             if len(params) == 1 and params[0].kind in _POSITIONAL:
                 self._methods[attr] = getattr(receiver, attr)
 
+    raw = False  # handlers take and return objects; RawService's take and return bytes
+
     def method_names(self) -> list[str]:
         return sorted(self._methods)
 
@@ -110,6 +118,27 @@ class Service:
                 f"unknown method {method!r} in {svc_meth!r}; service {self.name!r} has "
                 f"{', '.join(self.method_names()) or 'no handlers'}"
             ) from None
+
+
+class RawService(Service):
+    """A service whose handlers live elsewhere: they take and return encoded bytes.
+
+    ``handler(method, request)`` is called with the request bytes as sent and
+    returns the reply bytes, or ``None`` when there is no reply (the call
+    fails as for a lost reply, and nothing is reported); an exception is
+    reported to ``on_handler_error`` like a local handler's.  ``methods``
+    lists the handler names, so an unknown one fails as for a local service.
+    """
+
+    raw = True
+
+    def __init__(
+        self, name: str, methods: list[str], handler: Callable[[str, bytes], bytes | None]
+    ) -> None:
+        self.name = name
+        self._methods = {
+            m: (lambda request, m=m: handler(m, request)) for m in methods
+        }
 
 
 class Server:
@@ -128,7 +157,8 @@ class Server:
         with self._lock:
             return self._count
 
-    def _lookup(self, svc_meth: str) -> Callable[[Any], Any]:
+    def _lookup(self, svc_meth: str) -> tuple[Callable[[Any], Any], bool]:
+        """The handler for ``svc_meth`` and whether it is raw (bytes in, bytes out)."""
         with self._lock:
             self._count += 1  # counted before the lookup, as in the lab
             service_name, dot, method = svc_meth.rpartition(".")
@@ -138,7 +168,7 @@ class Server:
                     f"unknown service {service_name or svc_meth!r} in {svc_meth!r}; expected "
                     f"'Service.method' with a service among: {', '.join(sorted(self._services))}"
                 )
-        return service.handler(method, svc_meth)
+        return service.handler(method, svc_meth), service.raw
 
 
 class _PendingCall:
@@ -168,6 +198,10 @@ class ClientEnd:
     def call(self, svc_meth: str, args: Any) -> Any:
         """Send an RPC and wait for its outcome: the reply object, or ``None``."""
         return self._net._process(self, svc_meth, args)
+
+    def call_raw(self, svc_meth: str, request: bytes) -> bytes | None:
+        """``call`` with ``request`` already encoded; the reply bytes, undecoded, or ``None``."""
+        return self._net._process(self, svc_meth, request, raw=True)
 
     def __repr__(self) -> str:
         return f"ClientEnd({self.name!r})"
@@ -282,8 +316,8 @@ class Network:
 
     # -- one request ---------------------------------------------------------
 
-    def _process(self, end: ClientEnd, svc_meth: str, args: Any) -> Any:
-        request = encode(args, "args")
+    def _process(self, end: ClientEnd, svc_meth: str, args: Any, raw: bool = False) -> Any:
+        request = args if raw else encode(args, "args")
         with self._lock:
             if self._done or end._gone.is_set():
                 return None
@@ -326,7 +360,7 @@ class Network:
                 return None
         with self._lock:
             self._total_bytes += len(pending.reply)
-        return decode(pending.reply)
+        return pending.reply if raw else decode(pending.reply)
 
     def _is_dead(self, end: ClientEnd, servername: Hashable, server: Server) -> bool:
         with self._lock:
@@ -340,7 +374,10 @@ class Network:
         self, server: Server, svc_meth: str, request: bytes, pending: _PendingCall
     ) -> None:
         try:
-            handler = server._lookup(svc_meth)
+            handler, raw = server._lookup(svc_meth)
+            if raw:
+                pending.reply = handler(request)
+                return
             reply = handler(decode(request))
             if reply is None:
                 raise TypeError(
