@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-# Go lab real-time figures per part (spec §8.2 and the issue): seconds.
+# Go lab real-time figures per part, in seconds (the lab handout's sample runs; README table).
 GO_REAL_S = {"2A": 15.0, "2B": 48.0, "2C": 127.0, "2D": 231.0}
 CPU_TARGET_S = 24.0
 

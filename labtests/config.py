@@ -5,7 +5,7 @@ implementation under test, their persisters and apply channels, and the
 tester's record of what each peer applied.  Its helpers (``one``,
 ``check_one_leader``, ``crash1``/``start1``...) have the lab's loop counts,
 sleeps and failure messages, because the tests' strictness lives in them
-(spec §5).  Every random choice comes from the test's seed.
+(docs/harness.md).  Every random choice comes from the test's seed.
 
 Failures go through :class:`labtests.failures.FailureChannel`: a check failing
 in the main thread raises :class:`~labtests.failures.RaftTestFailure`; one
@@ -193,7 +193,7 @@ class Config:
         """Go's ``rand.Int31()``."""
         return self.rng.randrange(2**31)
 
-    # -- crash and restart (spec §3.2, §5.3) ----------------------------------------
+    # -- crash and restart (docs/harness.md, Crash and restart) --------------------------
 
     def crash1(self, i: int) -> None:
         """Shut down server i, keeping its persisted state for a later start1."""
@@ -277,7 +277,7 @@ class Config:
         srv.add_service(Service(rf, name="Raft"))
         self.net.add_server(i, srv)
 
-    # -- connectivity (spec §5.4) ------------------------------------------------------
+    # -- connectivity (docs/harness.md, Connectivity) ------------------------------------
 
     def _enable(self, name: str, on: bool) -> None:
         if name not in self._deleted_ends:
@@ -312,7 +312,7 @@ class Config:
                 if self.endnames[j] is not None:
                     self._enable(self.endnames[j][i], False)
 
-    # -- statistics and network modes (spec §5.9) --------------------------------------
+    # -- statistics and network modes (docs/harness.md, Network modes and counts) --------
 
     def rpc_count(self, server: int) -> int:
         return self.net.get_count(server)
@@ -337,7 +337,7 @@ class Config:
             persisters = [p for p in self.saved if p is not None]
         return max((p.raft_state_size() for p in persisters), default=0)
 
-    # -- apply readers (spec §5.7) ------------------------------------------------------
+    # -- apply readers (docs/harness.md, Apply checks) -----------------------------------
 
     def check_logs(self, i: int, m: Any) -> tuple[str, bool]:
         """Record what server i applied; compare with the others.  Caller holds mu."""
@@ -431,7 +431,7 @@ class Config:
             if err_msg:
                 self.fail(f"apply error: {err_msg}")
 
-    # -- leader and term checks (spec §5.5) -----------------------------------------------
+    # -- leader and term checks (docs/harness.md, Leader and term checks) ----------------
 
     def _connected_rafts(self) -> list[tuple[int, Any]]:
         with self.mu:
@@ -491,7 +491,7 @@ class Config:
                     f"expected no leader among connected servers, but {i} claims to be leader"
                 )
 
-    # -- commit observation (spec §5.6) ---------------------------------------------------
+    # -- commit observation (docs/harness.md, Commit observation) ------------------------
 
     def n_committed(self, index: int) -> tuple[int, Any]:
         """How many servers applied ``index`` (crashed ones included), and the command."""
@@ -584,7 +584,7 @@ class Config:
             self.fail(f"one({fmt_v(cmd)}) failed to reach agreement")
         return -1
 
-    # -- begin, end, cleanup (spec §5.9) ---------------------------------------------------
+    # -- begin, end, cleanup (docs/harness.md, Begin, end and the Passed line; Cleanup)
 
     def check_finished(self) -> bool:
         return self._finished.is_set()

@@ -1,4 +1,4 @@
-"""Part 2A: leader election (spec §6, Part 2A), in the lab's file order."""
+"""Part 2A: leader election (docs/tests.md, Part 2A), in the lab's file order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Part 2B: log replication (spec §6, Part 2B, 2023 set), in the lab's file order."""
+"""Part 2B: log replication (docs/tests.md, Part 2B; 2023 set), in the lab's file order."""
 
 from __future__ import annotations
 

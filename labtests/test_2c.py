@@ -1,4 +1,4 @@
-"""Part 2C: persistence (spec §6, Part 2C), in the lab's file order."""
+"""Part 2C: persistence (docs/tests.md, Part 2C), in the lab's file order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Part 2D: log compaction / snapshots (spec §6, Part 2D, 2023 set), in file order."""
+"""Part 2D: log compaction / snapshots (docs/tests.md, Part 2D; 2023 set), in file order."""
 
 from __future__ import annotations
 

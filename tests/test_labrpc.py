@@ -1,4 +1,4 @@
-"""Ports of labrpc's own tests (spec §1.6), plus the Python-specific error cases."""
+"""Ports of labrpc's own tests (docs/network.md), plus the Python-specific error cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The persister's contract (spec §3) and the apply channel's Go semantics."""
+"""The persister's contract (docs/api.md, Persistence) and the apply channel's Go semantics."""
 
 from __future__ import annotations
 
