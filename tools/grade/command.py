@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "holds raft.py (with any helper modules beside it) or one package "
                         "(a folder with __init__.py); grades.csv gets one row each")
     parser.add_argument("--rubric", type=Path, help="rubric TOML file (default: the shipped "
-                        "tools/rubrics/default.toml)")
+                        "tools/grade/rubrics/default.toml)")
     parser.add_argument("-n", "--runs", type=int, help="runs per test (default: the rubric's)")
     parser.add_argument("--only", action="append", default=[], metavar="PART|TEST",
                         help="grade only this part (2A) or test; repeatable")
