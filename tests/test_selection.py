@@ -91,7 +91,8 @@ def test_test_stress_and_grade_select_the_same_tests():
 def test_the_commands_refuse_the_same_unknown_selector():
     with pytest.raises(selection.SelectionError):
         command_args(Namespace(selectors=["backup"], keyword=None, marker=None, impl=None,
-                               seed=None, sim=False, debug=False, timeout=None, workers=None),
+                               seed=None, sim=False, debug=False, timeout=None, workers=None,
+                               isolate=False),
                      [])
     with pytest.raises(selection.SelectionError):
         selection.pytest_selection(["backup"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from tools.stress.planning import plan_jobs
 from tools.stress.pytest_plugin import job_index_of, strip_job_id
 from tools.stress.results import rerun_for, results_of
 from tools.stress.stats import bound_sentence, failure_rate_upper_bound
+from tools.test_command import build_parser, command_args
 
 TOYS = Path(__file__).parent / "toys_stress"
 REPO = Path(__file__).resolve().parents[1]
@@ -309,3 +311,20 @@ def test_real_harness_failing_toy_keeps_log_and_reruns(tmp_path):
     assert again.returncode == 1
     assert f"seed {row['seed']}" in again.stdout  # the harness ran with the same seed
     assert "TEST -- begin: Test (2A): initial election" in again.stdout  # debug log on
+
+
+@pytest.mark.parametrize("harness", [
+    HarnessOptions(),
+    HarnessOptions(impl="/some where/my raft.py", sim=True),
+    HarnessOptions(impl="myraft", isolate=True),
+])
+def test_every_rerun_command_is_one_raftlab_test_accepts(harness):
+    """What a stress log or grade report tells the user to run must parse, with the same
+    options: the rerun builder and ``raftlab test`` cannot drift apart."""
+    cmd = rerun_for("labtests/test_2c.py::test_figure8_2c", 7, RunOptions(harness=harness))
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["raftlab", "test"]
+    opts = build_parser().parse_args(argv[2:])
+    assert (opts.selectors, opts.seed, opts.impl, opts.sim, opts.isolate, opts.debug) == (
+        ["test_figure8_2c"], 7, harness.impl, harness.sim, harness.isolate, True)
+    assert command_args(opts, [])[0].endswith("test_2c.py::test_figure8_2c")

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim", action="store_true",
                         help="run on the simulated clock (labtests.sim): deterministic and "
                              "fast; use real time for grading fidelity")
+    parser.add_argument("--isolate", action="store_true",
+                        help="run each Raft peer in its own process (real time only)")
     parser.add_argument("--list", action="store_true", help="list the graded tests and exit")
     return parser
 
@@ -58,6 +60,7 @@ def command_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     args = pytest_args(resolve(opts.selectors), opts.keyword, opts.marker)
     args += ["-p", "no:cacheprovider"]
     harness = HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
+                             isolate=opts.isolate,
                              timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None
                              else opts.timeout)
     args += harness.pytest_args()

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim", action="store_true",
                         help="run on the simulated clock (labtests.sim): fast, and each "
                         "failure replays exactly from its seed")
+    parser.add_argument("--isolate", action="store_true",
+                        help="run each Raft peer in its own process (real time only)")
     parser.add_argument("-s", "--sequential", action="store_true",
                         help="run all runs of one test before the next (default: interleave)")
     parser.add_argument("--seed", type=int, help="base seed from which run seeds are drawn")
@@ -161,7 +163,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
         return EXIT_USAGE
     base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     jobs = plan_jobs(tests, args.runs, base_seed, args.sequential)
-    options = RunOptions(harness=HarnessOptions(impl=impl, sim=args.sim, debug=args.debug),
+    options = RunOptions(harness=HarnessOptions(impl=impl, sim=args.sim, debug=args.debug,
+                                                isolate=args.isolate),
                          timeout=args.timeout or None, keep_passing_logs=args.archive,
                          pytest_args=tuple(extra), rootdir=rootdir)
     outdir = (args.output or Path(f"stress-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
