@@ -30,6 +30,7 @@ from typing import Any
 from labrpc import Network, Server, Service
 from labtests.failures import FailureChannel, start_helper
 from labtests.impl_loader import Implementation
+from labtests.isolation import IsolatedImplementation
 from raft.apply_channel import ApplyChannel, ChannelClosed
 from raft.debuglog import dlog
 from raft.persister import Persister
@@ -103,7 +104,7 @@ class Config:
         unreliable: bool,
         snapshot: bool,
         *,
-        impl: Implementation,
+        impl: Implementation | IsolatedImplementation,
         seed: int,
         failures: FailureChannel | None = None,
     ) -> None:
@@ -141,6 +142,8 @@ class Config:
         self.description: str | None = None
         self.figures: dict[str, Any] | None = None
         self.warnings: list[str] = []
+        # Isolated mode: Raft threads of the peer processes still alive after kill().
+        self.peer_leftover_threads: list[str] = []
         self._unreliable = unreliable
         self._applier: Applier = self.applier_snap if snapshot else self.applier
 
@@ -267,14 +270,23 @@ class Config:
             self._channels.append(apply_ch)
             self._generation[i] += 1
             generation = self._generation[i]
-        rf = self.impl.make(ends, i, persister, apply_ch)
+        if isinstance(self.impl, IsolatedImplementation):
+            # The Raft runs in a peer process; rf is its proxy (labtests.isolation).
+            rf = self.impl.make_peer(
+                ends, i, persister, apply_ch, owner=self, failures=self.failures,
+                seed=derive_seed(self.seed, f"peer-{i}.{generation}"), generation=generation,
+            )
+            service = rf.rpc_service()
+        else:
+            rf = self.impl.make(ends, i, persister, apply_ch)
+            service = Service(rf, name="Raft")
         with self.mu:
             self.rafts[i] = rf
         start_helper(
             self.failures, f"tester-applier-{i}.{generation}", applier, i, apply_ch
         )
         srv = Server()
-        srv.add_service(Service(rf, name="Raft"))
+        srv.add_service(service)
         self.net.add_server(i, srv)
 
     # -- connectivity (docs/harness.md, Connectivity) ------------------------------------
@@ -638,16 +650,23 @@ class Config:
         self._cleaned = True
         self._finished.set()
         dlog("TEST", None, "cleanup")
-        with self.mu:
-            rafts = list(enumerate(self.rafts))
-        for i, rf in rafts:
-            if rf is not None:
-                self._kill(i, rf)
+        isolated = isinstance(self.impl, IsolatedImplementation)
+        if isolated:
+            self.impl.kill_peers(self)  # all at once, each within its deadline
+        else:
+            with self.mu:
+                rafts = list(enumerate(self.rafts))
+            for i, rf in rafts:
+                if rf is not None:
+                    self._kill(i, rf)
         self.net.cleanup()
         with self.mu:
             channels = list(self._channels)
         for ch in channels:
             ch.close()
+        if isolated:
+            # After the channels closed, as in-process: then no peer process is left.
+            self.peer_leftover_threads = self.impl.shutdown(self)
         self.check_timeout()
 
 

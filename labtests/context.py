@@ -17,6 +17,7 @@ from typing import Any
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
+from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions
 from raft import debuglog
 
@@ -28,7 +29,7 @@ class TestContext:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, name: str, seed: int, impl: Implementation,
+    def __init__(self, name: str, seed: int, impl: Implementation | IsolatedImplementation,
                  options: HarnessOptions | None = None) -> None:
         self.name = name
         self.seed = seed
@@ -95,7 +96,9 @@ class TestContext:
                     cfg.cleanup()
                 except RaftTestFailure:
                     pass  # recorded in the channel; delivered below
-            leftovers = self._leftover_threads()
+            leftovers = self._leftover_threads() + [
+                name for cfg in self.configs for name in cfg.peer_leftover_threads
+            ]
             if leftovers:
                 msg = (
                     "threads still running after cleanup: " + ", ".join(sorted(leftovers))

@@ -32,6 +32,7 @@ from labtests import hookspecs
 from labtests.config import Config, cpu_warning, derive_seed, passed_line
 from labtests.context import TestContext
 from labtests.impl_loader import DEFAULT_IMPL, Implementation, load
+from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions, OptionError, add_pytest_options, from_pytest_config
 from labtests.rerun import rerun_hint
 from raft import debuglog
@@ -46,7 +47,7 @@ PART_MARKERS = {
 ISOLATION_MODULE = "labtests.isolation"
 
 _CONTEXT = pytest.StashKey[TestContext]()
-_IMPL = pytest.StashKey[Implementation]()
+_IMPL = pytest.StashKey[Implementation | IsolatedImplementation]()
 _OPTIONS = pytest.StashKey[HarnessOptions]()
 _SESSION_SEED = pytest.StashKey[int]()
 _SEED = pytest.StashKey[int]()
@@ -120,10 +121,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-def _implementation(config: pytest.Config) -> Implementation:
-    """Load the implementation once per process (on first use)."""
+def _implementation(config: pytest.Config) -> Implementation | IsolatedImplementation:
+    """Load the implementation once per process (on first use).
+
+    With --isolate the tester never imports it: a template process does, and
+    every peer runs in a process forked from it (labtests.isolation).
+    """
     if _IMPL not in config.stash:
-        config.stash[_IMPL] = load(harness_options(config).impl)
+        options = harness_options(config)
+        if options.isolate:
+            isolated = IsolatedImplementation(options.impl, debug=options.debug)
+            config.add_cleanup(isolated.close)
+            config.stash[_IMPL] = isolated
+        else:
+            config.stash[_IMPL] = load(options.impl)
     return config.stash[_IMPL]
 
 

@@ -1,0 +1,146 @@
+"""Process plumbing for isolated peers: prctl, exit statuses, and reaping strays.
+
+Linux only.  Why each piece exists:
+
+* ``PR_SET_PDEATHSIG(SIGKILL)`` in every peer (and in the template): if the
+  tester dies, however it dies, its peers die with it.
+* ``PR_SET_CHILD_SUBREAPER`` in the tester: every process a peer leaves behind
+  (a child, a double-forked daemon in its own session) is re-parented to the
+  tester when its parent exits, instead of to init, so the tester can find it
+  with one scan of ``/proc`` and kill it before the next test starts.
+* :func:`wait_exit` waits for one child with a deadline through a pidfd, so
+  the tester learns the exact exit status or signal of a peer and never blocks
+  on a peer that will not die.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import signal
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl({option}, {arg}): {os.strerror(err)}")
+
+
+def die_with_parent() -> None:
+    """Get SIGKILL when the parent exits (set in the child, after fork)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def become_subreaper() -> None:
+    """Adopt every orphaned descendant of this process (idempotent)."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def describe_status(status: int) -> str:
+    """A wait status in words: ``exited with status 0``, ``was killed by SIGKILL``."""
+    if os.WIFEXITED(status):
+        return f"exited with status {os.WEXITSTATUS(status)}"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        core = " (core dumped)" if os.WCOREDUMP(status) else ""
+        return f"was killed by {name}{core}"
+    return f"ended with wait status {status:#x}"
+
+
+def wait_exit(pid: int, timeout: float, pidfd: int | None = None) -> int | None:
+    """Reap child ``pid`` within ``timeout`` seconds; its wait status, or None.
+
+    None means it is still running (or is not our child any more).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done == pid:
+            return status
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        if pidfd is not None:
+            select.select([pidfd], [], [], left)
+        else:
+            time.sleep(min(left, 0.005))
+
+
+def kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send a signal, ignoring a process that is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _stat_fields(pid: int) -> tuple[str, int] | None:
+    """(state, ppid) of a process from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(b")") + 2:].split()
+    return rest[0].decode(), int(rest[1])
+
+
+def children(parent: int | None = None) -> dict[int, str]:
+    """Every live or zombie child of ``parent`` (default: this process): pid -> state."""
+    parent = os.getpid() if parent is None else parent
+    found: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        if fields is not None and fields[1] == parent:
+            found[int(entry)] = fields[0]
+    return found
+
+
+def parent_of(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[1]
+
+
+def reap_strays(keep: set[int], timeout: float = 5.0) -> list[int]:
+    """Kill and reap every child of this process not in ``keep``; return their pids.
+
+    Run it in a subreaper after the peers are gone: killing a stray re-parents
+    its own children to us, so it repeats until a scan finds nothing (or the
+    timeout passes, against a fork bomb).
+    """
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        strays = {pid: st for pid, st in children().items() if pid not in keep}
+        if not strays or time.monotonic() > deadline:
+            return killed
+        for pid, state in strays.items():
+            if state != "Z":
+                kill(pid)
+                killed.append(pid)
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0 if time.monotonic() < deadline else os.WNOHANG)
+            except ChildProcessError:
+                pass
+            except OSError as exc:  # pragma: no cover - EINTR is retried by Python
+                if exc.errno != errno.EINTR:
+                    raise

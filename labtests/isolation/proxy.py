@@ -1,0 +1,441 @@
+"""The tester side of one peer process: :class:`PeerProxy` stands in for its Raft object.
+
+The harness holds a PeerProxy where it would hold the Raft (``cfg.rafts[i]``)
+and calls ``start``, ``get_state``, ``snapshot`` and ``kill`` on it; each is a
+request to the peer process with a deadline.  The proxy also does the tester's
+half of everything the peer's Raft does:
+
+* its RPCs: a ``call`` from the peer goes through the tester's own ClientEnd
+  (``call_raw``: the network counts, delays, drops and reorders the bytes) on a
+  pool thread, and the outcome goes back; RPCs *to* this peer arrive through
+  :meth:`rpc_service`, a :class:`~labrpc.RawService`;
+* its persister: each ``save`` is applied to the tester's Persister;
+* its apply channel: each message is put on the tester's ApplyChannel by one
+  forwarder thread, in arrival order, and the peer's ``put`` is released only
+  when the tester's reader has taken it.
+
+Everything the peer sends is untrusted: decoded by the restricted decoder and
+type-checked; a peer that breaks the protocol is cut off and fails the test.
+A peer that misses a deadline fails the test with its threads' stacks; one
+that dies on its own fails it with its exit status or signal.  Nothing here
+blocks without a bound except what blocks in-process too (a handler that never
+returns), and :meth:`terminate` ends all of that.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from labrpc import ClientEnd, RawService, UnknownMethodError
+from labrpc.pool import ThreadPool
+from labtests.failures import FailureChannel
+from labtests.isolation import procs, wire
+from raft.api import ApplyMsg
+from raft.apply_channel import ApplyChannel
+from raft.debuglog import dlog
+from raft.persister import Persister
+
+REQUEST_DEADLINE_S = 5.0  # start, get_state, snapshot: a correct Raft answers in microseconds
+KILL_DEADLINE_S = 3.0  # kill() must return within this
+START_DEADLINE_S = 10.0  # from fork to the peer's hello (make() included)
+EXIT_WAIT_S = 2.0  # how long a closed peer gets to finish exiting before SIGKILL
+STACKS_WAIT_S = 0.5  # how long a stack dump gets to be written
+MAX_STACKS = 64 * 1024  # characters of a stack dump shown in a failure
+
+
+class PeerHandlerError(Exception):
+    """An RPC handler failed in the peer process; carries the peer's traceback."""
+
+    def __init__(self, exc_repr: str, tb_text: str) -> None:
+        super().__init__(exc_repr)
+        self.exc_repr = exc_repr
+        self.tb_text = tb_text
+
+    def __repr__(self) -> str:
+        return self.exc_repr
+
+
+class _Slot:
+    """One outstanding exchange with the peer."""
+
+    __slots__ = ("event", "kind", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.kind = ""  # "ok", "error" or "dead"
+        self.value: Any = None
+
+    def fill(self, kind: str, value: Any) -> None:
+        if not self.event.is_set():
+            self.kind, self.value = kind, value
+            self.event.set()
+
+
+class PeerProxy:
+    """Server ``me``'s Raft as the tester sees it, when it runs in its own process."""
+
+    def __init__(
+        self, *, me: int, label: str, pid: int, conn: wire.Connection, stacks_fd: int,
+        ends: list[ClientEnd], persister: Persister, apply_ch: ApplyChannel,
+        failures: FailureChannel, calls: ThreadPool,
+    ) -> None:
+        self.me = me
+        self.label = label  # "server 2 (peer process 1234)"
+        self.pid = pid
+        self._conn = conn
+        self._stacks_fd = stacks_fd
+        self._ends = ends
+        self._persister = persister
+        self._apply_ch = apply_ch
+        self._failures = failures
+        self._calls = calls
+        self._lock = threading.Lock()
+        self._reap_lock = threading.Lock()  # one reaper, so a reaped pid is never signalled
+        self._next = 0
+        self._waiting: dict[int, _Slot] = {}
+        self._hello = _Slot()
+        self.methods: list[str] = []
+        self._terminated = False  # the tester ended the process (crash or cleanup)
+        self._death: str | None = None  # why the peer is gone, if it went on its own
+        self._status: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            self._pidfd = None
+        self._applies: queue.SimpleQueue[tuple[int, ApplyMsg] | None] = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read, name=f"tester-{label}-reader",
+                                        daemon=True)
+        self._forwarder = threading.Thread(target=self._forward_applies,
+                                           name=f"tester-{label}-apply", daemon=True)
+
+    # -- start-up ------------------------------------------------------------------
+
+    def start_peer(self, init: tuple[Any, ...]) -> None:
+        """Send the init message and wait for the peer's hello (make() has returned)."""
+        self._reader.start()
+        self._forwarder.start()
+        try:
+            self._conn.send(init)
+        except wire.Closed:
+            pass
+        if not self._hello.event.wait(START_DEADLINE_S):
+            stacks = self.dump_stacks()
+            self._fail(f"{self.label}: make() did not return within {START_DEADLINE_S:g} s; "
+                       f"its threads:\n{stacks}")
+        if self._hello.kind == "error":
+            self._fail(f"{self.label}: {self._hello.value}")
+        if self._hello.kind == "dead":
+            self._fail(self._death_message("make()"))
+
+    @property
+    def alive(self) -> bool:
+        """Neither killed by the tester nor gone on its own."""
+        with self._lock:
+            return not self._terminated and self._death is None
+
+    def rpc_service(self) -> RawService:
+        """The service the tester's network delivers this peer's RPCs to."""
+        return RawService("Raft", self.methods, self._handle)
+
+    # -- the Raft API ---------------------------------------------------------------
+
+    def get_state(self) -> tuple[int, bool]:
+        __tracebackhide__ = True
+        return self._call("get_state", (), REQUEST_DEADLINE_S, (-1, False))
+
+    def start(self, command: Any) -> tuple[int, int, bool]:
+        __tracebackhide__ = True
+        return self._call("start", (command,), REQUEST_DEADLINE_S, (-1, -1, False))
+
+    def snapshot(self, index: int, snapshot: bytes) -> None:
+        __tracebackhide__ = True
+        self._call("snapshot", (index, snapshot), REQUEST_DEADLINE_S, None)
+
+    def kill(self) -> None:
+        """``kill()`` within its deadline, then the process is killed (a crash)."""
+        __tracebackhide__ = True
+        try:
+            self._call("kill", (), KILL_DEADLINE_S, None)
+        finally:
+            self.terminate()
+
+    # -- requests with deadlines -----------------------------------------------------
+
+    def request(self, op: str, args: tuple[Any, ...]) -> _Slot:
+        """Send one request; the slot is filled by its outcome."""
+        slot = _Slot()
+        with self._lock:
+            if self._terminated or self._death is not None:
+                slot.fill("dead", None)
+                return slot
+            self._next += 1
+            key = self._next
+            self._waiting[key] = slot
+        try:
+            self._conn.send(("req", key, op, args))
+        except wire.Closed:
+            pass  # the reader sees the end and fills the slot
+        return slot
+
+    def outcome(self, slot: _Slot, op: str, deadline: float, default: Any) -> Any:
+        """The value of a request, or a precise failure (missed deadline, death, error)."""
+        __tracebackhide__ = True
+        if not slot.event.wait(max(0.0, deadline - time.monotonic())):
+            stacks = self.dump_stacks()
+            self._fail(
+                f"{self.label}: {op}() did not return within "
+                f"{KILL_DEADLINE_S if op == 'kill' else REQUEST_DEADLINE_S:g} s "
+                f"(a deadlock?); its threads, most recent call first:\n{stacks}"
+            )
+        if slot.kind == "ok":
+            return slot.value
+        if slot.kind == "error":
+            self._fail(f"{self.label}: {slot.value}")
+        if self._terminated and self._death is None:
+            return default  # a crashed peer, as the harness's own threads may still call it
+        self._fail(self._death_message(f"{op}()"))
+        return default
+
+    def _call(self, op: str, args: tuple[Any, ...], timeout: float, default: Any) -> Any:
+        __tracebackhide__ = True
+        slot = self.request(op, args)
+        return self.outcome(slot, op, time.monotonic() + timeout, default)
+
+    def _fail(self, msg: str) -> None:
+        __tracebackhide__ = True
+        dlog("TEST", None, "%s", msg.splitlines()[0])
+        self._failures.fail(msg)
+
+    # -- the end -------------------------------------------------------------------
+
+    def dump_stacks(self) -> str:
+        """Ask the peer (faulthandler, on a signal) for every thread's stack."""
+        try:
+            before = os.fstat(self._stacks_fd).st_size
+            procs.kill(self.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + STACKS_WAIT_S
+            size = before
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                new = os.fstat(self._stacks_fd).st_size
+                if new > before and new == size:
+                    break  # written and no longer growing
+                size = new
+            data = os.pread(self._stacks_fd, MAX_STACKS, before)
+        except OSError as exc:
+            return f"(no stack dump: {exc})"
+        if not data:
+            return "(the peer wrote no stack dump)"
+        return data.decode("utf-8", "replace")
+
+    def terminate(self) -> None:
+        """SIGKILL the process and reap it (idempotent); wakes everything waiting on it."""
+        with self._lock:
+            if self._terminated:
+                return
+            self._terminated = True
+        self._kill_and_reap()
+        self._conn.close()
+        self._reader.join(timeout=EXIT_WAIT_S)
+        self._applies.put(None)
+        self._wake_all()
+        with self._reap_lock:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+        os.close(self._stacks_fd)
+
+    def _kill_and_reap(self) -> str:
+        """SIGKILL the peer unless already reaped, and reap it; how it ended."""
+        with self._reap_lock:
+            if self._status is None:
+                if self._pidfd is not None:
+                    try:
+                        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                else:
+                    procs.kill(self.pid)
+                self._status = procs.wait_exit(self.pid, EXIT_WAIT_S, self._pidfd)
+            return "still running" if self._status is None else procs.describe_status(
+                self._status)
+
+    def _reap_if_exited(self) -> int | None:
+        """Reap the peer if it exits within a short wait (it closed its connection)."""
+        with self._reap_lock:
+            if self._status is None:
+                self._status = procs.wait_exit(self.pid, EXIT_WAIT_S, self._pidfd)
+            return self._status
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for slot in waiting.values():
+            slot.fill("dead", None)
+        self._hello.fill("dead", None)
+
+    def _death_message(self, during: str) -> str:
+        return self._death or f"{self.label} is gone (during {during})"
+
+    def _gone(self, why: str) -> None:
+        """The connection ended or the peer broke the protocol: find out how it died."""
+        with self._lock:
+            expected = self._terminated
+        if not expected:
+            status = self._reap_if_exited()
+            if status is None:  # alive but talking nonsense, or hung up: end it
+                self._kill_and_reap()
+                ended = f"{why}; the tester killed it"
+            else:
+                ended = procs.describe_status(status)
+            self._death = f"{self.label} {ended} while the test was running"
+            dlog("TEST", None, "%s", self._death)
+            self._failures.record(self._death)
+        self._wake_all()
+
+    # -- the peer's messages -----------------------------------------------------------
+
+    def _read(self) -> None:
+        why = "closed its connection"
+        try:
+            while True:
+                message = self._conn.recv()
+                self._dispatch(message)
+        except wire.Closed:
+            pass
+        except wire.WireError as exc:
+            why = f"sent a message the tester refuses ({exc})"
+        except Exception as exc:  # noqa: BLE001 - a malformed field: same as a protocol error
+            why = f"sent a malformed message ({exc!r})"
+        self._gone(why)
+
+    def _answer(self, key: Any, kind: str, value: Any) -> None:
+        with self._lock:
+            slot = self._waiting.pop(key, None) if isinstance(key, int) else None
+        if slot is not None:
+            slot.fill(kind, value)
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        tag = message[0]
+        if tag == "call":
+            key, target, svc_meth, request = wire.expect(message, int, int, str, bytes)
+            if not 0 <= target < len(self._ends):
+                raise wire.WireError(f"call to peer {target} of {len(self._ends)}")
+            if not self._terminated:
+                self._calls.submit(lambda: self._call_out(key, target, svc_meth, request))
+        elif tag == "save":
+            raftstate, snapshot = wire.expect(message, bytes, bytes)
+            self._persister.save(raftstate, snapshot)
+        elif tag == "apply":
+            key, fields = wire.expect(message, int, tuple)
+            self._applies.put((key, _apply_msg(fields)))
+        elif tag in ("result", "handled"):
+            key, value = message[1:3] if len(message) == 3 else (None, None)
+            self._answer(key, "ok", value)
+        elif tag == "error":
+            key, text = wire.expect(message, int, str)
+            self._answer(key, "error", text)
+        elif tag == "handler_error":
+            key, exc_repr, tb_text = wire.expect(message, int, str, str)
+            self._answer(key, "error", PeerHandlerError(exc_repr, tb_text))
+        elif tag == "hello":
+            _pid, methods = wire.expect(message, int, list)
+            self.methods = [m for m in methods if isinstance(m, str)]
+            self._hello.fill("ok", None)
+        elif tag == "make_failed":
+            (text,) = wire.expect(message, str)
+            self._hello.fill("error", text)
+        elif tag == "uncaught":
+            name, exc_repr, tb_text = wire.expect(message, str, str, str)
+            self._failures.record(
+                f"uncaught exception in thread {name!r} of {self.label}: {exc_repr}\n{tb_text}"
+            )
+        elif tag == "codec_error":
+            (text,) = wire.expect(message, str)
+            self._failures.record(f"{self.label}: {text}")
+        else:
+            raise wire.WireError(f"unknown message {tag!r}")
+
+    def _call_out(self, key: int, target: int, svc_meth: str, request: bytes) -> None:
+        """One RPC of this peer through the tester's network."""
+        unknown = ""
+        reply: bytes | None = None
+        try:
+            reply = self._ends[target].call_raw(svc_meth, request)
+        except UnknownMethodError as err:
+            unknown = str(err)
+            self._failures.record(f"{self.label}: {unknown}")
+        try:
+            self._conn.send(("call_result", key, reply, unknown))
+        except wire.Closed:
+            pass
+
+    def _handle(self, method: str, request: bytes) -> bytes | None:
+        """Deliver one RPC to this peer (on a network pool thread); its reply bytes."""
+        slot = _Slot()
+        with self._lock:
+            if self._terminated or self._death is not None:
+                return None
+            self._next += 1
+            key = self._next
+            self._waiting[key] = slot
+        try:
+            self._conn.send(("handle", key, method, request))
+        except wire.Closed:
+            return None
+        slot.event.wait()
+        if slot.kind == "error":
+            raise slot.value
+        if slot.kind != "ok" or not isinstance(slot.value, bytes):
+            return None
+        return slot.value
+
+    def _forward_applies(self) -> None:
+        """Put the peer's apply messages on the tester's channel, one at a time, in order."""
+        while True:
+            item = self._applies.get()
+            if item is None:
+                return
+            key, msg = item
+            ok = self._apply_ch.put(msg)
+            try:
+                self._conn.send(("applied", key, ok))
+            except wire.Closed:
+                pass
+
+
+def _apply_msg(fields: tuple[Any, ...]) -> ApplyMsg:
+    """An ApplyMsg from the peer's plain fields, each checked for its type."""
+    if len(fields) != 7:
+        raise wire.WireError(f"an ApplyMsg has 7 fields, got {len(fields)}")
+    command_valid, command, command_index, snapshot_valid, snapshot, snapshot_term, \
+        snapshot_index = fields
+    checks: list[tuple[str, Any, Callable[[Any], bool]]] = [
+        ("command_valid", command_valid, lambda v: v is None or isinstance(v, bool)),
+        ("command_index", command_index, _is_int_or_none),
+        ("snapshot_valid", snapshot_valid, lambda v: v is None or isinstance(v, bool)),
+        ("snapshot", snapshot, lambda v: v is None or isinstance(v, bytes)),
+        ("snapshot_term", snapshot_term, _is_int_or_none),
+        ("snapshot_index", snapshot_index, _is_int_or_none),
+    ]
+    for name, value, ok in checks:
+        if not ok(value):
+            raise wire.WireError(f"ApplyMsg.{name} has type {type(value).__name__}")
+    return ApplyMsg(
+        command_valid=bool(command_valid), command=command,
+        command_index=command_index if command_index is not None else 0,
+        snapshot_valid=bool(snapshot_valid),
+        snapshot=snapshot if snapshot is not None else b"",
+        snapshot_term=snapshot_term if snapshot_term is not None else 0,
+        snapshot_index=snapshot_index if snapshot_index is not None else 0,
+    )
+
+
+def _is_int_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
