@@ -263,6 +263,15 @@ def test_bad_selection_is_a_usage_error(suite, tmp_path):
     assert rc == 2
 
 
+def test_unknown_graded_selector_is_a_usage_error_naming_it(tmp_path, capsys):
+    # "backup" is only part of a test's name: refused before anything runs, not run as -k.
+    rc, _ = run_stress(["backup", "-o", str(tmp_path / "o"), "--no-live"], cwd=tmp_path)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "unknown part or test 'backup'" in err and "valid: a part" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_ctrl_c_prints_partial_table_and_leaves_valid_results(suite, tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))

@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     workers = args.workers or cores
     if args.runs < 1 or workers < 1:
         parser.error("--runs and --workers must be at least 1")
+    try:
+        selection = pytest_selection(args.tests, args.keyword, args.marker) + extra
+    except SelectionError as exc:
+        err.print(f"raftlab stress: {exc}", markup=False, soft_wrap=True)
+        return EXIT_USAGE
     if args.backend == "dask":
         if not args.scheduler:
             parser.error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
@@ -156,9 +161,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     if impl and os.path.exists(impl):
         impl = str(Path(impl).resolve())  # the rerun command must work from the rootdir
     try:
-        selection = pytest_selection(args.tests, args.keyword, args.marker) + extra
         rootdir, tests = collect(selection)
-    except (SelectionError, BackendError) as exc:
+    except BackendError as exc:
         err.print(f"raftlab stress: {exc}", markup=False)
         return EXIT_USAGE
     base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
