@@ -195,8 +195,8 @@ def _log_text(reports: list[pytest.TestReport]) -> str:
         for title, content in rep.sections:
             key = f"{title}\0{content}"
             if title == "raftlab rerun":
-                # The harness's hint names the repeated item (``test_x[stress3]``); the
-                # stress log's header carries the exact rerun command instead.
+                # The stress log's header carries the rerun command, from the same
+                # builder but with the debug log on; the hint would only repeat it.
                 continue
             if key not in seen:  # later phases repeat earlier sections
                 seen.add(key)
