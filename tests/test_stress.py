@@ -10,6 +10,7 @@ each test knows exactly which runs must fail.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shlex
 import signal
@@ -26,6 +27,7 @@ from labtests.rerun import rerun_command
 from tools import selection
 from tools.stress import command as stress
 from tools.stress.backends.base import Job, RunOptions, RunResult
+from tools.stress.backends.pytest_runs import write_jobs_file
 from tools.stress.planning import plan_jobs
 from tools.stress.pytest_plugin import job_index_of, strip_job_id
 from tools.stress.results import rerun_for, results_of
@@ -293,6 +295,21 @@ def test_ctrl_c_prints_partial_table_and_leaves_valid_results(suite, tmp_path):
     assert 2 <= len(rows) < 40
     assert all(r["outcome"] == "passed" for r in rows)
     assert f"{len(rows)}/40" in text
+
+
+@pytest.mark.parametrize("plugin", ["tools.stress.pytest_plugin", "tools.stress_plugin"])
+def test_the_plugin_runs_jobs_under_its_new_and_old_names(suite, tmp_path, plugin):
+    events = tmp_path / "events.jsonl"
+    jobs = tmp_path / "jobs.json"
+    write_jobs_file(jobs, events, [Job(0, "test_fake.py::test_flaky", 3),
+                                   Job(1, "test_fake.py::test_flaky", 4)], keep_passing=False)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", plugin, "--stress-jobs",
+                           str(jobs), "-q", "-p", "no:raftlab", "test_fake.py"],
+                          cwd=suite, capture_output=True, text=True, timeout=120)
+    rows = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [(r["job"], r["seed"], r["outcome"]) for r in rows] == [
+        (0, 3, "failed"), (1, 4, "passed")], proc.stdout + proc.stderr
+    assert "unlucky seed 3" in rows[0]["message"]
 
 
 def test_job_dataclass_is_what_backends_receive():
