@@ -1,0 +1,229 @@
+"""Isolated mode (--isolate) end to end: the bundled Raft passes, hostile toys get precise verdicts.
+
+Each case runs pytest on the graded suites in a subprocess with ``--isolate``
+and a toy from ``tests/toys_isolated/`` as the implementation, and checks the
+verdict: the lab's message for a Raft that never elects, the exit status or
+signal of a peer that dies, the stacks of a peer that deadlocks, the codec's
+field path, and that an implementation trying to rig the verdict from inside
+its process changes nothing.  All subprocesses start at once (they mostly
+sleep), so the file takes about as long as its slowest case.  Every run is
+bounded by a subprocess timeout well above its expected time: a hang is a
+failure of this file, never a hang of it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from labtests.isolation import procs
+
+TOYS = Path(__file__).parent / "toys_isolated"
+RUN_TIMEOUT_S = 240  # far above any case's expected time (the slowest is ~40 s)
+
+
+@dataclass(frozen=True)
+class Case:
+    impl: str | None  # a toy's file name, or None for the bundled Raft
+    select: str
+    extra: tuple[str, ...] = ()
+
+
+CASES = {
+    "bundled": Case(None, "2A or backup or persist1 or snapshot_basic"),
+    "never_elects": Case("never_elects", "test_initial_election_2a"),
+    "exits_zero": Case("exits_zero", "test_initial_election_2a or test_re_election_2a"),
+    "sigkills_self": Case("sigkills_self", "test_initial_election_2a"),
+    "leaves_threads": Case("leaves_threads", "test_initial_election_2a"),
+    "kill_deadlocks": Case("kill_deadlocks", "test_initial_election_2a"),
+    "apply_under_lock": Case("apply_under_lock", "test_snapshot_basic_2d"),
+    "cheats": Case("cheats", "test_initial_election_2a"),
+    "double_forks": Case("double_forks", "test_initial_election_2a or test_re_election_2a"),
+    "lock_in_args": Case("lock_in_args", "test_initial_election_2a"),
+    "unknown_method": Case("unknown_method", "test_initial_election_2a"),
+    "import_error": Case("import_error", "test_initial_election_2a or test_re_election_2a"),
+}
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    output: str
+    seconds: float
+    failures: dict[str, str] = field(default_factory=dict)  # test name -> failure text
+    passed: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # side files the toys wrote
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
+    env["TOY_PIDFILE"] = str(tmp / "pids")
+    env["TOY_REPORT"] = str(tmp / "report")
+    return env
+
+
+def _start(name: str, case: Case, root: Path) -> tuple[subprocess.Popen[str], Path, float]:
+    tmp = root / name
+    tmp.mkdir()
+    cmd = [
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "labtests",
+        "-k", case.select, "--isolate", "-q", "-rA", f"--junitxml={tmp / 'junit.xml'}",
+        *case.extra,
+    ]
+    if case.impl is not None:
+        cmd += ["--raft-impl", str(TOYS / f"{case.impl}.py")]
+    proc = subprocess.Popen(cmd, cwd=tmp, env=_env(tmp), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    return proc, tmp, time.monotonic()
+
+
+def _finish(proc: subprocess.Popen[str], tmp: Path, t0: float) -> Outcome:
+    try:
+        output, _ = proc.communicate(timeout=max(1.0, RUN_TIMEOUT_S - (time.monotonic() - t0)))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        pytest.fail(f"isolated run hung for {RUN_TIMEOUT_S} s:\n{output[-5000:]}")
+    outcome = Outcome(proc.returncode, output, time.monotonic() - t0)
+    junit = tmp / "junit.xml"
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = case.get("name", "")
+            bad = case.find("failure")
+            if bad is None:
+                bad = case.find("error")
+            if bad is not None:
+                outcome.failures[name] = (bad.get("message") or "") + "\n" + (bad.text or "")
+            elif case.find("skipped") is None:
+                outcome.passed.append(name)
+    for side in ("pids", "report"):
+        if (tmp / side).exists():
+            outcome.files[side] = (tmp / side).read_text()
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    root = tmp_path_factory.mktemp("isolated")
+    started = {name: _start(name, case, root) for name, case in CASES.items()}
+    return {name: _finish(*run) for name, run in started.items()}
+
+
+@pytest.fixture(autouse=True)
+def no_child_left():
+    """After each test, no child process of this one remains (checked in /proc)."""
+    yield
+    deadline = time.monotonic() + 5
+    while procs.children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert procs.children() == {}
+
+
+def _only_failure(outcome: Outcome, test: str) -> str:
+    assert test in outcome.failures, outcome.output[-4000:]
+    return outcome.failures[test]
+
+
+def test_bundled_raft_passes_isolated(outcomes):
+    out = outcomes["bundled"]
+    assert out.returncode == 0, out.output[-6000:]
+    assert len(out.passed) == 6 and not out.failures, out.output[-6000:]
+    assert "Test (2D): snapshots basic" in out.output
+
+
+def test_never_elects_fails_with_the_labs_message(outcomes):
+    msg = _only_failure(outcomes["never_elects"], "test_initial_election_2a")
+    assert "expected one leader, got none" in msg
+
+
+def test_peer_exiting_with_status_0_fails_naming_it_and_the_run_goes_on(outcomes):
+    out = outcomes["exits_zero"]
+    msg = _only_failure(out, "test_initial_election_2a")
+    assert "server 1 (peer process" in msg and "exited with status 0" in msg, msg
+    # The next test ran too, and got its own verdict.
+    assert "test_re_election_2a" in out.failures or "test_re_election_2a" in out.passed
+    assert out.returncode == 1
+
+
+def test_peer_killed_by_a_signal_fails_naming_the_signal(outcomes):
+    msg = _only_failure(outcomes["sigkills_self"], "test_initial_election_2a")
+    assert "server 2 (peer process" in msg and "was killed by SIGKILL" in msg, msg
+
+
+def test_non_daemon_threads_are_reported_and_never_keep_anything_alive(outcomes):
+    out = outcomes["leaves_threads"]
+    assert out.passed == ["test_initial_election_2a"], out.output[-4000:]
+    assert "threads still running after cleanup" in out.output
+    assert "toy-immortal-" in out.output
+    assert out.seconds < 60
+
+
+def test_kill_that_deadlocks_fails_within_the_bound_with_the_peers_stacks(outcomes):
+    out = outcomes["kill_deadlocks"]
+    msg = _only_failure(out, "test_initial_election_2a")
+    assert "kill() did not return within 3 s" in msg, msg
+    assert "toy_kill_waits_here" in msg  # the peer's own stack, from its process
+    assert out.seconds < 60
+
+
+def test_apply_under_lock_deadlocks_against_snapshot_and_fails_with_stacks(outcomes):
+    out = outcomes["apply_under_lock"]
+    msg = _only_failure(out, "test_snapshot_basic_2d")
+    assert "snapshot() did not return within 5 s" in msg, msg
+    assert "toy_put_under_lock" in msg
+    assert out.seconds < 90
+
+
+def test_cheating_at_import_cannot_touch_the_verdict(outcomes):
+    out = outcomes["cheats"]
+    msg = _only_failure(out, "test_initial_election_2a")
+    assert "expected one leader, got none" in msg
+    # The attack really ran (in the template process, where pytest is not even loaded).
+    report = out.files.get("report", "")
+    assert "patched labtests.config and labtests.failures" in report, report
+    assert "pytest loaded: False" in report
+    assert out.returncode == 1
+
+
+def test_double_forked_daemon_is_gone_after_its_test(outcomes):
+    out = outcomes["double_forks"]
+    assert sorted(out.passed) == ["test_initial_election_2a", "test_re_election_2a"], \
+        out.output[-4000:]
+    pids = [int(p) for p in out.files.get("pids", "").split()]
+    assert len(pids) == 2  # one per test (peer 0 of each cluster)
+    for pid in pids:
+        assert procs.parent_of(pid) is None, f"detached sleeper {pid} outlived its test"
+
+
+def test_lock_in_rpc_args_fails_with_the_codecs_field_path(outcomes):
+    msg = _only_failure(outcomes["lock_in_args"], "test_initial_election_2a")
+    assert "args['mu']: threading.Lock cannot cross a network" in msg, msg
+
+
+def test_unknown_method_fails_naming_it(outcomes):
+    msg = _only_failure(outcomes["unknown_method"], "test_initial_election_2a")
+    assert "unknown method 'RequestVote'" in msg and "request_vote" in msg, msg
+
+
+def test_import_error_is_reported_by_the_template_for_every_test(outcomes):
+    out = outcomes["import_error"]
+    for test in ("test_initial_election_2a", "test_re_election_2a"):
+        msg = _only_failure(out, test)
+        assert "cannot import the Raft implementation" in msg and "toy import failure" in msg
+
+
+def test_sim_and_isolate_together_is_a_usage_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "labtests",
+         "--sim", "--isolate", "-q"],
+        cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "--sim" in proc.stderr and "isolate" in proc.stderr
