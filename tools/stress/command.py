@@ -1,10 +1,11 @@
 """``raftlab stress``: run tests hundreds of times in parallel, with statistics and kept failures.
 
-The command is a thin layer: it selects tests (via pytest collection), plans one
-:class:`~tools.stress.backends.base.Job` per run with its own seed, hands the jobs to a
-backend (local pytest-xdist today), and turns the results into a live display, a
-JSON-lines results file, failure logs with a one-line rerun command, and a final
-table with a bound on each test's failure rate.
+The command is a thin layer: it selects tests (:mod:`tools.selection`, then pytest
+collection), plans one :class:`~tools.stress.backends.base.Job` per run with its own
+seed (:mod:`.planning`), hands the jobs to a backend (:mod:`.backends`), and feeds
+the results to a :class:`~tools.stress.run.StressRun`: live display, a JSON-lines
+results file, failure logs with a one-line rerun command, and a final table with a
+bound on each test's failure rate.
 
 Output directory (``-o``, default ``stress-<timestamp>``)::
 
@@ -23,8 +24,8 @@ Examples::
     raftlab stress 2B -n 2000 --impl raft.py --backend dask --scheduler tcp://head:8786
 
 With ``--backend dask`` every run is one task on a Dask cluster (see
-:mod:`tools.stress.backends.dask_client`): raftlab must be installed on the workers; a single-file
-``--impl`` is shipped to them.
+:mod:`tools.stress.backends.dask_client`): raftlab must be installed on the workers;
+a single-file ``--impl`` is shipped to them.
 """
 
 from __future__ import annotations
