@@ -49,6 +49,8 @@ CASES = {
     "lock_in_args": Case("lock_in_args", "test_initial_election_2a"),
     "unknown_method": Case("unknown_method", "test_initial_election_2a"),
     "import_error": Case("import_error", "test_initial_election_2a or test_re_election_2a"),
+    "prints": Case("prints", "test_initial_election_2a or test_re_election_2a"),
+    "lies_about_pid": Case("lies_about_pid", "test_initial_election_2a"),
 }
 
 
@@ -217,6 +219,22 @@ def test_import_error_is_reported_by_the_template_for_every_test(outcomes):
     for test in ("test_initial_election_2a", "test_re_election_2a"):
         msg = _only_failure(out, test)
         assert "cannot import the Raft implementation" in msg and "toy import failure" in msg
+
+
+def test_peer_output_is_captured_with_its_test(outcomes):
+    for test in ("test_initial_election_2a", "test_re_election_2a"):
+        msg = _only_failure(outcomes["prints"], test)
+        assert "expected one leader, got none" in msg
+    out = outcomes["prints"].output
+    # Each failed test's report shows its own peers' output, on stdout and stderr.
+    assert out.count("toy-stdout from peer 2") == 2 and out.count("toy-stderr from peer 2") == 2
+    assert out.index("Captured stdout call") < out.index("toy-stdout from peer 0")
+
+
+def test_a_pid_that_is_not_the_testers_child_is_refused_not_killed(outcomes):
+    msg = _only_failure(outcomes["lies_about_pid"], "test_initial_election_2a")
+    assert "not a child of the tester" in msg, msg
+    # (and this process, the tester's parent, is still here to check it)
 
 
 def test_sim_and_isolate_together_is_a_usage_error(tmp_path):

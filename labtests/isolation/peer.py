@@ -289,7 +289,8 @@ class PeerRuntime:
             self.link.close()
 
     def _request(self, key: int, op: str, args: tuple[Any, ...]) -> None:
-        self._ready.wait()
+        if op != "thread_names":  # answered even while make() runs
+            self._ready.wait()
         rf = self.rf
         try:
             if op == "get_state":
@@ -302,6 +303,8 @@ class PeerRuntime:
                 value = rf.kill()
             elif op == "threads":
                 value = _leftover_threads(args[0])
+            elif op == "thread_names":
+                value = [(t.ident, t.name) for t in threading.enumerate()]
             else:
                 raise ValueError(f"unknown request {op!r}")
             if op in ("snapshot", "kill"):

@@ -118,6 +118,10 @@ class PeerProxy:
 
     def start_peer(self, init: tuple[Any, ...]) -> None:
         """Send the init message and wait for the peer's hello (make() has returned)."""
+        if procs.parent_of(self.pid) != os.getpid():
+            self._death = (f"{self.label}: the template reported a process that is not a "
+                           "child of the tester")
+            self._fail(self._death)
         self._reader.start()
         self._forwarder.start()
         try:
@@ -218,7 +222,9 @@ class PeerProxy:
         """Ask the peer (faulthandler, on a signal) for every thread's stack."""
         try:
             before = os.fstat(self._stacks_fd).st_size
-            procs.kill(self.pid, signal.SIGUSR1)
+            with self._reap_lock:
+                if not self._signal(signal.SIGUSR1):
+                    return "(no stack dump: the peer process is gone)"
             deadline = time.monotonic() + STACKS_WAIT_S
             size = before
             while time.monotonic() < deadline:
@@ -232,7 +238,25 @@ class PeerProxy:
             return f"(no stack dump: {exc})"
         if not data:
             return "(the peer wrote no stack dump)"
-        return data.decode("utf-8", "replace")
+        return self._name_threads(data.decode("utf-8", "replace"))
+
+    def _name_threads(self, dump: str) -> str:
+        """Add thread names to faulthandler's ``Thread 0x...`` lines (if the peer still answers).
+
+        The names come from a harness thread of the peer, which the Raft's locks
+        do not block; a peer too broken to answer keeps the bare dump.
+        """
+        slot = self.request("thread_names", ())
+        if not slot.event.wait(STACKS_WAIT_S) or slot.kind != "ok":
+            return dump
+        names = slot.value if isinstance(slot.value, tuple | list) else ()
+        for pair in names:
+            if isinstance(pair, tuple | list) and len(pair) == 2 \
+                    and isinstance(pair[0], int) and isinstance(pair[1], str):
+                for prefix in ("Thread", "Current thread"):
+                    dump = dump.replace(f"{prefix} 0x{pair[0]:016x} ",
+                                        f"{prefix} 0x{pair[0]:016x} {pair[1]!r} ")
+        return dump
 
     def terminate(self) -> None:
         """SIGKILL the process and reap it (idempotent); wakes everything waiting on it."""
@@ -242,7 +266,8 @@ class PeerProxy:
             self._terminated = True
         self._kill_and_reap()
         self._conn.close()
-        self._reader.join(timeout=EXIT_WAIT_S)
+        if self._reader.ident is not None:
+            self._reader.join(timeout=EXIT_WAIT_S)
         self._applies.put(None)
         self._wake_all()
         with self._reap_lock:
@@ -255,16 +280,22 @@ class PeerProxy:
         """SIGKILL the peer unless already reaped, and reap it; how it ended."""
         with self._reap_lock:
             if self._status is None:
-                if self._pidfd is not None:
-                    try:
-                        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                else:
-                    procs.kill(self.pid)
+                self._signal(signal.SIGKILL)
                 self._status = procs.wait_exit(self.pid, EXIT_WAIT_S, self._pidfd)
             return "still running" if self._status is None else procs.describe_status(
                 self._status)
+
+    def _signal(self, sig: int) -> bool:
+        """Signal the peer, but only while it is this process's unreaped child.
+
+        The pid came from the template, which runs the implementation's import-time
+        code and so is not trusted: a pid that is not our child is never signalled.
+        An unreaped child's pid cannot be reused, so the check cannot go stale.
+        """
+        if self._status is not None or procs.parent_of(self.pid) != os.getpid():
+            return False
+        procs.kill(self.pid, sig)
+        return True
 
     def _reap_if_exited(self) -> int | None:
         """Reap the peer if it exits within a short wait (it closed its connection)."""
