@@ -51,6 +51,7 @@ CASES = {
     "import_error": Case("import_error", "test_initial_election_2a or test_re_election_2a"),
     "prints": Case("prints", "test_initial_election_2a or test_re_election_2a"),
     "lies_about_pid": Case("lies_about_pid", "test_initial_election_2a"),
+    "hostile_wire": Case("hostile_wire", "test_initial_election_2a"),
 }
 
 
@@ -105,15 +106,20 @@ def _finish(proc: subprocess.Popen[str], tmp: Path, t0: float) -> Outcome:
                 outcome.failures[name] = (bad.get("message") or "") + "\n" + (bad.text or "")
             elif case.find("skipped") is None:
                 outcome.passed.append(name)
-    for side in ("pids", "report"):
+    for side in ("pids", "report", "report.pwned"):
         if (tmp / side).exists():
             outcome.files[side] = (tmp / side).read_text()
     return outcome
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    root = tmp_path_factory.mktemp("isolated")
+def isolated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("isolated")
+
+
+@pytest.fixture(scope="module")
+def outcomes(isolated_root: Path) -> dict[str, Outcome]:
+    root = isolated_root
     started = {name: _start(name, case, root) for name, case in CASES.items()}
     return {name: _finish(*run) for name, run in started.items()}
 
@@ -235,6 +241,32 @@ def test_a_pid_that_is_not_the_testers_child_is_refused_not_killed(outcomes):
     msg = _only_failure(outcomes["lies_about_pid"], "test_initial_election_2a")
     assert "not a child of the tester" in msg, msg
     # (and this process, the tester's parent, is still here to check it)
+
+
+def test_a_forged_pickle_from_a_peer_runs_nothing_in_the_tester(outcomes):
+    out = outcomes["hostile_wire"]
+    msg = _only_failure(out, "test_initial_election_2a")
+    assert "server 0 (peer process" in msg and "refused to decode posix.system" in msg, msg
+    assert "report.pwned" not in out.files  # the shell command never ran
+
+
+def test_nothing_any_run_started_is_left_anywhere(outcomes, isolated_root):
+    """No process on the machine carries the environment of one of the runs above.
+
+    Every process a run started (pytest, template, peers, double-forked daemons)
+    inherited its TOY_PIDFILE, which names the run's own directory.
+    """
+    marker = f"TOY_PIDFILE={isolated_root}{os.sep}".encode()
+    survivors = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker in f.read():
+                        survivors.append(int(entry))
+            except OSError:
+                continue
+    assert survivors == [], f"processes left by the isolated runs: {survivors}"
 
 
 def test_sim_and_isolate_together_is_a_usage_error(tmp_path):

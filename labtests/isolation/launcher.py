@@ -108,12 +108,16 @@ class IsolatedImplementation:
             finally:
                 theirs.close()
             self._ctl = mine
-            self._ctl_send(("init", os.path.abspath(self.spec) if _is_path(self.spec)
-                            else self.spec, list(sys.path), self._debug))
-            reply = self._ctl_recv(TEMPLATE_START_S, "to import the implementation")
-            _tag, error = reply[0], wire.expect(reply, str)[0] if reply[0] == "ready" else ""
-            if _tag != "ready":
-                raise IsolationError(f"template process: unexpected reply {_tag!r}")
+            try:
+                self._ctl_send(("init", os.path.abspath(self.spec) if _is_path(self.spec)
+                                else self.spec, list(sys.path), self._debug))
+                reply = self._ctl_recv(TEMPLATE_START_S, "to import the implementation")
+                if reply[0] != "ready":
+                    raise IsolationError(f"template process: unexpected reply {reply[0]!r}")
+                (error,) = wire.expect(reply, str)
+            except (IsolationError, wire.WireError, OSError) as exc:
+                # Every test then fails with this, as with an import error.
+                error = f"isolated mode could not start for {self.spec!r}: {exc}"
             self._error = error or None
 
     def _ctl_send(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:

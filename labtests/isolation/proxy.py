@@ -47,6 +47,11 @@ START_DEADLINE_S = 10.0  # from fork to the peer's hello (make() included)
 EXIT_WAIT_S = 2.0  # how long a closed peer gets to finish exiting before SIGKILL
 STACKS_WAIT_S = 0.5  # how long a stack dump gets to be written
 MAX_STACKS = 64 * 1024  # characters of a stack dump shown in a failure
+# What one peer may have outstanding in the tester: far above what any Raft needs (the
+# network answers within seconds), low enough that a flooding peer cannot exhaust the
+# tester's threads or memory.
+MAX_CALLS_IN_FLIGHT = 5000
+MAX_QUEUED_APPLIES = 1000
 
 
 class PeerHandlerError(Exception):
@@ -109,6 +114,7 @@ class PeerProxy:
         except OSError:
             self._pidfd = None
         self._applies: queue.SimpleQueue[tuple[int, ApplyMsg] | None] = queue.SimpleQueue()
+        self._in_flight = 0  # this peer's RPCs on their way through the tester's network
         self._reader = threading.Thread(target=self._read, name=f"tester-{label}-reader",
                                         daemon=True)
         self._forwarder = threading.Thread(target=self._forward_applies,
@@ -358,13 +364,23 @@ class PeerProxy:
             key, target, svc_meth, request = wire.expect(message, int, int, str, bytes)
             if not 0 <= target < len(self._ends):
                 raise wire.WireError(f"call to peer {target} of {len(self._ends)}")
-            if not self._terminated:
-                self._calls.submit(lambda: self._call_out(key, target, svc_meth, request))
+            with self._lock:
+                if self._in_flight >= MAX_CALLS_IN_FLIGHT:
+                    raise wire.WireError(
+                        f"more than {MAX_CALLS_IN_FLIGHT} RPCs in flight at once")
+                self._in_flight += 1
+            if self._terminated or not self._calls.submit(
+                    lambda: self._call_out(key, target, svc_meth, request)):
+                with self._lock:
+                    self._in_flight -= 1
         elif tag == "save":
             raftstate, snapshot = wire.expect(message, bytes, bytes)
             self._persister.save(raftstate, snapshot)
         elif tag == "apply":
             key, fields = wire.expect(message, int, tuple)
+            if self._applies.qsize() >= MAX_QUEUED_APPLIES:
+                raise wire.WireError(
+                    f"more than {MAX_QUEUED_APPLIES} apply messages sent without waiting")
             self._applies.put((key, _apply_msg(fields)))
         elif tag in ("result", "handled"):
             key, value = message[1:3] if len(message) == 3 else (None, None)
@@ -402,6 +418,9 @@ class PeerProxy:
         except UnknownMethodError as err:
             unknown = str(err)
             self._failures.record(f"{self.label}: {unknown}")
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         try:
             self._conn.send(("call_result", key, reply, unknown))
         except wire.Closed:
