@@ -22,8 +22,8 @@ import time
 import traceback
 
 from labtests import test_2a, test_2b, test_2c, test_2d
+from labtests.driver import run_graded
 from labtests.impl_loader import load
-from labtests.sim.driver import run_graded
 from raft import debuglog
 
 PARTS = {"2A": test_2a, "2B": test_2b, "2C": test_2c, "2D": test_2d}

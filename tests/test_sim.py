@@ -40,7 +40,7 @@ def test_sleep_uses_virtual_time_and_orders_threads():
         return out, time.monotonic() - t0
 
     wall0 = time.perf_counter()
-    out, elapsed = run_in_simulation(body, 1)
+    out, elapsed = run_in_simulation(body, 1, step_cost=0.0)  # only the sleeps count
     assert time.perf_counter() - wall0 < 2.0
     assert out == [(4, 6.0), (3, 7.0), (2, 8.0), (1, 9.0), (0, 10.0)]
     assert elapsed == pytest.approx(10.0)
@@ -70,7 +70,8 @@ def test_timed_waits_are_virtual():
         helper.join()
         return time.monotonic() - t0
 
-    assert run_in_simulation(body, 2) == pytest.approx(3 + 2 + 1.5 + 0.5 + 1 + 1 + 1 + 5)
+    assert run_in_simulation(body, 2, step_cost=0.0) == pytest.approx(
+        3 + 2 + 1.5 + 0.5 + 1 + 1 + 1 + 5)
 
 
 def test_primitives_hand_over_between_threads():
@@ -205,12 +206,13 @@ def test_patches_restored_and_foreign_threads_stay_real():
     seen = {}
 
     def foreign():
-        go.wait()
+        if not go.wait(30):  # bounded: a failed simulation must not leave it waiting
+            return
         seen["lock"] = type(threading.Lock())
         seen["clock"] = time.monotonic()
         done.set()
 
-    outside = threading.Thread(target=foreign, name="outside")
+    outside = threading.Thread(target=foreign, name="outside", daemon=True)
     outside.start()
 
     def body():
@@ -218,8 +220,11 @@ def test_patches_restored_and_foreign_threads_stay_real():
         done.wait(10)  # a real wait: blocks this OS thread until the foreign one is done
         return type(threading.Lock()), threading.current_thread().name
 
-    sim_lock_type, name = run_in_simulation(body, 8)
-    outside.join()
+    try:
+        sim_lock_type, name = run_in_simulation(body, 8)
+    finally:
+        go.set()
+        outside.join()
     assert name == "MainThread"
     assert sim_lock_type is not real_lock_type
     assert seen["lock"] is real_lock_type
@@ -303,7 +308,7 @@ def test_thread_subclasses_timer_local_and_barrier_work():
             t.join()
         return out, round(fired[0] - t0, 6), seen, local.x
 
-    out, fired_after, seen, mine = run_in_simulation(body, 13)
+    out, fired_after, seen, mine = run_in_simulation(body, 13, step_cost=0.0)
     assert out == ["subclassed"]
     assert fired_after == 2.0
     assert seen == [None] and mine == "main"  # threading.local is per simulated thread
@@ -318,8 +323,8 @@ def test_cpu_charge_makes_cpu_work_cost_virtual_time():
         time.sleep(0)  # a switch point, where CPU time is charged
         return time.monotonic() - t0
 
-    assert run_in_simulation(burn, 14) == 0.0
-    assert run_in_simulation(burn, 14, cpu_scale=1.0) > 0.001
+    assert run_in_simulation(burn, 14, step_cost=0.0) == 0.0
+    assert run_in_simulation(burn, 14, step_cost=0.0, cpu_scale=1.0) > 0.001
 
 
 def test_preemption_option_is_deterministic_too():

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("greenlet")
 
 from labtests import test_2a, test_2b  # noqa: E402
-from labtests.sim.driver import run_graded  # noqa: E402
+from labtests.driver import run_graded  # noqa: E402
 from raft import debuglog  # noqa: E402
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -12,8 +13,8 @@ import pytest
 pytest.importorskip("greenlet")
 
 from labtests import test_2a  # noqa: E402
+from labtests.driver import run_graded  # noqa: E402
 from labtests.sim import SimDeadlock  # noqa: E402
-from labtests.sim.driver import run_graded  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLOCK_TOY = os.path.join(HERE, "toys_sim", "deadlock_raft.py")
@@ -52,17 +53,22 @@ def test_pytest_sim_option_fails_the_toy_as_a_deadlock_with_a_replay_command():
         "--sim", "-k", "test_initial_election_2a", "--raft-impl", DEADLOCK_TOY, "--seed", "5",
         "-q", "-p", "no:randomly",
     ]
-    outputs = []
-    for hashseed in ("1", "2"):  # replay is exact across processes, whatever the hash seed
+
+    def run(command: list[str], hashseed: str) -> str:
         env = dict(os.environ, PYTHONHASHSEED=hashseed)
         env.pop("RAFTLAB_SIM", None)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env,
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env,
                               cwd=os.path.dirname(HERE))
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-        outputs.append(proc.stdout)
-    out = outputs[0]
+        return proc.stdout
+
+    out = run(cmd, "1")
     assert "SimDeadlock: deadlock: threads 'toy-S" in out
-    assert "replay exactly: python -m pytest --pyargs labtests -p labtests.sim.pytest_plugin " \
-        "--sim -k test_initial_election_2a --seed 5" in out
+    hint = f"python -m pytest --pyargs labtests -k test_initial_election_2a --seed 5 " \
+        f"--raft-impl {DEADLOCK_TOY} --sim"
+    assert hint in out
+    # The printed command replays the run exactly, in another process with another hash seed.
+    again = run([sys.executable, *shlex.split(hint)[1:], "-q", "-p", "no:randomly"], "2")
     report = [line for line in out.splitlines() if line.startswith("E ")]
-    assert report == [line for line in outputs[1].splitlines() if line.startswith("E ")]
+    assert len(report) > 10
+    assert report == [line for line in again.splitlines() if line.startswith("E ")]

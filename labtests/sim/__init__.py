@@ -23,9 +23,19 @@ Design (see :mod:`labtests.sim.scheduler` and :mod:`labtests.sim.patch`):
   costs about a microsecond and does not depend on the OS scheduler, which on
   a loaded machine adds milliseconds to every hand-off between real threads.
   The cost is a dependency on ``greenlet``.
-* CPU is free in virtual time.  ``cpu_scale`` > 0 charges measured CPU time
+* Work costs a fixed virtual time: each scheduling step advances the clock by
+  :data:`STEP_COST` (about what a step costs in real time here), so threads
+  that keep exchanging zero-delay messages still let time pass and the timer
+  that ends the exchange in real time fires; the cost depends only on the
+  seed's schedule, so runs stay reproducible.  Beyond that, CPU is free in
+  virtual time.  ``cpu_scale`` > 0 charges measured CPU time
   (``time.thread_time`` between switches) to the clock, so a slow
   implementation cannot hide -- at the price of reproducibility.
+* Interpreter details the engine cannot avoid (private Thread fields, the
+  clock aliases inside ``threading``/``queue``, frames) are all in
+  :mod:`labtests.sim.interp`, which refuses an interpreter it does not fit.
+* The engine knows nothing of the harness: :mod:`labtests.driver` and the
+  pytest plugin (:mod:`labtests.sim.pytest_plugin`) drive it from outside.
 * What simulation cannot see: data races between two blocking points (a thread
   is never preempted in between unless ``preempt`` > 0 adds random switch points
   at thread start), real parallelism, C-level blocking, and anything listed in
@@ -50,16 +60,15 @@ Public API::
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-SIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-from labtests.sim import state  # noqa: E402
-from labtests.sim.scheduler import (  # noqa: E402
+from labtests.sim import interp, state
+from labtests.sim.interp import UnsupportedInterpreter
+from labtests.sim.scheduler import (
+    STEP_COST,
     Scheduler,
     SimDeadlock,
     SimFailure,
@@ -69,11 +78,17 @@ from labtests.sim.scheduler import (  # noqa: E402
 
 __all__ = [
     "Scheduler", "SimDeadlock", "SimFailure", "SimTimeLimit", "SimUnsupported",
-    "activate", "run_in_simulation", "active", "DEFAULT_TIME_LIMIT",
+    "UnsupportedInterpreter",
+    "activate", "run_in_simulation", "active", "sim_seed", "DEFAULT_TIME_LIMIT", "STEP_COST",
 ]
 
 DEFAULT_TIME_LIMIT = 600.0  # virtual seconds: go test's own 10-minute limit
 T = TypeVar("T")
+
+
+def sim_seed(seed: int) -> int:
+    """The scheduler's seed for a test's seed (its own stream, like the network's)."""
+    return random.Random(f"{seed}:sim-scheduler").getrandbits(63)
 
 
 def active() -> Scheduler | None:
@@ -89,6 +104,7 @@ def activate(
     time_limit: float | None = DEFAULT_TIME_LIMIT,
     wall_limit: float | None = None,
     preempt: float = 0.0,
+    step_cost: float = STEP_COST,
     seed_random: bool = True,
 ) -> Iterator[Scheduler]:
     """Run the body as the main thread of a simulation seeded with ``seed``.
@@ -101,8 +117,9 @@ def activate(
 
     if state.SCHED is not None:
         raise RuntimeError("a simulation is already active in this process")
+    interp.ensure_supported()
     sched = Scheduler(seed, cpu_scale=cpu_scale, time_limit=time_limit,
-                      wall_limit=wall_limit, preempt=preempt)
+                      wall_limit=wall_limit, preempt=preempt, step_cost=step_cost)
     if seed_random:
         random.seed(random.Random(f"{seed}:sim-global").getrandbits(64))
     body_raised = False

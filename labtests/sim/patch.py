@@ -29,8 +29,6 @@ Refused with :class:`SimUnsupported` when reached from a simulated thread:
 
 from __future__ import annotations
 
-import _thread
-import _threading_local
 import os
 import queue
 import random
@@ -45,15 +43,16 @@ from typing import Any
 
 from greenlet import GreenletExit
 
+from labtests.sim import interp, state
 from labtests.sim import primitives as P
-from labtests.sim import state
-from labtests.sim.scheduler import Scheduler, SimUnsupported, Task, _mark_stopped
+from labtests.sim.scheduler import Scheduler, SimUnsupported
+from labtests.sim.task import DONE, Task
 
 MONOTONIC_BASE = 1000.0  # what time.monotonic() reads when a simulation starts
 EPOCH_BASE = 1_700_000_000.0  # what time.time() reads when a simulation starts
 PERF_BASE = 100.0
 
-_get_ident = _thread.get_ident
+_get_ident = interp.os_thread_ident
 _real = {
     "sleep": time.sleep, "monotonic": time.monotonic, "monotonic_ns": time.monotonic_ns,
     "time": time.time, "time_ns": time.time_ns, "perf_counter": time.perf_counter,
@@ -153,7 +152,7 @@ def enumerate_() -> list[threading.Thread]:
         return real
     seen = {id(t) for t in real}
     return real + [
-        t.thread for t in s.tasks.values() if t.state != "done" and id(t.thread) not in seen
+        t.thread for t in s.tasks.values() if t.state != DONE and id(t.thread) not in seen
     ]
 
 
@@ -171,29 +170,25 @@ def _thread_body(task: Task) -> None:
         pass
     except SystemExit:
         pass
-    except BaseException:  # noqa: BLE001 - reported like a real thread's exception
+    except BaseException as exc:  # noqa: BLE001 - reported like a real thread's exception
         try:
-            thread._invoke_excepthook(thread)
+            interp.report_thread_exception(thread, exc)
         except GreenletExit:
             pass
     finally:
         s.finish_task(task)
-        _mark_stopped(thread)
+        interp.mark_stopped(thread)
 
 
 def thread_start(self: threading.Thread) -> None:
     s = _sim()
     if s is None:
         return _real_start(self)
-    if not self._initialized:
-        raise RuntimeError("thread.__init__() not called")
-    if self._started.is_set():
+    if self.ident is not None:  # asserts that Thread.__init__ was called, as start() does
         raise RuntimeError("threads can only be started once")
     task = s.spawn(self, _thread_body)
     self._sim_task = task  # type: ignore[attr-defined]
-    self._ident = task.ident
-    self._native_id = task.ident
-    self._started.set()
+    interp.mark_started(self, task.ident)
     return None
 
 
@@ -202,14 +197,14 @@ def thread_join(self: threading.Thread, timeout: float | None = None) -> None:
     task = getattr(self, "_sim_task", None)
     s = _sim()
     if task is None or s is None:
-        if s is not None and self._started.is_set() and _real_is_alive(self):
+        if s is not None and _real_is_alive(self):
             raise SimUnsupported(
                 f"a simulated thread joined the real thread {self.name!r}; only threads "
                 "started inside the simulation can be joined there")
         return _real_join(self, timeout)
     if task is s.current:
         raise RuntimeError("cannot join current thread")
-    if task.state == "done":
+    if task.state == DONE:
         return None
     me = s.current
     task.joiners.append(me)
@@ -228,7 +223,7 @@ def thread_is_alive(self: threading.Thread) -> bool:
     task = getattr(self, "_sim_task", None)
     if task is None:
         return _real_is_alive(self)
-    return task.state != "done"
+    return task.state != DONE
 
 
 # -- random -------------------------------------------------------------------------
@@ -302,14 +297,11 @@ def _table() -> list[tuple[Any, str, Any]]:
         (threading, "active_count", active_count),
         (threading, "get_ident", get_ident),
         (threading, "get_native_id", get_native_id),
-        (threading, "local", _threading_local.local),
-        (threading, "_time", monotonic),
-        (_threading_local, "current_thread", current_thread),
+        *interp.patch_entries(monotonic, current_thread),
         (threading.Thread, "start", thread_start),
         (threading.Thread, "join", thread_join),
         (threading.Thread, "is_alive", thread_is_alive),
         (queue, "SimpleQueue", P.SimpleQueue),
-        (queue, "time", monotonic),
         (time, "sleep", sleep),
         (time, "monotonic", monotonic),
         (time, "monotonic_ns", monotonic_ns),

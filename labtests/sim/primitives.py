@@ -16,13 +16,13 @@ deadlock report.
 from __future__ import annotations
 
 import queue as _queue
-import sys
 import threading as _threading
 from collections import deque
 from typing import Any
 
-from labtests.sim import state
-from labtests.sim.scheduler import Scheduler, Task
+from labtests.sim import interp, state
+from labtests.sim.scheduler import Scheduler
+from labtests.sim.task import BLOCKED, Task
 
 _RealLock = _threading.Lock
 _RealRLock = _threading.RLock
@@ -31,7 +31,7 @@ _RealEvent = _threading.Event
 _RealSemaphore = _threading.Semaphore
 _RealBoundedSemaphore = _threading.BoundedSemaphore
 _RealSimpleQueue = _queue.SimpleQueue
-_get_ident = _threading.get_ident
+_get_ident = interp.os_thread_ident
 
 
 def _sched() -> Scheduler:
@@ -51,11 +51,9 @@ def _in_sim() -> bool:
 
 
 def _where(depth: int) -> str:
-    try:
-        f = sys._getframe(depth)
-    except ValueError:
-        return "?"
-    return f"{f.f_code.co_filename}:{f.f_lineno}"
+    """``file:line`` of the frame ``depth`` levels above this function's caller."""
+    f = interp.caller_frame(depth)
+    return "?" if f is None else f"{f.f_code.co_filename}:{f.f_lineno}"
 
 
 def _remaining(s: Scheduler, deadline: float | None) -> float | None:
@@ -334,7 +332,7 @@ class Condition(_RealCondition):
         waiters = self._cwaiters
         while n > 0 and waiters:
             task = waiters.popleft()
-            if task.waiting is self and task.state == "blocked":
+            if task.waiting is self and task.state == BLOCKED:
                 s.wake(task)
                 n -= 1
 

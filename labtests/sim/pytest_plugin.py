@@ -29,8 +29,7 @@ from typing import Any
 import pytest
 
 from labtests.plugin import harness_options, seed_for_test
-from labtests.sim import DEFAULT_TIME_LIMIT, activate
-from labtests.sim.driver import sim_seed
+from labtests.sim import DEFAULT_TIME_LIMIT, activate, sim_seed
 
 _SCHED = pytest.StashKey[Any]()
 

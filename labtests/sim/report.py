@@ -8,10 +8,43 @@ another are spelled out, since that is the usual shape of a lock-order bug.
 
 from __future__ import annotations
 
+import os
+import threading
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
-from labtests.sim.scheduler import Scheduler, Task, frames_of
+from labtests.sim import interp
+from labtests.sim.task import DONE, Task
+
+SIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the engine's own frames
+_HARNESS_NOISE = f"{os.sep}pytest{os.sep}"  # _pytest/ and pytest/
+_PLUGGY = f"{os.sep}pluggy{os.sep}"
+
+
+class SchedulerView(Protocol):
+    """What a report reads of the scheduler (which imports this module, not the reverse)."""
+
+    seed: int
+    now: float
+    current: Task
+    tasks: dict[Any, Task]
+
+
+def frames_of(task: Task, sched: SchedulerView) -> list[traceback.FrameSummary]:
+    """The stack of a task (innermost last), without the simulation's own frames."""
+    if task is sched.current:
+        frame = interp.caller_frame(1)
+    else:
+        frame = task.glet.gr_frame if task.glet is not None else None
+    if frame is None:
+        return []
+    summary = traceback.extract_stack(frame)
+    frames = [f for f in summary if not f.filename.startswith(SIM_DIR)
+              and _HARNESS_NOISE not in f.filename and _PLUGGY not in f.filename
+              and not f.filename.startswith("<frozen")]
+    if frames and frames[0].filename == threading.__file__ and frames[0].name == "run":
+        frames.pop(0)  # Thread.run calling the target
+    return frames
 
 
 def _lock_holder(obj: Any) -> Task | None:
@@ -72,8 +105,9 @@ def lock_cycles(tasks: list[Task]) -> list[list[Task]]:
     return cycles
 
 
-def format_report(sched: Scheduler, headline: str, stacks: bool = True) -> str:
-    tasks = [t for t in sched.tasks.values() if t.state != "done"]
+def format_report(sched: SchedulerView, headline: str, stacks: bool = True) -> str:
+    """The report headed by ``headline``: lock cycles first, then every live thread."""
+    tasks = [t for t in sched.tasks.values() if t.state != DONE]
     lines = [f"{headline} (virtual time {sched.now:.3f} s, seed {sched.seed}, "
              f"{len(tasks)} threads)"]
     first: list[Task] = []

@@ -10,10 +10,22 @@ the run is a deadlock: :class:`SimDeadlock` is raised in the thread that
 activated the simulation (the test's main thread), carrying every thread's
 stack and what it waits for.
 
-Time costs nothing: CPU work between two switches takes zero virtual seconds,
-unless ``cpu_scale`` > 0, which charges the CPU time a thread really used
-(``time.thread_time`` deltas, times ``cpu_scale``) to the clock at each switch;
-that makes a slow implementation visible but the run no longer reproducible.
+Work costs a fixed amount of virtual time: every scheduling step (one thread
+runs until it blocks or yields, and the next is picked) advances the clock by
+``step_cost`` (default :data:`STEP_COST`).  Without that charge the clock would
+only move when every thread is blocked, so threads that keep exchanging
+zero-delay messages (a deposed leader that keeps retrying, say) would freeze
+virtual time, and the timer that ends the exchange in real time (the new
+leader's heartbeat) would never fire.  The charge depends only on the number
+of steps, which the seed decides, so runs stay reproducible byte for byte.
+The default is about what a step costs in real time on the lab machine (a
+labrpc call is two steps and takes about 30 µs there; see
+``benchmarks/sim_bench.py`` for the suites' virtual and real durations).
+
+CPU work between two steps is otherwise free, unless ``cpu_scale`` > 0, which
+also charges the CPU time a thread really used (``time.thread_time`` deltas,
+times ``cpu_scale``) to the clock at each switch; that makes a slow
+implementation visible but the run no longer reproducible.
 
 A thread that polls the clock in a loop without ever blocking would freeze
 virtual time; after :data:`SPIN_READS` clock reads without a switch, each
@@ -25,23 +37,25 @@ watchdog still applies).
 from __future__ import annotations
 
 import heapq
-import os
 import random
-import sys
 import threading
 import time as _time_mod
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
+from labtests.sim import interp
+from labtests.sim.report import format_report
+from labtests.sim.task import BLOCKED, DONE, RUNNABLE, RUNNING, Task
+
 _real_monotonic = _time_mod.monotonic
 _real_thread_time = _time_mod.thread_time
 
-RUNNABLE, RUNNING, BLOCKED, DONE = "runnable", "running", "blocked", "done"
 SPIN_READS = 1000  # clock reads without a switch before reads start to cost time
 SPIN_STEP = 0.001  # virtual seconds each further read sleeps
+STEP_COST = 15e-6  # virtual seconds charged for each scheduling step
+LIMIT_CHECK_STEPS = 4096  # steps between two checks of the time limits in a busy run
 CYCLE_CONFIRM = 1.0  # virtual seconds a lock cycle must last to be reported
 FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
 
@@ -73,34 +87,6 @@ class SimUnsupported(RuntimeError):
     """Code under simulation reached something that cannot run on a virtual clock."""
 
 
-class Task:
-    """The scheduler's record of one simulated thread."""
-
-    __slots__ = (
-        "thread", "glet", "name", "ident", "state", "token", "timed_out",
-        "wait_kind", "waiting", "joiners", "reads", "order", "untimed", "pending",
-    )
-
-    def __init__(self, thread: Any, glet: Any, ident: int, order: int) -> None:
-        self.thread = thread
-        self.glet = glet
-        self.name: str = thread.name
-        self.ident = ident
-        self.state = RUNNABLE
-        self.token = 0  # bumped at each block and wake; stale timers carry an old one
-        self.timed_out = False
-        self.wait_kind = ""
-        self.waiting: Any = None
-        self.joiners: list[Task] = []
-        self.reads = 0
-        self.order = order
-        self.untimed = False  # blocked with no timeout
-        self.pending: BaseException | None = None  # raised in this task when it resumes
-
-    def __repr__(self) -> str:
-        return f"<Task {self.name!r} {self.state}>"
-
-
 class Scheduler:
     """One simulated run: its tasks, runnable set, timers and clock."""
 
@@ -112,8 +98,12 @@ class Scheduler:
         time_limit: float | None = None,
         wall_limit: float | None = None,
         preempt: float = 0.0,
+        step_cost: float = STEP_COST,
     ) -> None:
+        if step_cost < 0:
+            raise ValueError(f"step_cost must be >= 0, not {step_cost}")
         self.seed = seed
+        self.step_cost = step_cost
         self.rng = random.Random(seed)
         self.now = 0.0  # virtual seconds since activation
         self.cpu_scale = cpu_scale
@@ -131,11 +121,9 @@ class Scheduler:
         self.switches = 0
         self._wall0 = _real_monotonic()
         self._cpu_mark = _real_thread_time()
-        import _thread
-
-        self.os_ident = _thread.get_ident()
+        self.os_ident = interp.os_thread_ident()
         main_glet = getcurrent()
-        self.main = Task(threading.current_thread(), main_glet, _thread.get_ident(), 0)
+        self.main = Task(threading.current_thread(), main_glet, self.os_ident, 0)
         self.main.state = RUNNING
         self.tasks[main_glet] = self.main
         self.current = self.main
@@ -299,10 +287,13 @@ class Scheduler:
     def _pick(self) -> Task | None:
         """The next task to run, advancing the clock if needed; None on deadlock."""
         self.switches += 1
+        self.now += self.step_cost
         if self.cpu_scale:
             self._charge_cpu()
         if self.timers and self.timers[0][0] <= self.now:
             self._fire_due(self.now)
+        if self.switches % LIMIT_CHECK_STEPS == 0:
+            self._check_limits()  # a run that never blocks still ends at its limits
         runnable = self.runnable
         if self.main.pending is not None and self.main.state == RUNNABLE:
             runnable.remove(self.main)
@@ -403,7 +394,7 @@ class Scheduler:
                 self.current = self.main
             if task.state != DONE:
                 self.finish_task(task)
-                _mark_stopped(task.thread)
+                interp.mark_stopped(task.thread)
         self.runnable.clear()
         self.timers.clear()
         if self.hub:
@@ -413,34 +404,5 @@ class Scheduler:
     # -- reports -------------------------------------------------------------------
 
     def report(self, headline: str, stacks: bool = True) -> str:
-        from labtests.sim.report import format_report
-
         return format_report(self, headline, stacks=stacks)
 
-
-def _mark_stopped(thread: Any) -> None:
-    thread._is_stopped = True
-    thread._tstate_lock = None
-
-
-_HARNESS_NOISE = f"{os.sep}pytest{os.sep}"  # _pytest/ and pytest/
-_PLUGGY = f"{os.sep}pluggy{os.sep}"
-
-
-def frames_of(task: Task, sched: Scheduler) -> list[traceback.FrameSummary]:
-    """The stack of a task (innermost last), without the simulation's own frames."""
-    if task is sched.current:
-        frame = sys._getframe(1)
-    else:
-        frame = task.glet.gr_frame if task.glet is not None else None
-    if frame is None:
-        return []
-    summary = traceback.extract_stack(frame)
-    from labtests.sim import SIM_DIR
-
-    frames = [f for f in summary if not f.filename.startswith(SIM_DIR)
-              and _HARNESS_NOISE not in f.filename and _PLUGGY not in f.filename
-              and not f.filename.startswith("<frozen")]
-    if frames and frames[0].filename == threading.__file__ and frames[0].name == "run":
-        frames.pop(0)  # Thread.run calling the target
-    return frames
