@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import raft
-import raft.reference
-import raft.reference.raft
 from raft.api import REQUIRED_MODULE_FUNCTIONS, REQUIRED_RAFT_METHODS
 
 DEFAULT_IMPL = "raft"
@@ -64,13 +61,18 @@ class ImplementationError(Exception):
     """The implementation under test cannot be used (missing API, import error)."""
 
 
+BUNDLED_MODULES = ("raft", "raft.reference", "raft.reference.raft")
+
+
 def is_bundled_module(module: ModuleType) -> bool:
     """True for the bundled Raft, recognised by identity of the loaded module.
 
     Not by name: a student's own folder or file called ``raft`` is loaded under
-    another name (see :func:`_import_path`) and is not the bundled Raft.
+    another name (see :func:`_import_path`) and is not the bundled Raft.  The
+    modules are looked up, not imported: the harness loads the bundled Raft like
+    any other implementation and never imports it itself.
     """
-    return module is raft or module is raft.reference or module is raft.reference.raft
+    return any(module is sys.modules.get(name) for name in BUNDLED_MODULES)
 
 
 def missing_methods(obj_or_class: Any) -> list[str]:
