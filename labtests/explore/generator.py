@@ -1,0 +1,110 @@
+"""Draw a random fault schedule from a seed.
+
+The generator is a small "nemesis" in the Jepsen sense: it alternates periods
+of trouble and calm, choosing among faults the lab's tests use (symmetric
+partitions, minority/majority splits, crashes, unreliable and reordering
+networks) and faults they never use (one-way cuts, lost replies, crashes at the
+moment a peer saved its state or handled an RPC, clients that offer commands to
+stale leaders).  Weights favour the faults that break real Raft bugs; every
+schedule is still a plain :class:`~labtests.explore.schedule.Schedule`, so what
+was generated is exactly what a failure report prints.
+
+One ``random.Random(seed)`` drives every choice, and the schedule's own run
+seed is drawn from it: ``generate(seed)`` is a pure function.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from labtests.explore.schedule import EVENTS, Schedule, Step
+
+
+@dataclass(frozen=True)
+class GeneratorOptions:
+    """Bounds of the generated schedules (the CLI exposes the useful ones)."""
+
+    peers: tuple[int, ...] = (3, 3, 5)  # drawn uniformly: 3 peers twice as often
+    min_horizon: float = 6.0
+    max_horizon: float = 24.0
+    mean_gap: float = 0.8  # mean virtual seconds between steps
+    snapshot_choices: tuple[int, ...] = (0, 0, 10, 5)
+
+
+def _r(x: float) -> float:
+    return round(x, 3)
+
+
+def _split(rng: random.Random, n: int) -> list[list[int]]:
+    """A random partition of the peers: majority/minority, isolate one, or random groups."""
+    peers = list(range(n))
+    rng.shuffle(peers)
+    kind = rng.random()
+    if kind < 0.45:  # majority | minority
+        k = n // 2 + 1
+        return [sorted(peers[:k]), sorted(peers[k:])]
+    if kind < 0.75:  # isolate one peer
+        return [sorted(peers[1:]), [peers[0]]]
+    groups: list[list[int]] = [[] for _ in range(rng.randint(2, min(3, n)))]
+    for p in peers:
+        groups[rng.randrange(len(groups))].append(p)
+    return [sorted(g) for g in groups if g]
+
+
+def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
+    """The schedule of ``seed``: same seed, same schedule."""
+    o = options or GeneratorOptions()
+    rng = random.Random(f"explore-schedule:{seed}")
+    n = rng.choice(o.peers)
+    horizon = _r(rng.uniform(o.min_horizon, o.max_horizon))
+    steps: list[Step] = []
+    down: dict[int, float] = {}  # crashed peer -> time it is restarted
+    t = _r(rng.uniform(0.2, 1.5))
+    while t < horizon:
+        for p, back in list(down.items()):
+            if back <= t:
+                del down[p]
+        roll = rng.random()
+        if roll < 0.26:
+            steps.append(Step(t, "clients", {"count": rng.randint(1, 4)}))
+        elif roll < 0.40:
+            steps.append(Step(t, "partition", {"groups": _split(rng, n)}))
+        elif roll < 0.47:
+            steps.append(Step(t, "partition", {"groups": [list(range(n))]}))  # calm
+        elif roll < 0.57:
+            # One-way trouble around one peer: nobody reaches it, or its replies are lost.
+            p = rng.randrange(n)
+            state = rng.choice(("cut", "deaf"))
+            inbound = rng.random() < 0.5
+            for q in range(n):
+                if q != p:
+                    src, dst = (q, p) if inbound else (p, q)
+                    steps.append(Step(t, "link", {"src": src, "dst": dst, "state": state}))
+        elif roll < 0.62:
+            src, dst = rng.sample(range(n), 2)
+            state = rng.choice(("cut", "deaf", "ok"))
+            steps.append(Step(t, "link", {"src": src, "dst": dst, "state": state}))
+        elif roll < 0.72:
+            p = rng.randrange(n)
+            if p not in down:
+                back = _r(t + rng.expovariate(1 / 1.2))
+                steps.append(Step(t, "crash", {"peer": p}))
+                if back < horizon:
+                    steps.append(Step(back, "restart", {"peer": p}))
+                down[p] = back
+        elif roll < 0.86:
+            p = rng.randrange(n)
+            if p not in down:
+                delay = 0.0 if rng.random() < 0.4 else _r(rng.uniform(0.0, 0.05))
+                gap = _r(rng.expovariate(1 / 0.3))
+                steps.append(Step(t, "crash_after", {
+                    "peer": p, "event": rng.choice(EVENTS), "delay": delay, "down": gap}))
+                down[p] = _r(t + 2.0)  # roughly: leave it alone for a while
+        elif roll < 0.93:
+            steps.append(Step(t, "unreliable", {"on": rng.random() < 0.6}))
+        else:
+            steps.append(Step(t, "reorder", {"on": rng.random() < 0.6}))
+        t = _r(t + rng.expovariate(1 / o.mean_gap))
+    return Schedule(n=n, seed=rng.randrange(2**31), steps=tuple(sorted(steps, key=lambda s: s.at)),
+                    horizon=horizon, snapshot_every=rng.choice(o.snapshot_choices))

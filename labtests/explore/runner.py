@@ -1,0 +1,251 @@
+"""Run one schedule against an implementation in simulated time; return the first violation.
+
+The whole run -- the driver below (the simulation's main thread), the network,
+the Raft peers, the poller, the apply readers and the clients -- happens inside
+:func:`labtests.sim.activate`, so a schedule and its seed give one run: the
+same violation and, with ``debug=True``, the same debug log, byte for byte.
+
+Phases: the schedule's steps at their virtual times (and the crashes their
+triggers arm); at ``horizon`` everything heals; then the liveness phase waits
+for a leader (:data:`~labtests.explore.monitors.LEADER_BOUND`) and for a fresh
+command to be applied everywhere (:data:`~labtests.explore.monitors.COMMIT_BOUND`).
+The run stops at the first violation.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from labtests.explore.cluster import POLL, Cluster
+from labtests.explore.monitors import COMMIT_BOUND, LEADER_BOUND, Monitors, Violation
+from labtests.explore.schedule import Schedule, Step
+from labtests.impl_loader import Implementation, load
+from labtests.sim import SimDeadlock, SimFailure, activate
+from raft import debuglog
+from raft.debuglog import dlog
+
+AGREE_WAIT = 2.0  # virtual s the liveness probe waits for one accepted command, like one()
+DEFAULT_WALL_LIMIT = 120.0  # real seconds one run may take before it counts as stuck
+
+
+@dataclass
+class RunResult:
+    """What one run of a schedule showed."""
+
+    violation: Violation | None
+    virtual_s: float
+    wall_s: float
+    commits: int
+    log: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _step(cluster: Cluster, step: Step) -> None:
+    a = step.args
+    dlog("TEST", None, "explore: %s", step.describe().strip())
+    if step.op == "partition":
+        cluster.partition(a["groups"])
+    elif step.op == "link":
+        cluster.set_link(a["src"], a["dst"], a["state"])
+    elif step.op == "crash":
+        cluster.crash(a["peer"])
+    elif step.op == "restart":
+        cluster.start_peer(a["peer"])
+    elif step.op == "crash_after":
+        cluster.arm(a["peer"], a["event"], float(a["delay"]), float(a["down"]))
+    elif step.op == "unreliable":
+        cluster.net.reliable(not a["on"])
+    elif step.op == "reorder":
+        cluster.net.long_reordering(bool(a["on"]))
+    elif step.op == "clients":
+        cluster.start_client(int(a["count"]))
+
+
+def _fault_phase(cluster: Cluster, schedule: Schedule) -> None:
+    steps = list(schedule.steps)
+    k = 0
+    mon = cluster.monitors
+    while not mon.failed:
+        now = cluster.now()
+        for what, peer in cluster.due_actions(now):
+            if what == "crash":
+                cluster.crash(peer)
+            elif now < schedule.horizon:
+                cluster.start_peer(peer)
+        while k < len(steps) and steps[k].at <= now + 1e-9:
+            _step(cluster, steps[k])
+            k += 1
+        if mon.failed or now >= schedule.horizon - 1e-9:
+            return
+        nxt = schedule.horizon
+        if k < len(steps):
+            nxt = min(nxt, steps[k].at)
+        with cluster.wake:  # actions armed meanwhile are seen here, under the lock
+            if cluster.actions:
+                nxt = min(nxt, cluster.actions[0][0])
+            if nxt > cluster.now():
+                cluster.wake.wait(nxt - cluster.now())
+
+
+def _heal(cluster: Cluster) -> None:
+    dlog("TEST", None, "explore: heal everything")
+    with cluster.mu:
+        cluster.triggers.clear()
+        cluster.actions.clear()
+    cluster.net.reliable(True)
+    cluster.net.long_reordering(False)
+    cluster.partition([list(range(cluster.n))])
+    for i in range(cluster.n):
+        cluster.start_peer(i)
+
+
+def _liveness_phase(cluster: Cluster) -> None:
+    mon = cluster.monitors
+    healed = cluster.now()
+    leader = None
+    while not mon.failed and cluster.now() - healed <= LEADER_BOUND:
+        states = {}
+        for i, inc, rf in cluster.live():
+            got = cluster.sample(i, inc, rf)
+            if got is not None:
+                states[i] = got
+        top = max((t for t, _ in states.values()), default=-1)
+        leaders = [i for i, (t, is_leader) in states.items() if is_leader and t == top]
+        if leaders and len(states) == cluster.n:
+            leader = leaders[0]
+            break
+        cluster.finished.wait(0.05)
+    if mon.failed:
+        return
+    if leader is None:
+        terms = ", ".join(f"S{i}: term {t[0]}" for i, t in enumerate(mon.last_term) if t)
+        mon.fail("liveness-leader", cluster.now(),
+                 f"no leader in the highest term within {LEADER_BOUND:.0f}s after the heal at "
+                 f"{healed:.3f}s ({terms})")
+        return
+    dlog("TEST", None, "explore: S%d leads after the heal", leader)
+    cmd = cluster.new_command()
+    last = None
+    while not mon.failed and cluster.now() - healed <= COMMIT_BOUND:
+        order = list(range(cluster.n))
+        got = cluster.submit(cmd, order)
+        if got is None:
+            cluster.finished.wait(0.05)
+            continue
+        last = got
+        _peer, index, _term = got
+        t1 = cluster.now()
+        while not mon.failed and cluster.now() - t1 < AGREE_WAIT:
+            with mon._lock:
+                seen = mon.committed.get(index)
+                by = set(mon.applied_by.get(index, ()))
+            if seen is not None and seen[0] == cmd and len(by) == cluster.n:
+                dlog("TEST", None, "explore: %r applied by all at index %d", cmd, index)
+                return
+            cluster.finished.wait(0.02)
+    if mon.failed:
+        return
+    with mon._lock:
+        by = sorted(mon.applied_by.get(last[1], ())) if last else []
+    where = (f"last accepted by S{last[0]} at index {last[1]} in term {last[2]}; applied there "
+             f"by {', '.join(f'S{p}' for p in by) or 'nobody'}") if last else "no peer accepted it"
+    mon.fail("liveness-commit", cluster.now(),
+             f"command {cmd!r}, offered after the heal at {healed:.3f}s, was not applied by all "
+             f"{cluster.n} peers within {COMMIT_BOUND:.0f}s ({where})")
+
+
+def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors) -> float:
+    cluster = Cluster(schedule.n, impl, schedule.seed, monitors, schedule.snapshot_every)
+    prev_hook = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        import traceback
+
+        name = args.thread.name if args.thread is not None else "?"
+        tb = "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                                args.exc_traceback))
+        cluster.thread_error(name, args.exc_value, tb)
+
+    threading.excepthook = hook
+    try:
+        for i in range(schedule.n):
+            cluster.start_peer(i)
+        threading.Thread(target=cluster.poller, name="explore-poller", daemon=True).start()
+        _fault_phase(cluster, schedule)
+        if not monitors.failed:
+            _heal(cluster)
+            _liveness_phase(cluster)
+        return cluster.now()
+    finally:
+        cluster.cleanup()
+        threading.excepthook = prev_hook
+
+
+def sim_seed(seed: int) -> int:
+    return random.Random(f"{seed}:explore-scheduler").getrandbits(63)
+
+
+def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *,
+                 debug: bool = False, wall_limit: float | None = DEFAULT_WALL_LIMIT,
+                 sim_options: dict[str, Any] | None = None) -> RunResult:
+    """Run ``schedule`` against ``impl`` (default the bundled Raft) in simulated time."""
+    implementation = impl if isinstance(impl, Implementation) else load(impl)
+    if implementation.error is not None:
+        raise RuntimeError(implementation.error)
+    monitors = Monitors(schedule.n)
+    capture = None
+    was_enabled = debuglog.enabled()
+    if debug:
+        capture = _Capture()
+        debuglog.logger.addHandler(capture)
+        debuglog.enable(True)
+    elif was_enabled:
+        debuglog.enable(False)
+    wall0 = time.perf_counter()
+    virtual = 0.0
+    limit = schedule.horizon + LEADER_BOUND + COMMIT_BOUND + 60.0
+    try:
+        with activate(sim_seed(schedule.seed), time_limit=limit, wall_limit=wall_limit,
+                      **(sim_options or {})) as sched:
+            debuglog.reset_clock()
+            dlog("TEST", None, "=== explore: %d peers, seed %d", schedule.n, schedule.seed)
+            try:
+                _drive(schedule, implementation, monitors)
+            except SimDeadlock as exc:
+                monitors.fail("deadlock", sched.now, exc.report)
+            except SimFailure as exc:
+                monitors.fail("time-limit", sched.now, str(exc))
+            virtual = sched.now
+            if monitors.violation is not None:
+                dlog("TEST", None, "FAIL: %s", monitors.violation.headline().splitlines()[0])
+    except SimDeadlock as exc:
+        monitors.fail("deadlock", virtual, exc.report)
+    except SimFailure as exc:
+        monitors.fail("time-limit", virtual, str(exc))
+    finally:
+        if capture is not None:
+            debuglog.logger.removeHandler(capture)
+        debuglog.enable(was_enabled)
+    commits = max(monitors.committed, default=0)
+    return RunResult(monitors.violation, round(virtual, 3), time.perf_counter() - wall0,
+                     commits, capture.lines if capture else None)
+
+
+__all__ = ["RunResult", "run_schedule", "POLL"]
