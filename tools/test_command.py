@@ -55,10 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# This process imported ``labtests`` (for :class:`HarnessOptions`) before pytest runs,
+# so an installed (not editable) raftlab makes pytest warn that the package "cannot be
+# rewritten".  Only ``labtests/__init__.py`` and ``labtests/options.py`` are affected,
+# which hold no asserts: the harness plugin, its helpers and the suites are imported
+# later, through pytest's rewriting hook, and are rewritten as usual.
+# (pytest 7 wrote the message with a colon, which a -W filter cannot name; it then shows.)
+_ALREADY_IMPORTED = ("ignore:Module already imported so cannot be rewritten; labtests"
+                     ":pytest.PytestAssertRewriteWarning")
+
+
 def command_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     """The pytest command line: the selected tests, then the harness options, then ``extra``."""
     args = pytest_args(resolve(opts.selectors), opts.keyword, opts.marker)
-    args += ["-p", "no:cacheprovider"]
+    args += ["-p", "no:cacheprovider", "-W", _ALREADY_IMPORTED]
     harness = HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
                              isolate=opts.isolate,
                              timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None
