@@ -16,6 +16,7 @@ from labtests.sim import (  # noqa: E402
     SimDeadlock,
     SimTimeLimit,
     SimUnsupported,
+    activate,
     run_in_simulation,
 )
 
@@ -344,3 +345,83 @@ def test_preemption_option_is_deterministic_too():
         run_in_simulation(body, 15, trace, preempt=0.5)
         runs.append(trace)
     assert runs[0] == runs[1] and sorted(runs[0]) == list(range(6))
+
+
+def test_each_scheduling_step_costs_a_fixed_virtual_time():
+    with activate(20, step_cost=0.001) as sched:
+        t0 = time.monotonic()
+        steps0 = sched.switches
+        for _ in range(100):
+            time.sleep(0)  # one scheduling step each, nothing else runnable
+        elapsed = time.monotonic() - t0
+        steps = sched.switches - steps0
+    assert steps == 100
+    assert elapsed == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="step_cost"):
+        run_in_simulation(lambda: None, 20, step_cost=-1.0)
+
+
+def _busy_exchange(stop_after: float) -> tuple[int, float]:
+    """Two threads pass a message back and forth with no delay until a timer stops them.
+
+    The shape of a deposed leader that keeps retrying RPCs its followers refuse:
+    no thread ever waits for time to pass, yet in real time the timer fires.
+    """
+    stop = threading.Event()
+    to_pong, to_ping = queue.SimpleQueue(), queue.SimpleQueue()
+    rounds = []
+
+    def ping():
+        n = 0
+        while not stop.is_set():
+            to_pong.put(n)
+            to_ping.get()
+            n += 1
+        to_pong.put(None)
+        rounds.append(n)
+
+    def pong():
+        while (item := to_pong.get()) is not None:
+            to_ping.put(item)
+
+    t0 = time.monotonic()
+    timer = threading.Timer(stop_after, stop.set)
+    threads = [timer, threading.Thread(target=ping, name="ping"),
+               threading.Thread(target=pong, name="pong")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return rounds[0], time.monotonic() - t0
+
+
+def test_a_busy_zero_delay_exchange_lets_virtual_time_pass_reproducibly():
+    wall0 = time.perf_counter()
+    rounds, elapsed = run_in_simulation(_busy_exchange, 21, 0.1)
+    assert time.perf_counter() - wall0 < 20.0
+    assert 0.1 <= elapsed < 0.1 + 0.01  # the timer fired on time, charged steps and all
+    assert rounds > 100  # each round costs a few steps, not the whole 100 ms
+    assert run_in_simulation(_busy_exchange, 21, 0.1) == (rounds, elapsed)  # byte for byte
+
+
+def test_without_a_step_cost_a_busy_exchange_is_stopped_by_the_wall_limit():
+    wall0 = time.perf_counter()
+    with pytest.raises(SimTimeLimit, match="wall-clock limit of 2 s exceeded") as info:
+        run_in_simulation(_busy_exchange, 22, 0.1, step_cost=0.0, wall_limit=2.0)
+    assert time.perf_counter() - wall0 < 30.0  # a verdict, not a hang
+    assert "thread 'ping'" in info.value.report and "thread 'pong'" in info.value.report
+
+
+def test_a_cleanup_that_never_ends_after_a_failure_is_stopped_too():
+    def body():
+        try:
+            while True:  # hangs in virtual time: the limit below stops it
+                time.sleep(1)
+        finally:
+            while True:  # and so does its "cleanup", which the scheduler stops again
+                time.sleep(1)
+
+    wall0 = time.perf_counter()
+    with pytest.raises(SimTimeLimit, match="did not end within 10 s after it failed"):
+        run_in_simulation(body, 23, time_limit=30)
+    assert time.perf_counter() - wall0 < 10.0

@@ -12,13 +12,14 @@ import pytest
 
 pytest.importorskip("greenlet")
 
-from labtests import test_2a  # noqa: E402
+from labtests import test_2a, test_2b  # noqa: E402
 from labtests.driver import run_graded  # noqa: E402
-from labtests.sim import SimDeadlock  # noqa: E402
+from labtests.sim import SimDeadlock, SimTimeLimit  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLOCK_TOY = os.path.join(HERE, "toys_sim", "deadlock_raft.py")
 HANGS_TOY = os.path.join(HERE, "toys", "hangs.py")
+NO_STEP_DOWN_TOY = os.path.join(HERE, "toys_sim", "no_step_down.py")
 
 
 def _deadlock_report(toy: str, seed: int) -> str:
@@ -72,3 +73,35 @@ def test_pytest_sim_option_fails_the_toy_as_a_deadlock_with_a_replay_command():
     report = [line for line in out.splitlines() if line.startswith("E ")]
     assert len(report) > 10
     assert report == [line for line in again.splitlines() if line.startswith("E ")]
+
+
+# A deposed leader that does not step down on a higher-term reply keeps exchanging
+# zero-delay RPCs with its followers until the new leader's heartbeat reaches it.
+# In real time the whole graded suite passes for it (checked by hand: `pytest --pyargs
+# labtests -n 2 --raft-impl tests/toys_sim/no_step_down.py`, 28 passed in 172 s), so
+# simulated time must pass it too, in bounded wall time.
+
+
+def test_deposed_leader_that_keeps_sending_passes_the_whole_suite_in_sim_as_in_real_time():
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "--sim", "--raft-impl",
+           NO_STEP_DOWN_TOY, "--seed", "7", "--raft-timeout", "60", "-q", "-p", "no:randomly"]
+    env = dict(os.environ)
+    env.pop("RAFTLAB_SIM", None)
+    wall0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=os.path.dirname(HERE))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "28 passed" in proc.stdout
+    assert time.perf_counter() - wall0 < 120.0
+
+
+def test_deposed_leader_exchange_is_reproducible_and_needs_the_step_cost():
+    runs = [run_graded(test_2b.test_rejoin_2b, 3, NO_STEP_DOWN_TOY) for _ in range(2)]
+    assert runs[0].figures == runs[1].figures and runs[0].virtual_s == runs[1].virtual_s
+    reference = run_graded(test_2b.test_rejoin_2b, 3)
+    assert runs[0].figures["rpcs"] > 2 * reference.figures["rpcs"]  # it did exchange busily
+    # The same exchange without the charge freezes the clock: only the wall limit ends it.
+    wall0 = time.perf_counter()
+    with pytest.raises(SimTimeLimit, match="wall-clock limit of 3 s exceeded"):
+        run_graded(test_2b.test_rejoin_2b, 3, NO_STEP_DOWN_TOY, step_cost=0.0, wall_limit=3.0)
+    assert time.perf_counter() - wall0 < 30.0

@@ -18,9 +18,13 @@ zero-delay messages (a deposed leader that keeps retrying, say) would freeze
 virtual time, and the timer that ends the exchange in real time (the new
 leader's heartbeat) would never fire.  The charge depends only on the number
 of steps, which the seed decides, so runs stay reproducible byte for byte.
-The default is about what a step costs in real time on the lab machine (a
-labrpc call is two steps and takes about 30 µs there; see
-``benchmarks/sim_bench.py`` for the suites' virtual and real durations).
+The default was measured on the 2-core lab machine: a bare labrpc call is two
+steps and takes about 30 µs in real time, a step of a Raft (pickling entries,
+taking locks, waking a thread) more; at 25 µs the busy exchanges of a leader
+that does not step down (``tests/toys_sim/no_step_down.py``) make about as
+many RPCs in simulation as in real time, and the graded suites' virtual
+durations stay close to their real ones (``benchmarks/sim_bench.py --real``
+prints both, test by test).
 
 CPU work between two steps is otherwise free, unless ``cpu_scale`` > 0, which
 also charges the CPU time a thread really used (``time.thread_time`` deltas,
@@ -54,8 +58,9 @@ _real_thread_time = _time_mod.thread_time
 
 SPIN_READS = 1000  # clock reads without a switch before reads start to cost time
 SPIN_STEP = 0.001  # virtual seconds each further read sleeps
-STEP_COST = 15e-6  # virtual seconds charged for each scheduling step
+STEP_COST = 25e-6  # virtual seconds charged for each scheduling step
 LIMIT_CHECK_STEPS = 4096  # steps between two checks of the time limits in a busy run
+CLEANUP_GRACE = 10.0  # seconds (virtual, or wall with a wall limit) a failed run gets to end
 CYCLE_CONFIRM = 1.0  # virtual seconds a lock cycle must last to be reported
 FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
 
@@ -116,6 +121,8 @@ class Scheduler:
         self._next_ident = FIRST_FAKE_IDENT
         self.tasks: dict[Any, Task] = {}  # greenlet -> task, in creation order
         self.failure: SimFailure | None = None
+        self._failed_at: tuple[float, float] | None = None  # (virtual, wall) time of failure
+        self._escalated = False
         self.suspects: list[tuple[float, list[tuple[Task, int]]]] = []  # lock cycles
         self.dying = False
         self.switches = 0
@@ -322,7 +329,10 @@ class Scheduler:
         return task
 
     def _check_limits(self) -> None:
-        if self.failure is not None or self.dying:
+        if self.dying:
+            return
+        if self.failure is not None:
+            self._check_cleanup()
             return
         if self.time_limit is not None and self.now > self.time_limit:
             self._post_failure(SimTimeLimit(self.report(
@@ -331,10 +341,30 @@ class Scheduler:
             self._post_failure(SimTimeLimit(self.report(
                 f"wall-clock limit of {self.wall_limit:.0f} s exceeded")))
 
+    def _check_cleanup(self) -> None:
+        """After a failure the test still cleans up; if that never ends, stop it too.
+
+        The main thread gets the failure again (once) when :data:`CLEANUP_GRACE`
+        seconds have passed since the first one, on the virtual clock or, when
+        the run has a wall-clock limit, on the wall clock, so a cleanup that
+        spins or waits forever cannot make the run hang.
+        """
+        if self._escalated or self._failed_at is None:
+            return
+        virtual0, wall0 = self._failed_at
+        late = self.now - virtual0 > CLEANUP_GRACE or (
+            self.wall_limit is not None and _real_monotonic() - wall0 > CLEANUP_GRACE)
+        if late:
+            self._escalated = True
+            self._post_failure(SimTimeLimit(self.report(
+                f"the test did not end within {CLEANUP_GRACE:.0f} s after it failed "
+                "(its cleanup waits or spins)")))
+
     def _post_failure(self, exc: SimFailure) -> None:
         """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
         if self.failure is None:
             self.failure = exc
+            self._failed_at = (self.now, _real_monotonic())
         self.main.pending = exc
         self.wake(self.main)
 
