@@ -393,6 +393,8 @@ class Cluster:
             with self.mu:
                 current = self.inc[i] == inc and self.alive[i]
             if not current:
+                if ok:  # accepted by a run that is gone: its index is unknown
+                    self.monitors.unrecorded(cmd)
                 continue
             self.monitors.started(i, inc, cmd, index, term, bool(ok), self.now())
             if ok:

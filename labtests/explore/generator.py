@@ -83,8 +83,12 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                     steps.append(Step(t, "link", {"src": src, "dst": dst, "state": state}))
         elif roll < 0.62:
             src, dst = rng.sample(range(n), 2)
-            state = rng.choice(("cut", "deaf", "ok"))
-            steps.append(Step(t, "link", {"src": src, "dst": dst, "state": state}))
+            if rng.random() < 0.5:  # two peers that cannot talk, both reaching the rest
+                steps.append(Step(t, "link", {"src": src, "dst": dst, "state": "cut"}))
+                steps.append(Step(t, "link", {"src": dst, "dst": src, "state": "cut"}))
+            else:
+                state = rng.choice(("cut", "deaf", "ok"))
+                steps.append(Step(t, "link", {"src": src, "dst": dst, "state": state}))
         elif roll < 0.72:
             p = rng.randrange(n)
             if p not in down:
@@ -97,7 +101,10 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
             p = rng.randrange(n)
             if p not in down:
                 delay = 0.0 if rng.random() < 0.4 else _r(rng.uniform(0.0, 0.05))
-                gap = _r(rng.expovariate(1 / 0.3))
+                # Short outages matter: a peer back before the next election has
+                # forgotten nothing it persisted, and everything it did not.
+                gap = _r(rng.uniform(0.0, 0.05) if rng.random() < 0.5
+                         else rng.expovariate(1 / 0.3))
                 steps.append(Step(t, "crash_after", {
                     "peer": p, "event": rng.choice(EVENTS), "delay": delay, "down": gap}))
                 down[p] = _r(t + 2.0)  # roughly: leave it alone for a while

@@ -1,0 +1,195 @@
+"""``raftlab explore``: options, the worker loop, shrinking, replay.
+
+    raftlab explore [--impl X] [--schedules N | --time-budget S] [--seed S] [-p WORKERS]
+    raftlab explore --replay FILE [--impl X] [--log FILE]
+
+Schedule ``k`` of a run is generated from seed ``seed + k``, so a run is
+repeatable and two runs with different ``--seed`` explore different schedules.
+Each distinct failure (one per monitor) is shrunk to a minimal schedule, written
+to ``<out>/failures/<monitor>.json`` with the debug log of its run next to it,
+and printed with the command that replays it exactly.  The exit status is 1 if
+any monitor reported a violation, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from rich.markup import escape
+
+from labtests.explore.runner import run_schedule
+from labtests.explore.schedule import Schedule
+from tools.console import make_console
+from tools.explore import display, work
+
+DEFAULT_SCHEDULES = 1000
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="raftlab explore",
+        description="Run a Raft under random fault schedules in simulated time, check safety "
+                    "and liveness monitors, shrink each failure to a minimal replayable schedule.")
+    p.add_argument("--impl", help="the Raft under test: module, .py file or package directory "
+                                  "(default: the bundled Raft)")
+    p.add_argument("--schedules", "-n", type=int, help=f"how many schedules "
+                                                         f"(default {DEFAULT_SCHEDULES})")
+    p.add_argument("--time-budget", type=float, metavar="S",
+                   help="explore for S seconds of wall time instead of a schedule count")
+    p.add_argument("--seed", type=int, default=0, help="first schedule seed (default 0)")
+    p.add_argument("-p", "--workers", type=int, default=os.cpu_count() or 1,
+                   help="worker processes (default: one per core)")
+    p.add_argument("-o", "--output", help="output directory (default explore-<timestamp>)")
+    p.add_argument("--shrink-runs", type=int, default=300,
+                   help="most reruns spent shrinking one failure (default 300)")
+    p.add_argument("--shrink-time", type=float, default=120.0,
+                   help="most seconds spent shrinking one failure (default 120)")
+    p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
+    p.add_argument("--replay", metavar="FILE", help="run one schedule file with debug logging")
+    p.add_argument("--log", metavar="FILE", help="with --replay: write the debug log here "
+                                                "(default: stdout)")
+    args = p.parse_args(argv)
+    if args.schedules is not None and args.time_budget is not None:
+        p.error("give --schedules or --time-budget, not both")
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    return args
+
+
+def replay_command(path: str, impl: str | None) -> str:
+    cmd = ["raftlab", "explore", "--replay", path]
+    if impl:
+        cmd += ["--impl", impl]
+    return shlex.join(cmd)
+
+
+def replay(args: argparse.Namespace) -> int:
+    with open(args.replay) as f:
+        schedule = Schedule.loads(f.read())
+    result = run_schedule(schedule, work.implementation(args.impl), debug=True)
+    text = "\n".join(result.log or []) + "\n"
+    if args.log:
+        with open(args.log, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    console = make_console(stderr=True)
+    console.print(schedule.describe(), markup=False)
+    if result.violation is None:
+        console.print(f"[green]no violation[/] ({result.virtual_s:.1f} virtual s)")
+        return 0
+    console.print(f"[bold red]{escape(result.violation.headline())}[/]")
+    return 1
+
+
+def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | None) -> None:
+    fdir = os.path.join(out, "failures")
+    os.makedirs(fdir, exist_ok=True)
+    path = os.path.join(fdir, f"{monitor}.json")
+    schedule = Schedule.from_json(shrunk["schedule"])
+    with open(path, "w") as f:
+        f.write(schedule.dumps())
+    log_file = os.path.join(fdir, f"{monitor}.log")
+    replay = replay_command(path, impl)
+    with open(log_file, "w") as f:
+        f.write(f"# {shrunk['violation'].splitlines()[0]}\n# replay: {replay}\n")
+        f.write("\n".join(shrunk["log"]) + "\n")
+    shrunk.update(replay=replay, log_file=log_file, description=schedule.describe())
+
+
+def explore(args: argparse.Namespace) -> int:
+    console = make_console()
+    out = args.output or time.strftime("explore-%Y%m%d-%H%M%S")
+    os.makedirs(out, exist_ok=True)
+    total = args.schedules if args.time_budget is None else None
+    if total is None and args.time_budget is None:
+        total = DEFAULT_SCHEDULES
+    deadline = time.monotonic() + args.time_budget if args.time_budget else None
+    counts: Counter[str] = Counter()
+    first_failure: dict[str, dict[str, Any]] = {}
+    runs = 0
+    virtual = 0.0
+    t0 = time.monotonic()
+    next_seed = args.seed
+    results = open(os.path.join(out, "results.jsonl"), "w")  # noqa: SIM115 - closed below
+    progress = display.make_progress(console, total, args.time_budget)
+    try:
+        with ProcessPoolExecutor(args.workers) as pool, progress:
+            task = progress.add_task("explore", total=total, failures=display.failures_text(counts))
+            pending: set[Future[dict[str, Any]]] = set()
+
+            def more() -> bool:
+                if total is not None:
+                    return next_seed - args.seed < total
+                return deadline is not None and time.monotonic() < deadline
+
+            try:
+                while True:
+                    while len(pending) < 2 * args.workers and more():
+                        pending.add(pool.submit(work.explore_one, next_seed, args.impl))
+                        next_seed += 1
+                    if not pending:
+                        break
+                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        rec = fut.result()
+                        runs += 1
+                        virtual += rec["virtual_s"]
+                        schedule = rec.pop("schedule", None)
+                        results.write(json.dumps(rec) + "\n")
+                        if rec["monitor"]:
+                            counts[rec["monitor"]] += 1
+                            if rec["monitor"] not in first_failure:
+                                first_failure[rec["monitor"]] = {**rec, "schedule": schedule}
+                    progress.update(task, completed=runs,
+                                    failures=display.failures_text(counts))
+            except KeyboardInterrupt:
+                for fut in pending:
+                    fut.cancel()
+                console.print("[yellow]interrupted: summarising what finished[/]")
+            elapsed = time.monotonic() - t0
+            minimal: dict[str, dict[str, Any]] = {}
+            if first_failure and not args.no_shrink:
+                console.print(f"shrinking {len(first_failure)} distinct failure(s)...")
+                jobs = {m: pool.submit(work.shrink_one, f["schedule"], args.impl,
+                                       args.shrink_runs, args.shrink_time)
+                        for m, f in first_failure.items()}
+                for monitor, fut in jobs.items():
+                    shrunk = fut.result()
+                    if "schedule" in shrunk:
+                        _write_failure(out, monitor, shrunk, args.impl)
+                    minimal[monitor] = shrunk
+            elif first_failure:
+                for monitor, f in first_failure.items():
+                    path = os.path.join(out, "failures", f"{monitor}.json")
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                    with open(path, "w") as fh:
+                        fh.write(Schedule.from_json(f["schedule"]).dumps())
+    finally:
+        results.close()
+    display.summary(console, runs=runs, elapsed=elapsed, counts=counts, minimal=minimal,
+                    out_dir=out, impl=args.impl, virtual=virtual)
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump({"runs": runs, "elapsed_s": round(elapsed, 1), "violations": dict(counts),
+                   "minimal": {m: {k: v for k, v in d.items() if k != "log"}
+                               for m, d in minimal.items()}}, f, indent=1)
+    return 1 if counts else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.replay:
+        return replay(args)
+    return explore(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
