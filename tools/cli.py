@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "stress": ("tools.stress.command", "run tests hundreds of times in parallel, with statistics"),
     "logs": ("tools.logs", "view a debug log with coloured topics and one column per peer"),
     "grade": ("tools.grade.command", "grade an implementation (or a class of them) part by part"),
+    "explore": ("tools.explore.command", "random fault schedules in simulated time, shrunk"),
 }
 
 
