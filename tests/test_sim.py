@@ -425,3 +425,35 @@ def test_a_cleanup_that_never_ends_after_a_failure_is_stopped_too():
     with pytest.raises(SimTimeLimit, match="did not end within 10 s after it failed"):
         run_in_simulation(body, 23, time_limit=30)
     assert time.perf_counter() - wall0 < 10.0
+
+
+def test_a_thread_spinning_on_a_lock_or_a_flag_lets_virtual_time_pass():
+    """A busy-wait that never blocks (legal, if wasteful, in real time) still sees the timer."""
+
+    def body():
+        mu = threading.Lock()
+        state = {"done": False}
+        ready = threading.Event()
+
+        def finish():
+            with mu:
+                state["done"] = True
+            ready.set()
+
+        threading.Timer(0.1, finish).start()
+        t0 = time.monotonic()
+        spins = 0
+        while True:  # polls a field under a lock, never blocking
+            with mu:
+                if state["done"]:
+                    break
+            spins += 1
+        while not ready.is_set():  # polls an event's flag
+            spins += 1
+        return time.monotonic() - t0, spins
+
+    wall0 = time.perf_counter()
+    elapsed, spins = run_in_simulation(body, 24)
+    assert time.perf_counter() - wall0 < 20.0
+    assert 0.1 <= elapsed < 0.2 and spins > 1000
+    assert run_in_simulation(body, 24) == (elapsed, spins)  # and reproducibly

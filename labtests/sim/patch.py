@@ -223,6 +223,7 @@ def thread_is_alive(self: threading.Thread) -> bool:
     task = getattr(self, "_sim_task", None)
     if task is None:
         return _real_is_alive(self)
+    P.note_poll()  # a loop on is_alive() is a poll like any other
     return task.state != DONE
 
 

@@ -50,6 +50,18 @@ def _in_sim() -> bool:
     return s is not None and _get_ident() == s.os_ident and not s.dying
 
 
+def note_poll() -> None:
+    """A non-blocking operation a spinning thread may repeat: count it (spin guard).
+
+    After enough of them without a switch the scheduler makes the thread sleep
+    a little virtual time, as preemption would let real time pass; see
+    :meth:`labtests.sim.scheduler.Scheduler.poll`.
+    """
+    s = state.SCHED
+    if s is not None and not s.dying and _get_ident() == s.os_ident:
+        s.poll()
+
+
 def _where(depth: int) -> str:
     """``file:line`` of the frame ``depth`` levels above this function's caller."""
     f = interp.caller_frame(depth)
@@ -113,6 +125,12 @@ class Lock:
                 return False
 
     def release(self) -> None:
+        __tracebackhide__ = True
+        self._release()
+        note_poll()
+
+    def _release(self) -> None:
+        """Release without counting a poll (a Condition's wait must not switch here)."""
         if not self._locked:
             raise RuntimeError("release unlocked lock")
         self._locked = False
@@ -121,6 +139,7 @@ class Lock:
             _sched().wake(self._waiters.popleft())
 
     def locked(self) -> bool:
+        note_poll()
         return self._locked
 
     __enter__ = acquire
@@ -206,6 +225,7 @@ class RLock:
                 return False
 
     def release(self) -> None:
+        __tracebackhide__ = True
         if self._owner is None or self._owner != _me():
             raise RuntimeError("cannot release un-acquired lock")
         self._count -= 1
@@ -213,6 +233,7 @@ class RLock:
             self._owner = None
             if self._waiters:
                 _sched().wake(self._waiters.popleft())
+        note_poll()
 
     __enter__ = acquire
 
@@ -294,6 +315,9 @@ class Condition(_RealCondition):
         lock = self._lock
         if isinstance(lock, RLock):
             saved: Any = lock._release_save()
+        elif isinstance(lock, Lock):
+            lock._release()  # no switch between releasing and becoming a waiter
+            saved = None
         else:
             lock.release()
             saved = None
@@ -358,6 +382,7 @@ class Event(_RealEvent):
         return f"<simulated Event: {'set' if self._flag else 'unset'}>"
 
     def is_set(self) -> bool:
+        note_poll()
         return self._flag
 
     isSet = is_set  # noqa: N815 - threading's alias
@@ -522,9 +547,11 @@ class SimpleQueue(_RealSimpleQueue):
         return self.get(False)
 
     def empty(self) -> bool:
+        note_poll()
         return not self._items
 
     def qsize(self) -> int:
+        note_poll()
         return len(self._items)
 
     def __reduce__(self) -> Any:

@@ -31,11 +31,15 @@ also charges the CPU time a thread really used (``time.thread_time`` deltas,
 times ``cpu_scale``) to the clock at each switch; that makes a slow
 implementation visible but the run no longer reproducible.
 
-A thread that polls the clock in a loop without ever blocking would freeze
-virtual time; after :data:`SPIN_READS` clock reads without a switch, each
-further read sleeps :data:`SPIN_STEP` virtual seconds.  A loop that neither
-blocks nor reads the clock cannot be interrupted (pytest-timeout's wall-clock
-watchdog still applies).
+A thread that polls in a loop without ever blocking -- the clock, a lock it
+takes and releases, an event's flag -- would freeze virtual time (a real
+thread would be preempted and time would pass); after :data:`SPIN_READS` such
+polls without a switch, the thread sleeps :data:`SPIN_STEP` virtual seconds
+(about 1 µs per poll, more than a poll costs in real time but harmless: a
+thread that spins is waiting for something, and one that works between its
+polls costs more than that in real time too).  A loop that polls nothing the
+simulation sees (a plain attribute) cannot be interrupted (pytest-timeout's
+wall-clock watchdog still applies).
 """
 
 from __future__ import annotations
@@ -56,8 +60,8 @@ from labtests.sim.task import BLOCKED, DONE, RUNNABLE, RUNNING, Task
 _real_monotonic = _time_mod.monotonic
 _real_thread_time = _time_mod.thread_time
 
-SPIN_READS = 1000  # clock reads without a switch before reads start to cost time
-SPIN_STEP = 0.001  # virtual seconds each further read sleeps
+SPIN_READS = 1000  # polls (clock reads, lock releases, flag reads) without a switch...
+SPIN_STEP = 0.001  # ...before the polling thread sleeps this many virtual seconds
 STEP_COST = 25e-6  # virtual seconds charged for each scheduling step
 LIMIT_CHECK_STEPS = 4096  # steps between two checks of the time limits in a busy run
 CLEANUP_GRACE = 10.0  # seconds (virtual, or wall with a wall limit) a failed run gets to end
@@ -262,13 +266,17 @@ class Scheduler:
         else:
             self.block("sleep", None, seconds)
 
-    def read_clock(self) -> float:
-        """The virtual time, with the spin guard (see the module docstring)."""
+    def poll(self) -> None:
+        """The current thread did a non-blocking poll: the spin guard (module docstring)."""
+        __tracebackhide__ = True
         cur = self.current
         cur.reads += 1
         if cur.reads > SPIN_READS and not self.dying:
-            self.block("sleep", None, SPIN_STEP)
-            cur.reads = SPIN_READS
+            self.block("sleep", None, SPIN_STEP)  # a switch: the count starts again
+
+    def read_clock(self) -> float:
+        """The virtual time; a read counts as a poll."""
+        self.poll()
         return self.now
 
     # -- picking the next thread -----------------------------------------------
