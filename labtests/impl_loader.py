@@ -1,12 +1,30 @@
 """Find the Raft implementation under test and check it has the lab's API.
 
-The implementation is chosen by ``--raft-impl`` (or ``RAFTLAB_IMPL``, both read
-by :mod:`labtests.options`): a module name (``raft``, ``mypkg.myraft``), a path
-to a ``.py`` file, or a path to a package directory.  The default is the
-bundled reference Raft, the module ``raft`` (whose ``make`` delegates to
-:mod:`raft.reference`).  A module that lacks part of the API is reported once,
-by name, and every test then fails fast with that message instead of with a
-confusing ``AttributeError`` deep inside the harness.
+The implementation is chosen by ``--raft-impl`` (or ``RAFTLAB_IMPL``, or a
+project's ``[tool.raftlab] impl``; all read by :mod:`labtests.options`).  How a
+spec is read (one rule, so that a student's folder called ``raft`` never
+silently replaces what was asked):
+
+* a **path** if it ends in ``.py``, contains a path separator (``./raft``,
+  ``raft/``, ``work/myraft``) or starts with ``.``: a ``.py`` file or a package
+  directory, loaded by path;
+* otherwise a **module name** (``raft``, ``mypkg.myraft``), imported as Python
+  would.  A folder or file of that name in the current directory does not
+  count; if the import fails and one exists, the error says to write it as a
+  path.
+
+The default is the bundled reference Raft, the module ``raft`` (whose ``make``
+delegates to :mod:`raft.reference`), recognised by identity, not by name.
+
+A package or file loaded by path whose name is already taken in
+``sys.modules`` (a student's ``raft/`` or ``raft.py``: ``raft`` is the
+framework's API package) gets the private name ``raftlab_impl_<name>``, so both
+coexist; inside such a package, the student's own modules are imported
+relatively (``from .log import Log``) and ``raft.api`` is always the framework's.
+
+A module that lacks part of the API is reported once, by name, and every test
+then fails fast with that message instead of with a confusing
+``AttributeError`` deep inside the harness.
 """
 
 from __future__ import annotations
@@ -20,6 +38,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from labtests.options import looks_like_path
 from raft.api import REQUIRED_MODULE_FUNCTIONS, REQUIRED_RAFT_METHODS
 
 DEFAULT_IMPL = "raft"
@@ -99,10 +118,14 @@ def _import_path(path: str) -> ModuleType:
         name = f"raftlab_impl_{name}"
         if name in sys.modules:
             return sys.modules[name]
-    # Sibling modules of the implementation must be importable.
-    parent = os.path.dirname(path.rstrip(os.sep)) if search else os.path.dirname(path)
-    if parent not in sys.path:
-        sys.path.insert(0, parent)
+    # A single file may import the modules beside it (``import log``), so its folder
+    # goes on sys.path.  A package imports its own modules relatively and needs
+    # nothing: putting its parent folder on sys.path would let whatever else lies
+    # there (often the student's whole workspace) shadow installed modules.
+    if search is None:
+        parent = os.path.dirname(path)
+        if parent not in sys.path:
+            sys.path.insert(0, parent)
     spec = importlib.util.spec_from_file_location(name, location, submodule_search_locations=search)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
@@ -112,29 +135,52 @@ def _import_path(path: str) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[loaded]
         raise
     return module
 
 
-def _looks_like_path(spec: str) -> bool:
-    return spec.endswith(".py") or os.sep in spec or spec.startswith(".") or os.path.isdir(spec)
+def _not_found_hint(spec: str, exc: BaseException) -> str:
+    """Why a module name did not import, when the user probably meant a path."""
+    if not isinstance(exc, ModuleNotFoundError) or exc.name != spec.split(".")[0]:
+        return ""
+    for candidate in (spec, spec + ".py"):
+        if os.path.exists(candidate):
+            return (f"\n{spec!r} is read as a module name; to test the "
+                    f"{'folder' if os.path.isdir(candidate) else 'file'} {candidate!r} here, "
+                    f"give it as a path: ./{candidate}")
+    return ""
+
+
+def _own_import_hint(spec: str, exc: BaseException) -> str:
+    """A student's package called ``raft`` importing its own modules as ``raft.x``."""
+    name = getattr(exc, "name", None) or ""
+    if (isinstance(exc, ModuleNotFoundError) and name.startswith("raft.")
+            and os.path.basename(os.path.abspath(spec).rstrip(os.sep)) == "raft"):
+        return (f"\ninside your package, import your own modules relatively (from .x import "
+                f"y): 'raft' always names raftlab's API package ({name!r} is not one of its "
+                f"modules), and your package is loaded under the private name "
+                f"'raftlab_impl_raft'")
+    return ""
 
 
 def load(spec: str | None = None) -> Implementation:
     """Load the implementation named by ``spec`` (default: the bundled Raft)."""
     spec = spec or DEFAULT_IMPL
     impl = Implementation(spec=spec)
+    is_path = looks_like_path(spec)
     try:
-        if _looks_like_path(spec):
+        if is_path:
             if not os.path.exists(spec):
                 raise ImportError(f"no such file or directory: {spec}")
             module = _import_path(spec)
         else:
             module = importlib.import_module(spec)
     except BaseException as exc:  # noqa: BLE001 - every test reports it
+        hint = _own_import_hint(spec, exc) if is_path else _not_found_hint(spec, exc)
         impl.error = (
-            f"cannot import the Raft implementation {spec!r}: {exc!r}\n"
+            f"cannot import the Raft implementation {spec!r}: {exc!r}{hint}\n"
             + traceback.format_exc(limit=-3)
         )
         return impl

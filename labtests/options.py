@@ -8,14 +8,30 @@ the rerun commands agree: an option added here is parsed once, reproduced once
 (:meth:`HarnessOptions.pytest_args`) and cannot drift between readers.
 
 Precedence: a pytest command-line option, then its environment variable, then
-the default.  Nothing passes options by writing to ``os.environ``.
+(for the implementation only) the project config, then the default.  Nothing
+passes options by writing to ``os.environ``.
+
+The project config is the ``[tool.raftlab]`` table of the nearest
+``pyproject.toml`` holding one, in the current directory or above it (so a
+student's workspace made by ``raftlab init`` tests the student's code from
+anywhere inside it)::
+
+    [tool.raftlab]
+    impl = "raft"     # a path, relative to this file: the folder ./raft
+
+Its ``impl`` is always a path (a package folder or a ``.py`` file), never a
+module name, and is made absolute when read.  A mistake in the table (an
+unknown key, a missing folder, broken TOML) stops the run with a message
+naming the file and the key.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 ENV_IMPL = "RAFTLAB_IMPL"
@@ -25,6 +41,8 @@ ENV_SIM = "RAFTLAB_SIM"
 ENV_DEBUG = "RAFTLAB_DEBUG"
 ENV_ISOLATE = "RAFTLAB_ISOLATE"
 DEFAULT_TIMEOUT_S = 180.0
+PROJECT_FILE = "pyproject.toml"
+PROJECT_KEYS = ("impl",)
 
 
 class OptionError(ValueError):
@@ -41,6 +59,9 @@ class HarnessOptions:
     sim: bool = False
     debug: bool = False
     isolate: bool = False  # each Raft peer in its own process (real time only)
+    # Where ``impl`` came from (for messages): "--raft-impl", "RAFTLAB_IMPL" or
+    # "<path>/pyproject.toml [tool.raftlab] impl"; not an option of its own.
+    impl_origin: str | None = field(default=None, compare=False)
 
     def pytest_args(self) -> list[str]:
         """The pytest options that reproduce these options, omitting defaults."""
@@ -75,27 +96,46 @@ def _parse(environ: Mapping[str, str], name: str, kind: type) -> Any:
         raise OptionError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> HarnessOptions:
-    """The options given by environment variables alone (``os.environ`` by default)."""
-    env = os.environ if environ is None else environ
+def _env_options(env: Mapping[str, str]) -> HarnessOptions:
     timeout = _parse(env, ENV_TIMEOUT, float)
+    impl = env.get(ENV_IMPL) or None
     return HarnessOptions(
-        impl=env.get(ENV_IMPL) or None,
+        impl=impl,
         seed=_parse(env, ENV_SEED, int),
         timeout_s=DEFAULT_TIMEOUT_S if timeout is None else timeout,
         sim=_flag(env.get(ENV_SIM)),
         debug=_flag(env.get(ENV_DEBUG)),
         isolate=_flag(env.get(ENV_ISOLATE)),
+        impl_origin=ENV_IMPL if impl else None,
     )
 
 
-def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None) -> HarnessOptions:
-    """The options of a pytest run: command-line options first, then environment variables.
+def _with_project_impl(opts: HarnessOptions, cwd: str | os.PathLike[str] | None) -> HarnessOptions:
+    """``opts`` with the project config's implementation, if nothing else named one."""
+    if opts.impl is not None:
+        return opts
+    project = find_project_config(cwd)
+    if project is None or project.impl is None:
+        return opts
+    return replace(opts, impl=project.impl, impl_origin=project.origin("impl"))
+
+
+def from_env(environ: Mapping[str, str] | None = None, *,
+             cwd: str | os.PathLike[str] | None = None) -> HarnessOptions:
+    """The options given by environment variables (``os.environ`` by default), then by the
+    project config found from ``cwd`` (default: the current directory)."""
+    env = os.environ if environ is None else environ
+    return _with_project_impl(_env_options(env), cwd)
+
+
+def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None, *,
+                       cwd: str | os.PathLike[str] | None = None) -> HarnessOptions:
+    """The options of a pytest run: command-line options, environment variables, project config.
 
     Options this module did not register (a plugin disabled with ``-p no:...``)
     read as unset, so the environment still applies.
     """
-    env = from_env(environ)
+    env = _env_options(os.environ if environ is None else environ)
 
     def opt(dest: str) -> Any:
         return config.getoption(dest, None)
@@ -103,14 +143,104 @@ def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None) ->
     impl = opt("raft_impl")
     seed = opt("raft_seed")
     timeout = opt("raft_timeout")
-    return HarnessOptions(
+    options = HarnessOptions(
         impl=impl or env.impl,
         seed=env.seed if seed is None else int(seed),
         timeout_s=env.timeout_s if timeout is None else float(timeout),
         sim=bool(opt("raft_sim")) or env.sim,
         debug=bool(opt("raft_debug")) or env.debug,
         isolate=bool(opt("raft_isolate")) or env.isolate,
+        impl_origin="--raft-impl" if impl else env.impl_origin,
     )
+    return _with_project_impl(options, cwd)
+
+
+def looks_like_path(spec: str) -> bool:
+    """Is an implementation spec a path (``x.py``, ``./raft``, ``raft/``, ``a/b``)?
+
+    Otherwise it is a module name.  Decided by spelling alone, never by what
+    exists in the current directory: ``raft`` names the bundled Raft even where
+    a student's folder ``raft/`` exists, and ``./raft`` names that folder.
+    """
+    seps = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return spec.endswith(".py") or spec.startswith(".") or any(c in spec for c in seps)
+
+
+# --- the project config ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """The ``[tool.raftlab]`` table of one ``pyproject.toml``, checked."""
+
+    path: Path                 # the pyproject.toml (absolute)
+    impl: str | None = None    # absolute path of the implementation
+
+    def origin(self, key: str) -> str:
+        return f"{self.path} [tool.raftlab] {key}"
+
+
+def find_project_config(cwd: str | os.PathLike[str] | None = None) -> ProjectConfig | None:
+    """The nearest ``pyproject.toml`` with a ``[tool.raftlab]`` table, from ``cwd`` upward.
+
+    A ``pyproject.toml`` without the table is passed over (the search goes on
+    above it), as is one that is not valid TOML and does not mention
+    ``tool.raftlab`` (somebody else's broken file must not stop a run).
+    """
+    here = Path(os.getcwd() if cwd is None else cwd).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / PROJECT_FILE
+        if candidate.is_file():
+            table = _raftlab_table(candidate)
+            if table is not None:
+                return _check_project(candidate, table)
+    return None
+
+
+def _raftlab_table(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionError(f"{path}: cannot be read ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        if "raftlab" in text:
+            raise OptionError(f"{path}: not valid TOML ({exc}); raftlab reads its "
+                              f"[tool.raftlab] table from this file") from None
+        return None
+    tool = data.get("tool")
+    if not isinstance(tool, dict) or "raftlab" not in tool:
+        return None
+    table = tool["raftlab"]
+    if not isinstance(table, dict):
+        raise OptionError(f"{path}: tool.raftlab must be a table ([tool.raftlab]), "
+                          f"not {type(table).__name__}")
+    return table
+
+
+def _check_project(path: Path, table: dict[str, Any]) -> ProjectConfig:
+    unknown = sorted(set(table) - set(PROJECT_KEYS))
+    if unknown:
+        raise OptionError(f"{path}: [tool.raftlab] has unknown key(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(PROJECT_KEYS)})")
+    impl = table.get("impl")
+    if impl is None:
+        return ProjectConfig(path)
+    if not isinstance(impl, str) or not impl.strip():
+        raise OptionError(f"{path}: [tool.raftlab] impl must be a path (a string such as "
+                          f"\"raft\"), not {impl!r}")
+    target = (path.parent / impl).resolve()
+    if not target.exists():
+        raise OptionError(f"{path}: [tool.raftlab] impl = {impl!r}: no such file or folder "
+                          f"{target} (the path is relative to this pyproject.toml)")
+    if target.is_dir() and not (target / "__init__.py").is_file():
+        raise OptionError(f"{path}: [tool.raftlab] impl = {impl!r}: the folder {target} is "
+                          f"not a package (it has no __init__.py)")
+    if target.is_file() and target.suffix != ".py":
+        raise OptionError(f"{path}: [tool.raftlab] impl = {impl!r}: {target} is not a "
+                          f".py file or a package folder")
+    return ProjectConfig(path, str(target))
 
 
 def add_pytest_options(parser: Any) -> None:
@@ -119,7 +249,8 @@ def add_pytest_options(parser: Any) -> None:
     group.addoption(
         "--raft-impl", dest="raft_impl", default=None, metavar="MODULE|PATH",
         help=f"Raft implementation under test: a module name or a path to a .py file or "
-        f"package directory (default: env {ENV_IMPL}, else the bundled Raft)",
+        f"package directory (default: env {ENV_IMPL}, else [tool.raftlab] impl in the "
+        f"nearest pyproject.toml, else the bundled Raft)",
     )
     group.addoption(
         "--seed", dest="raft_seed", default=None, type=int, metavar="N",

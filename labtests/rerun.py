@@ -12,7 +12,7 @@ import os
 import shlex
 from typing import Literal
 
-from labtests.options import HarnessOptions
+from labtests.options import HarnessOptions, looks_like_path
 
 Style = Literal["raftlab", "pytest"]
 
@@ -22,11 +22,14 @@ def _impl_arg(impl: str | None) -> str | None:
 
     The rerun command may be pasted in another directory (a stress log is read
     later, a grade report elsewhere), so a relative path would stop naming the
-    same file.  A module name stays a module name.
+    same file.  A module name stays a module name, even where a folder of that
+    name exists (``raft`` is the bundled Raft, never a student's ``./raft``).
+    An implementation named by a project config (``[tool.raftlab]``) is named
+    explicitly too, so the command does not depend on where it is run.
     """
     if impl is None:
         return None
-    if os.path.exists(impl):
+    if looks_like_path(impl):
         return os.path.abspath(impl)
     return impl
 
@@ -37,7 +40,8 @@ def rerun_command(test: str, seed: int, options: HarnessOptions, *,
 
     ``test`` is a graded test's name (``test_backup_2b``).  ``style="raftlab"``
     gives ``raftlab test NAME --seed N [--impl ...] [--sim] [--isolate] [--debug]``;
-    ``style="pytest"`` gives the plain-pytest equivalent.
+    ``style="pytest"`` gives the plain-pytest equivalent (``pytest --pyargs labtests
+    -k NAME --seed N ...``).
     """
     impl = _impl_arg(options.impl)
     if style == "raftlab":
@@ -46,7 +50,10 @@ def rerun_command(test: str, seed: int, options: HarnessOptions, *,
             args += ["--impl", impl]
         flags = {"--sim": options.sim, "--isolate": options.isolate, "--debug": debug}
     elif style == "pytest":
-        args = ["python", "-m", "pytest", "--pyargs", "labtests", "-k", test, "--seed", str(seed)]
+        # The pytest script, not ``python -m pytest``: that would put the current
+        # directory first on sys.path, where a student's own modules (``queue.py``,
+        # ``log.py``) would shadow installed ones.
+        args = ["pytest", "--pyargs", "labtests", "-k", test, "--seed", str(seed)]
         if impl is not None:
             args += ["--raft-impl", impl]
         flags = {"--sim": options.sim, "--isolate": options.isolate, "--raft-debug": debug}

@@ -32,6 +32,8 @@ TOYS = TESTS / "toys"
 
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
+    # Printed commands start with the ``pytest`` script: this venv's, whatever PATH says.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.update(extra)
     return env
 
@@ -123,7 +125,7 @@ def test_rerun_command_styles_and_flags(tmp_path, monkeypatch):
     assert shlex.split(cmd) == ["raftlab", "test", "test_backup_2b", "--seed", "5",
                                 "--impl", str(impl), "--sim", "--isolate"]
     cmd = rerun_command("test_backup_2b", 5, opts, debug=True, style="pytest")
-    assert shlex.split(cmd) == ["python", "-m", "pytest", "--pyargs", "labtests", "-k",
+    assert shlex.split(cmd) == ["pytest", "--pyargs", "labtests", "-k",
                                 "test_backup_2b", "--seed", "5", "--raft-impl", str(impl),
                                 "--sim", "--isolate", "--raft-debug"]
 
@@ -143,7 +145,7 @@ def test_rerun_hint_is_two_lines():
     hint = rerun_hint("test_x_2a", 9, HarnessOptions())
     first, second = hint.splitlines()
     assert first == "seed 9; rerun with: raftlab test test_x_2a --seed 9"
-    assert second.startswith("  or: python -m pytest --pyargs labtests -k test_x_2a --seed 9")
+    assert second.startswith("  or: pytest --pyargs labtests -k test_x_2a --seed 9")
 
 
 # --- end to end ---------------------------------------------------------------

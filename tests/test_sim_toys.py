@@ -65,11 +65,11 @@ def test_pytest_sim_option_fails_the_toy_as_a_deadlock_with_a_replay_command():
 
     out = run(cmd, "1")
     assert "SimDeadlock: deadlock: threads 'toy-S" in out
-    hint = f"python -m pytest --pyargs labtests -k test_initial_election_2a --seed 5 " \
+    hint = f"pytest --pyargs labtests -k test_initial_election_2a --seed 5 " \
         f"--raft-impl {DEADLOCK_TOY} --sim"
     assert hint in out
     # The printed command replays the run exactly, in another process with another hash seed.
-    again = run([sys.executable, *shlex.split(hint)[1:], "-q", "-p", "no:randomly"], "2")
+    again = run([sys.executable, "-m", *shlex.split(hint), "-q", "-p", "no:randomly"], "2")
     report = [line for line in out.splitlines() if line.startswith("E ")]
     assert len(report) > 10
     assert report == [line for line in again.splitlines() if line.startswith("E ")]
