@@ -13,6 +13,7 @@ and ``get`` raises :class:`ChannelClosed`.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import Any
 
 
@@ -20,16 +21,28 @@ class ChannelClosed(Exception):
     """Raised by :meth:`ApplyChannel.get` once the channel is closed."""
 
 
+class _Offer:
+    """One blocked sender's message, waiting in line to be taken."""
+
+    __slots__ = ("item", "taken")
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
+        self.taken = False
+
+
 class ApplyChannel:
-    """An unbuffered channel with any number of senders and receivers."""
+    """An unbuffered channel with any number of senders and receivers.
+
+    Blocked senders are served in arrival order, as Go serves the queue of
+    goroutines blocked on a channel: with three or more senders waiting, the
+    next receive takes the oldest message, never an arbitrary one.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
-        # The message on offer and whether a receiver has taken it.
-        self._slot_full = False
-        self._item: Any = None
-        self._taken_count = 0
+        self._offers: deque[_Offer] = deque()  # blocked senders, oldest first
 
     def put(self, item: Any) -> bool:
         """Send ``item``; block until a receiver takes it.
@@ -38,22 +51,17 @@ class ApplyChannel:
         (or became) closed before that.
         """
         with self._cond:
-            # Wait for our turn to offer: one message on offer at a time.
-            while self._slot_full and not self._closed:
-                self._cond.wait()
             if self._closed:
                 return False
-            self._slot_full = True
-            self._item = item
-            ticket = self._taken_count + 1
+            offer = _Offer(item)
+            self._offers.append(offer)
             self._cond.notify_all()
-            while self._taken_count < ticket and not self._closed:
+            while not offer.taken and not self._closed:
                 self._cond.wait()
-            if self._taken_count >= ticket:
+            if offer.taken:
                 return True
-            # Closed while our message was on offer and not taken: withdraw it.
-            self._slot_full = False
-            self._item = None
+            # Closed while our message waited and was not taken: withdraw it.
+            self._offers.remove(offer)
             return False
 
     def get(self, timeout: float | None = None) -> Any:
@@ -63,16 +71,20 @@ class ApplyChannel:
         ``TimeoutError`` if ``timeout`` seconds pass with nothing offered.
         """
         with self._cond:
-            if not self._cond.wait_for(lambda: self._slot_full or self._closed, timeout):
+            if not self._cond.wait_for(lambda: self._offers or self._closed, timeout):
                 raise TimeoutError("no message within the timeout")
             if self._closed:
                 raise ChannelClosed()
-            item = self._item
-            self._item = None
-            self._slot_full = False
-            self._taken_count += 1
+            offer = self._offers.popleft()
+            offer.taken = True
             self._cond.notify_all()
-            return item
+            return offer.item
+
+    @property
+    def waiting_senders(self) -> int:
+        """How many senders are blocked with a message not yet taken."""
+        with self._cond:
+            return len(self._offers)
 
     def close(self) -> None:
         """Wake every blocked sender and receiver; later calls fail at once."""

@@ -113,3 +113,52 @@ def test_close_wakes_senders_and_receivers():
 def test_get_timeout():
     with pytest.raises(TimeoutError):
         ApplyChannel().get(timeout=0.05)
+
+
+def _wait_until(predicate, timeout: float = 30.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
+
+
+def test_blocked_senders_are_served_in_arrival_order():
+    """Go serves goroutines blocked on a channel first come, first served; so does put.
+
+    Each sender starts only once the previous one is blocked, so arrival order is
+    known whatever the machine's load; eight senders, three rounds."""
+    for _round in range(3):
+        ch = ApplyChannel()
+        threads = []
+        for k in range(8):
+            t = threading.Thread(target=ch.put, args=(k,), name=f"fifo-sender-{k}")
+            t.start()
+            threads.append(t)
+            _wait_until(lambda k=k, ch=ch: ch.waiting_senders == k + 1)
+        received = [ch.get(timeout=5) for _ in range(8)]
+        for t in threads:
+            t.join(5)
+        assert received == list(range(8))
+        assert not any(t.is_alive() for t in threads)
+
+
+def test_close_withdraws_every_waiting_message():
+    ch = ApplyChannel()
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def send(k: int) -> None:
+        ok = ch.put(k)
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=send, args=(k,), name=f"w-{k}") for k in range(4)]
+    for k, t in enumerate(threads):
+        t.start()
+        _wait_until(lambda k=k: ch.waiting_senders == k + 1)
+    assert ch.get(timeout=5) == 0  # the oldest is taken ...
+    ch.close()  # ... the other three are withdrawn
+    for t in threads:
+        t.join(5)
+    assert sorted(results) == [False, False, False, True]
+    assert ch.waiting_senders == 0
