@@ -11,6 +11,7 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    "init": ("tools.init.command", "create a workspace with a Raft skeleton to fill in"),
     "test": ("tools.test_command", "run graded parts or tests (a thin layer over pytest)"),
     "stress": ("tools.stress.command", "run tests hundreds of times in parallel, with statistics"),
     "logs": ("tools.logs", "view a debug log with coloured topics and one column per peer"),
