@@ -31,7 +31,6 @@ a single-file ``--impl`` is shipped to them.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import random
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labtests.options import HarnessOptions
+from labtests.options import HarnessOptions, OptionError, from_env, looks_like_path
 from tools.console import make_console
 from tools.machine import loadavg, machine_cores
 from tools.selection import SelectionError, pytest_selection
@@ -158,8 +157,13 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     if args.backend == "local" and start_load > cores:
         err.print(f"[yellow]warning:[/yellow] load average is already {start_load:.2f} on "
                   f"{cores} cores before starting.")
-    impl = args.impl
-    if impl and os.path.exists(impl):
+    try:  # not given: the environment's, else the project config's ([tool.raftlab]), read
+        # here because the runs happen in the framework's folder, where it is not found
+        impl = args.impl or from_env().impl
+    except OptionError as exc:
+        err.print(f"raftlab stress: {exc}", markup=False, soft_wrap=True)
+        return EXIT_USAGE
+    if impl and looks_like_path(impl):
         impl = str(Path(impl).resolve())  # the rerun command must work from the rootdir
     try:
         rootdir, tests = collect(selection)
