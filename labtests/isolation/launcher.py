@@ -44,6 +44,10 @@ from raft.persister import Persister
 TEMPLATE_START_S = 60.0  # importing the implementation (a slow disk, a big package)
 FORK_REPLY_S = 10.0
 THREAD_GRACE_S = 1.5  # as in-process: how long a killed Raft's threads get to end
+# Extra subprocess.Popen arguments of the template, inherited by its peers: the
+# grader sets ``user``/``group``/``extra_groups`` here (tools.grade.guard) so that
+# student code runs as a dedicated user while the tester keeps its own.
+TEMPLATE_POPEN_KWARGS: dict[str, Any] = {}
 
 
 class IsolationError(RuntimeError):
@@ -104,6 +108,7 @@ class IsolatedImplementation:
                     [sys.executable, "-m", "labtests.isolation.template",
                      str(theirs.fileno()), str(os.getpid())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                    **TEMPLATE_POPEN_KWARGS,
                 )
             finally:
                 theirs.close()
