@@ -39,11 +39,17 @@ per-request goroutine, so a delay never holds up another request):
 Every random draw comes from the ``random.Random`` the network is given, so a
 test's seed decides the faults (their real-time interleaving still varies).
 
-Python decisions (see README): an unknown service or method makes ``call``
-raise :class:`UnknownMethodError` listing what is available (Go exits the
-process); a handler that raises, or returns ``None`` instead of a reply, is
-reported to ``on_handler_error`` and its call fails; after :meth:`Network.cleanup`
-or :meth:`Network.delete_end`, waiting calls fail at once, so no caller thread
+Python decisions (docs/network.md): an unknown service or method makes
+``call`` raise :class:`UnknownMethodError` listing what is available, and
+naming the reason when a method of that name was left out for its signature
+(Go exits the process); args that cannot be encoded make ``call`` raise
+:class:`~labrpc.codec.CodecError` (Go panics), and a reply that cannot be
+encoded fails the call.  Both kinds are also reported to ``on_call_error``
+with the end's name, because a Raft that swallows the exception in its own
+thread must not hide the cause of the failure it provokes.  A handler that
+raises, or returns ``None`` instead of a reply, is reported to
+``on_handler_error`` and its call fails.  After :meth:`Network.cleanup` or
+:meth:`Network.delete_end`, waiting calls fail at once, so no caller thread
 outlives a test.
 
 Raw bytes (for peers in other processes, see ``labtests.isolation``): a
@@ -63,7 +69,7 @@ import traceback
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from labrpc.codec import decode, encode
+from labrpc.codec import CodecError, decode, encode
 from labrpc.pool import ThreadPool
 
 SHORT_DELAY_MS = 27  # unreliable request delay: U[0, 26] ms
@@ -75,6 +81,10 @@ REORDER_BASE_MS, REORDER_SPREAD_MS = 200, 2000  # ... by 200 + U[0, U[0, 1999]] 
 DEAD_POLL_S = 0.1  # how often a waiting caller checks whether its server died
 
 HandlerErrorCallback = Callable[[str, BaseException, str], None]
+# on_call_error(kind, end name, "Service.method", message); kind is one of these two:
+CODEC_ERROR = "codec"  # args or reply that cannot be encoded
+UNKNOWN_METHOD = "unknown-method"  # no such service or method on the server
+CallErrorCallback = Callable[[str, Hashable, str, str], None]
 
 
 class UnknownMethodError(LookupError):
@@ -82,6 +92,32 @@ class UnknownMethodError(LookupError):
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+HANDLER_RULE = "handlers take one args object and return the reply"
+
+
+def signature_problem(function: Callable[..., Any]) -> str | None:
+    """Why ``function`` (a method, ``self`` included) is not a handler; ``None`` if it is.
+
+    A handler takes exactly one positional parameter after ``self``.  The
+    reason is kept so that a call to a method left out says why (a Go-style
+    ``def request_vote(self, args, reply)`` "takes 2 parameters").
+    """
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return "has a signature that cannot be read"
+    params = list(signature.parameters.values())[1:]
+    if len(params) == 1 and params[0].kind in _POSITIONAL:
+        return None
+    if not params:
+        return "takes no parameters"
+    if all(p.kind in _POSITIONAL for p in params):
+        return f"takes {len(params)} parameters"
+    return f"takes {signature.replace(parameters=params, return_annotation=signature.empty)}"
+
+
+def _folded(name: str) -> str:
+    return name.replace("_", "").lower()
 
 
 class Service:
@@ -89,35 +125,57 @@ class Service:
 
     The service is named after the receiver's class (``"Raft"`` for a Raft
     object).  Its handlers are the receiver's public methods that take exactly
-    one argument (the args) and return the reply; other methods are left out.
+    one argument (the args) and return the reply; other public methods are
+    left out, and remembered with the reason, for the unknown-method message.
     """
 
     def __init__(self, receiver: object, name: str | None = None) -> None:
         self.name = name if name is not None else type(receiver).__name__
         self._methods: dict[str, Callable[[Any], Any]] = {}
+        self._skipped: dict[str, str] = {}
         for attr in dir(type(receiver)):
             if attr.startswith("_"):
                 continue
             static = inspect.getattr_static(type(receiver), attr)
             if not inspect.isfunction(static):
                 continue
-            params = list(inspect.signature(static).parameters.values())[1:]
-            if len(params) == 1 and params[0].kind in _POSITIONAL:
+            problem = signature_problem(static)
+            if problem is None:
                 self._methods[attr] = getattr(receiver, attr)
+            else:
+                self._skipped[attr] = problem
 
     raw = False  # handlers take and return objects; RawService's take and return bytes
 
     def method_names(self) -> list[str]:
         return sorted(self._methods)
 
+    def skipped(self) -> dict[str, str]:
+        """Public methods that are not handlers, each with the reason."""
+        return dict(self._skipped)
+
     def handler(self, method: str, svc_meth: str) -> Callable[[Any], Any]:
         try:
             return self._methods[method]
         except KeyError:
-            raise UnknownMethodError(
-                f"unknown method {method!r} in {svc_meth!r}; service {self.name!r} has "
-                f"{', '.join(self.method_names()) or 'no handlers'}"
-            ) from None
+            raise UnknownMethodError(self._unknown_message(method, svc_meth)) from None
+
+    def _unknown_message(self, method: str, svc_meth: str) -> str:
+        available = ", ".join(self.method_names()) or "no handlers"
+        if method in self._skipped:
+            return (
+                f"unknown method {method!r} in {svc_meth!r}: {self.name}.{method} was left out "
+                f"because {method} {self._skipped[method]}; {HANDLER_RULE} "
+                f"(service {self.name!r} has {available})"
+            )
+        hint = ""
+        near = [m for m in (*self._methods, *self._skipped) if _folded(m) == _folded(method)]
+        if near:
+            hint = f" (did you mean {near[0]!r}?)"
+        return (
+            f"unknown method {method!r} in {svc_meth!r}{hint}; "
+            f"service {self.name!r} has {available}"
+        )
 
 
 class RawService(Service):
@@ -133,12 +191,14 @@ class RawService(Service):
     raw = True
 
     def __init__(
-        self, name: str, methods: list[str], handler: Callable[[str, bytes], bytes | None]
+        self, name: str, methods: list[str], handler: Callable[[str, bytes], bytes | None],
+        skipped: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self._methods = {
             m: (lambda request, m=m: handler(m, request)) for m in methods
         }
+        self._skipped = dict(skipped or {})
 
 
 class Server:
@@ -187,6 +247,10 @@ def _report_handler_error(svc_meth: str, exc: BaseException, tb_text: str) -> No
     print(f"labrpc: handler {svc_meth} failed: {exc!r}\n{tb_text}", file=sys.stderr)
 
 
+def _report_call_error(kind: str, endname: Hashable, svc_meth: str, message: str) -> None:
+    print(f"labrpc: {kind} error in {svc_meth} from end {endname!r}: {message}", file=sys.stderr)
+
+
 class ClientEnd:
     """One host's connection to one server; safe to use from many threads."""
 
@@ -214,10 +278,12 @@ class Network:
         self,
         rng: random.Random | None = None,
         on_handler_error: HandlerErrorCallback | None = None,
+        on_call_error: CallErrorCallback | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._rng = rng if rng is not None else random.Random()
         self._on_handler_error = on_handler_error or _report_handler_error
+        self._on_call_error = on_call_error or _report_call_error
         self._reliable = True
         self._long_delays = False
         self._long_reordering = False
@@ -316,8 +382,21 @@ class Network:
 
     # -- one request ---------------------------------------------------------
 
+    def _report(self, kind: str, endname: Hashable, svc_meth: str, message: str) -> None:
+        try:
+            self._on_call_error(kind, endname, svc_meth, message)
+        except BaseException:  # noqa: BLE001 - a broken callback must not change the call
+            traceback.print_exc()
+
     def _process(self, end: ClientEnd, svc_meth: str, args: Any, raw: bool = False) -> Any:
-        request = args if raw else encode(args, "args")
+        if raw:
+            request = args
+        else:
+            try:
+                request = encode(args, "args")
+            except CodecError as err:
+                self._report(CODEC_ERROR, end.name, svc_meth, str(err))
+                raise
         with self._lock:
             if self._done or end._gone.is_set():
                 return None
@@ -343,12 +422,15 @@ class Network:
                 return None
 
         pending = _PendingCall()
-        if not self._pool.submit(lambda: self._run_handler(server, svc_meth, request, pending)):
+        if not self._pool.submit(
+            lambda: self._run_handler(server, svc_meth, request, pending, end.name)
+        ):
             return None
         while not pending.finished.acquire(timeout=DEAD_POLL_S):
             if self._is_dead(end, servername, server):
                 return None  # the handler runs on; its outcome is ignored
         if isinstance(pending.error, UnknownMethodError):
+            self._report(UNKNOWN_METHOD, end.name, svc_meth, str(pending.error))
             raise UnknownMethodError(str(pending.error))
         if pending.reply is None or self._is_dead(end, servername, server):
             return None
@@ -371,7 +453,8 @@ class Network:
             )
 
     def _run_handler(
-        self, server: Server, svc_meth: str, request: bytes, pending: _PendingCall
+        self, server: Server, svc_meth: str, request: bytes, pending: _PendingCall,
+        endname: Hashable,
     ) -> None:
         try:
             handler, raw = server._lookup(svc_meth)
@@ -383,7 +466,11 @@ class Network:
                 raise TypeError(
                     f"RPC handler {svc_meth} returned None; a handler must return its reply object"
                 )
-            pending.reply = encode(reply, "reply")
+            try:
+                pending.reply = encode(reply, "reply")
+            except CodecError as err:  # the call fails as if the reply were lost
+                pending.error = err
+                self._report(CODEC_ERROR, endname, svc_meth, str(err))
         except UnknownMethodError as err:
             pending.error = err
         except BaseException as err:  # noqa: BLE001 - reported, and the call fails

@@ -11,8 +11,10 @@ Failures go through :class:`labtests.failures.FailureChannel`: a check failing
 in the main thread raises :class:`~labtests.failures.RaftTestFailure`; one
 failing in a helper thread (an apply reader, a churn client) records the
 message and ends that thread, and the main thread raises it at its next
-harness call.  Where Go exits the whole test binary (apply errors), only the
-current test fails here.
+harness call.  Where Go exits the whole test binary (apply errors, an RPC that
+cannot be encoded, an unknown RPC method), only the current test fails here,
+with that precise cause in its message.  A failure that matches a known
+artifact of the lab's tests is marked as such (:mod:`labtests.artifacts`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from collections.abc import Callable
 from typing import Any
 
 from labrpc import Network, Server, Service
+from labrpc.network import CODEC_ERROR
+from labtests.artifacts import deposed_leader_submission, late_apply_after_restart
 from labtests.failures import FailureChannel, start_helper
 from labtests.impl_loader import Implementation
 from labtests.isolation import IsolatedImplementation
@@ -120,6 +124,7 @@ class Config:
         self.net = Network(
             rng=random.Random(derive_seed(seed, "network")),
             on_handler_error=self._on_handler_error,
+            on_call_error=self._on_call_error,
         )
         self.rafts: list[Any] = [None] * n
         self.connected: list[bool] = [False] * n
@@ -127,7 +132,11 @@ class Config:
         self.endnames: list[list[str] | None] = [None] * n
         self.logs: list[dict[int, Any]] = [{} for _ in range(n)]
         self.last_applied: list[int] = [0] * n
-        self._deleted_ends: set[str] = set()
+        # Which reader last set last_applied[i] (its apply channel), and where each
+        # reader started: for the late-apply-after-restart artifact.
+        self._last_applied_by: list[ApplyChannel | None] = [None] * n
+        self._reader_start: dict[int, int] = {}  # id(apply channel) -> first expected - 1
+        self._end_routes: dict[str, tuple[int, int, int]] = {}  # end -> (from, to, generation)
         self._channels: list[ApplyChannel] = []
         self._generation = [0] * n
         self.start = time.monotonic()
@@ -164,11 +173,15 @@ class Config:
 
     # -- failing ------------------------------------------------------------------
 
-    def fail(self, msg: str) -> None:
-        """``t.Fatalf``: fail the test (raise here, or end this helper thread)."""
+    def fail(self, msg: str, artifact: str | None = None) -> None:
+        """``t.Fatalf``: fail the test (raise here, or end this helper thread).
+
+        ``artifact`` names the known artifact of the lab's tests that this
+        failure matches (labtests.artifacts), if it does.
+        """
         __tracebackhide__ = True  # show the test line, not the harness plumbing
         dlog("TEST", None, "FAIL: %s", msg.splitlines()[0] if msg else msg)
-        self.failures.fail(msg)
+        self.failures.fail(msg, artifact)
 
     def warn(self, msg: str) -> None:
         """Print a lab warning (not a failure); the plugin also shows it in the run."""
@@ -182,6 +195,28 @@ class Config:
 
     def _on_handler_error(self, svc_meth: str, exc: BaseException, tb_text: str) -> None:
         self.failures.record(f"RPC handler {svc_meth} raised {exc!r}\n{tb_text}")
+
+    def _on_call_error(self, kind: str, endname: Any, svc_meth: str, message: str) -> None:
+        """A codec or unknown-method error: the first of each kind fails the test.
+
+        Go's labrpc stops the whole test binary on both; a Raft that swallows
+        the exception would otherwise fail much later for a reason that hides
+        this one (docs/network.md, Codec and Unknown service or method).
+        """
+        route = self._end_routes.get(endname)
+        if route is None:
+            where = f"on end {endname!r}"
+        else:
+            src, dst, generation = route
+            with self.mu:
+                stale = generation != self._generation[src]
+            where = f"from server {src}{' (a crashed instance)' if stale else ''} to server {dst}"
+        if kind == CODEC_ERROR:
+            text = f"RPC {svc_meth} {where} cannot cross the network: {message}"
+        else:
+            text = f"RPC {svc_meth} {where} failed: {message}"
+        dlog("TEST", None, "%s", text.splitlines()[0])
+        self.failures.record_cause(kind, text)
 
     def sleep(self, seconds: float) -> None:
         """``time.Sleep`` that ends early (failing the test) if a helper failed."""
@@ -199,7 +234,13 @@ class Config:
     # -- crash and restart (docs/harness.md, Crash and restart) --------------------------
 
     def crash1(self, i: int) -> None:
-        """Shut down server i, keeping its persisted state for a later start1."""
+        """Shut down server i, keeping its persisted state for a later start1.
+
+        The crashed instance's ends stay, disabled, as in the lab: its calls
+        are still counted and fail after the unreachable-target delay, so a
+        killed Raft that keeps calling is throttled instead of spinning.
+        Network.cleanup() ends those waits when the test is over.
+        """
         self._check()
         if self.rafts[i] is not None or self.saved[i] is not None:  # not a first start
             dlog("TEST", None, "crash1(%d)", i)
@@ -214,13 +255,6 @@ class Config:
             self._kill(i, rf)
             with self.mu:
                 self.rafts[i] = None
-            # Extra isolation: the crashed instance's blocked calls fail at once, so
-            # its threads can exit (the tests never use these ends again).
-            names = self.endnames[i] or []
-            for name in names:
-                self.net.delete_end(name)
-            with self.mu:
-                self._deleted_ends.update(names)
         with self.mu:
             if self.saved[i] is not None:
                 raftstate = self.saved[i].read_raft_state()
@@ -249,6 +283,8 @@ class Config:
             end = self.net.make_end(self.endnames[i][j])
             self.net.connect(self.endnames[i][j], j)
             ends.append(end)
+            with self.mu:
+                self._end_routes[self.endnames[i][j]] = (i, j, self._generation[i] + 1)
 
         with self.mu:
             self.last_applied[i] = 0
@@ -270,6 +306,8 @@ class Config:
             self._channels.append(apply_ch)
             self._generation[i] += 1
             generation = self._generation[i]
+            self._reader_start[id(apply_ch)] = self.last_applied[i]
+            self._last_applied_by[i] = apply_ch
         if isinstance(self.impl, IsolatedImplementation):
             # The Raft runs in a peer process; rf is its proxy (labtests.isolation).
             rf = self.impl.make_peer(
@@ -292,8 +330,7 @@ class Config:
     # -- connectivity (docs/harness.md, Connectivity) ------------------------------------
 
     def _enable(self, name: str, on: bool) -> None:
-        if name not in self._deleted_ends:
-            self.net.enable(name, on)
+        self.net.enable(name, on)
 
     def connect(self, i: int) -> None:
         """Attach server i to the connected group."""
@@ -409,6 +446,7 @@ class Config:
         """The 2D reader: also ingests snapshots and calls snapshot() every 10 applies."""
         with self.mu:
             rf = self.rafts[i]
+            own_last = self._reader_start.get(id(apply_ch), 0)  # this instance's own view
         if rf is None:
             return
         while True:
@@ -417,17 +455,24 @@ class Config:
             except ChannelClosed:
                 return
             err_msg = ""
+            artifact = None
             if getattr(m, "snapshot_valid", False):
                 with self.mu:
                     err_msg = self.ingest_snap(i, m.snapshot, m.snapshot_index)
+                    if not err_msg:
+                        self._last_applied_by[i] = apply_ch
+                own_last = m.snapshot_index
             elif getattr(m, "command_valid", False):
                 with self.mu:
                     expected = self.last_applied[i] + 1
+                    other_reader = self._last_applied_by[i] is not apply_ch
                 if m.command_index != expected:
                     err_msg = (
                         f"server {i} apply out of order, expected index {expected}, "
                         f"got {m.command_index}"
                     )
+                    if other_reader and m.command_index == own_last + 1:
+                        artifact = late_apply_after_restart(i, m.command_index, expected)
                 if not err_msg:
                     with self.mu:
                         err_msg, prevok = self.check_logs(i, m)
@@ -435,13 +480,18 @@ class Config:
                         err_msg = f"server {i} apply out of order {m.command_index}"
                 with self.mu:
                     self.last_applied[i] = m.command_index
+                    self._last_applied_by[i] = apply_ch
+                own_last = m.command_index
                 if (m.command_index + 1) % SNAPSHOT_INTERVAL == 0:
                     with self.mu:
                         xlog = [self.logs[i].get(j) for j in range(m.command_index + 1)]
                     data = encode_snapshot(m.command_index, xlog)
                     rf.snapshot(m.command_index, data)
             if err_msg:
-                self.fail(f"apply error: {err_msg}")
+                msg = f"apply error: {err_msg}"
+                if artifact is not None:
+                    self.fail(artifact.annotate(msg), artifact=artifact.name)
+                self.fail(msg)
 
     # -- leader and term checks (docs/harness.md, Leader and term checks) ----------------
 
@@ -564,16 +614,19 @@ class Config:
         while time.monotonic() - t0 < 10 and not self.check_finished():
             # try all the servers, maybe one is the leader.
             index = -1
+            claims: dict[int, tuple[int, bool]] = {}
             for _si in range(self.n):
                 starts = (starts + 1) % self.n
                 with self.mu:
                     rf = self.rafts[starts] if self.connected[starts] else None
                 if rf is not None:
-                    index1, _, ok = rf.start(cmd)
+                    index1, term1, ok = rf.start(cmd)
                     if ok:
                         index = index1
                         dlog("TEST", None, "one(%s): S%d accepted at index %d", short,
                              starts, index)
+                        if not retry:  # one chance: note who else claims leadership now
+                            claims = self._leadership_claims(starts)
                         break
 
             if index != -1:
@@ -589,12 +642,21 @@ class Config:
                             return index
                     self.sleep(0.020)
                 if not retry:
-                    self.fail(f"one({fmt_v(cmd)}) failed to reach agreement")
+                    msg = f"one({fmt_v(cmd)}) failed to reach agreement"
+                    artifact = deposed_leader_submission(starts, term1, claims)
+                    if artifact is not None:
+                        self.fail(artifact.annotate(msg), artifact=artifact.name)
+                    self.fail(msg)
             else:
                 self.sleep(0.050)
         if not self.check_finished():
             self.fail(f"one({fmt_v(cmd)}) failed to reach agreement")
         return -1
+
+    def _leadership_claims(self, accepted: int) -> dict[int, tuple[int, bool]]:
+        """``get_state()`` of every other connected server, right after ``accepted`` took
+        a command (for the deposed-leader artifact; the lab's one() reads nothing here)."""
+        return {i: rf.get_state() for i, rf in self._connected_rafts() if i != accepted}
 
     # -- begin, end, cleanup (docs/harness.md, Begin, end and the Passed line; Cleanup)
 

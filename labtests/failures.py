@@ -17,6 +17,21 @@ the run goes on to the next test.
 The main thread re-raises the first recorded failure at its next harness call
 (:meth:`FailureChannel.check`) and when the test ends, so the test fails with
 the message of the first thing that went wrong.
+
+Two refinements keep that message precise:
+
+* A *cause* (:meth:`FailureChannel.record_cause`: an RPC that could not be
+  encoded, a call to an unknown method) is the kind of error a Raft often
+  swallows in its own thread, after which the test fails much later with
+  ``expected one leader, got none``.  The first cause of each kind fails the
+  test like any failure, and is added to the message if something else was
+  recorded first, so the real reason is always in the verdict.
+* A failure may be marked as a known *artifact* of the lab's tests (see
+  docs/harness.md, Known artifacts): the verdict stays a failure, and
+  :attr:`FailureChannel.artifact` names the pattern so reports can count it.
+
+Messages are bounded (:func:`labtests.output.bound_text`): a repr of a huge
+object must not make a verdict megabytes long.
 """
 
 from __future__ import annotations
@@ -25,6 +40,10 @@ import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from labtests.output import bound_text
+
+MESSAGE_HEAD, MESSAGE_TAIL = 8_000, 8_000  # characters kept of one failure message
 
 
 class RaftTestFailure(AssertionError):
@@ -42,24 +61,39 @@ class FailureChannel:
         self._lock = threading.Lock()
         self._first: str | None = None
         self._where: str | None = None
+        self._artifact: str | None = None
+        self._causes: dict[str, str] = {}  # kind -> the first cause of that kind
         self._event = threading.Event()
         self.main_thread = threading.current_thread()
 
     # -- recording -------------------------------------------------------------
 
-    def record(self, msg: str) -> None:
-        """Remember ``msg`` if it is the first failure of this test."""
+    def record(self, msg: str, artifact: str | None = None) -> None:
+        """Remember ``msg`` if it is the first failure of this test.
+
+        ``artifact`` names the known artifact of the lab's tests this failure
+        matches; it is kept only with the failure that comes first.
+        """
         where = threading.current_thread().name
         with self._lock:
             if self._first is None:
-                self._first = msg
+                self._first = bound_text(msg, MESSAGE_HEAD, MESSAGE_TAIL)
                 self._where = where
+                self._artifact = artifact
         self._event.set()
 
-    def fail(self, msg: str) -> None:
+    def record_cause(self, kind: str, msg: str) -> None:
+        """Record a precise cause of failure; only the first of each ``kind`` is kept."""
+        with self._lock:
+            if kind in self._causes:
+                return
+            self._causes[kind] = bound_text(msg, MESSAGE_HEAD, MESSAGE_TAIL)
+        self.record(msg)
+
+    def fail(self, msg: str, artifact: str | None = None) -> None:
         """Fail the test with ``msg``: raise in the main thread, end a helper thread."""
         __tracebackhide__ = True  # show the test line, not the harness plumbing
-        self.record(msg)
+        self.record(msg, artifact)
         if threading.current_thread() is self.main_thread:
             raise RaftTestFailure(self.first_message())
         raise HelperThreadExit(msg)
@@ -70,11 +104,21 @@ class FailureChannel:
     def failed(self) -> bool:
         return self._event.is_set()
 
+    @property
+    def artifact(self) -> str | None:
+        """The known artifact the first failure matches (docs/harness.md), if any."""
+        with self._lock:
+            return self._artifact
+
     def first_message(self) -> str:
+        """The first failure, where it came from, and the first causes of other kinds."""
         with self._lock:
             msg, where = self._first or "", self._where
+            also = [c for c in self._causes.values() if c != self._first]
         if where is not None and where != self.main_thread.name:
-            return f"{msg}\n(reported by thread {where!r})"
+            msg = f"{msg}\n(reported by thread {where!r})"
+        for cause in also:
+            msg = f"{msg}\nalso: {cause}"
         return msg
 
     def check(self) -> None:

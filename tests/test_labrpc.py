@@ -392,7 +392,9 @@ class Faulty:
 
 def test_handler_errors_fail_the_call_and_are_reported():
     reported: list[tuple[str, str]] = []
-    net = Network(random.Random(6), on_handler_error=lambda m, e, tb: reported.append((m, str(e))))
+    call_errors: list[tuple[str, object, str, str]] = []
+    net = Network(random.Random(6), on_handler_error=lambda m, e, tb: reported.append((m, str(e))),
+                  on_call_error=lambda *a: call_errors.append(a))
     server = Server()
     server.add_service(Service(Faulty()))
     net.add_server("s", server)
@@ -405,7 +407,77 @@ def test_handler_errors_fail_the_call_and_are_reported():
         net.cleanup()
     assert reported[0] == ("Faulty.boom", "boom 3")
     assert reported[1][0] == "Faulty.silent" and "returned None" in reported[1][1]
-    assert reported[2][0] == "Faulty.leaky" and "reply: threading.Lock" in reported[2][1]
+    assert len(reported) == 2, reported  # a reply that cannot be encoded is a codec error
+    assert call_errors == [
+        ("codec", "e", "Faulty.leaky", "reply: threading.Lock cannot cross a network")
+    ]
+
+
+def test_codec_and_unknown_method_errors_are_reported_with_the_end():
+    """The caller still gets the exception, and the network tells its owner too,
+    so a Raft that swallows the exception cannot hide the cause."""
+    call_errors: list[tuple[str, object, str, str]] = []
+    net = Network(random.Random(7), on_call_error=lambda *a: call_errors.append(a))
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    try:
+        with pytest.raises(CodecError):
+            end.call("JunkServer.handler2", {"mu": threading.RLock()})
+        with pytest.raises(UnknownMethodError):
+            end.call("JunkServer.nope", 1)
+        with pytest.raises(UnknownMethodError):
+            end.call("Nope.handler1", 1)
+    finally:
+        net.cleanup()
+    assert [(k, e, m) for k, e, m, _ in call_errors] == [
+        ("codec", "e", "JunkServer.handler2"),
+        ("unknown-method", "e", "JunkServer.nope"),
+        ("unknown-method", "e", "Nope.handler1"),
+    ]
+    assert call_errors[0][3] == "args['mu']: threading.RLock cannot cross a network"
+    assert "unknown method 'nope'" in call_errors[1][3]
+
+
+class GoStyle:
+    """Handlers written as in Go: (args, reply) and no return value."""
+
+    def request_vote(self, args, reply):  # noqa: ANN001
+        reply["granted"] = True
+
+    def append_entries(self, args):  # noqa: ANN001
+        return {"ok": True}
+
+    def tick(self):
+        pass
+
+    def install(self, *, args):  # noqa: ANN001
+        return args
+
+
+def test_method_skipped_for_its_signature_says_why(net):
+    server = Server()
+    service = Service(GoStyle(), name="Raft")
+    server.add_service(service)
+    net.add_server("s", server)
+    end = _end(net, "e", "s")
+    assert service.method_names() == ["append_entries"]
+    assert service.skipped() == {
+        "install": "takes (*, args)", "request_vote": "takes 2 parameters",
+        "tick": "takes no parameters",
+    }
+    with pytest.raises(UnknownMethodError) as err:
+        end.call("Raft.request_vote", {"term": 1})
+    message = str(err.value)
+    assert "request_vote takes 2 parameters; handlers take one args object and return the " \
+           "reply" in message, message
+    assert "service 'Raft' has append_entries" in message
+
+
+def test_unknown_method_suggests_the_snake_case_name(net):
+    _serve(net, "s")
+    end = _end(net, "e", "s")
+    with pytest.raises(UnknownMethodError, match=r"'Handler2'.*did you mean 'handler2'\?"):
+        end.call("JunkServer.Handler2", 1)
 
 
 def test_local_class_is_reported_with_its_path(net):
