@@ -18,7 +18,8 @@ delegates to :mod:`raft.reference`), recognised by identity, not by name.
 
 A package or file loaded by path whose name is already taken in
 ``sys.modules`` (a student's ``raft/`` or ``raft.py``: ``raft`` is the
-framework's API package) gets the private name ``raftlab_impl_<name>``, so both
+framework's API package) gets the private name ``raftlab_impl_<name>`` (then
+``raftlab_impl_<name>_2``... for another student's in one process), so both
 coexist; inside such a package, the student's own modules are imported
 relatively (``from .log import Log``) and ``raft.api`` is always the framework's.
 
@@ -98,6 +99,10 @@ def missing_methods(obj_or_class: Any) -> list[str]:
     return [m for m in REQUIRED_RAFT_METHODS if not callable(getattr(obj_or_class, m, None))]
 
 
+def _file_of(module: ModuleType) -> str:
+    return os.path.abspath(getattr(module, "__file__", None) or "")
+
+
 def _import_path(path: str) -> ModuleType:
     """Import a ``.py`` file or a package directory given by path."""
     path = os.path.abspath(path)
@@ -110,14 +115,14 @@ def _import_path(path: str) -> ModuleType:
     else:
         name = os.path.splitext(os.path.basename(path))[0]
         location, search = path, None
-    # A student's file is often called raft.py: never shadow an imported module.
-    existing = sys.modules.get(name)
-    if existing is not None:
-        if os.path.abspath(getattr(existing, "__file__", "") or "") == location:
-            return existing
-        name = f"raftlab_impl_{name}"
-        if name in sys.modules:
+    # A student's file is often called raft.py: never shadow an imported module, and
+    # never mistake one student's raft for another's already loaded (raftlab_impl_raft_2).
+    base, n = name, 1
+    while name in sys.modules:
+        if _file_of(sys.modules[name]) == location:
             return sys.modules[name]
+        n += 1
+        name = f"raftlab_impl_{base}" if n == 2 else f"raftlab_impl_{base}_{n - 1}"
     # A single file may import the modules beside it (``import log``), so its folder
     # goes on sys.path.  A package imports its own modules relatively and needs
     # nothing: putting its parent folder on sys.path would let whatever else lies
@@ -160,8 +165,8 @@ def _own_import_hint(spec: str, exc: BaseException) -> str:
             and os.path.basename(os.path.abspath(spec).rstrip(os.sep)) == "raft"):
         return (f"\ninside your package, import your own modules relatively (from .x import "
                 f"y): 'raft' always names raftlab's API package ({name!r} is not one of its "
-                f"modules), and your package is loaded under the private name "
-                f"'raftlab_impl_raft'")
+                f"modules), and your package is loaded under a private name "
+                f"(raftlab_impl_raft)")
     return ""
 
 
