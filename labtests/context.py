@@ -14,14 +14,18 @@ import time
 import traceback
 from typing import Any
 
+from labtests import timing
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
 from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions
+from labtests.timing import LagSummary, leak_grace_s
 from raft import debuglog
 
-THREAD_GRACE_S = 1.5  # how long cleanup's threads get to end before being reported
+# How long cleanup's threads get to end before being reported, on an idle machine;
+# the wait grows with the timer lag measured during the test (labtests.timing).
+THREAD_GRACE_S = 1.5
 
 
 class TestContext:
@@ -38,6 +42,9 @@ class TestContext:
         self.failures = FailureChannel()
         self.configs: list[Config] = []
         self.warnings: list[str] = []
+        # Started before the baseline, so its thread is the harness's, not a leftover.
+        self._lag = timing.start_sampler(sim=self.options.sim)
+        self.timer_lag: LagSummary | None = None  # set when finish() ends
         self._baseline = {t.ident for t in threading.enumerate()}
         self._prev_hook = threading.excepthook
         self._finished = False
@@ -110,13 +117,16 @@ class TestContext:
                     self.warnings.append(msg)
         finally:
             threading.excepthook = self._prev_hook
+            self.timer_lag = self._lag.stop()
             debuglog.dlog("TEST", None, "=== %s finished", self.name)
         if not body_failed and self.failures.failed:
             raise RaftTestFailure(self.failures.first_message())
 
     def _leftover_threads(self) -> list[str]:
-        deadline = time.monotonic() + THREAD_GRACE_S
+        start = time.monotonic()
         while True:
+            # Re-read each round: lag measured during the wait extends it too.
+            deadline = start + leak_grace_s(THREAD_GRACE_S, self._lag)
             alive = [
                 t for t in threading.enumerate()
                 if t.ident not in self._baseline and t.is_alive()

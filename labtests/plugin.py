@@ -34,6 +34,14 @@ from labtests.context import TestContext
 from labtests.impl_loader import DEFAULT_IMPL, Implementation, load
 from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions, OptionError, add_pytest_options, from_pytest_config
+from labtests.overload import (
+    EXIT_INCONCLUSIVE,
+    INCONCLUSIVE,
+    VERDICT_KEY,
+    inconclusive_text,
+    is_inconclusive,
+    verdict_text,
+)
 from labtests.rerun import rerun_hint
 from raft import debuglog
 
@@ -89,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
         session_seed = random.SystemRandom().randrange(2**62)
     config.stash[_SESSION_SEED] = session_seed
     config.pluginmanager.register(_LabLines(config), "raftlab-lab-lines")
+    config.pluginmanager.register(_Verdicts(config), "raftlab-verdicts")
 
 
 def harness_options(config: pytest.Config) -> HarnessOptions:
@@ -217,6 +226,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.passed and figures:
         for key in ("time", "peers", "rpcs", "bytes", "commits"):
             item.user_properties.append((key, figures[key]))
+    _record_timer_lag(item, ctx, call, report)
     report.user_properties = list(item.user_properties)
     for msg in ctx.warnings:
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)
@@ -225,6 +235,54 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         hint = rerun_hint(item.originalname, ctx.seed, harness_options(item.config))
         report.sections.append(("raftlab rerun", hint))
     return report
+
+
+def _record_timer_lag(item: pytest.Item, ctx: TestContext, call: pytest.CallInfo[Any],
+                      report: pytest.TestReport) -> None:
+    """Timer-lag properties on every graded test; a failure on an overloaded machine
+    becomes inconclusive (labtests.overload, docs/harness.md)."""
+    lag = ctx.timer_lag
+    if lag is None:
+        return
+    item.user_properties.extend(lag.properties())
+    if report.failed and call.excinfo is not None:
+        message = str(call.excinfo.value)
+        if is_inconclusive(lag, message):
+            item.user_properties.append((VERDICT_KEY, INCONCLUSIVE))
+            report.sections.append(("raftlab verdict", verdict_text(lag)))
+
+
+class _Verdicts:
+    """Counts failures; a run whose only failures are inconclusive exits EXIT_INCONCLUSIVE.
+
+    Shown as ``INCONCLUSIVE`` (``I``) in pytest's progress and summary; the
+    report's outcome stays "failed", so nothing that only knows pass/fail takes
+    an inconclusive run for a pass.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.failed = 0
+        self.inconclusive = 0
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        if report.when == "call" and report.failed and inconclusive_text(_props(report)):
+            return INCONCLUSIVE, "I", ("INCONCLUSIVE", {"yellow": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self.failed += 1
+            if inconclusive_text(_props(report)):
+                self.inconclusive += 1
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return  # an xdist worker: the controller decides
+        if (session.exitstatus == pytest.ExitCode.TESTS_FAILED and self.failed
+                and self.failed == self.inconclusive):
+            session.exitstatus = EXIT_INCONCLUSIVE
 
 
 def _props(report: pytest.TestReport) -> dict[str, Any]:
@@ -267,7 +325,11 @@ class _LabLines:
             if not live:
                 tr.write_line(f"{desc} ...")
             hint = rerun_hint(name, props["seed"], harness_options(config))
-            tr.write_line(f"  ... FAILED -- {hint}", red=True)
+            verdict = inconclusive_text(props)
+            if verdict:
+                tr.write_line(f"  ... {verdict} -- {hint}", yellow=True)
+            else:
+                tr.write_line(f"  ... FAILED -- {hint}", red=True)
 
 
 def _fresh_line(tr: Any) -> None:

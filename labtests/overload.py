@@ -1,0 +1,77 @@
+"""The verdict "inconclusive": a failure on a machine too loaded for the lab's timing.
+
+A failing graded test is *inconclusive (machine overloaded: timers late by N ms)*
+instead of failed when, during the test, the machine made this process's timers
+late by :data:`LAG_BOUND_MS` or more (measured by :mod:`labtests.timing`; lag the
+process caused itself by using the CPU does not count).  A passing test stays a
+pass whatever the lag.  The bound and its reasoning are in docs/harness.md
+("Timer lag and inconclusive runs"): heartbeats come at most every 100 ms (the
+lab's ten a second) and election timeouts start around 300 ms, so a leader's
+heartbeat 200 ms late uses up the whole slack and a correct Raft sees a spurious
+election; an idle machine measures a few ms, a busy one tens of ms.
+
+Some failures no amount of lateness can cause in a correct Raft: a safety
+violation (two leaders in one term, different commands committed at one index,
+an apply out of order, a commit without a majority) or an error in the
+implementation itself (an exception, an argument that cannot cross the network,
+an unknown method).  These stay failures on any machine.
+
+Exit status: a pytest run whose only failures are inconclusive exits with
+:data:`EXIT_INCONCLUSIVE` (6; pytest's own codes are 0-5), so scripts can tell
+"rerun on a quieter machine" from "the Raft is wrong".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from labtests.timing import LagSummary
+
+LAG_BOUND_MS = 200.0
+EXIT_INCONCLUSIVE = 6
+VERDICT_KEY = "verdict"  # user property; value INCONCLUSIVE on an inconclusive failure
+INCONCLUSIVE = "inconclusive"
+
+# Failures that timing cannot explain: they stay failures however late the timers were.
+NEVER_TIMING = re.compile(
+    r"has \d+ \(>1\) leaders"
+    r"|committed values do not match"
+    r"|apply error"
+    r"|committed but no majority"
+    r"|snapshot doesn't match"
+    r"|cannot cross a network"
+    r"|unknown method"
+    r"|uncaught exception in thread"
+    r"|RPC handler .* raised"
+    r"|kill\(\) raised"
+    r"|lacks required method"
+    r"|wrong command type"
+)
+
+
+def overloaded(summary: LagSummary, bound_ms: float = LAG_BOUND_MS) -> bool:
+    """Whether the machine made timers late beyond what the lab's timing tolerates."""
+    return summary.measured and summary.max_ms >= bound_ms
+
+
+def timing_can_explain(message: str) -> bool:
+    """False for failures no lateness can cause in a correct Raft (see module doc)."""
+    return NEVER_TIMING.search(message) is None
+
+
+def is_inconclusive(summary: LagSummary, message: str) -> bool:
+    """A failure with ``message`` during which the machine lagged as ``summary`` says."""
+    return overloaded(summary) and timing_can_explain(message)
+
+
+def verdict_text(summary: LagSummary) -> str:
+    """The words every tool prints for an inconclusive run."""
+    return f"inconclusive (machine overloaded: timers late by {summary.max_ms:.0f} ms)"
+
+
+def inconclusive_text(props: dict[str, Any]) -> str | None:
+    """The verdict text from a report's user properties, or None if not inconclusive."""
+    if props.get(VERDICT_KEY) != INCONCLUSIVE:
+        return None
+    return f"inconclusive (machine overloaded: timers late by {props['timer_lag_max_ms']:.0f} ms)"
