@@ -2,10 +2,13 @@
 
 This module is the command line; the grading itself is :mod:`tools.grade.grader`.
 Every graded test of the rubric runs N times (each run with its own seed) in
-separate, memory- and time-limited pytest processes (see :mod:`tools.grade.isolation`),
-reusing the stress runner's backend; a test earns its points only if all N runs
-pass; each part has a wall-clock budget.  Scores are computed here, in the grader's
-process, from the per-run results.
+separate, limited and supervised pytest processes (see :mod:`tools.grade.isolation`),
+always in isolated mode in real time (each Raft peer in its own process, as a
+dedicated user when the grader is root: :mod:`tools.grade.sandbox`), reusing the
+stress runner's backend; a test earns its points only if all N runs pass; each
+part has a wall-clock budget.  Scores are computed here, in the grader's process,
+from the per-run results, after every process of the run is gone.  ``--sim``
+grades in simulated time, in-process; every report says which.
 
 Examples::
 
@@ -83,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true",
                         help="print the resolved rubric (tests and points) and exit")
     parser.add_argument("--sim", action="store_true",
-                        help="run on the simulated clock (labtests.sim): fast and exactly "
-                        "reproducible, but grade final marks in real time")
+                        help="run on the simulated clock (labtests.sim), in-process (not "
+                        "isolated): fast and exactly reproducible feedback; grade final marks "
+                        "in real time, which is always isolated")
     cluster = parser.add_argument_group("cluster (pip install 'raftlab[cluster]')")
     cluster.add_argument("--backend", choices=BACKENDS, default="local",
                          help="where runs execute: local (default) or dask")
@@ -145,9 +149,16 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     if args.backend == "dask" and not args.scheduler:
         err.print("raftlab grade: --backend dask needs --scheduler tcp://HOST:8786", markup=False)
         return EXIT_USAGE
+    outdir.mkdir(parents=True, exist_ok=True)
+    # Covered for every run (own mount namespace, with a dedicated run user): the other
+    # submissions and every report.
+    hide = [outdir] + ([args.batch.resolve()] if args.batch is not None else [])
     grader = Grader(rubric, catalog, workers=args.workers, base_seed=base_seed,
                     console=console, sim=args.sim, backend=args.backend,
-                    scheduler=args.scheduler, workers_per_host=args.workers_per_host)
+                    scheduler=args.scheduler, workers_per_host=args.workers_per_host,
+                    hide=hide)
+    if grader.fallback_why and not args.sim:
+        err.print(f"note: {grader.fallback_why}", markup=False, soft_wrap=True)
     try:
         return _grade_all(args, grader, outdir, console, err)
     except KeyboardInterrupt:

@@ -1,18 +1,25 @@
 """Grading one submission after another: run each part's tests, then score them here.
 
-:class:`Grader` stages a submission, runs every graded test of the rubric N times
-per part on a backend (the isolated local one of :mod:`.isolation`, or Dask
-under the same limits wrapper), and scores the per-run results in this process
-(:mod:`.score`), never inside a process that runs student code.  It shares the
+:class:`Grader` stages a submission into a private per-run folder, runs every
+graded test of the rubric N times per part on a backend (the supervised local one
+of :mod:`.isolation`, or Dask under the same supervisor), and scores the per-run
+results in this process (:mod:`.score`), never inside a process that runs student
+code.  Real-time grading is always isolated (each Raft peer in its own process, as
+a dedicated user when the grader is root: :mod:`.sandbox`); ``--sim`` grading is
+in-process, and every report says which it was.  Result files are written only
+after the run's supervisor has swept every process the run started.  It shares the
 stress runner's job planning and backends (:mod:`tools.stress.planning`,
 :mod:`tools.stress.backends`), not its command.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,9 +27,24 @@ from rich.console import Console
 
 from labtests.options import HarnessOptions
 from labtests.rerun import rerun_command
-from tools.grade.isolation import STALL_GRACE_S, IsolatedBackend, Limits, run_part, wrapper_command
+from tools.grade.isolation import (
+    STALL_GRACE_S,
+    SUPERVISOR_NOTE,
+    IsolatedBackend,
+    Limits,
+    run_part,
+    wrapper_command,
+)
 from tools.grade.report import table, write_reports
 from tools.grade.rubric import Rubric
+from tools.grade.sandbox import (
+    RunUser,
+    choose_run_user,
+    describe_hardening,
+    kill_uid,
+    make_private,
+    probe_run_user,
+)
 from tools.grade.score import PartGrade, RunGrade, SubmissionGrade, TestGrade, grade_part
 from tools.grade.submission import Submission, SubmissionError, stage
 from tools.grade.submission import resolve as resolve_submission
@@ -58,7 +80,8 @@ class Grader:
 
     def __init__(self, rubric: Rubric, catalog: Catalog, *, workers: int, base_seed: int,
                  console: Console, sim: bool = False, backend: str = "local",
-                 scheduler: str | None = None, workers_per_host: int | None = None) -> None:
+                 scheduler: str | None = None, workers_per_host: int | None = None,
+                 hide: Sequence[Path] = ()) -> None:
         self.rubric = rubric
         self.catalog = catalog
         self.workers = workers
@@ -68,34 +91,97 @@ class Grader:
         self.backend = backend
         self.scheduler = scheduler
         self.workers_per_host = workers_per_host
+        self.isolate = not sim  # real time is always graded isolated; --sim is in-process
+        self.hide: list[Path] = list(hide)
+        self._last_uid: int | None = None
+        self.run_users, self.fallback_why = self._check_run_users()
+
+    def _check_run_users(self) -> tuple[bool, str]:
+        """Whether runs get a dedicated user; if not, why (said in every report)."""
+        if not self.isolate:
+            return False, ("simulated time, in-process: the submission runs inside the "
+                           "tester's process (feedback, not final marks)")
+        if self.backend != "local":
+            return False, ("runs on Dask workers as the workers' user (a dedicated user per "
+                           "run is a local-backend fence)")
+        user, why = choose_run_user()
+        if user is None:
+            return False, why
+        problem = probe_run_user(user, [], self.hide)
+        if problem is not None:
+            return False, problem + "; runs use the grader's own user"
+        return True, ""
 
     def grade(self, source: str, outdir: Path, name: str | None) -> SubmissionGrade:
-        """Grade one submission into ``outdir``; never raises for a bad submission."""
+        """Grade one submission into ``outdir``; never raises for a bad submission.
+
+        The staged code and the scratch folder live in a per-run folder readable by
+        the run's user alone and removed afterwards, so no later submission of a
+        batch can read this one; every process of the run is gone before the
+        reports are written.
+        """
         started = time.monotonic()
         outdir.mkdir(parents=True, exist_ok=True)
         for stale in ("submission", "logs", "work"):  # the grader's own subfolders
             shutil.rmtree(outdir / stale, ignore_errors=True)
         grade = SubmissionGrade(name=name or source, source=source, impl="",
-                                runs=self.rubric.runs, base_seed=self.base_seed)
+                                runs=self.rubric.runs, base_seed=self.base_seed,
+                                timing="simulated" if self.sim else "real",
+                                isolated=self.isolate)
         self.console.rule(f"grading {grade.name}")
+        user = self._next_user()
+        grade.hardening = describe_hardening(
+            user, self.fallback_why, None if self.sim else self.limits(user, 0).run_limits())
+        run_root = Path(tempfile.mkdtemp(prefix="raftlab-grade-"))
+        os.chmod(run_root, 0o711)  # the run user may enter, not list
         try:
-            sub = resolve_submission(source, name)
-            grade.name = sub.name
-            stage(sub, outdir / "submission")
-        except (SubmissionError, OSError) as exc:
-            grade.error = str(exc)
-            grade.parts = [self._ungraded_part(p.name, grade.error) for p in self.rubric.parts]
-        else:
-            grade.impl = sub.impl
-            grade.notes += sub.notes
-            for note in sub.notes:
-                self.console.print(f"note: {note}", markup=False, soft_wrap=True)
-            for part in self.rubric.parts:
-                grade.parts.append(self._grade_part(sub, part.name, outdir))
+            try:
+                sub = resolve_submission(source, name)
+                grade.name = sub.name
+                stage(sub, run_root / "code")
+                if sub.kind != "installed":
+                    make_private(run_root / "code", user)
+                (run_root / "work").mkdir()
+                make_private(run_root / "work", user)
+            except (SubmissionError, OSError) as exc:
+                grade.error = str(exc)
+                grade.parts = [self._ungraded_part(p.name, grade.error)
+                               for p in self.rubric.parts]
+            else:
+                grade.impl = sub.impl
+                grade.notes += sub.notes
+                for note in sub.notes:
+                    self.console.print(f"note: {note}", markup=False, soft_wrap=True)
+                for part in self.rubric.parts:
+                    grade.parts.append(self._grade_part(sub, part.name, outdir, run_root,
+                                                        user, grade))
+        finally:
+            if user is not None:
+                left = kill_uid(user.uid)
+                if left:
+                    grade.notes.append(f"{len(left)} process(es) of the run's user were "
+                                       "still alive after the run and were killed")
+            shutil.rmtree(run_root, ignore_errors=True)
         grade.elapsed_s = time.monotonic() - started
         write_reports(grade, self.rubric, outdir)
         self.console.print(table(grade))
         return grade
+
+    def _next_user(self) -> RunUser | None:
+        if not self.run_users:
+            return None
+        user, _why = choose_run_user(self._last_uid)
+        if user is not None:
+            self._last_uid = user.uid
+        return user
+
+    def limits(self, user: RunUser | None, budget_s: float) -> Limits:
+        """The fences of one part's run: the rubric's memory, CPU from the budget."""
+        return Limits(memory_mb=self.rubric.memory_mb,
+                      per_run_timeout_s=self.rubric.per_run_timeout_s,
+                      # Twice the wall-clock budget (two busy cores), at least two minutes.
+                      cpu_s=int(max(120.0, 2 * budget_s)), run_user=user,
+                      hide=tuple(self.hide))
 
     def _ungraded_part(self, part: str, why: str) -> PartGrade:
         spec = next(p for p in self.rubric.parts if p.name == part)
@@ -106,28 +192,28 @@ class Grader:
                          reason=f"not graded: {why}")]))
         return grade
 
-    def _grade_part(self, sub: Submission, part: str, outdir: Path) -> PartGrade:
+    def _grade_part(self, sub: Submission, part: str, outdir: Path, run_root: Path,
+                    user: RunUser | None, grade: SubmissionGrade) -> PartGrade:
         spec = next(p for p in self.rubric.parts if p.name == part)
         tests = list(spec.tests)
         nodeids = [self.catalog.nodeid[t] for t in tests]
         seed = (self.base_seed * 31 + PARTS.index(part)) % (2**31)
         jobs = plan_jobs(nodeids, self.rubric.runs, seed, sequential=False)
-        work = outdir / "work"  # pytest's working directory: the student code's scratch
-        work.mkdir(exist_ok=True)
+        work = run_root / "work"  # pytest's working directory: the student code's scratch
         options = RunOptions(harness=self.harness(sub), timeout=self.rubric.per_run_timeout_s,
                              rootdir=work)
-        limits = Limits(memory_mb=self.rubric.memory_mb,
-                        per_run_timeout_s=self.rubric.per_run_timeout_s)
+        limits = self.limits(user, spec.budget_s * self.rubric.runs)
+        output_log = outdir / f"pytest-{part}.txt"
         backend: Backend
         if self.backend == "dask":
-            # Each run is a fresh pytest on a worker, under the same limits wrapper.
+            # Each run is a fresh pytest on a worker, under the same supervisor.
             backend = make_backend(
                 "dask", replace(options, rootdir=self.catalog.rootdir),
                 scheduler=self.scheduler, workers_per_host=self.workers_per_host,
                 command_prefix=wrapper_command(limits, python=WORKER_PYTHON))
         else:
             backend = IsolatedBackend(self.workers, options, self.catalog.rootdir, limits,
-                                      output_log=outdir / f"pytest-{part}.txt")
+                                      output_log=output_log)
         budget = spec.budget_s * self.rubric.runs
         self.console.print(f"{part}: {len(tests)} test(s) x {self.rubric.runs} run(s), "
                            f"budget {budget:.0f} s", highlight=False)
@@ -143,7 +229,7 @@ class Grader:
             by_test[test].append(res)
             if not res.failed:
                 continue
-            rerun = rerun_command(test, res.seed, options.harness, debug=True)
+            rerun = rerun_command(test, res.seed, self.rerun_harness(sub), debug=True)
             reruns[(test, res.job)] = rerun
             if res.log:
                 rel = f"logs/{test}-run{len(by_test[test])}-s{res.seed}.log"
@@ -152,11 +238,18 @@ class Grader:
                                           f"error: {res.message}\nrerun: {rerun}\n\n{res.log}",
                                           encoding="utf-8")
                 logs[(test, res.job)] = rel
+        grade.notes += supervisor_notes(output_log, part)
         return grade_part(self.rubric, part, by_test, elapsed, logs, reruns)
 
     def harness(self, sub: Submission) -> HarnessOptions:
-        """The harness options of a submission's runs (and of their rerun commands)."""
-        return HarnessOptions(impl=sub.impl, sim=self.sim)
+        """The harness options of a submission's runs: isolated unless in simulated time."""
+        return HarnessOptions(impl=sub.impl, sim=self.sim, isolate=self.isolate)
+
+    def rerun_harness(self, sub: Submission) -> HarnessOptions:
+        """As :meth:`harness`, naming the submission where the student has it (the staged
+        copy is gone after the run)."""
+        impl = str(sub.entry) if sub.entry is not None else sub.impl
+        return HarnessOptions(impl=impl, sim=self.sim, isolate=self.isolate)
 
     def _progress(self, part: str) -> Callable[[RunResult], None]:
         def show(res: RunResult) -> None:
@@ -167,3 +260,13 @@ class Grader:
                                + (f" {res.message}" if res.failed and res.message else ""),
                                highlight=False, soft_wrap=True)
         return show
+
+
+def supervisor_notes(output_log: Path, part: str) -> list[str]:
+    """What the run's supervisor had to do (kill leftovers, cap output), from its log."""
+    try:
+        text = output_log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found = re.findall(re.escape(SUPERVISOR_NOTE) + r" (.*)", text)
+    return [f"{part}: {line.strip()}" for line in dict.fromkeys(found)]

@@ -1,28 +1,33 @@
-"""Run a submission's graded tests in separate, limited processes, part by part.
+"""Run a submission's graded tests in separate, limited, supervised processes, part by part.
 
-Student code never runs in the grader's process.  Each part of a submission is one
-``pytest -n <workers>`` run driven by the stress runner's backend
-(:class:`tools.stress.backends.xdist.XdistBackend`), with three extra fences:
+Student code never runs in the grader's process, nor in the tester's: each part of
+a submission is one ``pytest -n <workers> --isolate`` run (real time; ``--sim``
+grading stays in-process) driven by the stress runner's backend
+(:class:`tools.stress.backends.xdist.XdistBackend`), under a small **supervisor**
+(``python -m tools.grade.isolation [limits] -- pytest ...``, :func:`main`) that:
 
-* **Memory and core dumps**: the pytest command is prefixed with this module's own
-  small exec wrapper (``python -m tools.grade.isolation --memory-mb N -- cmd...``),
-  which sets ``RLIMIT_AS`` (address space) and ``RLIMIT_CORE`` = 0 and then *execs*
-  pytest; xdist's workers inherit the limits.  Address space is not memory in use:
-  every thread reserves an 8 MiB stack (the reference Raft peaks near 450 threads,
-  4.6 GB of address space, 50 MB resident, in TestBackup2B), hence a generous default.
-  A submission that allocates too much gets ``MemoryError`` (or dies), which fails
-  only the test that was running.
-* **Time**: each run has pytest-timeout's per-run watchdog (a hang fails that run
-  with a stack dump); the whole part has a wall-clock budget, after which the
-  remaining runs count as failed ("part time budget exhausted"); and if no run at
-  all finishes for longer than the per-run limit plus a grace period (a hang the
-  watchdog could not interrupt), the grader kills pytest.
-* **The framework is the installed one**: pytest runs with the graded test files by
-  absolute path and an explicit ``--rootdir`` (the framework's), from a scratch
-  working directory, so nothing in a submission's folder (a ``conftest.py``, its own
-  ``labtests``/``labrpc``) is imported; the submission is importable only through
-  ``--raft-impl=<path>``.  Crashed workers are restarted by xdist
-  (``--max-worker-restart`` is raised so that every crashing test is still tried).
+* becomes a child subreaper, so every process the run leaves behind -- a daemon
+  that double-forked into its own session included -- is re-parented to it, and
+  after pytest exits kills and reaps all of them (and, with a dedicated run user,
+  every process of that uid: :func:`tools.grade.sandbox.kill_uid`) before it exits
+  itself; the grader writes result files only after that;
+* gives the run its own mount namespace when it has a dedicated user (the
+  submissions and report folders hidden, see :mod:`tools.grade.sandbox`);
+* sets the resource limits (:class:`tools.grade.sandbox.RunLimits`: address space,
+  CPU, processes, open files, file size, no core dumps) in pytest before the exec,
+  inherited by everything it starts;
+* caps the run's output (pytest's and every peer's) at ``--output-mb``;
+* turns the backend's SIGINT into pytest's clean shutdown and SIGTERM (or its own
+  parent's death) into SIGKILL for the whole run, then the sweep.
+
+The tester loads :mod:`tools.grade.guard`, which starts the peers as the run user.
+Time: each run has pytest-timeout's per-run watchdog; the whole part has a
+wall-clock budget, after which the remaining runs count as failed ("part time
+budget exhausted"); and if no run at all finishes for longer than the per-run limit
+plus a grace period, the grader stops the run.  The framework is the installed one:
+pytest runs the graded test files by absolute path with an explicit ``--rootdir``,
+from a scratch working directory, so nothing in a submission's folder is imported
+except through ``--raft-impl=<staged copy>``.
 
 The scores are computed by the grader from the per-run results this module returns.
 """
@@ -30,38 +35,64 @@ The scores are computed by the grader from the per-run results this module retur
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
-import resource
+import select
+import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labtests.isolation import procs
+from tools.grade.sandbox import (
+    RunLimits,
+    RunUser,
+    SandboxError,
+    interpreter_paths,
+    kill_uid,
+    private_view,
+)
 from tools.stress.backends.base import Backend, BackendError, Job, RunOptions, RunResult
 from tools.stress.backends.xdist import XdistBackend
 
 BUDGET_REASON = "part time budget exhausted"
 STALL_GRACE_S = 60.0
+GUARD_PLUGIN = "tools.grade.guard"
+SUPERVISOR_NOTE = "[raftlab grade supervisor]"  # starts the lines the grader copies to notes
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits for the processes that run student code."""
+    """How the processes that run student code are fenced (one part of one submission)."""
 
     memory_mb: int = 16384
     per_run_timeout_s: float = 150.0
+    cpu_s: int = 1200
+    run_user: RunUser | None = None
+    hide: tuple[Path, ...] = field(default_factory=tuple)
+
+    def run_limits(self) -> RunLimits:
+        return RunLimits(memory_mb=self.memory_mb, cpu_s=self.cpu_s)
 
 
 def wrapper_command(limits: Limits, python: str = sys.executable) -> list[str]:
-    """The prefix that runs a command under ``limits`` (see :func:`main`)."""
-    return [python, "-m", "tools.grade.isolation", "--memory-mb", str(limits.memory_mb), "--"]
+    """The supervisor prefix that runs a command under ``limits`` (see :func:`main`)."""
+    rl = limits.run_limits()
+    cmd = [python, "-m", "tools.grade.isolation", "--memory-mb", str(rl.memory_mb),
+           "--cpu-s", str(rl.cpu_s), "--nproc", str(rl.nproc), "--nofile", str(rl.nofile),
+           "--fsize-mb", str(rl.fsize_mb), "--output-mb", str(rl.output_mb)]
+    if limits.run_user is not None:
+        cmd += ["--run-user", str(limits.run_user)]
+        cmd += [f"--hide={p}" for p in limits.hide]
+    return cmd + ["--"]
 
 
 class IsolatedBackend(XdistBackend):
-    """The stress runner's xdist backend, run under the wrapper, away from the submission.
+    """The stress runner's xdist backend, run under the supervisor, away from the submission.
 
     ``options.rootdir`` is the scratch directory used as pytest's working directory;
     ``framework_root`` is the real pytest rootdir (where the graded test files are).
@@ -78,9 +109,17 @@ class IsolatedBackend(XdistBackend):
         cmd = super().command(jobs_file, absolute)
         # pytest's own command line starts after "python -m pytest".
         head, rest = cmd[:3], cmd[3:]
+        guard = ["-p", GUARD_PLUGIN]
+        if self.limits.run_user is not None:
+            guard.append(f"--grade-peer-user={self.limits.run_user}")
         return (wrapper_command(self.limits) + head
                 + [f"--rootdir={self.framework_root}", "--max-worker-restart=1000",
-                   "-p", "no:cacheprovider"] + rest)
+                   "-p", "no:cacheprovider"] + guard + rest)
+
+    def _signal(self, sig: int) -> None:
+        # Never SIGKILL the supervisor: it would orphan the run it exists to sweep.
+        # SIGTERM makes it SIGKILL the run itself, then sweep, then exit.
+        super()._signal(signal.SIGINT if sig == signal.SIGINT else signal.SIGTERM)
 
 
 def failed_result(job: Job, reason: str) -> RunResult:
@@ -184,29 +223,167 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def apply_limits(memory_mb: int) -> None:
-    """Limit this process (and its future children) to ``memory_mb`` MiB of address space."""
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+PR_SET_PDEATHSIG = 1
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    d = RunLimits()
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.grade.isolation",
+        description="run a command under raftlab's grading supervisor and limits")
+    parser.add_argument("--memory-mb", type=int, required=True)
+    parser.add_argument("--cpu-s", type=int, default=d.cpu_s)
+    parser.add_argument("--nproc", type=int, default=d.nproc)
+    parser.add_argument("--nofile", type=int, default=d.nofile)
+    parser.add_argument("--fsize-mb", type=int, default=d.fsize_mb)
+    parser.add_argument("--output-mb", type=int, default=d.output_mb)
+    parser.add_argument("--run-user", type=RunUser.parse, metavar="UID:GID",
+                        help="the run's dedicated user: a private mount namespace, and every "
+                        "process of this uid is killed at the end")
+    parser.add_argument("--hide", type=Path, action="append", default=[],
+                        help="with --run-user: cover this folder for the run")
+    parser.add_argument("--as-run-user", action="store_true",
+                        help="run the command itself as --run-user (a probe)")
+    parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    args.command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not args.command:
+        parser.error("no command given")
+    if args.as_run_user and args.run_user is None:
+        parser.error("--as-run-user needs --run-user")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exec wrapper: ``python -m tools.grade.isolation --memory-mb N -- cmd args...``."""
-    parser = argparse.ArgumentParser(prog="python -m tools.grade.isolation",
-                                     description="run a command under raftlab's grading limits")
-    parser.add_argument("--memory-mb", type=int, required=True)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("no command given")
-    apply_limits(args.memory_mb)
-    # glibc reserves up to 8 x cores malloc arenas of 64 MiB address space each, which
-    # count against RLIMIT_AS without being used; two are plenty for these tests.
-    env = dict(os.environ, MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"))
-    os.execvpe(command[0], command, env)
-    return 127  # not reached
+    """Supervisor: ``python -m tools.grade.isolation --memory-mb N [...] -- cmd args...``.
+
+    Exits with the command's status (128 + N if it died of signal N) once the
+    command and everything it started are gone.
+    """
+    args = _parse(argv)
+    limits = RunLimits(memory_mb=args.memory_mb, cpu_s=args.cpu_s, nproc=args.nproc,
+                       nofile=args.nofile, fsize_mb=args.fsize_mb, output_mb=args.output_mb)
+    procs.become_subreaper()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the grader died: stop the run
+    if args.run_user is not None:
+        try:
+            private_view(args.run_user, interpreter_paths() + [Path.cwd()], args.hide)
+        except (SandboxError, OSError) as exc:
+            print(f"raftlab grade supervisor: {exc}", file=sys.stderr)
+            return 125
+    child = _start(args.command, limits, args.run_user if args.as_run_user else None)
+    status, killed = _supervise(child, limits.output_mb << 20)
+    killed += procs.reap_strays(keep=set(), timeout=10.0)
+    if args.run_user is not None:
+        killed += kill_uid(args.run_user.uid)
+        killed += procs.reap_strays(keep=set(), timeout=5.0)
+    if killed:
+        _write_all(f"{SUPERVISOR_NOTE} killed {len(set(killed))} process(es) still running "
+                   f"after the test process ended (a detached or leftover process)\n"
+                   .encode())
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _start(command: list[str], limits: RunLimits, as_user: RunUser | None) -> tuple[int, int]:
+    """Fork and exec ``command`` in its own process group, output to a pipe: (pid, read fd)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs or exits
+        try:
+            os.setpgid(0, 0)
+            os.dup2(w, 1)
+            os.dup2(w, 2)
+            os.close(r)
+            os.close(w)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            limits.apply()
+            if as_user is not None:
+                os.setgroups([])
+                os.setgid(as_user.gid)
+                os.setuid(as_user.uid)
+            # glibc reserves up to 8 x cores malloc arenas of 64 MiB address space each,
+            # which count against RLIMIT_AS without being used; two are plenty here.
+            env = dict(os.environ, MALLOC_ARENA_MAX=os.environ.get("MALLOC_ARENA_MAX", "2"))
+            os.execvpe(command[0], command, env)
+        except BaseException as exc:
+            os.write(2, f"raftlab grade supervisor: cannot start {command[0]}: {exc}\n"
+                     .encode())
+        os._exit(127)
+    os.close(w)
+    return pid, r
+
+
+def _supervise(child: tuple[int, int], cap: int) -> tuple[int, list[int]]:
+    """Copy the child's output (up to ``cap`` bytes), forward signals.
+
+    Returns the child's wait status and the pids of leftovers killed once it ended.
+    """
+    pid, fd = child
+
+    def on_int(_sig: int, _frame: Any) -> None:
+        _killpg(pid, signal.SIGINT)
+
+    def on_term(_sig: int, _frame: Any) -> None:
+        _killpg(pid, signal.SIGKILL)
+
+    signal.signal(signal.SIGINT, on_int)
+    signal.signal(signal.SIGTERM, on_term)
+    written = 0
+    status: int | None = None
+    eof = False
+    drain_until: float | None = None
+    killed: list[int] = []
+    while not eof:
+        if status is None:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                status = st
+                # Kill what the run left behind (those hold the pipe open), then drain.
+                killed += procs.reap_strays(keep=set(), timeout=10.0)
+                drain_until = time.monotonic() + 2.0
+        if drain_until is not None and time.monotonic() > drain_until:
+            break
+        try:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+        except InterruptedError:
+            continue
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            eof = True
+            continue
+        if written < cap:
+            keep = chunk[: cap - written]
+            _write_all(keep)
+            written += len(keep)
+            if written >= cap:
+                _write_all(f"\n{SUPERVISOR_NOTE} output capped at {cap >> 20} MiB; the "
+                           f"rest of this run's output was discarded\n".encode())
+    os.close(fd)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    return status, killed
+
+
+def _write_all(data: bytes) -> None:
+    while data:
+        try:
+            n = os.write(1, data)
+        except InterruptedError:
+            continue
+        data = data[n:]
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ def to_json(grade: SubmissionGrade, rubric: Rubric) -> dict[str, Any]:
         "schema": SCHEMA,
         "submission": grade.name, "source": grade.source, "implementation": grade.impl,
         "status": "error" if grade.error else "graded", "error": grade.error,
+        "timing": grade.timing, "isolated": grade.isolated, "mode": grade.mode,
+        "hardening": grade.hardening,
         "score": grade.score, "max_score": grade.max_score,
         "runs_per_test": grade.runs, "base_seed": grade.base_seed,
         "elapsed_s": round(grade.elapsed_s, 1),
@@ -80,7 +82,7 @@ def gradescope(grade: SubmissionGrade) -> dict[str, Any]:
             "visibility": "visible",
         })
     output = [f"raftlab grade: every graded test ran {grade.runs} time(s); a test earns its "
-              f"points only if all runs pass."]
+              f"points only if all runs pass.", f"Measured in {grade.mode}."]
     if grade.error:
         output.append(f"Could not grade this submission: {grade.error}")
     output += grade.notes
@@ -103,7 +105,9 @@ def junit(grade: SubmissionGrade) -> ET.ElementTree:
                           time=f"{grade.elapsed_s:.1f}")
     props = ET.SubElement(suite, "properties")
     for key, value in (("score", grade.score), ("max_score", grade.max_score),
-                       ("runs_per_test", grade.runs), ("implementation", grade.impl)):
+                       ("runs_per_test", grade.runs), ("implementation", grade.impl),
+                       ("timing", grade.timing), ("isolated", grade.isolated),
+                       ("hardening", grade.hardening)):
         ET.SubElement(props, "property", name=key, value=str(value))
     if grade.error:
         case = ET.SubElement(suite, "testcase", classname="raftlab.grade", name="submission")
@@ -125,7 +129,7 @@ def junit(grade: SubmissionGrade) -> ET.ElementTree:
 
 
 def table(grade: SubmissionGrade) -> Table:
-    title = f"raftlab grade: {grade.name} ({grade.runs} run(s) per test)"
+    title = f"raftlab grade: {grade.name} ({grade.runs} run(s) per test, {grade.mode})"
     tbl = Table(title=title, title_justify="left")
     tbl.add_column("Part", no_wrap=True)
     tbl.add_column("Tests passed", justify="right", no_wrap=True)
@@ -156,13 +160,16 @@ def write_reports(grade: SubmissionGrade, rubric: Rubric, folder: Path) -> None:
     with open(folder / "summary.txt", "w", encoding="utf-8") as fh:
         console = Console(file=fh, width=140, no_color=True, color_system=None)
         console.print(table(grade))
+        console.print(f"measured in {grade.mode}", markup=False, highlight=False)
+        if grade.hardening:
+            console.print(f"fences: {grade.hardening}", markup=False, highlight=False)
         for note in grade.notes:
             console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def write_csv(grades: Sequence[SubmissionGrade], part_names: Sequence[str], path: Path) -> None:
     rows = [summary_row(g, part_names) for g in grades]
-    fields = ["submission", "status", "score", "max_score"]
+    fields = ["submission", "status", "score", "max_score", "timing", "isolated"]
     for name in part_names:
         fields += [name, f"{name}_tests_passed"]
     fields += ["failed_tests", "notes"]

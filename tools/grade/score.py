@@ -94,6 +94,16 @@ class SubmissionGrade:
     error: str | None = None      # set when the submission could not be graded at all
     elapsed_s: float = 0.0
     base_seed: int | None = None
+    timing: str = "real"          # real | simulated: the clock the grade was measured on
+    isolated: bool = False        # each Raft peer in its own process
+    hardening: str = ""           # which fences the runs had (tools.grade.sandbox)
+
+    @property
+    def mode(self) -> str:
+        """``real time, isolated`` / ``simulated time, in-process``: said in every report."""
+        return (f"{self.timing} time, "
+                + ("isolated (each peer in its own process)" if self.isolated
+                   else "in-process"))
 
     @property
     def score(self) -> float:
@@ -126,6 +136,8 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
     if "can't start new thread" in low:
         return (f"could not start a thread: too many threads or memory limit exhausted "
                 f"({memory_mb} MiB of address space per process)")
+    if "peer process" in low and ("exited with status" in low or "was killed by" in low):
+        return "a peer process ended during the test: " + msg
     if "crashed" in low and "worker" in low:
         return "crashed: the test process died (e.g. a segfault, os._exit or the kernel's " \
                "OOM killer); " + msg
@@ -165,6 +177,7 @@ def summary_row(grade: SubmissionGrade, part_names: Sequence[str]) -> dict[str, 
         "submission": grade.name,
         "status": "error" if grade.error else "graded",
         "score": _fmt(grade.score), "max_score": _fmt(grade.max_score),
+        "timing": grade.timing, "isolated": "yes" if grade.isolated else "no",
     }
     by_name = {p.name: p for p in grade.parts}
     for name in part_names:
