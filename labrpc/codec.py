@@ -60,13 +60,23 @@ _FORBIDDEN_NAMES: dict[type, str] = {
     io.IOBase: "file",
 }
 _FORBIDDEN = tuple(_FORBIDDEN_NAMES)
+# A class that stands in for one of these (the simulated clock's Lock and RLock) says
+# which, in a class attribute of this name, and is refused the same way.
+REFUSED_AS = "labrpc_refused_as"
 
 
 class CodecError(TypeError):
     """A value cannot be encoded; the message names the field path and type."""
 
 
+def _refused(obj: object) -> bool:
+    return isinstance(obj, _FORBIDDEN) or getattr(type(obj), REFUSED_AS, None) is not None
+
+
 def _type_name(obj: object) -> str:
+    stand_in = getattr(type(obj), REFUSED_AS, None)
+    if isinstance(stand_in, str):
+        return stand_in
     for kind, name in _FORBIDDEN_NAMES.items():
         if isinstance(obj, kind):
             if name in ("function", "bound method", "builtin function"):
@@ -90,7 +100,7 @@ class _CheckingPickler(pickle.Pickler):
     # strs, lists, tuples, dicts, sets and frozensets, so the check is cheap
     # for the plain data that RPCs mostly carry.
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, _FORBIDDEN):
+        if isinstance(obj, _FORBIDDEN) or getattr(type(obj), REFUSED_AS, None) is not None:
             raise _Refused()
         return NotImplemented
 
@@ -165,7 +175,7 @@ def encode(value: Any, root: str = "value") -> bytes:
         _CheckingPickler(buffer, PROTOCOL).dump(value)
         return buffer.getvalue()
     except _Refused:
-        found = _find(value, root, lambda o: isinstance(o, _FORBIDDEN), set(), outermost=True)
+        found = _find(value, root, _refused, set(), outermost=True)
         reason = "cannot cross a network"
     except Exception as err:  # pickle's own refusal: find the innermost culprit
         found = _find(value, root, _unpicklable_leaf, set(), outermost=False)

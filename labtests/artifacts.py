@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+ARTIFACT_KEY = "raftlab_artifact"  # the report's user property naming the artifact
 DEPOSED_LEADER = "deposed-leader-submission"
 LATE_APPLY = "late-apply-after-restart"
 

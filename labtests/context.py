@@ -20,6 +20,7 @@ from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
 from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions
+from labtests.output import summarize_names
 from labtests.timing import LagSummary, leak_grace_s
 from raft import debuglog
 
@@ -108,7 +109,7 @@ class TestContext:
             ]
             if leftovers:
                 msg = (
-                    "threads still running after cleanup: " + ", ".join(sorted(leftovers))
+                    "threads still running after cleanup: " + summarize_names(sorted(leftovers))
                     + " (a killed Raft must make its own threads exit)"
                 )
                 if self.impl.is_bundled:

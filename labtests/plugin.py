@@ -29,11 +29,13 @@ from typing import Any
 import pytest
 
 from labtests import hookspecs
+from labtests.artifacts import ARTIFACT_KEY
 from labtests.config import Config, cpu_warning, derive_seed, passed_line
 from labtests.context import TestContext
 from labtests.impl_loader import DEFAULT_IMPL, Implementation, load
 from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions, OptionError, add_pytest_options, from_pytest_config
+from labtests.output import bound_report_sections
 from labtests.overload import (
     EXIT_INCONCLUSIVE,
     INCONCLUSIVE,
@@ -218,6 +220,8 @@ def _record_figures(item: pytest.Item, ctx: TestContext) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     report = yield
     ctx = item.stash.get(_CONTEXT, None)
+    if ctx is not None:
+        bound_report_sections(report)  # a Raft may print megabytes (labtests/output.py)
     if ctx is None or report.when != "call":
         return report
     figures = ctx.figures
@@ -227,6 +231,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         for key in ("time", "peers", "rpcs", "bytes", "commits"):
             item.user_properties.append((key, figures[key]))
     _record_timer_lag(item, ctx, call, report)
+    if report.failed and ctx.failures.artifact:  # a known artifact (labtests/artifacts.py)
+        item.user_properties.append((ARTIFACT_KEY, ctx.failures.artifact))
     report.user_properties = list(item.user_properties)
     for msg in ctx.warnings:
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)

@@ -85,6 +85,7 @@ def _timeout_deadline(s: Scheduler, blocking: bool, timeout: float) -> float | N
 class Lock:
     """``threading.Lock``: may be released by any thread."""
 
+    labrpc_refused_as = "threading.Lock"  # labrpc.codec refuses it like the real one
     __slots__ = ("_locked", "_owner", "_waiters", "_where", "__weakref__")
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -175,6 +176,7 @@ class RLock:
     it still works as long as it never has to wait.
     """
 
+    labrpc_refused_as = "threading.RLock"  # labrpc.codec refuses it like the real one
     __slots__ = ("_owner", "_count", "_waiters", "_where", "__weakref__")
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
