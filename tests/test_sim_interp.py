@@ -108,3 +108,18 @@ def test_the_detail_scan_sees_what_interp_does():
     found = {what for _, what in _details(ast.parse((SIM_DIR / "interp.py").read_text()))}
     assert {"uses ._ident", "uses ._started", "uses ._getframe", "imports _threading_local",
             "imports _thread"} <= found
+
+
+def test_the_interpreters_own_excepthook_reports_a_simulated_threads_exception(
+        monkeypatch, capsys):
+    # threading.__excepthook__ is the C hook, which accepts only a real ExceptHookArgs.
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)
+
+    def body():
+        t = threading.Thread(target=lambda: 1 / 0, name="crasher")
+        t.start()
+        t.join()
+
+    run_in_simulation(body, 2)
+    err = capsys.readouterr().err
+    assert "Exception in thread crasher" in err and "ZeroDivisionError" in err
