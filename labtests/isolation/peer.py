@@ -256,7 +256,8 @@ class PeerRuntime:
             self.link.send(("make_failed", _clip(text)))
             _exit(0)
         self._ready.set()
-        self.link.send(("hello", os.getpid(), self.service.method_names()))
+        self.link.send(("hello", os.getpid(), self.service.method_names(),
+                        self.service.skipped()))  # skipped: why a method is no handler
         reader.join()
         _exit(0)
 

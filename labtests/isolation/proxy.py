@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labrpc import ClientEnd, RawService, UnknownMethodError
+from labrpc.network import CODEC_ERROR
 from labrpc.pool import ThreadPool
 from labtests.failures import FailureChannel
 from labtests.isolation import procs, wire
@@ -106,6 +107,7 @@ class PeerProxy:
         self._waiting: dict[int, _Slot] = {}
         self._hello = _Slot()
         self.methods: list[str] = []
+        self.skipped: dict[str, str] = {}  # public methods that are not handlers, and why
         self._terminated = False  # the tester ended the process (crash or cleanup)
         self._death: str | None = None  # why the peer is gone, if it went on its own
         self._status: int | None = None
@@ -151,7 +153,7 @@ class PeerProxy:
 
     def rpc_service(self) -> RawService:
         """The service the tester's network delivers this peer's RPCs to."""
-        return RawService("Raft", self.methods, self._handle)
+        return RawService("Raft", self.methods, self._handle, skipped=self.skipped)
 
     # -- the Raft API ---------------------------------------------------------------
 
@@ -392,8 +394,10 @@ class PeerProxy:
             key, exc_repr, tb_text = wire.expect(message, int, str, str)
             self._answer(key, "error", PeerHandlerError(exc_repr, tb_text))
         elif tag == "hello":
-            _pid, methods = wire.expect(message, int, list)
+            _pid, methods, skipped = wire.expect(message, int, list, dict)
             self.methods = [m for m in methods if isinstance(m, str)]
+            self.skipped = {k: v for k, v in skipped.items()
+                            if isinstance(k, str) and isinstance(v, str)}
             self._hello.fill("ok", None)
         elif tag == "make_failed":
             (text,) = wire.expect(message, str)
@@ -405,7 +409,7 @@ class PeerProxy:
             )
         elif tag == "codec_error":
             (text,) = wire.expect(message, str)
-            self._failures.record(f"{self.label}: {text}")
+            self._failures.record_cause(CODEC_ERROR, f"{self.label}: {text}")
         else:
             raise wire.WireError(f"unknown message {tag!r}")
 
