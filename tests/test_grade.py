@@ -40,6 +40,20 @@ def test_reference_raft_gets_full_marks_on_2a(tmp_path):
     assert report["parts"][0]["tests_passed"] == 3
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert results["score"] == 15 and len(results["tests"]) == 3
+    # Real-time grading is always isolated, and the reports say so.
+    assert (report["timing"], report["isolated"]) == ("real", True)
+    assert "Measured in real time, isolated" in results["output"]
+
+
+def test_simulated_grading_is_in_process_and_says_so(tmp_path):
+    rc, text = _grade(["raft", "--only", "test_initial_election_2a", "--runs", "1", "--sim",
+                       "-o", str(tmp_path)])
+    report = _report(tmp_path)
+    assert rc == grade.EXIT_FULL, text
+    assert (report["timing"], report["isolated"]) == ("simulated", False)
+    assert "simulated time, in-process" in report["hardening"]
+    assert "Measured in simulated time, in-process." in json.loads(
+        (tmp_path / "results.json").read_text(encoding="utf-8"))["output"]
 
 
 def test_batch_correct_broken_hanging_and_unrecognised(tmp_path):

@@ -57,6 +57,14 @@ def test_reasons_name_the_cause():
     assert "memory limit exhausted (512 MiB" in reason("failed", "MemoryError")
     assert reason("failed", BUDGET_REASON + " (10 s)").startswith(BUDGET_REASON)
     assert "skipped" in reason("skipped", None)
+    # Isolated peers: a peer that ends or misses a deadline is named, with its status.
+    ended = "server 1 (peer process 4242) exited with status 0 while the test was running"
+    assert reason("failed", ended) == "crashed: a peer process ended during the test: " + ended
+    killed = "server 2 (peer process 77) was killed by SIGKILL while the test was running"
+    assert reason("failed", killed).startswith("crashed:") and "SIGKILL" in reason(
+        "failed", killed)
+    late = "server 0 (peer process 9): get_state() did not return within 5 s (a deadlock?)"
+    assert reason("failed", late) == "hung: " + late
 
 
 def test_reports_agree(tmp_path):
@@ -77,6 +85,16 @@ def test_reports_agree(tmp_path):
     failure = suite.findall("testcase")[1].find("failure")
     assert failure is not None and "leaders" in failure.get("message")
     assert "2A" in (tmp_path / "summary.txt").read_text()
+    # Every report says on which clock the grade was measured, and whether isolated.
+    assert (report["timing"], report["isolated"]) == ("real", False)
+    assert "Measured in real time, in-process." in gs["output"]
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert (props["timing"], props["isolated"]) == ("real", "False")
+    assert "measured in real time, in-process" in (tmp_path / "summary.txt").read_text()
+    grade.timing, grade.isolated = "simulated", False
+    write_reports(grade, rubric, tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["output"].endswith(
+        "Measured in simulated time, in-process.")
 
 
 def test_csv_row_per_submission(tmp_path):
@@ -88,3 +106,4 @@ def test_csv_row_per_submission(tmp_path):
     assert (rows[0]["score"], rows[0]["2A_tests_passed"], rows[0]["failed_tests"]) == \
         ("3", "1/2", "t2")
     assert rows[1]["status"] == "error" and "not a submission" in rows[1]["notes"]
+    assert (rows[0]["timing"], rows[0]["isolated"]) == ("real", "no")

@@ -107,7 +107,10 @@ class Grader:
         user, why = choose_run_user()
         if user is None:
             return False, why
-        problem = probe_run_user(user, [], self.hide)
+        try:
+            problem = probe_run_user(user, [], self.hide)
+        finally:
+            user.release()
         if problem is not None:
             return False, problem + "; runs use the grader's own user"
         return True, ""
@@ -130,6 +133,7 @@ class Grader:
                                 isolated=self.isolate)
         self.console.rule(f"grading {grade.name}")
         user = self._next_user()
+        grade.run_user = user.uid if user is not None else None
         grade.hardening = describe_hardening(
             user, self.fallback_why, None if self.sim else self.limits(user, 0).run_limits())
         run_root = Path(tempfile.mkdtemp(prefix="raftlab-grade-"))
@@ -158,6 +162,7 @@ class Grader:
         finally:
             if user is not None:
                 left = kill_uid(user.uid)
+                user.release()
                 if left:
                     grade.notes.append(f"{len(left)} process(es) of the run's user were "
                                        "still alive after the run and were killed")

@@ -48,7 +48,7 @@ def to_json(grade: SubmissionGrade, rubric: Rubric) -> dict[str, Any]:
         "submission": grade.name, "source": grade.source, "implementation": grade.impl,
         "status": "error" if grade.error else "graded", "error": grade.error,
         "timing": grade.timing, "isolated": grade.isolated, "mode": grade.mode,
-        "hardening": grade.hardening,
+        "hardening": grade.hardening, "run_user": grade.run_user,
         "score": grade.score, "max_score": grade.max_score,
         "runs_per_test": grade.runs, "base_seed": grade.base_seed,
         "elapsed_s": round(grade.elapsed_s, 1),

@@ -31,6 +31,7 @@ grader can read); every report says which fence was in place
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import pwd
 import resource
@@ -41,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # uids handed to runs: outside the usual ranges of system (< 1000) and human
@@ -96,8 +97,16 @@ class RunLimits:
 
 @dataclass(frozen=True)
 class RunUser:
+    """A run's uid (gid the same number); ``lease`` is the open lock file that reserves it."""
+
     uid: int
     gid: int
+    lease: int | None = field(default=None, compare=False, repr=False)
+
+    def release(self) -> None:
+        """Give the uid back (after every process of it is gone)."""
+        if self.lease is not None:
+            os.close(self.lease)
 
     def __str__(self) -> str:
         return f"{self.uid}:{self.gid}"
@@ -138,17 +147,55 @@ def _uid_in_use(uid: int, running: Iterable[int]) -> bool:
         return uid in running
 
 
+def _lease_dir() -> Path:
+    """Root-only folder of the uid leases, shared by every grader on the machine."""
+    base = Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+    folder = base / "raftlab-grade-uids"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o077:
+        raise SandboxError(f"{folder} must be a directory owned by root, mode 0700")
+    return folder
+
+
+def _lease(uid: int) -> int | None:
+    """Reserve ``uid`` for this process (a lock the kernel drops if we die), or None."""
+    fd = os.open(_lease_dir() / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def choose_run_user(previous: int | None = None) -> tuple[RunUser | None, str]:
-    """A uid for one run (after ``previous``), or None and why the fallback applies."""
+    """Reserve a uid for one run (the next free one after ``previous``).
+
+    Returns the user (call :meth:`RunUser.release` when its processes are gone) or
+    None and why the fallback applies.  A uid is free when no account owns it, no
+    process runs as it and no other grader on the machine holds its lease: graders
+    running side by side never share a uid, so one's sweep cannot kill the other's
+    peers.
+    """
     if os.geteuid() != 0:
         return None, ("the grader is not root: runs use the grader's own user, so a "
                       "submission can read what the grader can read (see docs/grading.md)")
-    running = set(process_uids().values())
     start = 0 if previous is None else (previous - RUN_UID_BASE + 1) % RUN_UID_COUNT
-    for k in range(RUN_UID_COUNT):
-        uid = RUN_UID_BASE + (start + k) % RUN_UID_COUNT
-        if not _uid_in_use(uid, running):
-            return RunUser(uid, uid), f"run as the dedicated user {uid}"
+    try:
+        for k in range(RUN_UID_COUNT):
+            uid = RUN_UID_BASE + (start + k) % RUN_UID_COUNT
+            if _uid_in_use(uid, ()):
+                continue
+            fd = _lease(uid)
+            if fd is None:
+                continue
+            if uid in process_uids().values():  # left over by a grader that died
+                os.close(fd)
+                continue
+            return RunUser(uid, uid, fd), f"run as the dedicated user {uid}"
+    except OSError as exc:
+        return None, f"cannot reserve a run user ({exc}): runs use the grader's own user"
     return None, (f"no free uid in {RUN_UID_BASE}-{RUN_UID_BASE + RUN_UID_COUNT - 1}: "
                   "runs use the grader's own user")
 

@@ -97,6 +97,7 @@ class SubmissionGrade:
     timing: str = "real"          # real | simulated: the clock the grade was measured on
     isolated: bool = False        # each Raft peer in its own process
     hardening: str = ""           # which fences the runs had (tools.grade.sandbox)
+    run_user: int | None = None   # the dedicated uid the peers ran as, if any
 
     @property
     def mode(self) -> str:
@@ -137,7 +138,9 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
         return (f"could not start a thread: too many threads or memory limit exhausted "
                 f"({memory_mb} MiB of address space per process)")
     if "peer process" in low and ("exited with status" in low or "was killed by" in low):
-        return "a peer process ended during the test: " + msg
+        return "crashed: a peer process ended during the test: " + msg
+    if "peer process" in low and "did not return within" in low:
+        return "hung: " + msg  # a request to an isolated peer missed its deadline
     if "crashed" in low and "worker" in low:
         return "crashed: the test process died (e.g. a segfault, os._exit or the kernel's " \
                "OOM killer); " + msg
