@@ -186,3 +186,37 @@ def test_fifty_megabytes_of_output_are_bounded_in_the_report(tmp_path):
     assert xml.stat().st_size < 500_000
     case = next(ET.parse(xml).getroot().iter("testcase"))
     assert "expected one leader, got none" in case.find("failure").get("message", "")
+
+
+ISOLATED = {
+    "lock_in_args": r"server \d \(peer process \d+\): Raft\.request_vote: args\['mu'\]: "
+                    r"threading\.Lock cannot cross a network",
+    "unknown_method": UNKNOWN[1:-1],
+    "go_style_handler": GO_STYLE[1:-1],
+}
+
+
+def test_isolated_peers_report_the_same_causes(tmp_path):
+    """With --isolate the peer process reports the codec error, and the tester's network
+    the unknown method, with the reason a method was left out (all runs at once)."""
+    procs = {}
+    for toy in ISOLATED:
+        procs[toy] = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-k",
+             "test_initial_election_2a", "--isolate", "--raft-impl", str(TOYS / f"{toy}.py"),
+             "-p", "no:cacheprovider", "-p", "no:xdist", "--junitxml", str(tmp_path / toy)],
+            cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        for toy, pattern in ISOLATED.items():
+            out, _ = procs[toy].communicate(timeout=180)
+            assert procs[toy].returncode == 1, out[-3000:]
+            case = next(ET.parse(tmp_path / toy).getroot().iter("testcase"))
+            message = case.find("failure").get("message", "")
+            assert re.search(pattern, message.splitlines()[0]), message
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
