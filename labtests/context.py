@@ -4,6 +4,10 @@ Go's ``defer cfg.cleanup()`` runs inside the test function; here the plugin
 calls :meth:`TestContext.finish` right after the test body (still inside the
 test's call phase), so a helper-thread failure, the 120 s check or threads a
 killed Raft left running fail the test itself, not its teardown.
+
+The cleanup is bounded (:mod:`labtests.watchdog`): it runs in a thread of its
+own, and if a ``kill()`` does not return within the deadline the test fails
+with every thread's stack and the run goes on to the next test.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 import traceback
 from typing import Any
 
-from labtests import timing
+from labtests import timing, watchdog
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
@@ -49,6 +53,9 @@ class TestContext:
         self._baseline = {t.ident for t in threading.enumerate()}
         self._prev_hook = threading.excepthook
         self._finished = False
+        self.cleanup_report: str | None = None  # the stacks, if the cleanup did not end
+        # Who can show every thread's stack (the simulation, through a hook); set by the plugin.
+        self.thread_report: watchdog.ThreadReport | None = None
         # The Raft under test draws from module-level random: seed it too.
         random.seed(derive_seed(seed, "global"))
         debuglog.reset_clock()
@@ -92,30 +99,25 @@ class TestContext:
         """Clean up every config, check leftover threads, deliver recorded failures.
 
         Raises :class:`RaftTestFailure` if the body passed but something failed
-        meanwhile (a helper thread, the time limit, leftover threads of the
-        bundled Raft).
+        meanwhile (a helper thread, the time limit, a cleanup that did not end,
+        leftover threads of the bundled Raft).
         """
         if self._finished:
             return
         self._finished = True
         try:
-            for cfg in self.configs:
-                try:
-                    cfg.cleanup()
-                except RaftTestFailure:
-                    pass  # recorded in the channel; delivered below
-            leftovers = self._leftover_threads() + [
-                name for cfg in self.configs for name in cfg.peer_leftover_threads
-            ]
-            if leftovers:
-                msg = (
-                    "threads still running after cleanup: " + summarize_names(sorted(leftovers))
-                    + " (a killed Raft must make its own threads exit)"
-                )
-                if self.impl.is_bundled:
-                    self.failures.record(msg)
-                else:
-                    self.warnings.append(msg)
+            deadline = watchdog.cleanup_deadline(self.options.timeout_s)
+            cleanup = watchdog.run_bounded(self._cleanup_configs, deadline,
+                                           f"raftlab-cleanup-{self.name}", self.thread_report)
+            if not cleanup.finished:
+                self._cleanup_stuck(cleanup, deadline)
+            else:
+                if cleanup.error is not None:
+                    exc = cleanup.error
+                    self.failures.record(
+                        f"cleanup raised {exc!r}\n"
+                        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+                self._check_leftovers()
         finally:
             threading.excepthook = self._prev_hook
             self.timer_lag = self._lag.stop()
@@ -123,14 +125,66 @@ class TestContext:
         if not body_failed and self.failures.failed:
             raise RaftTestFailure(self.failures.first_message())
 
+    def _cleanup_configs(self) -> None:
+        for cfg in self.configs:
+            try:
+                cfg.cleanup()
+            except (RaftTestFailure, HelperThreadExit):
+                pass  # recorded in the channel; delivered by finish()
+
+    def _cleanup_stuck(self, cleanup: watchdog.Bounded, deadline: float) -> None:
+        """The cleanup did not end: fail the test with the stacks and leave it behind."""
+        why = ""
+        if cleanup.interrupted is not None:
+            why = f" (the wait for it was interrupted: {cleanup.interrupted!r})"
+        headline = (
+            f"cleanup did not end within {deadline:g} s{why}: a kill() that does not "
+            "return (or a Raft thread it waits for) blocks it; the stacks below show where"
+        )
+        report = headline + "\n\n" + cleanup.stacks
+        self.cleanup_report = report
+        self.failures.record(report)
+        debuglog.dlog("TEST", None, "cleanup did not end within %g s", deadline)
+        for cfg in self.configs:
+            # Calls still waiting on the network fail at once, so their threads can end.
+            watchdog.run_bounded(cfg.net.cleanup, 1.0, f"raftlab-net-cleanup-{self.name}")
+        if not self.options.sim:
+            # Real time: nothing can stop these threads; name them and keep them out of
+            # the following tests' leak checks.  (In simulated time the simulation
+            # ends every simulated thread when the test ends.)
+            me = threading.current_thread()
+            left = [t for t in threading.enumerate()
+                    if t.ident not in self._baseline and t is not me]
+            names = watchdog.abandon(left, self.name)
+            if names:
+                self.warnings.append(
+                    f"{len(names)} threads left blocked after the cleanup did not end: "
+                    f"{summarize_names(sorted(names))} (they are left out of later tests' "
+                    "leak checks)")
+
+    def _check_leftovers(self) -> None:
+        leftovers = self._leftover_threads() + [
+            name for cfg in self.configs for name in cfg.peer_leftover_threads
+        ]
+        if leftovers:
+            msg = (
+                "threads still running after cleanup: " + summarize_names(sorted(leftovers))
+                + " (a killed Raft must make its own threads exit)"
+            )
+            if self.impl.is_bundled:
+                self.failures.record(msg)
+            else:
+                self.warnings.append(msg)
+
     def _leftover_threads(self) -> list[str]:
         start = time.monotonic()
         while True:
             # Re-read each round: lag measured during the wait extends it too.
             deadline = start + leak_grace_s(THREAD_GRACE_S, self._lag)
+            abandoned = watchdog.abandoned_idents()
             alive = [
                 t for t in threading.enumerate()
-                if t.ident not in self._baseline and t.is_alive()
+                if t.ident not in self._baseline and t.ident not in abandoned and t.is_alive()
                 and t is not threading.current_thread()
             ]
             if not alive or time.monotonic() >= deadline:

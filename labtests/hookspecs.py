@@ -19,3 +19,14 @@ def pytest_raftlab_test_seed(item: pytest.Item) -> int | None:
     repetition of a test its own seed.  Without an answer, the seed is
     ``--seed``/``RAFTLAB_SEED`` or derived from the session seed and the test's name.
     """
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_raftlab_thread_report(item: pytest.Item, headline: str) -> str | None:
+    """Return a report of every thread of ``item``'s run under ``headline``, or ``None``.
+
+    The harness asks when a test's cleanup does not end (labtests.watchdog).
+    Without an answer it shows the interpreter's stack of every real thread; the
+    simulation (``--sim``), whose threads all share one real thread, answers with
+    its own report: each simulated thread's stack, what it waits for, lock cycles.
+    """

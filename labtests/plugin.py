@@ -10,8 +10,16 @@ stack dump of every thread, above the lab's own 120 s check.
 Graded tests are those that use the ``make_config`` fixture.  Each prints the
 lab's two lines (``Test (2A): ... ...`` and ``  ... Passed --  ...``) through
 the terminal reporter, which works with output capture and with xdist, and
-records the same figures as JUnit XML properties.  A failure is followed by one
-rerun hint, built by :mod:`labtests.rerun`.
+records the same figures as JUnit XML properties.  A failure's line carries
+its reason (the first line of the message), then the seed and one rerun
+command (:mod:`labtests.rerun`); the lines are built by :mod:`labtests.verdicts`.
+
+No test can keep the run from producing a result: the watchdog covers a test's
+setup, body and cleanup, the cleanup is bounded (:mod:`labtests.watchdog`), a
+pytest-xdist worker that dies is reported as a failure of the test it was
+running, naming its exit status or signal, and threads a Raft left running
+that are not daemons never keep the process alive: once every result is
+written they are reported and the process ends with pytest's exit status.
 
 Another plugin may choose the seed of one test (``raftlab stress`` runs each
 repetition with its own) by implementing the hook
@@ -21,7 +29,10 @@ repetition with its own) by implementing the hook
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Generator
 from typing import Any
@@ -30,12 +41,12 @@ import pytest
 
 from labtests import hookspecs
 from labtests.artifacts import ARTIFACT_KEY
-from labtests.config import Config, cpu_warning, derive_seed, passed_line
+from labtests.config import Config, cpu_warning, derive_seed
 from labtests.context import TestContext
 from labtests.impl_loader import DEFAULT_IMPL, Implementation, load
 from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions, OptionError, add_pytest_options, from_pytest_config
-from labtests.output import bound_report_sections
+from labtests.output import bound_report_sections, summarize_names
 from labtests.overload import (
     EXIT_INCONCLUSIVE,
     INCONCLUSIVE,
@@ -44,7 +55,8 @@ from labtests.overload import (
     is_inconclusive,
     verdict_text,
 )
-from labtests.rerun import rerun_hint
+from labtests.verdicts import REASON_KEY, exit_description, failure_reason, verdict_lines
+from labtests.watchdog import threads_keeping_process_alive
 from raft import debuglog
 
 PART_MARKERS = {
@@ -61,6 +73,7 @@ _IMPL = pytest.StashKey[Implementation | IsolatedImplementation]()
 _OPTIONS = pytest.StashKey[HarnessOptions]()
 _SESSION_SEED = pytest.StashKey[int]()
 _SEED = pytest.StashKey[int]()
+_SESSION = pytest.StashKey[pytest.Session]()
 
 
 class RaftlabImplementationWarning(UserWarning):
@@ -100,6 +113,33 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_SEED] = session_seed
     config.pluginmanager.register(_LabLines(config), "raftlab-lab-lines")
     config.pluginmanager.register(_Verdicts(config), "raftlab-verdicts")
+    # Registered first, so it runs last of the cleanups (after isolation's, for one).
+    baseline = {t.ident for t in threads_keeping_process_alive()}
+    config.add_cleanup(lambda: _end_if_threads_left(config, baseline))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SESSION] = session
+
+
+def _end_if_threads_left(config: pytest.Config, baseline: set[int | None]) -> None:
+    """Threads that are not daemons would make the interpreter wait for them forever
+    at exit, after every result was written: report them and end the process now,
+    with pytest's exit status."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    left = [t for t in threads_keeping_process_alive() if t.ident not in baseline]
+    if not left:
+        return
+    session = config.stash.get(_SESSION, None)
+    status = int(session.exitstatus) if session is not None else 1
+    names = summarize_names(sorted(t.name for t in left))
+    sys.stdout.flush()
+    print(f"raftlab: {len(left)} thread(s) that are not daemons still run after the last "
+          f"test: {names}; a Python process waits for such threads forever at exit, so "
+          f"it ends now with pytest's exit status {status} (a killed Raft must make its "
+          "threads exit, or start them with daemon=True)", file=sys.stderr, flush=True)
+    os._exit(status)
 
 
 def harness_options(config: pytest.Config) -> HarnessOptions:
@@ -189,6 +229,9 @@ def make_config(request: pytest.FixtureRequest) -> Callable[[int, bool, bool], C
     seed = seed_for_test(item)
     ctx = TestContext(item.name, seed, _implementation(request.config),
                       options=harness_options(request.config))
+    hook = request.config.hook
+    ctx.thread_report = lambda headline: hook.pytest_raftlab_thread_report(
+        item=item, headline=headline)
     item.stash[_CONTEXT] = ctx
     item.user_properties.append(("seed", seed))
     yield ctx.make_config
@@ -233,14 +276,52 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     _record_timer_lag(item, ctx, call, report)
     if report.failed and ctx.failures.artifact:  # a known artifact (labtests/artifacts.py)
         item.user_properties.append((ARTIFACT_KEY, ctx.failures.artifact))
+    if report.failed and call.excinfo is not None:
+        item.user_properties.append((REASON_KEY, failure_reason(call.excinfo.value)))
     report.user_properties = list(item.user_properties)
     for msg in ctx.warnings:
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)
         report.sections.append(("raftlab warning", msg))
-    if report.failed:
-        hint = rerun_hint(item.originalname, ctx.seed, harness_options(item.config))
-        report.sections.append(("raftlab rerun", hint))
+    if ctx.cleanup_report and report.failed and ctx.cleanup_report not in report.longreprtext:
+        # The body failed first (that is the reason); the stuck cleanup comes with it.
+        report.sections.append(("raftlab cleanup", ctx.cleanup_report))
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+    """xdist (controller): a worker died while running ``crashitem``; say how it ended.
+
+    xdist reports the test as failed with "worker crashed"; the worker's exit
+    status or signal, the reason line and the test's seed (for the rerun
+    command) are added here.
+    """
+    node = getattr(report, "node", None)
+    status = _worker_returncode(getattr(node, "gateway", None))
+    how = exit_description(status) if status is not None else "an unknown status"
+    worker = getattr(getattr(node, "gateway", None), "id", "?")
+    reason = (f"the test process (xdist worker {worker}) ended with {how} while this "
+              "test was running")
+    report.longrepr = f"{reason}\n{report.longrepr}"
+    props = [(REASON_KEY, reason)]
+    config = getattr(node, "config", None)
+    if config is not None and _SESSION_SEED in config.stash:
+        fixed = harness_options(config).seed
+        name = crashitem.rsplit("::", 1)[-1]
+        seed = fixed if fixed is not None else derive_seed(config.stash[_SESSION_SEED], name)
+        props.insert(0, ("seed", seed))
+    report.user_properties = [*report.user_properties, *props]
+
+
+def _worker_returncode(gateway: Any) -> int | None:
+    """The exit status of a dead xdist worker's process (an execnet popen gateway)."""
+    popen = getattr(getattr(gateway, "_io", None), "popen", None)
+    if popen is None:
+        return None
+    try:
+        return popen.wait(timeout=5)
+    except Exception:  # noqa: BLE001 - still running or not a child: unknown
+        return None
 
 
 def _record_timer_lag(item: pytest.Item, ctx: TestContext, call: pytest.CallInfo[Any],
@@ -307,7 +388,9 @@ class _LabLines:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = _props(report)
-        if "seed" not in props or report.when != "call":
+        if "seed" not in props:
+            return
+        if report.when != "call" and not (report.failed and report.when in ("setup", "???")):
             return
         config = self.config
         tr = config.pluginmanager.get_plugin("terminalreporter")
@@ -315,27 +398,16 @@ class _LabLines:
             return
         live = (config.getoption("capture") == "no"
                 and not getattr(config.option, "numprocesses", 0))
-        name = report.nodeid.rsplit("::", 1)[-1]
-        desc = props.get("description") or name
-        if report.passed and "time" in props:
-            if live:
-                return  # begin() and end() already printed these lines
-            # Go prints the lab's warnings without a newline, so they prefix the Passed line.
-            lab_warnings = "".join(v for k, v in report.user_properties if k == "lab_warning")
-            line = lab_warnings + passed_line(props)
+        if report.passed and live:
+            return  # begin() and end() already printed these lines
+        lines = verdict_lines(report.nodeid, props, report.outcome, report.when,
+                              harness_options(config))
+        if live and report.when == "call":
+            lines = lines[1:]  # begin() already printed the description
+        if lines:
             _fresh_line(tr)
-            tr.write_line(f"{desc} ...")
-            tr.write_line(line, green=True)
-        elif report.failed:
-            _fresh_line(tr)
-            if not live:
-                tr.write_line(f"{desc} ...")
-            hint = rerun_hint(name, props["seed"], harness_options(config))
-            verdict = inconclusive_text(props)
-            if verdict:
-                tr.write_line(f"  ... {verdict} -- {hint}", yellow=True)
-            else:
-                tr.write_line(f"  ... FAILED -- {hint}", red=True)
+        for text, colour in lines:
+            tr.write_line(text, **({colour: True} if colour else {}))
 
 
 def _fresh_line(tr: Any) -> None:

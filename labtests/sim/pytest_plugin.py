@@ -97,6 +97,14 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
             pass  # already reported by the call phase (see pytest_runtest_call)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_raftlab_thread_report(item: pytest.Item, headline: str) -> str | None:
+    """The harness asks for every thread's stack (a cleanup that did not end): the
+    simulated threads all share one real thread, so only the simulation can say."""
+    sched = item.stash.get(_SCHED, None)
+    return sched.report(headline) if sched is not None else None
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """Fail with the simulation's own report when it stopped the test."""

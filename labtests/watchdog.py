@@ -1,0 +1,155 @@
+"""Bounds on what a test may wait for after its body: cleanup, and the process's exit.
+
+Why this module exists: the per-test watchdog fires once, usually in the test
+body; the cleanup that follows calls the Raft's ``kill()``, and a ``kill()``
+that blocks (the classic 2D bug: the applier holds the lock while it sends on
+the apply channel, and ``kill()`` takes that lock) used to block the whole run
+with no result.  A thread started by the Raft that never ends (not a daemon)
+used to keep the process alive after the last result was printed.  Neither
+can be undone from outside in one process (Python cannot stop a thread), so:
+
+* :func:`run_bounded` runs the cleanup in a thread of its own and waits for it
+  at most a deadline.  If it does not finish, the caller fails the test with
+  every thread's stack (in simulated time: the simulation's report of who
+  waits for what, asked through the ``pytest_raftlab_thread_report`` hook, since
+  the harness does not import the simulation), and the run goes on.
+  In simulated time the "thread" is a simulated one and the deadline virtual;
+  the simulation ends every simulated thread when the test ends.
+* In real time the threads left blocked are *abandoned*: :func:`abandon`
+  names them once, and later tests' leak checks leave them out
+  (:func:`abandoned_idents`) instead of blaming the next test.
+* :func:`threads_keeping_process_alive` lists the non-daemon threads that
+  would make the interpreter wait forever at exit; the plugin reports them
+  and ends the process itself once every result is written (docs/harness.md,
+  *Cleanup*).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CLEANUP_DEADLINE_S = 10.0  # how long a test's cleanup (every kill(), closing down) may take
+_MAX_STACK_THREADS = 60  # stacks shown in full; beyond that only names (a Raft may start 1000s)
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """How a bounded call ended."""
+
+    finished: bool
+    error: BaseException | None = None  # what the call raised, if it finished by raising
+    interrupted: BaseException | None = None  # what interrupted the wait (watchdog, sim)
+    stacks: str = ""  # every thread's stack, when it did not finish
+
+
+def cleanup_deadline(watchdog_s: float | None) -> float:
+    """The cleanup's bound: :data:`CLEANUP_DEADLINE_S`, or the watchdog's if that is shorter.
+
+    A short ``--raft-timeout`` (used by self-tests) shortens the cleanup's bound too,
+    so that a run of a broken Raft stays quick.
+    """
+    if watchdog_s is not None and 0 < watchdog_s < CLEANUP_DEADLINE_S:
+        return watchdog_s
+    return CLEANUP_DEADLINE_S
+
+
+ThreadReport = Callable[[str], "str | None"]  # headline -> a report, or None (real threads)
+
+
+def run_bounded(fn: Callable[[], object], deadline_s: float, name: str,
+                thread_report: ThreadReport | None = None) -> Bounded:
+    """Run ``fn()`` in a daemon thread named ``name``; wait for it at most ``deadline_s``.
+
+    If the wait itself is interrupted (the per-test watchdog's exception, a
+    failure the simulation posts to the main thread), the call counts as not
+    finished and the interruption is returned, not raised: the caller still
+    has to report and go on.
+    """
+    done = threading.Event()
+    outcome: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    interrupted: BaseException | None = None
+    try:
+        finished = done.wait(deadline_s)
+    except BaseException as exc:  # noqa: BLE001 - the watchdog or the simulation
+        finished, interrupted = done.is_set(), exc
+    if finished:
+        return Bounded(True, error=outcome[0] if outcome else None)
+    return Bounded(False, interrupted=interrupted,
+                   stacks=all_stacks(f"{name} did not end within {deadline_s:g} s",
+                                     thread_report))
+
+
+def all_stacks(headline: str, thread_report: ThreadReport | None = None) -> str:
+    """Every thread's stack under ``headline``.
+
+    ``thread_report`` answers first (in simulated time, the simulation's own
+    report: each simulated thread, what it waits for, lock cycles); otherwise
+    the interpreter's frames of every real thread, by name.
+    """
+    if thread_report is not None:
+        report = thread_report(headline)
+        if report is not None:
+            return report
+    frames = sys._current_frames()
+    me = threading.current_thread()  # the harness, waiting: its stack says nothing
+    threads = sorted((t for t in threading.enumerate() if t is not me), key=lambda t: t.name)
+    lines = [f"{headline}; stacks of the {len(threads)} threads:"]
+    for t in threads[:_MAX_STACK_THREADS]:
+        frame = frames.get(t.ident) if t.ident is not None else None
+        lines.append("")
+        lines.append(f"thread {t.name!r} (daemon={t.daemon}):")
+        if frame is not None:
+            lines.extend(s.rstrip("\n") for s in traceback.format_stack(frame))
+    if len(threads) > _MAX_STACK_THREADS:
+        rest = [t.name for t in threads[_MAX_STACK_THREADS:]]
+        lines.append(f"\n... and {len(rest)} more threads: {', '.join(rest[:20])}")
+    return "\n".join(lines)
+
+
+# -- abandoned threads (real time only) ---------------------------------------------------
+
+_abandoned: dict[int, str] = {}  # thread ident -> "name (abandoned by test X)"
+_abandoned_lock = threading.Lock()
+
+
+def abandon(threads: list[threading.Thread], test: str) -> list[str]:
+    """Remember ``threads`` as left blocked by ``test``; return their names."""
+    names = []
+    with _abandoned_lock:
+        for t in threads:
+            if t.ident is not None and t.is_alive():
+                _abandoned[t.ident] = f"{t.name} (left blocked by {test})"
+                names.append(t.name)
+    return names
+
+
+def abandoned_idents() -> set[int]:
+    """Idents of abandoned threads that are still alive (left out of leak checks)."""
+    alive = {t.ident for t in threading.enumerate()}
+    with _abandoned_lock:
+        for ident in [i for i in _abandoned if i not in alive]:
+            del _abandoned[ident]
+        return set(_abandoned)
+
+
+def threads_keeping_process_alive() -> list[threading.Thread]:
+    """Non-daemon threads other than the caller's: the interpreter would wait for them at exit."""
+    me = threading.current_thread()
+    return [t for t in threading.enumerate()
+            if t is not me and t is not threading.main_thread() and not t.daemon
+            and t.is_alive()]
