@@ -275,26 +275,34 @@ def test_unknown_graded_selector_is_a_usage_error_naming_it(tmp_path, capsys):
 
 
 def test_ctrl_c_prints_partial_table_and_leaves_valid_results(suite, tmp_path):
+    """The interrupt goes out as soon as the first run's result is on disk, and 60 runs
+    of 0.4 s on one worker leave at least 23 s of work after it: however loaded the
+    machine, the interrupt lands while runs remain (no fixed wait to race against)."""
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.stress", "test_fake.py", "test_slow", "-n", "40", "-p", "1",
+        [sys.executable, "-m", "tools.stress", "test_fake.py", "test_slow", "-n", "60", "-p", "1",
          "-o", str(out), "--no-live", *NO_HARNESS],
         cwd=suite, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     results = out / "results.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if results.exists() and results.read_text().count("\n") >= 2:
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    text, _ = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 300  # start-up only: generous for a loaded machine
+        while not (results.exists() and results.read_text().count("\n") >= 1):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "no run finished in 300 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, text
     assert "INTERRUPTED after" in text and "raftlab stress results" in text
     rows = results_of(results)  # every line parses
-    assert 2 <= len(rows) < 40
+    assert 1 <= len(rows) < 60
     assert all(r["outcome"] == "passed" for r in rows)
-    assert f"{len(rows)}/40" in text
+    assert f"{len(rows)}/60" in text
 
 
 @pytest.mark.parametrize("plugin", ["tools.stress.pytest_plugin", "tools.stress_plugin"])

@@ -339,19 +339,22 @@ def test_killed_worker_runs_are_retried_and_counted_once(own_cluster, suite, tmp
 
 @needs_dask
 def test_ctrl_c_cancels_the_cluster_runs_and_prints_the_partial_table(cluster, tmp_path):
+    """The interrupt goes out as soon as the first result is on disk; 40 runs of 1 s on two
+    one-thread workers leave at least 19 s of work after it, so it lands while runs remain
+    however loaded the machine (no fixed wait to race against)."""
     suite = make_suite(tmp_path)
     out = tmp_path / "out"
     results = out / "results.jsonl"
     markers = Path(cluster.env[MARKERS_ENV])
     before = set(markers.iterdir())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.stress", "test_slow_fake.py", "-n", "20",
+        [sys.executable, "-m", "tools.stress", "test_slow_fake.py", "-n", "40",
          "--backend", "dask", "--scheduler", cluster.address, "-o", str(out), "--no-live",
          *NO_HARNESS],
         cwd=suite, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # start-up only: generous for a loaded machine
         while not (results.exists() and results.read_text().count("\n") >= 1):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
             time.sleep(0.05)
@@ -363,7 +366,7 @@ def test_ctrl_c_cancels_the_cluster_runs_and_prints_the_partial_table(cluster, t
     assert proc.returncode == 130, text
     assert "INTERRUPTED after" in text and "raftlab stress results" in text
     rows = results_of(results)
-    assert 1 <= len(rows) < 20 and f"{len(rows)}/20" in text
+    assert 1 <= len(rows) < 40 and f"{len(rows)}/40" in text
     # Nothing of the batch is left on the cluster, and no run starts after the stop.
     from distributed import Client
 
@@ -375,7 +378,7 @@ def test_ctrl_c_cancels_the_cluster_runs_and_prints_the_partial_table(cluster, t
     started = set(markers.iterdir()) - before
     time.sleep(2.0)
     assert set(markers.iterdir()) - before == started
-    assert len(started) < 20
+    assert len(started) < 40
 
 
 def _task_count(dask_scheduler) -> int:

@@ -36,12 +36,15 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
 
 from labtests.options import HarnessOptions, OptionError, from_env, looks_like_path
+from labtests.overload import EXIT_INCONCLUSIVE as OVERLOAD_EXIT
+from labtests.overload import LAG_BOUND_MS
 from tools.console import make_console
 from tools.machine import loadavg, machine_cores
 from tools.selection import SelectionError, pytest_selection
@@ -55,10 +58,13 @@ from tools.stress.backends.base import (
 )
 from tools.stress.backends.factory import BACKENDS, check_backend, make_backend
 from tools.stress.backends.pytest_runs import collect
+from tools.stress.calibrate import PROBE_TEST, calibrate
 from tools.stress.planning import plan_jobs
 from tools.stress.run import StressRun
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_INCONCLUSIVE = OVERLOAD_EXIT  # no failure, but runs still inconclusive after reruns
+DEFAULT_RETRIES = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", dest="keyword", metavar="EXPR", help="pytest -k expression")
     parser.add_argument("-m", dest="marker", metavar="EXPR", help="pytest -m expression")
     parser.add_argument("-n", "--runs", type=int, default=10, help="runs per test (default 10)")
-    parser.add_argument("-p", "--workers", type=int, default=None,
-                        help="parallel workers (default: the number of cores)")
+    parser.add_argument("-p", "--workers", type=workers_value, default=None, metavar="N|auto",
+                        help="parallel workers (default: the number of cores); 'auto' first "
+                        "measures how many concurrent runs keep timer lag in bounds on this "
+                        "machine (a calibration of about a minute) and uses that")
+    parser.add_argument("--retries", type=int, default=DEFAULT_RETRIES, metavar="N",
+                        help="rerun an inconclusive run (failed while the machine made timers "
+                        f"late) up to N times, with half the workers each time (default "
+                        f"{DEFAULT_RETRIES}, 0 = never)")
     parser.add_argument("--impl", help="Raft implementation (module or .py path), passed to "
                         "pytest as --raft-impl")
     parser.add_argument("--timeout", type=float, default=300.0,
@@ -109,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def workers_value(text: str) -> int | str:
+    """``-p``: a positive number, or ``auto``; 0 and negatives are errors, not "all cores"."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'auto'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (or 'auto'), not {value}")
+    return value
+
+
 def _run_backend(backend: Backend, jobs: Sequence[Job], results: queue.Queue) -> None:
     try:
         backend.run(jobs, results.put)
@@ -129,9 +154,14 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     console = console or make_console()
     err = make_console(stderr=True)
     cores = machine_cores()
-    workers = args.workers or cores
-    if args.runs < 1 or workers < 1:
-        parser.error("--runs and --workers must be at least 1")
+    auto = args.workers == "auto"
+    workers = cores if auto or args.workers is None else int(args.workers)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    if args.retries < 0:
+        parser.error("--retries must be at least 0")
+    if auto and (args.backend != "local" or backend is not None):
+        parser.error("--workers auto calibrates this machine: local backend only")
     try:
         selection = pytest_selection(args.tests, args.keyword, args.marker) + extra
     except SelectionError as exc:
@@ -172,6 +202,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
         return EXIT_USAGE
     base_seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     jobs = plan_jobs(tests, args.runs, base_seed, args.sequential)
+    if auto:
+        workers = _auto_workers(console, cores, len(jobs), impl, args.sim, args.isolate)
     options = RunOptions(harness=HarnessOptions(impl=impl, sim=args.sim, debug=args.debug,
                                                 isolate=args.isolate),
                          timeout=args.timeout or None, keep_passing_logs=args.archive,
@@ -180,6 +212,7 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     outdir.mkdir(parents=True, exist_ok=True)
     where = f"{workers} workers ({cores} cores)"
     cluster = None
+    injected = backend is not None
     if backend is None:
         backend = make_backend(args.backend, options, workers=workers, scheduler=args.scheduler,
                                workers_per_host=args.workers_per_host,
@@ -195,18 +228,62 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     console.print(f"stress: {len(tests)} test(s) x {args.runs} runs = {len(jobs)} runs on "
                   f"{where}; output in {outdir}", highlight=False, soft_wrap=True)
     run = StressRun(jobs, options, outdir, console, workers, base_seed, cluster=cluster)
-    return _drive(run, backend, jobs, live=not args.no_live, err=err)
+    rerun_backend = None
+    if args.backend == "local" and not injected:
+        def rerun_backend(n: int) -> Backend:
+            return make_backend("local", options, workers=n,
+                                output_log=outdir / "pytest-output-rerun.txt")
+    return _drive(run, backend, jobs, live=not args.no_live, err=err, retries=args.retries,
+                  rerun_backend=rerun_backend)
 
 
-def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
-           err: Console) -> int:
-    """Feed results to ``run`` until the backend ends; Ctrl-C cancels and keeps results."""
+def _auto_workers(console: Console, cores: int, runs: int, impl: str | None, sim: bool,
+                  isolate: bool) -> int:
+    """``-p auto``: calibrate (tools.stress.calibrate) and say what was chosen and why."""
+    if sim:
+        console.print(f"workers auto: {cores} (simulated time has no timer lag; its runs use "
+                      "the CPU all the time, so one per core)", highlight=False)
+        return cores
+    console.print(f"workers auto: calibrating with concurrent runs of {PROBE_TEST} "
+                  f"(real time{', not isolated' if isolate else ''}) ...", highlight=False)
+    result = calibrate(cores, runs, impl, seed=1,
+                       on_step=lambda step: console.print(
+                           "  " + step.describe(LAG_BOUND_MS), highlight=False))
+    console.print(f"workers auto: {result.workers} -- {result.reason}", highlight=False,
+                  soft_wrap=True)
+    return result.workers
+
+
+@dataclass
+class _Round:
+    """What one pass of jobs through a backend ended with."""
+
+    results: list[RunResult] = field(default_factory=list)
+    interrupted: bool = False
+    interrupts: int = 0
+    backend_error: BaseException | None = None
+
+
+def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
+               err: Console, originals: Sequence[Job] | None = None) -> _Round:
+    """Feed one round's results to ``run`` until the backend ends; Ctrl-C cancels.
+
+    ``originals`` (a rerun round) maps the round's job indices back to the planned
+    jobs, so results.jsonl names each run by its planned job.
+    """
+    attempt_of = run.attempts
     results: queue.Queue = queue.Queue()
     thread = threading.Thread(target=_run_backend, args=(backend, jobs, results),
                               name="raftlab-stress-backend", daemon=True)
-    interrupted = False
-    interrupts = 0
-    backend_error: BaseException | None = None
+    state = _Round()
+
+    def record(item: RunResult) -> None:
+        if originals is not None:
+            item = replace(item, job=originals[item.job].index)
+        attempt_of[item.job] = attempt_of.get(item.job, 0) + 1
+        run.record(item, attempt=attempt_of[item.job])
+        state.results.append(item)
+
     if live:
         run.display.start()
     thread.start()
@@ -218,25 +295,24 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
                 run.display.refresh()  # keeps elapsed time and ETA moving
                 continue
             except KeyboardInterrupt:
-                interrupts += 1
-                if interrupts >= 3:  # stop waiting for the backend altogether
+                state.interrupts += 1
+                if state.interrupts >= 3:  # stop waiting for the backend altogether
                     break
-                interrupted = True
-                err.print("\ninterrupted: stopping runs" if interrupts == 1
+                state.interrupted = True
+                err.print("\ninterrupted: stopping runs" if state.interrupts == 1
                           else "\nstopping harder")
                 backend.cancel()
                 continue
             if item is None:
                 break
             if isinstance(item, BaseException):
-                backend_error = item
+                state.backend_error = item
                 break
-            run.record(item)
+            record(item)
     except KeyboardInterrupt:
-        interrupted = True
+        state.interrupted = True
         backend.cancel()
     finally:
-        run.finished_at = time.monotonic()
         if live:
             run.display.stop()
         # Drain what finished before the stop, so the results file holds every run seen.
@@ -246,19 +322,56 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
             except queue.Empty:
                 break
             if isinstance(item, RunResult):
-                run.record(item)
+                record(item)
+    thread.join(timeout=1.0 if state.interrupts >= 3 else 30.0)
+    return state
+
+
+def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
+           err: Console, retries: int = 0,
+           rerun_backend: Callable[[int], Backend] | None = None) -> int:
+    """Run the jobs, then rerun inconclusive ones up to ``retries`` times; print the summary.
+
+    Each rerun round runs only the runs that were inconclusive in the round before,
+    with the same seeds, on ``rerun_backend(n)`` (the local backend with half the
+    workers of the round before: the point is a less loaded machine).
+    """
+    state = _Round()
+    try:
+        state = _run_round(run, backend, jobs, live, err)
+        round_jobs: Sequence[Job] = jobs
+        workers = run.workers
+        for attempt in range(2, retries + 2):
+            if state.interrupted or state.backend_error is not None:
+                break
+            todo = run.inconclusive_jobs(round_jobs, state.results)
+            if not todo:
+                break
+            workers = max(1, min(len(todo), workers // 2))
+            note = (f"rerun {len(todo)} inconclusive run(s) with the same seeds on {workers} "
+                    f"worker(s) (rerun {attempt - 1} of at most {retries})")
+            run.rerun_notes.append(note)
+            run.console.print(note, highlight=False, soft_wrap=True)
+            # A backend runs jobs 0..n-1; results are mapped back to the planned jobs.
+            renumbered = [Job(i, job.test, job.seed) for i, job in enumerate(todo)]
+            next_backend = rerun_backend(workers) if rerun_backend is not None else backend
+            state = _run_round(run, next_backend, renumbered, False, err, originals=todo)
+            round_jobs = todo
+    finally:
+        run.finished_at = time.monotonic()
         run.close()
-    thread.join(timeout=1.0 if interrupts >= 3 else 30.0)
-    run.print_summary(interrupted)
-    if backend_error is not None:
-        err.print(f"raftlab stress: {backend_error}", markup=False)
+    run.print_summary(state.interrupted)
+    if state.backend_error is not None:
+        err.print(f"raftlab stress: {state.backend_error}", markup=False)
         return EXIT_BACKEND
-    if interrupted:
+    if state.interrupted:
         return EXIT_INTERRUPTED
     if any(st.failures for st in run.stats.values()):
         return EXIT_FAILED
-    if run.done_runs() + run.skipped < len(jobs):
+    if run.done_runs() + run.inconclusive_runs() + run.skipped < len(jobs):
         return EXIT_BACKEND
+    if run.inconclusive_runs():
+        return EXIT_INCONCLUSIVE
     return EXIT_OK
 
 

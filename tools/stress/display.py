@@ -84,18 +84,23 @@ class LiveDisplay:
 
 
 def results_table(stats: Mapping[str, TestStats], names: Mapping[str, str]) -> Table:
-    """Runs, failures, mean ± std and max time, and the failure-rate bound, per test."""
+    """Runs, failures, inconclusive runs, mean ± std and max time, and the failure-rate
+    bound, per test (Runs counts conclusive runs: those the bound is over)."""
     table = Table(title="raftlab stress results", title_justify="left",
                   caption="fail rate: upper bound at 95 % confidence", caption_justify="left")
     table.add_column("Test", no_wrap=True, min_width=max(len(n) for n in names.values()))
     table.add_column("Runs", justify="right", no_wrap=True)
     table.add_column("Fails", justify="right", no_wrap=True)
+    table.add_column("Inconcl.", justify="right", no_wrap=True)
     table.add_column("Mean ± std s", justify="right", no_wrap=True)
     table.add_column("Max s", justify="right", no_wrap=True)
     table.add_column("Fail rate <", justify="right", no_wrap=True)
     for test, st in stats.items():
         failed = f"[red]{st.failures}[/red]" if st.failures else "0"
         bound = failure_rate_upper_bound(st.failures, st.runs) if st.runs else 1.0
-        table.add_row(names[test], f"{st.runs}/{st.planned}", failed,
+        inconclusive = f"[yellow]{st.inconclusive}[/yellow]" if st.inconclusive else "0"
+        if st.reruns:
+            inconclusive += f" ({st.reruns} rerun)"
+        table.add_row(names[test], f"{st.runs}/{st.planned}", failed, inconclusive,
                       f"{st.mean:.2f} ± {st.std:.2f}", f"{st.max:.2f}", fmt_pct(bound))
     return table

@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from labtests.overload import inconclusive_text
+
 JOB_FIXTURE = "_raftlab_stress_job"
 _PHASES = ("setup", "call", "teardown")
 
@@ -136,13 +138,18 @@ class _StressPlugin:
         for rep in reports:
             props.update(dict(rep.user_properties or ()))
         failed = [rep for rep in reports if rep.failed]
+        verdict = inconclusive_text(props)
         if failed:
             outcome = "failed" if failed[0].when in ("call", "???") else "error"
+            if verdict and len(failed) == 1 and failed[0].when == "call":
+                outcome = "inconclusive"  # labtests.overload: the machine, not the Raft
         elif any(rep.skipped for rep in reports):
             outcome = "skipped"
         else:
             outcome = "passed"
         message = _short_message(failed[0]) if failed else None
+        if outcome == "inconclusive":
+            message = f"{verdict}: {message}"
         log = _log_text(reports) if failed or self.keep_passing else None
         node = getattr(reports[-1], "node", None)
         gateway = getattr(node, "gateway", None)

@@ -3,8 +3,10 @@
 Everything here is written as results arrive (each line flushed), so the folder
 is valid after Ctrl-C or a crash of the runner too::
 
-    results.jsonl                 one line per finished run
+    results.jsonl                 one line per finished run (a rerun of an
+                                  inconclusive run is a line of its own, attempt > 1)
     failures/<test>-s<seed>.log   seed, error, rerun command and log of each failure
+    inconclusive/...              the same for runs that failed on an overloaded machine
     passed/...                    logs of passing runs, with --archive
     rerun.sh                      the rerun command of every failure
     summary.txt                   the final table and bounds
@@ -73,13 +75,18 @@ class ResultFiles:
         self.rerun_path = outdir / "rerun.sh"
         self._results = open(self.results_path, "a", encoding="utf-8")  # noqa: SIM115
 
-    def add(self, result: RunResult, rerun: str) -> Path | None:
-        """Record one finished run; returns the path of its log, if one was kept."""
+    def add(self, result: RunResult, rerun: str, attempt: int = 1) -> Path | None:
+        """Record one finished run; returns the path of its log, if one was kept.
+
+        ``attempt`` is 1 for a planned run and 2, 3... for reruns of an inconclusive one.
+        """
         log_path: Path | None = None
         if result.failed:
             log_path = self._write_log("failures", result, rerun)
             with open(self.rerun_path, "a", encoding="utf-8") as fh:
                 fh.write(f"# {result.test} seed {result.seed}: {result.message}\n{rerun}\n")
+        elif result.inconclusive and result.log is not None:
+            log_path = self._write_log("inconclusive", result, rerun)
         elif result.log is not None:
             log_path = self._write_log("passed", result, rerun)
         line: dict[str, Any] = {
@@ -87,7 +94,7 @@ class ResultFiles:
             "duration": result.duration, "worker": result.worker,
             "loadavg": list(result.loadavg), "job": result.job,
             "message": result.message, "log": str(log_path) if log_path else None,
-            "properties": result.properties,
+            "attempt": attempt, "properties": result.properties,
         }
         self._results.write(json.dumps(line) + "\n")
         self._results.flush()

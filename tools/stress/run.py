@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from labtests.overload import LAG_BOUND_MS
 from tools.machine import loadavg, machine_cores
 from tools.stress.backends.base import Job, RunOptions, RunResult
 from tools.stress.display import LiveDisplay, display_names, results_table
@@ -38,6 +39,10 @@ class StressRun:
             self.stats.setdefault(job.test, TestStats(job.test)).planned += 1
         self.failures: list[tuple[RunResult, Path, str]] = []
         self.max_load = 0.0
+        self.max_lag_ms = 0.0  # the worst timer lag any run measured (labtests.timing)
+        self.inconclusive: list[RunResult] = []  # every inconclusive attempt
+        self.rerun_notes: list[str] = []  # what the reruns of inconclusive runs did
+        self.attempts: dict[int, int] = {}  # planned job index -> results recorded for it
         self.skipped = 0
         self.load_at_start = loadavg()
         self.started = time.monotonic()
@@ -47,27 +52,47 @@ class StressRun:
         self.display = LiveDisplay(console, {t: st.planned for t, st in self.stats.items()},
                                    self.names)
 
-    def record(self, result: RunResult) -> None:
-        """Account one finished run: results line, log file, statistics, display."""
+    def record(self, result: RunResult, attempt: int = 1) -> None:
+        """Account one finished run: results line, log file, statistics, display.
+
+        ``attempt`` > 1 marks a rerun of an inconclusive run, whose result replaces it.
+        """
         st = self.stats[result.test]
+        if attempt > 1:
+            st.rerun_of_inconclusive()
         if result.outcome == "skipped":
             self.skipped += 1
+        elif result.inconclusive:
+            st.add_inconclusive()
+            self.inconclusive.append(result)
         else:
             st.add(result.duration, result.failed)
         if result.loadavg:
             self.max_load = max(self.max_load, float(result.loadavg[0]))
+        lag = result.properties.get("timer_lag_max_ms")
+        if isinstance(lag, (int, float)):
+            self.max_lag_ms = max(self.max_lag_ms, float(lag))
         rerun = rerun_for(result.test, result.seed, self.options)
-        log_path = self.files.add(result, rerun)
+        log_path = self.files.add(result, rerun, attempt)
         if result.failed:
             assert log_path is not None
             self.failures.append((result, log_path, rerun))
         total_failures = sum(s.failures for s in self.stats.values())
-        self.display.advance(result.test, st.failures, total_failures)
+        if attempt == 1:
+            self.display.advance(result.test, st.failures, total_failures)
         if result.failed:
             self.display.note(
                 f"[red]FAILED[/red] {short_name(result.test)} seed={result.seed} "
                 f"({result.duration:.1f} s): {result.message or ''}\n  log: {log_path}")
         self.display.refresh()
+
+    def inconclusive_jobs(self, jobs: Sequence[Job], results: Sequence[RunResult]) -> list[Job]:
+        """The jobs of ``jobs`` whose result in ``results`` was inconclusive (to rerun)."""
+        by_index = {job.index: job for job in jobs}
+        return [by_index[r.job] for r in results if r.inconclusive and r.job in by_index]
+
+    def inconclusive_runs(self) -> int:
+        return sum(st.inconclusive for st in self.stats.values())
 
     def done_runs(self) -> int:
         return sum(st.runs for st in self.stats.values())
@@ -83,6 +108,15 @@ class StressRun:
                          "(partial results below)")
         lines.append(bound_sentence(fails, runs) + " (exact one-sided Clopper-Pearson bound; "
                      "for 0 failures about the rule of three, 3/n)")
+        still = self.inconclusive_runs()
+        attempts = len(self.inconclusive)
+        if attempts:
+            lines.append(
+                f"inconclusive: {still} run(s) still inconclusive after reruns ({attempts} "
+                "inconclusive attempt(s) in all): failed while the machine made timers late "
+                f"by {LAG_BOUND_MS:.0f} ms or more (worst {self.max_lag_ms:.0f} ms); not "
+                "counted as failures nor in the bound; fewer workers (-p) avoid them")
+        lines.extend(self.rerun_notes)
         rate = 60.0 * runs / wall if wall > 0 else 0.0
         lines.append(f"wall time {wall:.1f} s, {rate:.1f} runs/min, workers: {self.workers}, "
                      f"base seed {self.base_seed}")
@@ -92,7 +126,8 @@ class StressRun:
         now = loadavg()
         lines.append(
             f"machine: {machine_cores()} cores; load average at start {self.load_at_start[0]:.2f}, "
-            f"highest seen {self.max_load:.2f}, now {now[0]:.2f} / {now[1]:.2f} / {now[2]:.2f}")
+            f"highest seen {self.max_load:.2f}, now {now[0]:.2f} / {now[1]:.2f} / {now[2]:.2f}; "
+            f"worst timer lag {self.max_lag_ms:.0f} ms (bound {LAG_BOUND_MS:.0f} ms)")
         lines.append(f"results: {self.files.results_path}")
         if self.failures:
             lines.append(f"failures ({len(self.failures)}), logs in {self.files.failures_dir}, "

@@ -76,12 +76,19 @@ def bound_sentence(failures: int, runs: int, confidence: float = 0.95) -> str:
 
 @dataclass
 class TestStats:
-    """Per-test tally of finished runs (durations kept: a stress run has at most thousands)."""
+    """Per-test tally of finished runs (durations kept: a stress run has at most thousands).
+
+    ``runs`` counts conclusive runs (passed or failed): the failure-rate bound is
+    over those.  An inconclusive run (failed on an overloaded machine) is counted
+    apart until a rerun of it is conclusive; ``reruns`` counts those reruns.
+    """
 
     name: str
     planned: int = 0
     durations: list[float] = field(default_factory=list)
     failures: int = 0
+    inconclusive: int = 0
+    reruns: int = 0
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -93,6 +100,14 @@ class TestStats:
         self.durations.append(duration)
         if failed:
             self.failures += 1
+
+    def add_inconclusive(self) -> None:
+        self.inconclusive += 1
+
+    def rerun_of_inconclusive(self) -> None:
+        """A rerun's result replaces an inconclusive run (call before adding the result)."""
+        self.inconclusive -= 1
+        self.reruns += 1
 
     @property
     def mean(self) -> float:

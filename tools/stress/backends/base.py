@@ -95,7 +95,7 @@ class RunResult:
     job: int
     test: str
     seed: int
-    outcome: str  # passed | failed | error | skipped
+    outcome: str  # passed | failed | error | skipped | inconclusive (labtests.overload)
     duration: float
     worker: str
     loadavg: tuple[float, ...]
@@ -105,7 +105,13 @@ class RunResult:
 
     @property
     def failed(self) -> bool:
+        """A failure the Raft is blamed for (an inconclusive run is not one)."""
         return self.outcome in ("failed", "error")
+
+    @property
+    def inconclusive(self) -> bool:
+        """Failed while the machine made timers late beyond the lab's tolerance."""
+        return self.outcome == "inconclusive"
 
 
 class BackendError(RuntimeError):

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from labtests.overload import EXIT_INCONCLUSIVE
 from tools.stress.backends.base import BackendError, Job, RunOptions, RunResult, result_from_event
 from tools.stress.backends.pytest_runs import job_files, plugin_command, tail, write_jobs_file
 
@@ -64,7 +65,9 @@ class XdistBackend:
                 if out is not subprocess.DEVNULL:
                     out.close()
             rc = self._proc.returncode
-            if not self._cancelled.is_set() and (seen < len(jobs) or rc not in (0, 1)):
+            # 0 passed, 1 failed, 6 only inconclusive (labtests.overload): runs, not errors.
+            if not self._cancelled.is_set() and (seen < len(jobs)
+                                                 or rc not in (0, 1, EXIT_INCONCLUSIVE)):
                 detail = ""
                 if self.output_log and self.output_log.exists():
                     detail = "\n" + tail(self.output_log.read_text(errors="replace"))
