@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ CASES = {
     "prints": Case("prints", "test_initial_election_2a or test_re_election_2a"),
     "lies_about_pid": Case("lies_about_pid", "test_initial_election_2a"),
     "hostile_wire": Case("hostile_wire", "test_initial_election_2a"),
+    "no_snapshot": Case("no_snapshot", "test_initial_election_2a"),
+    "missing_api": Case("../toys/missing_api", "test_initial_election_2a"),
 }
 
 
@@ -93,8 +96,9 @@ def _finish(proc: subprocess.Popen[str], tmp: Path, t0: float) -> Outcome:
     except subprocess.TimeoutExpired:
         proc.kill()
         output, _ = proc.communicate()
-        pytest.fail(f"isolated run hung for {RUN_TIMEOUT_S} s:\n{output[-5000:]}")
+        output += f"\n[isolated run hung for {RUN_TIMEOUT_S} s and was killed]"
     outcome = Outcome(proc.returncode, output, time.monotonic() - t0)
+    (tmp / "output.txt").write_text(output)  # kept with pytest's temporary directories
     junit = tmp / "junit.xml"
     if junit.exists():
         for case in ET.parse(junit).getroot().iter("testcase"):
@@ -120,8 +124,18 @@ def isolated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def outcomes(isolated_root: Path) -> dict[str, Outcome]:
     root = isolated_root
-    started = {name: _start(name, case, root) for name, case in CASES.items()}
-    return {name: _finish(*run) for name, run in started.items()}
+    results: dict[str, Outcome] = {}
+
+    def run(name: str, case: Case) -> None:
+        results[name] = _finish(*_start(name, case, root))
+
+    # One waiter per run, so each run's duration is its own.
+    waiters = [threading.Thread(target=run, args=item) for item in CASES.items()]
+    for w in waiters:
+        w.start()
+    for w in waiters:
+        w.join()
+    return results
 
 
 @pytest.fixture(autouse=True)
@@ -225,6 +239,16 @@ def test_import_error_is_reported_by_the_template_for_every_test(outcomes):
     for test in ("test_initial_election_2a", "test_re_election_2a"):
         msg = _only_failure(out, test)
         assert "cannot import the Raft implementation" in msg and "toy import failure" in msg
+
+
+def test_missing_api_is_reported_as_in_process(outcomes):
+    # Found by the template when it loads the module (a class Raft without snapshot)...
+    msg = _only_failure(outcomes["missing_api"], "test_initial_election_2a")
+    assert "lacks method(s) snapshot on class Raft" in msg, msg
+    # ... or by the peer when make() returns an object without it.
+    msg = _only_failure(outcomes["no_snapshot"], "test_initial_election_2a")
+    assert "server 0 (peer process" in msg, msg
+    assert "lacks required method(s): snapshot" in msg
 
 
 def test_peer_output_is_captured_with_its_test(outcomes):
