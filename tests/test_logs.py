@@ -137,3 +137,47 @@ def test_cli_reads_a_file_through_python_m(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "tools.logs", str(tmp_path / "nope")],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def _logs_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "tools.logs", "--no-color", *args],
+                          input=stdin, capture_output=True, timeout=60)
+
+
+def test_a_binary_file_is_not_a_debug_log(tmp_path):
+    """Raw bytes are refused with a message and exit 1, never dumped to the terminal."""
+    blob = tmp_path / "core.bin"
+    blob.write_bytes(bytes(range(256)) * 40)  # NUL bytes and every control character
+    for proc in (_logs_cli(str(blob)), _logs_cli("-", stdin=blob.read_bytes())):
+        assert proc.returncode == 1
+        assert b"not a debug log" in proc.stderr
+        assert proc.stdout == b""
+    no_nul = tmp_path / "noise.bin"
+    no_nul.write_bytes(bytes(range(1, 32)) * 50 + b"\xff\xfe" * 400)  # no NUL, still binary
+    proc = _logs_cli(str(no_nul))
+    assert proc.returncode == 1 and b"not a debug log" in proc.stderr
+
+
+def test_an_empty_input_is_an_empty_log(tmp_path):
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    for proc in (_logs_cli(str(empty)), _logs_cli("-", stdin=b"")):
+        assert proc.returncode == 1
+        assert b"empty log" in proc.stderr and proc.stdout == b""
+    with pytest.raises(SystemExit):  # a bad option is still a usage error first
+        logs.main(["--columns", "0", "-"], stdin=io.StringIO(""))
+    assert logs.main(["-"], stdin=io.StringIO(""), stdout=io.StringIO()) == 1
+
+
+def test_a_log_with_a_few_odd_bytes_is_still_shown(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_bytes(SAMPLE.encode() + b"000140 INFO S1 caf\xe9 latin-1 byte\n")
+    proc = _logs_cli("-w", "80", str(log))
+    assert proc.returncode == 0, proc.stderr
+    assert b"CMIT S2 commit index 3" in proc.stdout and b"caf\xef\xbf\xbd latin-1" in proc.stdout
+    piped = _logs_cli("-w", "80", "-", stdin=log.read_bytes())
+    assert piped.returncode == 0 and piped.stdout == proc.stdout
+    text = io.StringIO()
+    assert logs.main(["--no-color", "-w", "80", "-"], stdin=io.StringIO(SAMPLE),
+                     stdout=text) == 0
+    assert "000013 VOTE S1 granted vote to S0 in term 1" in text.getvalue()

@@ -13,6 +13,10 @@ of ``#`` so that they stand out in a long log -- they usually say *why* the run 
 Messages are rendered as plain :class:`rich.text.Text`, never as markup, so a message
 that contains ``[brackets]`` cannot garble the output (dslogs had that bug).
 
+Input that cannot be a debug log is refused rather than dumped: binary data (a NUL
+byte, or mostly bytes that are not UTF-8 text, in the first 8 KiB) gives "not a debug
+log" and an empty input "empty log", both on stderr with exit status 1.
+
 Usage::
 
     raftlab logs run.log                 # whole log, coloured
@@ -23,11 +27,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -213,6 +218,52 @@ def render_all(lines: Iterable[str], console: Console, *, columns: int | None = 
     renderer.finish()
 
 
+SNIFF_BYTES = 8192
+EXIT_NOT_A_LOG = 1
+
+
+def looks_binary(head: bytes) -> bool:
+    """Whether the first bytes of an input are binary data rather than a text log.
+
+    A NUL byte never occurs in text; otherwise more than 10 % of characters that
+    are not UTF-8 text or are control characters (other than tab, newline, CR, ESC
+    for colours) means binary.  A log with a few odd bytes in a message is still text.
+    """
+    if not head:
+        return False
+    if b"\0" in head:
+        return True
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(1 for ch in text
+              if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\t\n\r\x1b\x0c"))
+    return odd > len(text) / 10
+
+
+def sniff(stream: BinaryIO) -> tuple[bytes, BinaryIO]:
+    """Peek at the start of ``stream`` without losing it for the reader after us."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        return peek(SNIFF_BYTES)[:SNIFF_BYTES], stream  # buffered: nothing consumed
+    head = stream.read(SNIFF_BYTES)
+    rest = io.BytesIO(head + stream.read())
+    return head, rest
+
+
+def _refuse(name: str, head: bytes) -> int | None:
+    """The error for an input that is not a debug log, or None to go on."""
+    if not head:
+        print(f"raftlab logs: {name}: empty log", file=sys.stderr)
+        return EXIT_NOT_A_LOG
+    if looks_binary(head):
+        print(f"raftlab logs: {name}: not a debug log (binary data)", file=sys.stderr)
+        return EXIT_NOT_A_LOG
+    return None
+
+
+def _text_lines(stream: BinaryIO) -> TextIO:
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftlab logs",
@@ -260,12 +311,30 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None,
     )
     try:
         if args.file == "-":
-            render_all(stdin or sys.stdin, console, columns=args.columns, just=just,
-                       ignore=ignore)
+            source = stdin or sys.stdin
+            buffer = getattr(source, "buffer", None)
+            if buffer is not None:  # a real stream: sniff its bytes, then read it as text
+                head, raw = sniff(buffer)
+                refused = _refuse("standard input", head)
+                if refused is not None:
+                    return refused
+                lines: Iterable[str] = _text_lines(raw)
+            else:  # a text stream (StringIO): sniff its first line's text
+                first = source.readline()
+                refused = _refuse("standard input", first.encode("utf-8", "replace"))
+                if refused is not None:
+                    return refused
+                lines = _chain(first, source)
+            render_all(lines, console, columns=args.columns, just=just, ignore=ignore)
         else:
             try:
-                with open(args.file, encoding="utf-8", errors="replace") as fh:
-                    render_all(fh, console, columns=args.columns, just=just, ignore=ignore)
+                with open(args.file, "rb") as fh:
+                    head, raw = sniff(fh)
+                    refused = _refuse(args.file, head)
+                    if refused is not None:
+                        return refused
+                    render_all(_text_lines(raw), console, columns=args.columns, just=just,
+                               ignore=ignore)
             except OSError as exc:
                 print(f"raftlab logs: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
                 return 1
@@ -275,6 +344,11 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None,
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _chain(first: str, rest: Iterable[str]) -> Iterator[str]:
+    yield first
+    yield from rest
 
 
 if __name__ == "__main__":
