@@ -267,6 +267,14 @@ class ClientEnd:
         """``call`` with ``request`` already encoded; the reply bytes, undecoded, or ``None``."""
         return self._net._process(self, svc_meth, request, raw=True)
 
+    def report_codec_error(self, svc_meth: str, message: str) -> None:
+        """The sender (in another process) could not encode a request for this end.
+
+        Reported to ``on_call_error`` exactly as ``call`` reports its own codec
+        errors; nothing is counted, as nothing was sent.
+        """
+        self._net._report(CODEC_ERROR, self.name, svc_meth, message)
+
     def __repr__(self) -> str:
         return f"ClientEnd({self.name!r})"
 

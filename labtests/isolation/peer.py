@@ -125,7 +125,7 @@ class PeerEnd:
         try:
             request = encode(args, "args")
         except CodecError as err:
-            self._link.send(("codec_error", f"{svc_meth}: {err}"))
+            self._link.send(("codec_error", self._target, str(svc_meth), str(err)))
             raise
         key, slot = self._link.open_slot()
         if not self._link.send(("call", key, self._target, str(svc_meth), request)):
@@ -208,9 +208,9 @@ class PeerApplyChannel:
         except Exception as err:  # noqa: BLE001 - reported to the tester, then raised
             self._link.answer(key, False)
             self._link.send((
-                "codec_error",
-                f"apply_ch.put: an ApplyMsg crosses as plain fields (ints, strs, bytes, "
-                f"lists...); this one cannot: {err!r}",
+                "codec_error", -1, "apply_ch.put",
+                f"an ApplyMsg crosses as plain fields (ints, strs, bytes, lists...); "
+                f"this one cannot: {err!r}",
             ))
             raise
         if not self._link.send(message):

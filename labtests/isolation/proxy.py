@@ -408,8 +408,11 @@ class PeerProxy:
                 f"uncaught exception in thread {name!r} of {self.label}: {exc_repr}\n{tb_text}"
             )
         elif tag == "codec_error":
-            (text,) = wire.expect(message, str)
-            self._failures.record_cause(CODEC_ERROR, f"{self.label}: {text}")
+            target, svc_meth, text = wire.expect(message, int, str, str)
+            if 0 <= target < len(self._ends):  # an RPC's args: as the network reports its own
+                self._ends[target].report_codec_error(svc_meth, text)
+            else:
+                self._failures.record_cause(CODEC_ERROR, f"{self.label}: {svc_meth}: {text}")
         else:
             raise wire.WireError(f"unknown message {tag!r}")
 
