@@ -1,0 +1,128 @@
+"""The parallel ceiling: how many concurrent 2A runs this machine takes with no failure
+and no inconclusive run.
+
+For each count N (ascending) it runs ``raftlab stress -k 2A -n N -p N --retries 0``:
+N workers, each test of part 2A N times (3N runs, N at a time), with no rerun of
+inconclusive runs, and counts passed, failed and inconclusive runs and the worst
+timer lag from ``results.jsonl``.  The ceiling is the largest N before the first
+count with any failed or inconclusive run (it stops there unless ``--all``).
+
+The Go lab's figures on the same 2-core machine (issue 19: Go 1.19, the 2022 lab
+with a public passing solution) are printed as the reference: 192 concurrent 2A
+runs with 0 failures, 400 with 8.  If ``RAFTLAB_GO_LAB`` names the Go lab's
+``src/raft`` folder and ``go`` is installed, the same counts are run there too,
+side by side (N concurrent ``go test -run 2A`` processes of one compiled binary).
+
+Usage::
+
+    python benchmarks/parallel_ceiling.py                  # 48 96 144 192 256 300
+    python benchmarks/parallel_ceiling.py 96 192 --all --json ceiling.json
+    python benchmarks/parallel_ceiling.py 48 --impl path/to/raft.py
+
+Every figure depends on what else runs on the machine: the load average before
+each step is printed and stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GO_REFERENCE = {"machine": "2 cores (issue 19)", "ceiling": 192,
+                "runs": {"192": {"failed": 0, "of": 192}, "400": {"failed": 8, "of": 400}}}
+DEFAULT_COUNTS = (48, 96, 144, 192, 256, 300)
+
+
+def raftlab_step(n: int, impl: str | None, seed: int) -> dict:
+    out = Path(tempfile.mkdtemp(prefix=f"ceiling-{n}-"))
+    cmd = [sys.executable, "-m", "tools.stress", "-k", "2A", "-n", str(n), "-p", str(n),
+           "--retries", "0", "--seed", str(seed), "--no-live", "-o", str(out)]
+    if impl:
+        cmd += ["--impl", impl]
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
+            if line.strip()] if (out / "results.jsonl").exists() else []
+    count = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed", "error",
+                                                                  "inconclusive")}
+    lags = [r["properties"].get("timer_lag_max_ms", 0.0) for r in rows]
+    messages = sorted({(r["message"] or "").split(": ", 1)[-1][:80]
+                       for r in rows if r["outcome"] != "passed"})
+    return {"workers": n, "runs": len(rows), **count, "exit": proc.returncode,
+            "wall_s": round(wall, 1), "load_before": round(load, 2),
+            "max_lag_ms": max(lags, default=0.0), "messages": messages[:5],
+            "output": str(out)}
+
+
+def go_step(n: int, binary: Path, cwd: Path) -> dict:
+    procs = [subprocess.Popen([str(binary), "-test.run", "2A"], cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for _ in range(n)]
+    failed = sum(p.wait() != 0 for p in procs)
+    for p in procs:
+        if p.stdout is not None:
+            p.stdout.close()
+    return {"workers": n, "runs": n, "failed": failed}
+
+
+def go_binary(lab: Path) -> Path | None:
+    if shutil.which("go") is None:
+        return None
+    binary = Path(tempfile.mkdtemp(prefix="go-raft-")) / "raft.test"
+    subprocess.run(["go", "test", "-c", "-o", str(binary)], cwd=lab, check=True)
+    return binary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("counts", nargs="*", type=int, default=list(DEFAULT_COUNTS))
+    parser.add_argument("--impl", help="Raft implementation (default: the bundled one)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--all", action="store_true", help="go on after the first failure")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args(argv)
+    print(f"Go lab reference (issue 19): ceiling {GO_REFERENCE['ceiling']} concurrent 2A runs "
+          "(192: 0 failed; 400: 8 of 400 failed)")
+    lab = os.environ.get("RAFTLAB_GO_LAB")
+    binary = go_binary(Path(lab)) if lab else None
+    steps, go_steps, ceiling, all_clean = [], [], 0, True
+    for n in sorted(args.counts):
+        step = raftlab_step(n, args.impl, args.seed)
+        steps.append(step)
+        clean = step["runs"] == 3 * n and step["failed"] == step["error"] == 0 \
+            and step["inconclusive"] == 0
+        print(f"raftlab {n:4d} workers: {step['runs']} runs, {step['failed']} failed, "
+              f"{step['error']} errors, {step['inconclusive']} inconclusive, worst lag "
+              f"{step['max_lag_ms']:.0f} ms, {step['wall_s']} s, load before "
+              f"{step['load_before']}" + (f"; {step['messages']}" if step["messages"] else ""),
+              flush=True)
+        if binary is not None and lab:
+            g = go_step(n, binary, Path(lab))
+            go_steps.append(g)
+            print(f"go      {n:4d} concurrent: {g['failed']} of {g['runs']} failed", flush=True)
+        all_clean = all_clean and clean
+        if all_clean:
+            ceiling = n
+        if not clean and not args.all:
+            break
+    print(f"raftlab parallel ceiling for 2A on this machine: {ceiling} concurrent runs "
+          f"(Go lab: {GO_REFERENCE['ceiling']})")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "ceiling": ceiling, "steps": steps, "go": go_steps or None,
+            "go_reference": GO_REFERENCE, "cores": os.cpu_count(),
+            "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
