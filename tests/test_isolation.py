@@ -280,16 +280,7 @@ def test_nothing_any_run_started_is_left_anywhere(outcomes, isolated_root):
     Every process a run started (pytest, template, peers, double-forked daemons)
     inherited its TOY_PIDFILE, which names the run's own directory.
     """
-    marker = f"TOY_PIDFILE={isolated_root}{os.sep}".encode()
-    survivors = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if marker in f.read():
-                        survivors.append(int(entry))
-            except OSError:
-                continue
+    survivors = _marked(f"TOY_PIDFILE={isolated_root}{os.sep}".encode())
     assert survivors == [], f"processes left by the isolated runs: {survivors}"
 
 
@@ -301,3 +292,43 @@ def test_sim_and_isolate_together_is_a_usage_error(tmp_path):
     )
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "--sim" in proc.stderr and "isolate" in proc.stderr
+
+
+def _marked(marker: bytes) -> list[int]:
+    """Processes (other than this one) whose environment contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_killing_the_tester_takes_every_peer_with_it(tmp_path):
+    """SIGKILL the tester mid-test: the template and the peers die with it (PDEATHSIG)."""
+    env = _env(tmp_path)
+    env["TOY_RUN_MARKER"] = str(tmp_path)
+    marker = f"TOY_RUN_MARKER={tmp_path}\0".encode()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "labtests",
+         "-k", "test_figure8_2c", "--isolate", "-q"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the tester, the template and 5 peers
+            if len(_marked(marker)) >= 7:
+                break
+            time.sleep(0.1)
+        assert len(_marked(marker)) >= 7, "the isolated run never started its peers"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while _marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _marked(marker) == []
