@@ -123,10 +123,11 @@ def _folded(name: str) -> str:
 class Service:
     """The RPC handlers of one receiver object.
 
-    The service is named after the receiver's class (``"Raft"`` for a Raft
-    object).  Its handlers are the receiver's public methods that take exactly
-    one argument (the args) and return the reply; other public methods are
-    left out, and remembered with the reason, for the unknown-method message.
+    The service is called ``name``, else after the receiver's class; the Raft
+    harness always registers a peer as ``"Raft"``, whatever its class is called.
+    Its handlers are the receiver's public methods that take exactly one
+    argument (the args) and return the reply; other public methods are left
+    out, and remembered with the reason, for the unknown-method message.
     """
 
     def __init__(self, receiver: object, name: str | None = None) -> None:

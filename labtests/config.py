@@ -437,7 +437,7 @@ class Config:
         except Exception:  # noqa: BLE001 - any undecodable snapshot
             return "snapshot decode error"
         if index != -1 and index != last_included_index:
-            return f"server {i} snapshot doesn't match m.SnapshotIndex"
+            return f"server {i} snapshot doesn't match m.snapshot_index"
         self.logs[i] = {j: cmd for j, cmd in enumerate(xlog)}
         self.last_applied[i] = last_included_index
         return ""

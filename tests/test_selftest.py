@@ -378,7 +378,7 @@ def test_snapshot_ingestion_errors_have_the_lab_messages(oracle_config):
         assert cfg.ingest_snap(1, None, -1) == "nil snapshot"
         assert cfg.ingest_snap(1, b"junk", -1) == "snapshot decode error"
         good = encode_snapshot(9, [None, *range(1, 10)])
-        assert cfg.ingest_snap(1, good, 19) == "server 1 snapshot doesn't match m.SnapshotIndex"
+        assert cfg.ingest_snap(1, good, 19) == "server 1 snapshot doesn't match m.snapshot_index"
         assert cfg.ingest_snap(1, good, 9) == ""
         assert cfg.last_applied[1] == 9 and cfg.logs[1][0] is None and cfg.logs[1][9] == 9
 
