@@ -36,7 +36,8 @@ import pytest
 from tools.grade.sandbox import choose_run_user, probe_run_user
 
 ATTACKS = Path(__file__).parent / "toys_grade_attacks"
-REFERENCE = Path(__file__).parent / "toys_grade" / "batch" / "correct" / "raft.py"
+TOYS = Path(__file__).parent / "toys_grade"
+REFERENCE = TOYS / "batch" / "correct" / "raft.py"
 MARKER_ENV = "RAFTLAB_ATTACK_TEST"
 GRADE_TIMEOUT_S = 900
 VICTIM_MARK = "VICTIM-" + "CODE-7f3a"  # what reads_others looks for in a raft.py
@@ -211,3 +212,23 @@ def test_forging_verdicts_and_reading_another_submission(tmp_path):
     assert "import: forged 0 passed event(s)" in logs["forges_events"]
     assert "Permission denied" in logs["forges_events"]
     assert "victim's code found: None" in logs["reads_others"]
+
+
+def test_a_class_of_five_grades_isolated_and_leaves_nothing(tmp_path):
+    """The bundled Raft twice, an honest never-elects and two attacks, graded as a class:
+    right scores, every report real time and isolated, and nothing left running."""
+    batch = tmp_path / "batch"
+    for name in ("ref_1", "ref_2"):
+        shutil.copytree(TOYS / "batch" / "correct", batch / name)
+    shutil.copytree(TOYS / "never_elects", batch / "never_elects")
+    for name in ("pytest_hook", "rewrites_results"):
+        shutil.copytree(ATTACKS / name, batch / name)
+    out = tmp_path / "out"
+    reports = grade_batch(batch, out)  # asserts: no process of the grade is left
+    rows = _csv(out)
+    assert {n: rows[n]["score"] for n in rows} == {
+        "never_elects": "0", "pytest_hook": "0", "ref_1": "15", "ref_2": "15",
+        "rewrites_results": "0"}
+    assert all((r["timing"], r["isolated"]) == ("real", "yes") for r in rows.values())
+    for name in ("never_elects", "pytest_hook", "rewrites_results"):
+        _zero_and_honest(out, name, reports[name])
