@@ -42,7 +42,7 @@ from raft.apply_channel import ApplyChannel
 from raft.persister import Persister
 
 TEMPLATE_START_S = 60.0  # importing the implementation (a slow disk, a big package)
-FORK_REPLY_S = 10.0
+FORK_REPLY_S = 30.0  # a fork takes milliseconds; only a machine in overload comes near this
 THREAD_GRACE_S = 1.5  # as in-process: how long a killed Raft's threads get to end
 # Extra subprocess.Popen arguments of the template, inherited by its peers: the
 # grader sets ``user``/``group``/``extra_groups`` here (tools.grade.guard) so that
@@ -79,6 +79,7 @@ class IsolatedImplementation:
         self._error: str | None = None
         self._started = False
         self._groups: dict[int, _Group] = {}
+        self._forks = 0  # fork requests sent, numbering them
 
     @property
     def is_bundled(self) -> bool:
@@ -191,8 +192,17 @@ class IsolatedImplementation:
         stacks_fd = os.memfd_create(f"raftlab-stacks-{me}", 0)
         try:
             with self._lock:
-                self._ctl_send(("fork",), [theirs.fileno(), 1, 2, stacks_fd])
-                reply = self._ctl_recv(FORK_REPLY_S, "to fork a peer")
+                self._forks += 1
+                seq = self._forks
+                self._ctl_send(("fork", seq), [theirs.fileno(), 1, 2, stacks_fd])
+                deadline = time.monotonic() + FORK_REPLY_S
+                while True:
+                    reply = self._ctl_recv(max(0.001, deadline - time.monotonic()),
+                                           "to fork a peer")
+                    # A reply to an earlier request that timed out is stale: its peer
+                    # never got its init and exits; the end-of-test sweep reaps it.
+                    if len(reply) > 1 and reply[1] == seq:
+                        break
         except BaseException:
             mine.close()
             os.close(stacks_fd)
@@ -202,9 +212,9 @@ class IsolatedImplementation:
         if reply[0] != "forked":
             mine.close()
             os.close(stacks_fd)
-            detail = reply[1] if len(reply) > 1 and isinstance(reply[1], str) else reply[0]
+            detail = reply[2] if len(reply) > 2 and isinstance(reply[2], str) else reply[0]
             failures.fail(f"server {me}: the template process could not fork a peer: {detail}")
-        (pid,) = wire.expect(reply, int)
+        _seq, pid = wire.expect(reply, int, int)
         label = f"server {me} (peer process {pid})"
         proxy = PeerProxy(
             me=me, label=label, pid=pid, conn=wire.Connection(mine), stacks_fd=stacks_fd,

@@ -11,9 +11,10 @@ frames of :mod:`labtests.isolation.wire` without the length header):
 * tester -> template: ``("init", spec, sys_path, debug)``; the template imports
   the implementation with :mod:`labtests.impl_loader` and answers
   ``("ready", error_text)`` (empty when the implementation loaded and has the API);
-* tester -> template: ``("fork",)`` with four file descriptors attached (the
+* tester -> template: ``("fork", seq)`` with four file descriptors attached (the
   peer's connection, the tester's current stdout and stderr, the stack-dump
-  file); the template answers ``("forked", pid)`` or ``("fork_failed", why)``.
+  file); the template answers ``("forked", seq, pid)`` or ``("fork_failed", seq,
+  why)`` (``seq`` lets the tester discard a late answer to a request it gave up on).
 
 The peer is double-forked: an intermediate child forks it and exits at once,
 so the peer is re-parented to the tester (a child subreaper), which therefore
@@ -105,18 +106,19 @@ def main(argv: list[str]) -> int:
         _send(ctl, ("ready", error[:32000]))
         while True:
             message, fds = _recv(ctl)
+            seq = message[1] if len(message) > 1 and isinstance(message[1], int) else -1
             if message[0] != "fork" or len(fds) != FORK_FDS:
                 for fd in fds:
                     os.close(fd)
-                _send(ctl, ("fork_failed", f"bad request {message[0]!r}"))
+                _send(ctl, ("fork_failed", seq, f"bad request {message[0]!r}"))
                 continue
             try:
                 if threading.active_count() > 1:
                     raise RuntimeError("a thread is running in the template; cannot fork")
                 pid = _fork_peer(ctl, fds, impl, tester_pid)
-                _send(ctl, ("forked", pid))
+                _send(ctl, ("forked", seq, pid))
             except Exception as exc:  # noqa: BLE001 - reported to the tester
-                _send(ctl, ("fork_failed", f"{exc!r}\n{traceback.format_exc()}"))
+                _send(ctl, ("fork_failed", seq, f"{exc!r}\n{traceback.format_exc()}"))
             finally:
                 for fd in fds:
                     try:
