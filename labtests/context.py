@@ -26,6 +26,7 @@ from labtests.isolation import IsolatedImplementation
 from labtests.options import HarnessOptions
 from labtests.output import summarize_names
 from labtests.timing import LagSummary, leak_grace_s
+from labtests.verdicts import failure_reason
 from raft import debuglog
 
 # How long cleanup's threads get to end before being reported, on an idle machine;
@@ -53,7 +54,8 @@ class TestContext:
         self._baseline = {t.ident for t in threading.enumerate()}
         self._prev_hook = threading.excepthook
         self._finished = False
-        self.cleanup_report: str | None = None  # the stacks, if the cleanup did not end
+        # The stuck cleanup's stacks, when an earlier failure is the test's reason.
+        self.cleanup_report: str | None = None
         # Who can show every thread's stack (the simulation, through a hook); set by the plugin.
         self.thread_report: watchdog.ThreadReport | None = None
         # The Raft under test draws from module-level random: seed it too.
@@ -134,16 +136,20 @@ class TestContext:
 
     def _cleanup_stuck(self, cleanup: watchdog.Bounded, deadline: float) -> None:
         """The cleanup did not end: fail the test with the stacks and leave it behind."""
-        why = ""
         if cleanup.interrupted is not None:
-            why = f" (the wait for it was interrupted: {cleanup.interrupted!r})"
+            why = (f"had not ended after {cleanup.elapsed_s:.1f} s when the wait was "
+                   f"interrupted ({failure_reason(cleanup.interrupted)})")
+        else:
+            why = f"did not end within {deadline:g} s"
         headline = (
-            f"cleanup did not end within {deadline:g} s{why}: a kill() that does not "
-            "return (or a Raft thread it waits for) blocks it; the stacks below show where"
+            f"cleanup {why}: a kill() that does not return (or a Raft thread it waits "
+            "for) blocks it; the stacks below show where"
         )
         report = headline + "\n\n" + cleanup.stacks
-        self.cleanup_report = report
+        already_failed = self.failures.failed
         self.failures.record(report)
+        if already_failed:  # the earlier failure is the reason; the stacks come with it
+            self.cleanup_report = report
         debuglog.dlog("TEST", None, "cleanup did not end within %g s", deadline)
         for cfg in self.configs:
             # Calls still waiting on the network fail at once, so their threads can end.

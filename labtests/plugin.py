@@ -282,8 +282,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     for msg in ctx.warnings:
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)
         report.sections.append(("raftlab warning", msg))
-    if ctx.cleanup_report and report.failed and ctx.cleanup_report not in report.longreprtext:
-        # The body failed first (that is the reason); the stuck cleanup comes with it.
+    if ctx.cleanup_report and report.failed:
+        # Something failed first (that is the reason); the stuck cleanup comes with it.
         report.sections.append(("raftlab cleanup", ctx.cleanup_report))
     return report
 

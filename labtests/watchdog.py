@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Bounded:
     """How a bounded call ended."""
 
     finished: bool
+    elapsed_s: float = 0.0  # how long the caller waited
     error: BaseException | None = None  # what the call raised, if it finished by raising
     interrupted: BaseException | None = None  # what interrupted the wait (watchdog, sim)
     stacks: str = ""  # every thread's stack, when it did not finish
@@ -81,16 +83,18 @@ def run_bounded(fn: Callable[[], object], deadline_s: float, name: str,
             done.set()
 
     thread = threading.Thread(target=body, name=name, daemon=True)
+    start = time.monotonic()
     thread.start()
     interrupted: BaseException | None = None
     try:
         finished = done.wait(deadline_s)
     except BaseException as exc:  # noqa: BLE001 - the watchdog or the simulation
         finished, interrupted = done.is_set(), exc
+    elapsed = time.monotonic() - start
     if finished:
-        return Bounded(True, error=outcome[0] if outcome else None)
-    return Bounded(False, interrupted=interrupted,
-                   stacks=all_stacks(f"{name} did not end within {deadline_s:g} s",
+        return Bounded(True, elapsed, error=outcome[0] if outcome else None)
+    return Bounded(False, elapsed, interrupted=interrupted,
+                   stacks=all_stacks(f"{name} had not ended after {elapsed:.1f} s",
                                      thread_report))
 
 
@@ -108,11 +112,14 @@ def all_stacks(headline: str, thread_report: ThreadReport | None = None) -> str:
     frames = sys._current_frames()
     me = threading.current_thread()  # the harness, waiting: its stack says nothing
     threads = sorted((t for t in threading.enumerate() if t is not me), key=lambda t: t.name)
+    with _abandoned_lock:
+        abandoned = dict(_abandoned)
     lines = [f"{headline}; stacks of the {len(threads)} threads:"]
     for t in threads[:_MAX_STACK_THREADS]:
         frame = frames.get(t.ident) if t.ident is not None else None
         lines.append("")
-        lines.append(f"thread {t.name!r} (daemon={t.daemon}):")
+        earlier = f", {abandoned[t.ident]}" if t.ident in abandoned else ""
+        lines.append(f"thread {t.name!r} (daemon={t.daemon}{earlier}):")
         if frame is not None:
             lines.extend(s.rstrip("\n") for s in traceback.format_stack(frame))
     if len(threads) > _MAX_STACK_THREADS:
@@ -123,7 +130,7 @@ def all_stacks(headline: str, thread_report: ThreadReport | None = None) -> str:
 
 # -- abandoned threads (real time only) ---------------------------------------------------
 
-_abandoned: dict[int, str] = {}  # thread ident -> "name (abandoned by test X)"
+_abandoned: dict[int, str] = {}  # thread ident -> "left blocked by test X"
 _abandoned_lock = threading.Lock()
 
 
@@ -133,7 +140,7 @@ def abandon(threads: list[threading.Thread], test: str) -> list[str]:
     with _abandoned_lock:
         for t in threads:
             if t.ident is not None and t.is_alive():
-                _abandoned[t.ident] = f"{t.name} (left blocked by {test})"
+                _abandoned[t.ident] = f"left blocked by {test}"
                 names.append(t.name)
     return names
 

@@ -9,8 +9,15 @@ in the lab's file order (2A, 2B, 2C, 2D), and shows the lab's lines::
     raftlab test test_backup_2b  # one test (the test_ prefix may be left out)
     raftlab test 2D --impl myraft.py --seed 123 -n 2
 
-Anything after ``--`` goes to pytest unchanged (e.g. ``-- -x -v``).  The exit
-code is pytest's.
+Anything after ``--`` goes to pytest unchanged (e.g. ``-- -x -v``).
+
+pytest runs in a child process (:mod:`tools.test_run`), so that no Raft can
+end or hang the command without a verdict: a test process that dies is
+reported as a failure of the test that was running (with its exit status or
+signal), the tests after it as not run.  The output is the lab's lines, with
+each failure's reason, seed, rerun command and details, and a one-line summary;
+pytest's own output only with ``-v``/``-s`` after ``--`` or ``--pytest-output``.
+The exit code is pytest's, and non-zero when the test process ended early.
 """
 
 from __future__ import annotations
@@ -51,29 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "fast; use real time for grading fidelity")
     parser.add_argument("--isolate", action="store_true",
                         help="run each Raft peer in its own process (real time only)")
+    parser.add_argument("--pytest-output", action="store_true",
+                        help="show pytest's own output (progress, per-file lines) instead of "
+                             "only the lab's lines (also implied by -v or -s after --)")
     parser.add_argument("--list", action="store_true", help="list the graded tests and exit")
     return parser
 
 
-# This process imported ``labtests`` (for :class:`HarnessOptions`) before pytest runs,
-# so an installed (not editable) raftlab makes pytest warn that the package "cannot be
-# rewritten".  Only ``labtests/__init__.py`` and ``labtests/options.py`` are affected,
-# which hold no asserts: the harness plugin, its helpers and the suites are imported
-# later, through pytest's rewriting hook, and are rewritten as usual.
-# (pytest 7 wrote the message with a colon, which a -W filter cannot name; it then shows.)
-_ALREADY_IMPORTED = ("ignore:Module already imported so cannot be rewritten; labtests"
-                     ":pytest.PytestAssertRewriteWarning")
+def harness_options(opts: argparse.Namespace) -> HarnessOptions:
+    """The harness options this command line gives (the child resolves the rest)."""
+    return HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
+                          isolate=opts.isolate,
+                          timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None else opts.timeout)
 
 
 def command_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:
     """The pytest command line: the selected tests, then the harness options, then ``extra``."""
     args = pytest_args(resolve(opts.selectors), opts.keyword, opts.marker)
-    args += ["-p", "no:cacheprovider", "-W", _ALREADY_IMPORTED]
-    harness = HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
-                             isolate=opts.isolate,
-                             timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None
-                             else opts.timeout)
-    args += harness.pytest_args()
+    args += ["-p", "no:cacheprovider"]
+    args += harness_options(opts).pytest_args()
     if opts.workers:
         args += ["-n", str(opts.workers)]
     return args + extra
@@ -95,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except SelectionError as err:
         print(f"raftlab test: {err}", file=sys.stderr)
         return 2
-    import pytest
+    from tools.test_run.follow import run, wants_pytest_output
 
-    return int(pytest.main(args))
+    passthrough = opts.pytest_output or wants_pytest_output(extra)
+    return run(args, harness_options(opts), passthrough=passthrough)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,129 @@
+"""pytest plugin of the child process of ``raftlab test``: one JSON event per line.
+
+Loaded by ``raftlab test`` with ``-p tools.test_run.events --raftlab-events PATH``;
+it does nothing otherwise.  Each event is written and flushed at once, so that
+whatever the child has reported is on disk when it dies.  With pytest-xdist the
+controller writes the events (the workers' reports reach it), never a worker.
+
+Events (``"event"`` key):
+
+* ``header``: the harness's header lines and its resolved options;
+* ``collected``: the node ids of the tests that will run, in order;
+* ``collecterror``: a file that could not be collected, with pytest's text;
+* ``start``: a test begins (``nodeid``); ``seed``: its seed, once chosen;
+* ``report``: one phase of a test ended (pytest's report: outcome, properties,
+  and for a failure its text and captured output, bounded);
+* ``finish``: the session ended, with pytest's exit status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Generator
+from typing import IO, Any
+
+import pytest
+
+from labtests.output import bound_text
+from labtests.plugin import harness_options, seed_for_test
+
+OPTION = "--raftlab-events"
+# Sections a passing test's report still carries to the parent (the rest is for failures).
+KEPT_WHEN_PASSED = ("raftlab warning", "raftlab verdict")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(OPTION, dest="raftlab_events", default=None, metavar="PATH",
+                     help="(used by raftlab test) append the run's events to PATH, "
+                          "one JSON object per line")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("raftlab_events", None)
+    if path and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(EventWriter(config, path), "raftlab-test-events")
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class EventWriter:
+    """Writes the events of one pytest session (see the module docstring)."""
+
+    def __init__(self, config: pytest.Config, path: str) -> None:
+        self.config = config
+        self.out: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._collected_sent = False
+
+    def emit(self, event: str, **fields: Any) -> None:
+        if self.out is None:
+            return
+        self.out.write(json.dumps({"event": event, **fields}) + "\n")
+        self.out.flush()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        config = self.config
+        answers = config.hook.pytest_report_header(config=config, start_path=config.rootpath)
+        lines = []
+        for answer in answers:
+            for line in [answer] if isinstance(answer, str) else answer:
+                if line.startswith(("raftlab:", "warning:")):
+                    lines.append(line)
+        options = dataclasses.asdict(harness_options(config))
+        self.emit("header", lines=lines, options=options)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.items or not getattr(self.config.option, "numprocesses", None):
+            self._collected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self._collected(list(ids))
+
+    def _collected(self, ids: list[str]) -> None:
+        if not self._collected_sent:
+            self._collected_sent = True
+            self.emit("collected", tests=ids)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.emit("collecterror", nodeid=report.nodeid,
+                      longrepr=bound_text(report.longreprtext))
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self.emit("start", nodeid=nodeid)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> None:
+        # Not under xdist (the controller runs no test): the seed, for a crash's rerun line.
+        if "make_config" in getattr(item, "fixturenames", ()):
+            self.emit("seed", nodeid=item.nodeid, seed=seed_for_test(item))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = [[k, v] for k, v in (report.user_properties or ()) if _jsonable(v)]
+        sections = [
+            [title, bound_text(content)] for title, content in report.sections
+            if report.failed or title in KEPT_WHEN_PASSED
+        ]
+        self.emit("report", nodeid=report.nodeid, when=report.when, outcome=report.outcome,
+                  duration=round(report.duration, 3), props=props,
+                  longrepr=bound_text(report.longreprtext) if report.failed else "",
+                  sections=sections)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        result = yield
+        self.emit("finish", exitstatus=int(session.exitstatus))
+        return result
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.out is not None:
+            self.out.close()
+            self.out = None

@@ -1,0 +1,135 @@
+"""Run pytest in a child process and follow its events to the end, whatever the end.
+
+The parent never runs a test itself, so nothing a Raft does can stop it from
+printing a verdict: when the child ends before its session finished (it
+called ``os._exit``, was killed by a signal, crashed), the test that was
+running fails with the exit status or signal named, the tests not yet run are
+listed as not run, and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from labtests.options import HarnessOptions
+from tools.test_run.display import Display
+from tools.test_run.state import RunState
+
+POLL_S = 0.05  # how often the parent looks for new events while the child runs
+EXIT_ENDED_EARLY = 1  # pytest's "tests failed": a test did fail (the one that was running)
+EVENTS_PLUGIN = "tools.test_run.events"
+
+
+class EventReader:
+    """Reads the complete lines appended to the events file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(data)
+        data = self.partial + data
+        *lines, self.partial = data.split(b"\n")
+        events = []
+        for raw in lines:
+            try:
+                events.append(json.loads(raw))
+            except ValueError:
+                continue  # a line cut by the child's death cannot be half-trusted
+        return events
+
+
+def child_command(pytest_args: list[str], events: Path) -> list[str]:
+    return [sys.executable, "-m", "pytest", *pytest_args,
+            "-p", EVENTS_PLUGIN, "--raftlab-events", str(events)]
+
+
+def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
+        display: Display | None = None) -> int:
+    """Run the child pytest with ``pytest_args``; print as it goes; return the exit status."""
+    display = display or Display(options, passthrough)
+    state = RunState()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="raftlab-test-") as tmp:
+        events = Path(tmp) / "events.jsonl"
+        events.touch()
+        out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(
+                child_command(pytest_args, events),
+                stdout=None if passthrough else out, stderr=None if passthrough else err)
+            returncode = _follow(proc, EventReader(events), state, display)
+        elapsed = time.monotonic() - start
+        crashed = state.exitstatus is None
+        if not passthrough:
+            # pytest's own words matter when it could not run the tests (a usage or
+            # internal error, a file that does not import); after a crash they hold
+            # only its progress lines (the test's output died in its capture).
+            if (not crashed and returncode not in (0, 1, 5, 6)) or state.collect_errors:
+                display.child_output("output of the test process",
+                                     out_path.read_text(errors="replace"))
+            display.child_output("stderr of the test process",
+                                 err_path.read_text(errors="replace"))
+    if crashed:
+        display.ended_early(state, returncode)
+    if crashed or not passthrough:
+        display.summary(state, crashed, elapsed)
+    if crashed:
+        return EXIT_ENDED_EARLY if returncode in (0, EXIT_ENDED_EARLY) or returncode < 0 \
+            else returncode
+    return returncode
+
+
+def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
+            display: Display) -> int:
+    """Show events until the child has ended and every event it wrote was read.
+
+    A first Ctrl-C goes to the child as well (same terminal): pytest then stops
+    and reports; a second one kills the child.
+    """
+    interrupts = 0
+    while True:
+        try:
+            returncode = proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts > 1:
+                proc.kill()
+            continue
+        for event in reader.read():
+            state.apply(event)
+            display.event(event, state)
+        if returncode is not None:
+            for event in reader.read():
+                state.apply(event)
+                display.event(event, state)
+            return returncode
+
+
+def wants_pytest_output(extra: list[str]) -> bool:
+    """Did the user ask for pytest's own output (verbosity or no capture) after ``--``?"""
+    for arg in extra:
+        if arg in ("-s", "--verbose", "--capture=no") or arg.startswith("--capture"):
+            return True
+        if arg.startswith("-v") and set(arg[1:]) == {"v"}:
+            return True
+        if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 \
+                and set(arg[1:]) <= set("vsxq") and ("v" in arg or "s" in arg):
+            return True  # combined short flags such as -sv or -xv
+    return False
