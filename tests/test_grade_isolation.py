@@ -1,16 +1,34 @@
 """The per-part watchdog of ``raftlab grade`` with a fake backend (no processes), and the
-limits wrapper in a real subprocess."""
+run supervisor (limits, output cap, the sweep, the run user's private view) in real
+subprocesses."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
-from tools.grade.isolation import BUDGET_REASON, run_part
+from tools.grade.isolation import BUDGET_REASON, SUPERVISOR_NOTE, run_part
+from tools.grade.sandbox import choose_run_user, kill_uid
 from tools.stress.backends.base import BackendError, Job, RunResult
+
+
+def _no_run_user() -> str | None:
+    user, why = choose_run_user()
+    if user is None:
+        return why
+    user.release()
+    return None
+
+
+NO_RUN_USER = _no_run_user()
 
 
 def _result(job: Job, outcome: str = "passed") -> RunResult:
@@ -73,9 +91,112 @@ def test_backend_error_becomes_the_reason_of_missing_runs():
 @pytest.mark.parametrize("module", ["tools.grade.isolation",
                                     "tools.grade_isolation"])  # the old name still works
 def test_limits_wrapper_sets_rlimits_and_execs(module):
-    code = ("import resource, os; print(resource.getrlimit(resource.RLIMIT_AS)[0] >> 20, "
-            "resource.getrlimit(resource.RLIMIT_CORE)[0], os.environ['MALLOC_ARENA_MAX'])")
-    out = subprocess.run([sys.executable, "-m", module, "--memory-mb", "700",
+    code = ("import resource as r, os; print(r.getrlimit(r.RLIMIT_AS)[0] >> 20, "
+            "r.getrlimit(r.RLIMIT_CORE)[0], os.environ['MALLOC_ARENA_MAX'], "
+            "r.getrlimit(r.RLIMIT_CPU)[0], r.getrlimit(r.RLIMIT_NOFILE)[0], "
+            "r.getrlimit(r.RLIMIT_FSIZE)[0] >> 20, r.getrlimit(r.RLIMIT_NPROC)[0])")
+    out = subprocess.run([sys.executable, "-m", module, "--memory-mb", "700", "--cpu-s", "77",
+                          "--nofile", "300", "--fsize-mb", "5", "--nproc", "999",
                           "--", sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.split() == ["700", "0", "2"]
+    assert out.stdout.split() == ["700", "0", "2", "77", "300", "5", "999"]
+
+
+def _supervise(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tools.grade.isolation", "--memory-mb", "2048",
+                           *args], capture_output=True, text=True, timeout=timeout)
+
+
+DAEMON = """
+import os, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(sys.argv[1], "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+os.wait()
+while not os.path.getsize(sys.argv[1]):
+    time.sleep(0.01)
+print("parent done")
+"""
+
+
+def test_supervisor_kills_a_double_forked_daemon_before_it_exits(tmp_path):
+    pidfile = tmp_path / "pid"
+    pidfile.write_text("")
+    out = _supervise("--", sys.executable, "-c", DAEMON, str(pidfile))
+    assert out.returncode == 0, out.stderr
+    daemon = int(pidfile.read_text())
+    assert not Path(f"/proc/{daemon}").exists()  # killed and reaped by the supervisor
+    assert "parent done" in out.stdout
+    assert f"{SUPERVISOR_NOTE} killed 1 process(es)" in out.stdout
+
+
+def test_supervisor_caps_output_and_passes_the_exit_status():
+    code = "import sys; sys.stdout.write('x' * (3 << 20)); sys.stdout.flush(); sys.exit(7)"
+    out = _supervise("--output-mb", "1", "--", sys.executable, "-c", code)
+    assert out.returncode == 7
+    assert out.stdout.count("x") == 1 << 20
+    assert f"{SUPERVISOR_NOTE} output capped at 1 MiB" in out.stdout
+
+
+def test_supervisor_sigterm_kills_the_run_and_returns():
+    proc = subprocess.Popen([sys.executable, "-m", "tools.grade.isolation", "--memory-mb",
+                             "2048", "--", sys.executable, "-c",
+                             "import time; print('up', flush=True); time.sleep(600)"],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
+def test_run_user_and_private_view():
+    # World-readable on purpose: only the private view keeps the run user out.
+    secret = Path(tempfile.mkdtemp(prefix="raftlab-test-secret-"))
+    os.chmod(secret, 0o755)
+    (secret / "raft.py").write_text("secret")
+    user, _why = choose_run_user()
+    assert user is not None
+    code = ("import os, sys\ntry:\n    seen = os.listdir(sys.argv[1])\n"
+            "except PermissionError:\n    seen = 'denied'\n"
+            "print(os.getuid(), os.getgid(), os.getgroups(), seen)")
+    try:
+        run = ["--run-user", str(user), "--as-run-user", "--", sys.executable, "-c", code,
+               str(secret)]
+        control = _supervise(*run)
+        assert control.returncode == 0, control.stdout + control.stderr
+        assert control.stdout.split() == [str(user.uid), str(user.gid), "[]", "['raft.py']"]
+        out = _supervise(f"--hide={secret}", *run)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.split() == [str(user.uid), str(user.gid), "[]", "denied"]
+        assert (secret / "raft.py").read_text() == "secret"  # the machine's view is intact
+        # A run user's process that outlives the run is killed by uid.
+        sleeper = subprocess.Popen(["sleep", "600"], user=user.uid, group=user.gid,
+                                   extra_groups=[])
+        assert kill_uid(user.uid) == [sleeper.pid]
+        assert sleeper.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        user.release()
+        shutil.rmtree(secret)
+
+
+@pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
+def test_run_users_are_leased_never_shared():
+    first, _ = choose_run_user()
+    second, _ = choose_run_user()
+    assert first is not None and second is not None and first.uid != second.uid
+    first.release()
+    again, _ = choose_run_user()
+    assert again is not None and again.uid == first.uid
+    again.release()
+    second.release()
+    with pytest.raises(ValueError):
+        kill_uid(0)
