@@ -129,7 +129,9 @@ def junit(grade: SubmissionGrade) -> ET.ElementTree:
 
 
 def table(grade: SubmissionGrade) -> Table:
-    title = f"raftlab grade: {grade.name} ({grade.runs} run(s) per test, {grade.mode})"
+    where = "isolated" if grade.isolated else "in-process"
+    title = (f"raftlab grade: {grade.name} ({grade.runs} run(s) per test, {grade.timing} time, "
+             f"{where})")
     tbl = Table(title=title, title_justify="left")
     tbl.add_column("Part", no_wrap=True)
     tbl.add_column("Tests passed", justify="right", no_wrap=True)
