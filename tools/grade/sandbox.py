@@ -364,6 +364,7 @@ def describe_hardening(user: RunUser | None, why: str, limits: RunLimits | None)
     if limits is None:
         return head
     return (f"{head}; limits per process: {limits.memory_mb} MiB address space, "
-            f"{limits.cpu_s} s CPU, {limits.nofile} open files, {limits.fsize_mb} MiB per "
+            f"CPU seconds twice the part's budget (at least 120), {limits.nofile} open files, "
+            f"{limits.fsize_mb} MiB per "
             f"file, {limits.nproc} processes+threads per run user; output capped at "
             f"{limits.output_mb} MiB")
