@@ -50,6 +50,10 @@ NEVER_TIMING = re.compile(
 )
 
 
+OUT_OF_THREADS = re.compile(r"can't start new thread")
+MANY_THREADS = 1000
+
+
 def overloaded(summary: LagSummary, bound_ms: float = LAG_BOUND_MS) -> bool:
     """Whether the machine made timers late beyond what the lab's timing tolerates."""
     return summary.measured and summary.max_ms >= bound_ms
@@ -61,8 +65,19 @@ def timing_can_explain(message: str) -> bool:
 
 
 def is_inconclusive(summary: LagSummary, message: str) -> bool:
-    """A failure with ``message`` during which the machine lagged as ``summary`` says."""
-    return overloaded(summary) and timing_can_explain(message)
+    """A failure with ``message`` during which the machine lagged as ``summary`` says.
+
+    One failure that is not about timing counts too: a thread that could not be
+    started (``can't start new thread``) on an overloaded machine while this
+    process had fewer than :data:`MANY_THREADS` threads -- the machine ran out of
+    threads (its per-user limit, shared by every process), not this Raft.  A Raft
+    that leaks threads by the thousand still fails.
+    """
+    if not overloaded(summary):
+        return False
+    if OUT_OF_THREADS.search(message):
+        return summary.threads_max < MANY_THREADS
+    return timing_can_explain(message)
 
 
 def verdict_text(summary: LagSummary) -> str:

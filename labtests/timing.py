@@ -70,6 +70,7 @@ class LagSummary:
     max_ms: float = 0.0  # the machine's: late while the process did not keep a core busy
     p99_ms: float = 0.0  # 99th percentile of the machine's lag over all samples
     self_max_ms: float = 0.0  # the process's own part: late while it was using the CPU
+    threads_max: int = 0  # the most threads this process had at a sample
     loadavg_start: tuple[float, ...] = ()
     loadavg_end: tuple[float, ...] = ()
 
@@ -83,6 +84,7 @@ class LagSummary:
             ("timer_lag_p99_ms", self.p99_ms),
             ("timer_lag_self_max_ms", self.self_max_ms),
             ("timer_lag_samples", self.samples),
+            ("threads_max", self.threads_max),
             ("loadavg_start", list(self.loadavg_start)),
             ("loadavg_end", list(self.loadavg_end)),
         ]
@@ -106,6 +108,7 @@ class LagSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._load_start: tuple[float, ...] = ()
+        self.threads_max = 0
 
     def start(self) -> LagSampler:
         self._load_start = loadavg()
@@ -135,6 +138,7 @@ class LagSampler:
                 return
             t1, c1 = clock(), cpu_clock()
             self.record(t1 - t0 - interval, c1 - c0)
+            self.threads_max = max(self.threads_max, threading.active_count())
 
     def stop(self) -> LagSummary:
         """End the thread (at once: it waits on an event) and summarise."""
@@ -150,6 +154,7 @@ class LagSampler:
             max_ms=round(1000 * max(lags, default=0.0), 1),
             p99_ms=round(1000 * _percentile(lags, 0.99), 1),
             self_max_ms=round(1000 * self.self_max_s, 1),
+            threads_max=self.threads_max,
             loadavg_start=tuple(round(x, 2) for x in self._load_start),
             loadavg_end=tuple(round(x, 2) for x in loadavg()),
         )

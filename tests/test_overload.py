@@ -257,3 +257,16 @@ def test_on_a_quiet_machine_every_broken_toy_still_fails(tmp_path):
                     f"{name}: {test} reported inconclusive (lag {props.get('timer_lag_max_ms')} "
                     f"ms, own {props.get('timer_lag_self_max_ms')} ms)\n{out.output}")
         assert out.returncode == 1, f"{name}: exit {out.returncode}\n{out.output}"
+
+
+def test_out_of_threads_is_the_machines_fault_only_with_few_threads_of_our_own():
+    msg = "uncaught exception in thread 'raft-S1-ticker': RuntimeError(\"can't start new thread\")"
+    few = LagSummary(measured=True, max_ms=900.0, threads_max=60)
+    many = LagSummary(measured=True, max_ms=900.0, threads_max=overload.MANY_THREADS)
+    quiet = LagSummary(measured=True, max_ms=5.0, threads_max=60)
+    assert overload.is_inconclusive(few, msg)
+    assert not overload.is_inconclusive(many, msg)  # a Raft that leaks threads: its own fault
+    assert not overload.is_inconclusive(quiet, msg)  # a quiet machine: not overload
+    s = LagSampler(interval_s=0.01).start()
+    time.sleep(0.1)
+    assert s.stop().threads_max >= 2  # the sampler and this thread, at least
