@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
+import itertools
 import pickle
 import random
 import threading
@@ -32,12 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 from labrpc import Network, Server, Service
-from labtests.explore.monitors import Monitors
+from labtests.explore.monitors import QUORUM_BOUND, Monitors
 from raft.apply_channel import ApplyChannel, ChannelClosed
 from raft.debuglog import dlog
 from raft.persister import Persister
 
 POLL = 0.010  # virtual s between get_state samples of every live peer
+QUORUM_EVERY = 10  # sample rounds between two quorum-liveness checks (they cost more)
 
 
 def encode_snapshot(index: int, commands: list[Any]) -> bytes:
@@ -158,6 +160,9 @@ class Cluster:
         self.finished = threading.Event()
         self._names = 0
         self.next_cmd = 100
+        self.unreliable = False
+        self.reorder = False
+        self.quorum_since: dict[tuple[tuple[int, int], ...], float] = {}
         self.threads: list[threading.Thread] = []
 
     # -- time and errors ---------------------------------------------------------
@@ -343,11 +348,87 @@ class Cluster:
         self.monitors.state(i, inc, term, bool(leader), self.now())
         return term, bool(leader)
 
+    def set_network(self, *, unreliable: bool | None = None, reorder: bool | None = None) -> None:
+        with self.mu:
+            if unreliable is not None:
+                self.unreliable = unreliable
+                self.net.reliable(not unreliable)
+            if reorder is not None:
+                self.reorder = reorder
+                self.net.long_reordering(reorder)
+
     def poller(self) -> None:
+        rounds = 0
         while not self.finished.is_set():
+            states: dict[int, tuple[int, int, bool]] = {}
             for i, inc, rf in self.live():
-                self.sample(i, inc, rf)
+                got = self.sample(i, inc, rf)
+                if got is not None:
+                    states[i] = (inc, got[0], got[1])
+            rounds += 1
+            if rounds % QUORUM_EVERY == 0:
+                self.check_quorum(states, self.now())
             self.finished.wait(POLL)
+
+    def check_quorum(self, states: dict[int, tuple[int, int, bool]], now: float) -> None:
+        """The ``quorum-liveness`` check (see :mod:`labtests.explore.monitors`).
+
+        For every majority ``S`` of live peers that are pairwise connected both ways
+        on a reliable network without long reordering, where every other peer is
+        down, cannot send to ``S`` at all, or is a leader of a term below all of
+        ``S``'s (a stale leader): some leader of a term at least ``S``'s highest must
+        show up within :data:`QUORUM_BOUND`.  Any change restarts the clock of ``S``.
+        """
+        with self.mu:
+            healthy_net = not self.unreliable and not self.reorder
+            link = [row[:] for row in self.link]
+            alive = self.alive[:]
+        quorum = self.n // 2 + 1
+        keep: dict[tuple[tuple[int, int], ...], float] = {}
+        top_all = max((t for _, t, _ in states.values()), default=-1)
+        if any(leader and t >= top_all for _, t, leader in states.values()):
+            healthy_net = False  # a leader of the highest term: nothing to wait for
+        if healthy_net:
+            up = [i for i in states if alive[i]]
+            for size in range(quorum, len(up) + 1):
+                for group in itertools.combinations(up, size):
+                    if not self._quorum_ok(group, states, link, alive):
+                        continue
+                    top = max(states[i][1] for i in group)
+                    if any(leader and term >= top for _, term, leader in states.values()):
+                        continue
+                    key = tuple((i, states[i][0]) for i in group)
+                    since = self.quorum_since.get(key, now)
+                    keep[key] = since
+                    if now - since >= QUORUM_BOUND:
+                        names = ", ".join(f"S{i}" for i in group)
+                        terms = ", ".join(f"S{i}: term {t}" for i, (_, t, _) in
+                                          sorted(states.items()))
+                        self.monitors.fail(
+                            "quorum-liveness", now,
+                            f"{names} (a majority, up and connected both ways on a reliable "
+                            f"network since {since:.3f}s; every other peer down, cut off "
+                            f"from them, or a stale leader of a lower term) elected no leader "
+                            f"in {QUORUM_BOUND:.0f}s ({terms})")
+                        return
+        self.quorum_since = keep
+
+    def _quorum_ok(self, group: tuple[int, ...], states: dict[int, tuple[int, int, bool]],
+                   link: list[list[str]], alive: list[bool]) -> bool:
+        for a in group:
+            for b in group:
+                if a != b and link[a][b] != "ok":
+                    return False
+        low = min(states[i][1] for i in group)
+        for m in range(self.n):
+            if m in group or not alive[m]:
+                continue
+            if all(link[m][q] == "cut" for q in group):
+                continue
+            st = states.get(m)
+            if st is None or not st[2] or st[1] >= low:
+                return False
+        return True
 
     def _reader(self, i: int, inc: int, rf: Any, ch: ApplyChannel, xlog: dict[int, Any]) -> None:
         k = self.snapshot_every

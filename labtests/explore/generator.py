@@ -27,7 +27,7 @@ class GeneratorOptions:
 
     peers: tuple[int, ...] = (3, 3, 5)  # drawn uniformly: 3 peers twice as often
     min_horizon: float = 6.0
-    max_horizon: float = 24.0
+    max_horizon: float = 30.0
     mean_gap: float = 0.8  # mean virtual seconds between steps
     snapshot_choices: tuple[int, ...] = (0, 0, 10, 5)
 
@@ -72,6 +72,17 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
             steps.append(Step(t, "partition", {"groups": _split(rng, n)}))
         elif roll < 0.47:
             steps.append(Step(t, "partition", {"groups": [list(range(n))]}))  # calm
+            if rng.random() < 0.5:
+                # A bridge (Jepsen's nemesis): two halves that cannot talk, and one peer
+                # that talks to both -- the voter every candidate of both halves needs.
+                bridge = rng.randrange(n)
+                others = [p for p in range(n) if p != bridge]
+                rng.shuffle(others)
+                half = len(others) // 2
+                for x in others[:half]:
+                    for y in others[half:]:
+                        steps.append(Step(t, "link", {"src": x, "dst": y, "state": "cut"}))
+                        steps.append(Step(t, "link", {"src": y, "dst": x, "state": "cut"}))
         elif roll < 0.57:
             # One-way trouble around one peer: nobody reaches it, or its replies are lost.
             p = rng.randrange(n)
@@ -97,10 +108,12 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                 if back < horizon:
                     steps.append(Step(back, "restart", {"peer": p}))
                 down[p] = back
-        elif roll < 0.86:
+        elif roll < 0.84:
             p = rng.randrange(n)
             if p not in down:
-                delay = 0.0 if rng.random() < 0.4 else _r(rng.uniform(0.0, 0.05))
+                kind = rng.random()
+                delay = (0.0 if kind < 0.3 else _r(rng.uniform(0.001, 0.02)) if kind < 0.7
+                         else _r(rng.uniform(0.02, 0.1)))
                 # Short outages matter: a peer back before the next election has
                 # forgotten nothing it persisted, and everything it did not.
                 gap = _r(rng.uniform(0.0, 0.05) if rng.random() < 0.5
@@ -108,7 +121,26 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                 steps.append(Step(t, "crash_after", {
                     "peer": p, "event": rng.choice(EVENTS), "delay": delay, "down": gap}))
                 down[p] = _r(t + 2.0)  # roughly: leave it alone for a while
-        elif roll < 0.93:
+        elif roll < 0.90:
+            # A leader cut off while the others move on, then heard again one way
+            # only (its replies lost), while one of the others restarts.
+            p = rng.randrange(n)
+            others = [q for q in range(n) if q != p]
+            steps.append(Step(t, "partition", {"groups": [others, [p]]}))
+            t2 = _r(t + rng.uniform(0.8, 2.5))
+            t3 = _r(t2 + rng.uniform(0.0, 0.5))
+            if t3 + 0.3 < horizon:
+                for q in others:
+                    steps.append(Step(t2, "link", {"src": p, "dst": q, "state": "deaf"}))
+                q = rng.choice(others)
+                if q not in down:
+                    steps.append(Step(t3, "crash", {"peer": q}))
+                    steps.append(Step(_r(t3 + rng.uniform(0.0, 0.3)), "restart", {"peer": q}))
+                    down[q] = _r(t3 + 0.3)
+            # ... and then a quiet spell, long enough for the liveness checks to judge.
+            t = _r(t3 + rng.uniform(2.0, 12.0))
+            continue
+        elif roll < 0.95:
             steps.append(Step(t, "unreliable", {"on": rng.random() < 0.6}))
         else:
             steps.append(Step(t, "reorder", {"on": rng.random() < 0.6}))

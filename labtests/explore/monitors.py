@@ -45,6 +45,14 @@ Liveness (reported separately: the run was too slow or stuck, not wrong):
     call was made after that term was sampled, to the same run of that peer)
     still claims to lead its old term a second later.  Figure 2's rule for all
     servers says it must have stepped down.
+``quorum-liveness``
+    A majority of peers, up and connected both ways on a reliable network (no
+    long reordering), elected no leader within :data:`QUORUM_BOUND` seconds,
+    while every other peer was down, could not send to them at all, or was a
+    stale leader of a lower term (whose AppendEntries a correct peer rejects
+    without resetting its election timer).  Checked on every round of samples;
+    any change to the majority, a restart, or a leader of its term restarts the
+    clock.  It cannot see a leader that existed only between two samples.
 ``liveness-leader``
     After the heal (every link working, every peer up, network reliable), no
     leader in the highest term within :data:`LEADER_BOUND` seconds.
@@ -64,11 +72,12 @@ from typing import Any
 
 SAFETY = ("election-safety", "term-monotonicity", "state-machine-safety", "apply-order",
           "log-matching", "leader-completeness")
-LIVENESS = ("stale-leader", "liveness-leader", "liveness-commit")
+LIVENESS = ("stale-leader", "quorum-liveness", "liveness-leader", "liveness-commit")
 ERRORS = ("crash", "deadlock", "time-limit")
 
 LEADER_BOUND = 10.0  # virtual s after the heal for a leader to exist
 COMMIT_BOUND = 20.0  # virtual s after the heal for a fresh command to be applied by all
+QUORUM_BOUND = 10.0  # virtual s a connected majority may take to elect (7 s long-delay + 3)
 STEP_DOWN_GRACE = 1.0  # virtual s a leader may take to act on a higher-term reply
 
 

@@ -71,9 +71,9 @@ def _step(cluster: Cluster, step: Step) -> None:
     elif step.op == "crash_after":
         cluster.arm(a["peer"], a["event"], float(a["delay"]), float(a["down"]))
     elif step.op == "unreliable":
-        cluster.net.reliable(not a["on"])
+        cluster.set_network(unreliable=bool(a["on"]))
     elif step.op == "reorder":
-        cluster.net.long_reordering(bool(a["on"]))
+        cluster.set_network(reorder=bool(a["on"]))
     elif step.op == "clients":
         cluster.start_client(int(a["count"]))
 
@@ -109,8 +109,7 @@ def _heal(cluster: Cluster) -> None:
     with cluster.mu:
         cluster.triggers.clear()
         cluster.actions.clear()
-    cluster.net.reliable(True)
-    cluster.net.long_reordering(False)
+    cluster.set_network(unreliable=False, reorder=False)
     cluster.partition([list(range(cluster.n))])
     for i in range(cluster.n):
         cluster.start_peer(i)
