@@ -78,7 +78,7 @@ STEPS = [
     Step("raftlab test test_initial_election_2a --seed 1234", 1,
          "RaftTestFailure: expected one leader, got none"),
     Step("raftlab test test_initial_election_2a --seed 1234 --debug -- -s 2> run.log", 1,
-         "... FAILED -- seed 1234"),
+         "seed 1234; rerun with:"),
     Step("raftlab logs run.log -c 3", 0, "FAIL: expected one leader, got none"),
     Step("raftlab stress 2A -n 30", 0, "0 of 3 failed", before=_write_a_working_raft,
          run="raftlab stress 2A -n 1 --no-live"),
