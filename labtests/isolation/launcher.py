@@ -59,6 +59,7 @@ class _Group:
     """The peers of one cluster (one Config), and the children that predate it."""
 
     baseline: set[int]
+    pids: set[int] = field(default_factory=set)  # every peer forked for this cluster
     killed: list[PeerProxy] = field(default_factory=list)  # kill() returned in time
     proxies: list[PeerProxy] = field(default_factory=list)
     calls: ThreadPool = field(default_factory=lambda: ThreadPool("tester-peer-calls",
@@ -203,6 +204,8 @@ class IsolatedImplementation:
                     # never got its init and exits; the end-of-test sweep reaps it.
                     if len(reply) > 1 and reply[1] == seq:
                         break
+                if reply[0] == "forked" and len(reply) == 3 and isinstance(reply[2], int):
+                    group.pids.add(reply[2])  # before any sweep can see it (same lock)
         except BaseException:
             mine.close()
             os.close(stacks_fd)
@@ -237,6 +240,16 @@ class IsolatedImplementation:
                 group = self._groups[id(owner)] = _Group(baseline=keep)
             return group
 
+    def _keep(self, group: _Group) -> set[int]:
+        """Children a sweep of ``group`` must spare (called with the lock held)."""
+        keep = set(group.baseline)
+        if self.template_pid:
+            keep.add(self.template_pid)
+        for other in self._groups.values():  # another cluster's peers, if any is alive
+            if other is not group:
+                keep |= other.pids
+        return keep
+
     def kill_peers(self, owner: object) -> None:
         """Cleanup, first half: ``kill()`` every live peer of ``owner``, all at once.
 
@@ -249,9 +262,20 @@ class IsolatedImplementation:
             return
         deadline = time.monotonic() + KILL_DEADLINE_S
         kills = [(p, p.request("kill", ())) for p in group.proxies if p.alive]
-        for p, slot in kills:
+
+        def settle(p: PeerProxy, slot: Any) -> None:
             if _outcome_recorded(p, slot, "kill", deadline):
                 group.killed.append(p)
+
+        # In parallel, so several peers that miss the deadline cost one deadline and one
+        # stack dump's wait, not one each.
+        waiters = [threading.Thread(target=settle, args=ks, name=f"tester-kill-{ks[0].me}")
+                   for ks in kills]
+        for w in waiters:
+            w.start()
+        for w in waiters:
+            w.join()
+        group.killed.sort(key=lambda p: p.me)
 
     def shutdown(self, owner: object) -> list[str]:
         """Cleanup, second half: end every process of ``owner``; leftover Raft threads.
@@ -279,8 +303,7 @@ class IsolatedImplementation:
             for p in group.proxies:
                 p.terminate()
             group.calls.close()
-            keep = group.baseline | ({self.template_pid} if self.template_pid else set())
-            strays = procs.reap_strays(keep)
+            strays = procs.reap_strays(lambda: self._keep(group), self._lock)
             if strays:
                 debuglog.dlog("TEST", None, "isolated: killed %d leftover process(es) %s",
                               len(strays), strays)

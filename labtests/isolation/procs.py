@@ -20,7 +20,9 @@ import errno
 import os
 import select
 import signal
+import threading
 import time
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -119,23 +121,28 @@ def parent_of(pid: int) -> int | None:
     return None if fields is None else fields[1]
 
 
-def reap_strays(keep: set[int], timeout: float = 5.0) -> list[int]:
-    """Kill and reap every child of this process not in ``keep``; return their pids.
+def reap_strays(
+    keep: Callable[[], set[int]], lock: threading.Lock, timeout: float = 5.0
+) -> list[int]:
+    """Kill and reap every child of this process not in ``keep()``; return their pids.
 
     Run it in a subreaper after the peers are gone: killing a stray re-parents
     its own children to us, so it repeats until a scan finds nothing (or the
-    timeout passes, against a fork bomb).
+    timeout passes, against a fork bomb).  Each scan-and-kill holds ``lock``,
+    which whoever starts new children to keep holds while it registers them.
     """
     killed: list[int] = []
     deadline = time.monotonic() + timeout
     while True:
-        strays = {pid: st for pid, st in children().items() if pid not in keep}
+        with lock:
+            spare = keep()
+            strays = {pid: st for pid, st in children().items() if pid not in spare}
+            for pid, state in strays.items():
+                if state != "Z":
+                    kill(pid)
+                    killed.append(pid)
         if not strays or time.monotonic() > deadline:
             return killed
-        for pid, state in strays.items():
-            if state != "Z":
-                kill(pid)
-                killed.append(pid)
         for pid in strays:
             try:
                 os.waitpid(pid, 0 if time.monotonic() < deadline else os.WNOHANG)
