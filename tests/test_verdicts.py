@@ -1,0 +1,262 @@
+"""No run ends without a result: each hostile toy gets a precise verdict, never a hang.
+
+Each case runs ``raftlab test`` (or plain pytest) on a toy in a subprocess in
+its own session, under a hard timeout after which the whole process group is
+killed, so a regression fails here instead of hanging CI.  The toys (in
+``tests/toys/``) change one thing about the bundled Raft:
+
+* ``apply_under_lock``: the 2D deadlock against the tester's ``snapshot()``;
+  then ``kill()`` blocks on the same lock, so the cleanup never ends;
+* ``kill_blocks``: ``kill()`` waits forever for a lock;
+* ``exits_zero`` / ``sigkills_self``: the test process ends mid-test;
+* ``leaves_threads``: non-daemon threads that ignore ``kill()``.
+
+Every case checks the verdict's words, that the test after the culprit still
+ran and has a result (or is reported as not run, when the process died), and
+the exit status; in real time and in simulated time where it applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.selftest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOYS = ROOT / "tests" / "toys"
+HARD_TIMEOUT_S = 240.0  # a run that takes longer is a hang: fail, and kill its process group
+SUMMARY_RE = re.compile(r"^(\d+ passed, \d+ failed.*) in [\d.]+s$", re.M)
+# In real time a timing failure on an overloaded machine reads "inconclusive" (labtests.overload);
+# the reason after it is the same.
+FAILED = r"  \.\.\. (?:FAILED|inconclusive \(machine overloaded: timers late by \d+ ms\)) -- "
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without settings that would change the child's run."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def out(self) -> str:
+        return self.stdout + self.stderr
+
+    def summary(self) -> dict[str, int]:
+        """The counts of the last line: ``{"passed": 1, "failed": 0, "not run": 2, ...}``."""
+        match = SUMMARY_RE.search(self.stdout)
+        assert match, self.stdout[-3000:]
+        counts = {}
+        for part in match.group(1).split(", "):
+            number, what = part.split(" ", 1)
+            counts[what] = int(number)
+        return counts
+
+    def failures(self) -> int:
+        """Failed tests, inconclusive ones included (a timing failure under load)."""
+        counts = self.summary()
+        return counts["failed"] + counts.get("inconclusive", 0)
+
+    def failure_line(self, test: str) -> str:
+        """The line after ``test``'s description: its Passed or FAILED line."""
+        lines = self.stdout.splitlines()
+        for i, line in enumerate(lines[:-1]):
+            if line.endswith(" ...") and not line.startswith(" ") and (
+                    test in line or _DESCRIPTIONS.get(test, "\0") in line):
+                return lines[i + 1]
+        raise AssertionError(f"no result line for {test}:\n{self.stdout[-3000:]}")
+
+
+_DESCRIPTIONS = {
+    "test_initial_election_2a": "Test (2A): initial election",
+    "test_re_election_2a": "Test (2A): election after network failure",
+    "test_many_elections_2a": "Test (2A): multiple elections",
+    "test_snapshot_basic_2d": "Test (2D): snapshots basic",
+    "test_snapshot_init_2d": "Test (2D): snapshot initialization after crash",
+}
+
+
+def _run(args: list[str], timeout: float = HARD_TIMEOUT_S) -> Result:
+    """Run a command in its own session; on the hard timeout kill the whole group and fail."""
+    proc = subprocess.Popen(args, cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"hang: {' '.join(args)} did not end within {timeout:g} s\n"
+                    f"{stdout[-3000:]}\n{stderr[-3000:]}")
+    return Result(proc.returncode, stdout, stderr)
+
+
+def raftlab_test(*args: str, timeout: float = HARD_TIMEOUT_S) -> Result:
+    code = "import sys; from tools.cli import main; sys.exit(main(sys.argv[1:]))"
+    return _run([sys.executable, "-c", code, "test", *args], timeout)
+
+
+def toy(name: str) -> str:
+    return str(TOYS / f"{name}.py")
+
+
+MODES = [pytest.param((), id="real"), pytest.param(("--sim",), id="sim")]
+
+
+# -- the cleanup is bounded ------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_apply_under_lock_deadlock_fails_with_stacks_and_the_next_test_runs(mode):
+    res = raftlab_test("test_snapshot_basic_2d", "test_snapshot_init_2d",
+                       "--impl", toy("apply_under_lock"), "--seed", "3", *mode)
+    assert res.returncode == 1, res.out[-3000:]
+    # The body's own failure is the reason ...
+    line = res.failure_line("test_snapshot_basic_2d")
+    assert re.fullmatch(FAILED + r"one\(\d+\) failed to reach agreement", line), line
+    # ... and the cleanup that never ended comes with every thread's stack.
+    assert "---- raftlab cleanup ----" in res.stdout
+    assert "cleanup did not end within 10 s" in res.stdout
+    assert "in toy_put_under_lock" in res.stdout  # the applier holding the lock
+    assert "in kill" in res.stdout and "apply_under_lock.py" in res.stdout
+    if mode:
+        # The simulation's report says who holds the lock the tester waits for.
+        assert "held by 'raft-S" in res.stdout
+    # The next test ran and has a result line of its own.
+    nxt = res.failure_line("test_snapshot_init_2d")
+    assert nxt.startswith("  ... Passed --") or re.match(FAILED, nxt), nxt
+    assert res.summary()["passed"] + res.failures() == 2 and res.failures() >= 1
+    assert "not run" not in res.summary()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_blocking_kill_fails_the_test_with_its_stack_and_the_run_goes_on(mode):
+    res = raftlab_test("test_initial_election_2a", "test_re_election_2a",
+                       "--impl", toy("kill_blocks"), "--seed", "5", *mode)
+    assert res.returncode == 1, res.out[-3000:]
+    first = res.failure_line("test_initial_election_2a")
+    assert re.match(FAILED + r"cleanup did not end within 10 s: a kill\(\) that does not "
+                    "return", first), first
+    assert "in toy_kill_waits_here" in res.stdout
+    # The next test ran too (and its kill() blocks as well: same verdict, not a hang).
+    second = res.failure_line("test_re_election_2a")
+    assert re.match(FAILED + "cleanup did not end", second), second
+    assert res.summary()["passed"] == 0 and res.failures() == 2
+    assert res.stdout.count("rerun with:") == 2  # one rerun hint per failure
+    if not mode:
+        # Real time: the threads left blocked are named, not blamed on the next test.
+        assert "left blocked after the cleanup did not end" in res.stdout
+
+
+def test_short_watchdog_interrupting_the_cleanup_still_gives_a_verdict():
+    """The watchdog covers the cleanup too: it fires while the harness waits for kill()."""
+    res = raftlab_test("test_initial_election_2a", "--impl", toy("kill_blocks"),
+                       "--seed", "5", "--timeout", "7")
+    assert res.returncode == 1, res.out[-3000:]
+    line = res.failure_line("test_initial_election_2a")
+    # Either the body outlived the watchdog (a loaded machine) and the stuck cleanup comes
+    # with the failure, or the watchdog interrupted the wait for the cleanup.
+    assert re.match(FAILED + r"(cleanup |Timeout \(>7\.0s\))", line), line
+    assert "in toy_kill_waits_here" in res.stdout
+    assert res.summary()["passed"] == 0 and res.failures() == 1
+
+
+# -- a test process that ends early ------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("which, how", [
+    ("exits_zero", "exit status 0"),
+    ("sigkills_self", "signal SIGKILL (9)"),
+])
+def test_a_process_that_ends_mid_test_fails_that_test_and_lists_the_rest(which, how, mode):
+    res = raftlab_test("2A", "--impl", toy(which), "--seed", "7", *mode, timeout=120)
+    assert res.returncode == 1, res.out[-3000:]
+    line = res.failure_line("test_initial_election_2a")
+    assert line == f"  ... FAILED -- the test process ended with {how} while this test was " \
+                   "running", line
+    assert re.search(r"^  seed 7; rerun with: raftlab test test_initial_election_2a --seed 7 "
+                     rf"--impl \S+{which}\.py", res.stdout, re.M), res.stdout
+    assert ("not run (the test process had ended): test_re_election_2a, "
+            "test_many_elections_2a") in res.stdout
+    assert res.summary() == {"passed": 0, "failed": 1, "not run": 2}
+
+
+def test_a_crashed_xdist_worker_names_the_test_and_its_exit_status():
+    res = raftlab_test("test_initial_election_2a", "--impl", toy("exits_zero"), "--seed", "7",
+                       "-n", "2", timeout=120)
+    assert res.returncode == 1, res.out[-3000:]
+    line = res.failure_line("test_initial_election_2a")
+    assert re.fullmatch(r"  \.\.\. FAILED -- the test process \(xdist worker gw\d+\) ended "
+                        r"with exit status 0 while this test was running", line), line
+    assert "seed 7; rerun with: raftlab test test_initial_election_2a --seed 7" in res.stdout
+    assert res.summary() == {"passed": 0, "failed": 1}
+
+
+# -- threads that would keep the process alive -----------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_non_daemon_threads_are_reported_and_never_keep_the_process_alive(mode):
+    res = raftlab_test("test_initial_election_2a", "--impl", toy("leaves_threads"), *mode,
+                       timeout=120)
+    assert res.returncode == 0, res.out[-3000:]
+    assert res.summary() == {"passed": 1, "failed": 0}
+    if not mode:  # in simulated time every simulated thread ends with the test
+        assert "thread(s) that are not daemons still run after the last test: " \
+               "toy-immortal-0, toy-immortal-1, toy-immortal-2" in res.stdout
+
+
+def test_plain_pytest_also_ends_despite_non_daemon_threads():
+    res = _run([sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q", "-p",
+                "no:cacheprovider", "-k", "test_initial_election_2a",
+                "--raft-impl", toy("leaves_threads")], timeout=120)
+    assert res.returncode == 0, res.out[-3000:]
+    assert "1 passed" in res.stdout
+    assert "ends now with pytest's exit status 0" in res.stderr
+
+
+# -- the lab's output ---------------------------------------------------------------------
+
+def test_output_is_the_labs_lines_then_a_summary_without_pytest_progress():
+    res = raftlab_test("test_initial_election_2a", "--sim", "--seed", "1", timeout=120)
+    assert res.returncode == 0, res.out[-3000:]
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("raftlab: Raft implementation 'raft'; seed 1 (fixed)")
+    assert "Test (2A): initial election ..." in lines
+    assert re.fullmatch(r"  \.\.\. Passed -- .*", res.failure_line("test_initial_election_2a"))
+    assert re.fullmatch(r"1 passed, 0 failed in [\d.]+s", lines[-1]), lines[-1]
+    for noise in ("test session starts", "[100%]", "labtests/test_2a.py", "collected"):
+        assert noise not in res.stdout
+
+
+def test_pytest_output_only_when_asked():
+    res = raftlab_test("test_initial_election_2a", "--sim", "--seed", "1", "--", "-v",
+                       timeout=120)
+    assert res.returncode == 0, res.out[-3000:]
+    assert "test session starts" in res.stdout and "PASSED" in res.stdout
+    assert "Test (2A): initial election ..." in res.stdout
+
+
+def test_a_failure_line_gives_the_reason_then_one_rerun_hint_then_details():
+    res = raftlab_test("test_initial_election_2a", "--impl", str(TOYS / "two_leaders.py"),
+                       "--sim", "--seed", "777", timeout=120)
+    assert res.returncode == 1, res.out[-3000:]
+    lines = res.stdout.splitlines()
+    i = lines.index("Test (2A): initial election ...")
+    assert re.fullmatch(r"  \.\.\. FAILED -- term \d+ has \d \(>1\) leaders", lines[i + 1])
+    assert lines[i + 2].startswith("  seed 777; rerun with: raftlab test "
+                                   "test_initial_election_2a --seed 777 --impl ")
+    assert lines[i + 2].endswith(" --sim")
+    assert lines[i + 3].startswith("  or: ")
+    assert lines[i + 4] == "---- details of test_initial_election_2a ----"
+    assert res.stdout.count("rerun with:") == 1
+    assert res.summary() == {"passed": 0, "failed": 1}
