@@ -269,3 +269,11 @@ def test_a_raft_imported_from_elsewhere_before_the_harness_is_refused_by_name(
     assert res.returncode == 1
     assert f"was imported from {tmp_path / 'raft'} before raftlab's harness" in res.stderr
     assert "shadowed it" in res.stderr
+
+
+def test_raftlab_explore_in_a_workspace_explores_the_students_code(tmp_path: Path) -> None:
+    main([str(tmp_path / "ws")])
+    res = run(["raftlab", "explore", "-n", "1", "-p", "1", "--no-shrink", "-o", "ex"],
+              tmp_path / "ws", timeout=300)
+    assert f"against {tmp_path / 'ws' / 'raft'}" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 1  # the skeleton elects nobody: some monitor must object

@@ -27,6 +27,7 @@ from rich.markup import escape
 
 from labtests.explore.runner import run_schedule
 from labtests.explore.schedule import Schedule
+from labtests.options import OptionError, from_env
 from tools.console import make_console
 from tools.explore import display, work
 
@@ -39,7 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Run a Raft under random fault schedules in simulated time, check safety "
                     "and liveness monitors, shrink each failure to a minimal replayable schedule.")
     p.add_argument("--impl", help="the Raft under test: module, .py file or package directory "
-                                  "(default: the bundled Raft)")
+                                  "(default: env RAFTLAB_IMPL, else [tool.raftlab] impl in the "
+                                  "nearest pyproject.toml, else the bundled Raft)")
     p.add_argument("--schedules", "-n", type=int, help=f"how many schedules "
                                                          f"(default {DEFAULT_SCHEDULES})")
     p.add_argument("--time-budget", type=float, metavar="S",
@@ -61,6 +63,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("give --schedules or --time-budget, not both")
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.impl is None:  # else RAFTLAB_IMPL, else the project's [tool.raftlab] impl
+        try:
+            args.impl = from_env().impl
+        except OptionError as exc:
+            p.error(str(exc))
     return args
 
 
