@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="narrow the chosen tests with a pytest -m expression")
     parser.add_argument("--impl", metavar="MODULE|PATH",
                         help="Raft implementation: module name or path to a .py file/package "
-                             "(default: env RAFTLAB_IMPL, else the bundled 'raft')")
+                             "(default: env RAFTLAB_IMPL, else [tool.raftlab] impl in the nearest "
+                             "pyproject.toml, else the bundled 'raft')")
     parser.add_argument("--seed", type=int, metavar="N",
                         help="seed of every test (to rerun a failure exactly as printed)")
     parser.add_argument("-n", "--workers", metavar="WORKERS",
