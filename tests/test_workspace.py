@@ -278,3 +278,16 @@ def test_raftlab_explore_in_a_workspace_explores_the_students_code(tmp_path: Pat
     flat = " ".join(res.stdout.split())  # the console wraps long lines
     assert f"against {tmp_path / 'ws' / 'raft'}" in flat, res.stdout + res.stderr
     assert res.returncode == 1  # the skeleton elects nobody: some monitor must object
+
+
+@pytest.mark.parametrize("pytest_cmd", [["pytest"], [sys.executable, "-m", "pytest"]])
+def test_plain_pytest_in_a_subfolder_of_the_workspace_tests_the_students_code(
+        tmp_path: Path, pytest_cmd: list[str]) -> None:
+    """Even from inside ``ws/raft``, where ``python -m pytest`` puts ``raft.py`` on sys.path."""
+    main([str(tmp_path / "ws")])
+    res = run([*pytest_cmd, "--pyargs", "labtests", "-k", "test_initial_election_2a", "--sim",
+               "-p", "no:cacheprovider"], tmp_path / "ws" / "raft", timeout=120)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-3000:]
+    assert f"Raft implementation '{tmp_path / 'ws' / 'raft'}'" in out
+    assert "RaftTestFailure: expected one leader, got none" in out
