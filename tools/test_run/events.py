@@ -1,9 +1,16 @@
 """pytest plugin of the child process of ``raftlab test``: one JSON event per line.
 
-Loaded by ``raftlab test`` with ``-p tools.test_run.events --raftlab-events PATH``;
-it does nothing otherwise.  Each event is written and flushed at once, so that
-whatever the child has reported is on disk when it dies.  With pytest-xdist the
+``raftlab test`` hands this module to ``pytest.main`` in its child process and
+names the events file in the child's environment (:data:`ENV_EVENTS`), not on
+pytest's command line: pytest-xdist passes the command line to its workers,
+which do not load this plugin and would refuse an option they do not know.
+Each event is written and flushed at once, so that whatever the child has
+reported is on disk when it dies.  With pytest-xdist the
 controller writes the events (the workers' reports reach it), never a worker.
+
+It imports the harness only inside its hooks: the child imports this module
+before pytest starts (see :mod:`tools.test_run.follow`), and a harness module
+imported that early would miss pytest's assertion rewriting.
 
 Events (``"event"`` key):
 
@@ -20,27 +27,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Generator
 from typing import IO, Any
 
 import pytest
 
-from labtests.output import bound_text
-from labtests.plugin import harness_options, seed_for_test
-
-OPTION = "--raftlab-events"
+ENV_EVENTS = "RAFTLAB_TEST_EVENTS"  # set by raftlab test for its child only
 # Sections a passing test's report still carries to the parent (the rest is for failures).
 KEPT_WHEN_PASSED = ("raftlab warning", "raftlab verdict")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(OPTION, dest="raftlab_events", default=None, metavar="PATH",
-                     help="(used by raftlab test) append the run's events to PATH, "
-                          "one JSON object per line")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    path = config.getoption("raftlab_events", None)
+    path = os.environ.get(ENV_EVENTS)
     if path and not hasattr(config, "workerinput"):
         config.pluginmanager.register(EventWriter(config, path), "raftlab-test-events")
 
@@ -68,6 +67,8 @@ class EventWriter:
         self.out.flush()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from labtests.plugin import harness_options
+
         config = self.config
         answers = config.hook.pytest_report_header(config=config, start_path=config.rootpath)
         lines = []
@@ -93,6 +94,8 @@ class EventWriter:
             self.emit("collected", tests=ids)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        from labtests.output import bound_text
+
         if report.failed:
             self.emit("collecterror", nodeid=report.nodeid,
                       longrepr=bound_text(report.longreprtext))
@@ -104,9 +107,13 @@ class EventWriter:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: Any) -> None:
         # Not under xdist (the controller runs no test): the seed, for a crash's rerun line.
         if "make_config" in getattr(item, "fixturenames", ()):
+            from labtests.plugin import seed_for_test
+
             self.emit("seed", nodeid=item.nodeid, seed=seed_for_test(item))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from labtests.output import bound_text
+
         props = [[k, v] for k, v in (report.user_properties or ()) if _jsonable(v)]
         sections = [
             [title, bound_text(content)] for title, content in report.sections

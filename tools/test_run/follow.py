@@ -10,6 +10,7 @@ listed as not run, and the exit status is non-zero.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from typing import Any
 
 from labtests.options import HarnessOptions
 from tools.test_run.display import Display
+from tools.test_run.events import ENV_EVENTS
 from tools.test_run.state import RunState
 
 POLL_S = 0.05  # how often the parent looks for new events while the child runs
@@ -53,9 +55,22 @@ class EventReader:
         return events
 
 
-def child_command(pytest_args: list[str], events: Path) -> list[str]:
-    return [sys.executable, "-m", "pytest", *pytest_args,
-            "-p", EVENTS_PLUGIN, "--raftlab-events", str(events)]
+# ``python -m pytest``, except that the events plugin is imported before the current
+# directory goes on sys.path: a student's own ``tools`` package there must not take
+# the place of raftlab's.  The directory is then put back, as ``python -m`` does, so
+# an implementation named by module (``--impl mypkg.raft``) is found there as before.
+_CHILD_CODE = (
+    "import sys\n"
+    "cwd = sys.path.pop(0)\n"
+    f"import {EVENTS_PLUGIN} as events\n"
+    "sys.path.insert(0, cwd)\n"
+    "import pytest\n"
+    "sys.exit(pytest.main(sys.argv[1:], plugins=[events]))\n"
+)
+
+
+def child_command(pytest_args: list[str]) -> list[str]:
+    return [sys.executable, "-c", _CHILD_CODE, *pytest_args]
 
 
 def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
@@ -70,7 +85,7 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(
-                child_command(pytest_args, events),
+                child_command(pytest_args), env={**os.environ, ENV_EVENTS: str(events)},
                 stdout=None if passthrough else out, stderr=None if passthrough else err)
             returncode = _follow(proc, EventReader(events), state, display)
         elapsed = time.monotonic() - start
