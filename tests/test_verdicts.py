@@ -88,9 +88,9 @@ _DESCRIPTIONS = {
 }
 
 
-def _run(args: list[str], timeout: float = HARD_TIMEOUT_S) -> Result:
+def _run(args: list[str], timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT) -> Result:
     """Run a command in its own session; on the hard timeout kill the whole group and fail."""
-    proc = subprocess.Popen(args, cwd=ROOT, env=_clean_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(args, cwd=cwd, env=_clean_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -102,9 +102,9 @@ def _run(args: list[str], timeout: float = HARD_TIMEOUT_S) -> Result:
     return Result(proc.returncode, stdout, stderr)
 
 
-def raftlab_test(*args: str, timeout: float = HARD_TIMEOUT_S) -> Result:
+def raftlab_test(*args: str, timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT) -> Result:
     code = "import sys; from tools.cli import main; sys.exit(main(sys.argv[1:]))"
-    return _run([sys.executable, "-c", code, "test", *args], timeout)
+    return _run([sys.executable, "-c", code, "test", *args], timeout, cwd)
 
 
 def toy(name: str) -> str:
@@ -260,3 +260,22 @@ def test_a_failure_line_gives_the_reason_then_one_rerun_hint_then_details():
     assert lines[i + 4] == "---- details of test_initial_election_2a ----"
     assert res.stdout.count("rerun with:") == 1
     assert res.summary() == {"passed": 0, "failed": 1}
+
+
+def test_pytest_refusing_to_start_shows_its_own_words_and_status():
+    res = raftlab_test("2A", "--", "--no-such-option", timeout=120)
+    assert res.returncode == 4, res.out[-3000:]
+    assert "unrecognized arguments: --no-such-option" in res.stdout
+    assert "not run" not in res.stdout and "ended with" not in res.stdout
+
+
+def test_a_students_tools_package_does_not_replace_raftlabs(tmp_path):
+    """The child runs in the student's folder; its own ``tools`` package stays theirs."""
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "__init__.py").write_text("raise SystemExit('student tools')\n")
+    script = Path(sys.executable).with_name("raftlab")  # as a user runs it (its dir first)
+    assert script.exists(), f"no raftlab script beside {sys.executable} (pip install -e .)"
+    res = _run([str(script), "test", "test_initial_election_2a", "--sim", "--seed", "1"],
+               timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.out[-3000:]
+    assert res.summary() == {"passed": 1, "failed": 0}

@@ -26,6 +26,7 @@ from tools.test_run.state import RunState
 POLL_S = 0.05  # how often the parent looks for new events while the child runs
 EXIT_ENDED_EARLY = 1  # pytest's "tests failed": a test did fail (the one that was running)
 EVENTS_PLUGIN = "tools.test_run.events"
+PYTEST_ERRORS = (2, 3, 4)  # interrupted, internal error, usage error
 
 
 class EventReader:
@@ -89,7 +90,10 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
                 stdout=None if passthrough else out, stderr=None if passthrough else err)
             returncode = _follow(proc, EventReader(events), state, display)
         elapsed = time.monotonic() - start
-        crashed = state.exitstatus is None
+        # pytest refused to start (a usage error, an internal error before the session):
+        # its own message says why, and no test was running.
+        refused = state.header is None and returncode in PYTEST_ERRORS
+        crashed = state.exitstatus is None and not refused
         if not passthrough:
             # pytest's own words matter when it could not run the tests (a usage or
             # internal error, a file that does not import); after a crash they hold
@@ -101,7 +105,7 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
                                  err_path.read_text(errors="replace"))
     if crashed:
         display.ended_early(state, returncode)
-    if crashed or not passthrough:
+    if not refused and (crashed or not passthrough):
         display.summary(state, crashed, elapsed)
     if crashed:
         return EXIT_ENDED_EARLY if returncode in (0, EXIT_ENDED_EARLY) or returncode < 0 \
