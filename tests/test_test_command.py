@@ -42,7 +42,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_installed_raftlab_test_runs_without_warnings(installed, tmp_path):
     code = "import sys; from tools.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.run(
-        [sys.executable, "-c", code, "test", "test_initial_election_2a", "--seed", "5"],
+        # --pytest-output: pytest's own lines name the file that ran and show any warning.
+        [sys.executable, "-c", code, "test", "test_initial_election_2a", "--seed", "5",
+         "--pytest-output"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONPATH=str(installed)))
     out = proc.stdout + proc.stderr
