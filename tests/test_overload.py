@@ -240,7 +240,9 @@ def test_a_stopped_process_is_measured_as_overloaded(tmp_path):
 
 def test_on_a_quiet_machine_every_broken_toy_still_fails(tmp_path):
     """The self-tests' broken toys (tests/toys), run as there: failures, never inconclusive."""
-    cases = {name: case for name, case in CASES.items() if name != "passes"}
+    # "passes" is a passing run; "leaks_thread" gives a warning, not a failure, for a Raft
+    # other than the bundled one.  Every other case is a toy that must fail.
+    cases = {name: case for name, case in CASES.items() if name not in ("passes", "leaks_thread")}
     runs = {}
     for start in range(0, len(cases), 4):  # four at a time: quiet, as the verdict needs
         batch = {name: Run(case, tmp_path, name)
