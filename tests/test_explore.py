@@ -206,12 +206,14 @@ def make(peers, me, persister, apply_ch):
 '''
 
 SPINS = '''
+import time
+
 class Raft:
     def __init__(self, peers, me, persister, apply_ch):
         pass
     def get_state(self):
-        while True:
-            pass
+        while True:  # polls the clock forever, never blocking
+            time.monotonic()
     def start(self, command):
         return -1, 0, False
     def snapshot(self, index, data):
@@ -244,8 +246,10 @@ def test_a_deadlocking_raft_is_a_deadlock_verdict():
 
 
 def test_a_raft_that_spins_without_blocking_is_stopped_with_a_verdict(tmp_path):
+    # (A loop that neither blocks nor reads the clock cannot be stopped inside the
+    # simulation; the command's per-run watchdog handles that case.)
     schedule = Schedule(n=3, seed=1, steps=(), horizon=1.0)
-    result = run_schedule(schedule, _toy(tmp_path, "explore_spins", SPINS), wall_limit=5.0)
+    result = run_schedule(schedule, _toy(tmp_path, "explore_spins", SPINS), wall_limit=60.0)
     assert result.violation is not None
     assert result.violation.monitor == "time-limit"
 
@@ -271,3 +275,33 @@ def test_command_explores_shrinks_and_writes_results(tmp_path):
     assert "# replay: raftlab explore --replay" in log
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"] == 40 and summary["minimal"]["stale-leader"]["replay_matches"]
+
+
+PURE_SPIN = '''
+class Raft:
+    def __init__(self, peers, me, persister, apply_ch):
+        pass
+    def get_state(self):
+        while True:  # never blocks, never reads the clock: invisible to the simulation
+            pass
+    def start(self, command):
+        return -1, 0, False
+    def snapshot(self, index, data):
+        pass
+    def kill(self):
+        pass
+
+def make(peers, me, persister, apply_ch):
+    return Raft(peers, me, persister, apply_ch)
+'''
+
+
+def test_command_counts_a_run_that_never_returns_as_hung(tmp_path):
+    from tools.explore.command import main
+
+    out = tmp_path / "out"
+    code = main(["--impl", _toy(tmp_path, "explore_pure_spin", PURE_SPIN), "-n", "1", "-p", "1",
+                 "-o", str(out), "--run-timeout", "5"])
+    assert code == 1
+    [rec] = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert rec["monitor"] == "hang" and rec["outcome"] == "error"

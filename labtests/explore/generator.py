@@ -66,8 +66,22 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
             if back <= t:
                 del down[p]
         roll = rng.random()
-        if roll < 0.26:
+        if roll < 0.20:
             steps.append(Step(t, "clients", {"count": rng.randint(1, 4)}))
+        elif roll < 0.26:
+            # Leader churn (the Figure-8 pattern): a few rounds of cutting off a random
+            # minority, each followed by commands that only its side's leader may take.
+            for _round in range(rng.randint(3, 8)):
+                if t + 0.1 >= horizon:
+                    break
+                peers = list(range(n))
+                rng.shuffle(peers)
+                k = rng.randint(1, (n - 1) // 2)
+                steps.append(Step(t, "partition", {"groups": [sorted(peers[k:]),
+                                                              sorted(peers[:k])]}))
+                steps.append(Step(_r(t + 0.05), "clients", {"count": rng.randint(1, 3)}))
+                t = _r(t + rng.uniform(0.3, 1.5))
+            continue
         elif roll < 0.40:
             steps.append(Step(t, "partition", {"groups": _split(rng, n)}))
         elif roll < 0.47:

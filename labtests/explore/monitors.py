@@ -60,8 +60,11 @@ Liveness (reported separately: the run was too slow or stuck, not wrong):
     After the heal, a fresh command offered to the peers (like the lab's
     ``one()``) was not applied by every peer within :data:`COMMIT_BOUND` seconds.
 
-Errors: ``crash`` (an RPC handler, ``kill()`` or a Raft thread raised) and
-``deadlock`` (every thread blocked, reported by the simulation).
+Errors: ``crash`` (an RPC handler, ``kill()`` or a Raft thread raised),
+``deadlock`` (every thread blocked, reported by the simulation), ``time-limit``
+(the run's virtual or wall-clock limit, e.g. a thread polling the clock in a
+loop) and ``hang`` (set by ``raftlab explore`` when a worker's run gives no
+result at all: a loop that never blocks cannot be stopped inside the simulation).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ from typing import Any
 SAFETY = ("election-safety", "term-monotonicity", "state-machine-safety", "apply-order",
           "log-matching", "leader-completeness")
 LIVENESS = ("stale-leader", "quorum-liveness", "liveness-leader", "liveness-commit")
-ERRORS = ("crash", "deadlock", "time-limit")
+ERRORS = ("crash", "deadlock", "time-limit", "hang")
 
 LEADER_BOUND = 10.0  # virtual s after the heal for a leader to exist
 COMMIT_BOUND = 20.0  # virtual s after the heal for a fresh command to be applied by all

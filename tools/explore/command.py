@@ -21,6 +21,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rich.markup import escape
@@ -55,6 +56,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--shrink-time", type=float, default=120.0,
                    help="most seconds spent shrinking one failure (default 120)")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
+    p.add_argument("--run-timeout", type=float, default=300.0, metavar="S",
+                   help="wall seconds after which one run counts as hung (default 300)")
     p.add_argument("--replay", metavar="FILE", help="run one schedule file with debug logging")
     p.add_argument("--log", metavar="FILE", help="with --replay: write the debug log here "
                                                 "(default: stdout)")
@@ -112,6 +115,16 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
     shrunk.update(replay=replay, log_file=log_file, description=schedule.describe())
 
 
+def _kill_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool whose worker is stuck: kill its processes (ours, by pid)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.join(5)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def explore(args: argparse.Namespace) -> int:
     console = make_console()
     out = args.output or time.strftime("explore-%Y%m%d-%H%M%S")
@@ -128,34 +141,67 @@ def explore(args: argparse.Namespace) -> int:
     next_seed = args.seed
     results = open(os.path.join(out, "results.jsonl"), "w")  # noqa: SIM115 - closed below
     progress = display.make_progress(console, total, args.time_budget)
+    pool = ProcessPoolExecutor(args.workers)
     try:
-        with ProcessPoolExecutor(args.workers) as pool, progress:
+        with progress:
             task = progress.add_task("explore", total=total, failures=display.failures_text(counts))
-            pending: set[Future[dict[str, Any]]] = set()
+            pending: dict[Future[dict[str, Any]], tuple[int, float]] = {}
+            retry: list[int] = []
 
             def more() -> bool:
+                if retry:
+                    return True
                 if total is not None:
                     return next_seed - args.seed < total
                 return deadline is not None and time.monotonic() < deadline
 
+            def account(rec: dict[str, Any], schedule: Any = None) -> None:
+                nonlocal runs, virtual
+                runs += 1
+                virtual += rec.get("virtual_s") or 0.0
+                results.write(json.dumps(rec) + "\n")
+                if rec["monitor"]:
+                    counts[rec["monitor"]] += 1
+                    if rec["monitor"] not in first_failure and schedule is not None:
+                        first_failure[rec["monitor"]] = {**rec, "schedule": schedule}
+
             try:
                 while True:
                     while len(pending) < 2 * args.workers and more():
-                        pending.add(pool.submit(work.explore_one, next_seed, args.impl))
-                        next_seed += 1
+                        seed = retry.pop() if retry else next_seed
+                        if seed == next_seed:
+                            next_seed += 1
+                        fut = pool.submit(work.explore_one, seed, args.impl)
+                        pending[fut] = (seed, time.monotonic())
                     if not pending:
                         break
-                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    done, _ = wait(set(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                    broken = False
                     for fut in done:
-                        rec = fut.result()
-                        runs += 1
-                        virtual += rec["virtual_s"]
+                        seed, _t = pending.pop(fut)
+                        try:
+                            rec = fut.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            retry.append(seed)
+                            continue
                         schedule = rec.pop("schedule", None)
-                        results.write(json.dumps(rec) + "\n")
-                        if rec["monitor"]:
-                            counts[rec["monitor"]] += 1
-                            if rec["monitor"] not in first_failure:
-                                first_failure[rec["monitor"]] = {**rec, "schedule": schedule}
+                        account(rec, schedule)
+                    hung = [(f, s) for f, (s, t) in pending.items()
+                            if time.monotonic() - t > args.run_timeout]
+                    if hung or broken:
+                        # A run that never blocks cannot be stopped inside the simulation:
+                        # replace the workers, count the oldest run as hung, retry the others.
+                        for f, s in hung[:1]:
+                            pending.pop(f)
+                            account({"seed": s, "outcome": "error", "monitor": "hang",
+                                     "message": f"no result within {args.run_timeout:.0f} s of "
+                                                f"wall time (a loop that never blocks?)",
+                                     "virtual_s": 0.0})
+                        retry.extend(s for s, _t in pending.values())
+                        pending.clear()
+                        _kill_pool(pool)
+                        pool = ProcessPoolExecutor(args.workers)
                     progress.update(task, completed=runs,
                                     failures=display.failures_text(counts))
             except KeyboardInterrupt:
@@ -170,7 +216,12 @@ def explore(args: argparse.Namespace) -> int:
                                        args.shrink_runs, args.shrink_time)
                         for m, f in first_failure.items()}
                 for monitor, fut in jobs.items():
-                    shrunk = fut.result()
+                    try:
+                        shrunk = fut.result(timeout=args.shrink_time + args.run_timeout)
+                    except (TimeoutError, BrokenProcessPool):
+                        shrunk = {"error": "shrinking did not finish (a run hung)"}
+                        _kill_pool(pool)
+                        pool = ProcessPoolExecutor(1)
                     if "schedule" in shrunk:
                         _write_failure(out, monitor, shrunk, args.impl)
                     minimal[monitor] = shrunk
@@ -182,6 +233,7 @@ def explore(args: argparse.Namespace) -> int:
                         fh.write(Schedule.from_json(f["schedule"]).dumps())
     finally:
         results.close()
+        pool.shutdown(cancel_futures=True)
     display.summary(console, runs=runs, elapsed=elapsed, counts=counts, minimal=minimal,
                     out_dir=out, impl=args.impl, virtual=virtual)
     with open(os.path.join(out, "summary.json"), "w") as f:
