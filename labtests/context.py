@@ -68,6 +68,11 @@ class TestContext:
         if args.exc_type is HelperThreadExit or args.exc_type is SystemExit:
             return
         name = args.thread.name if args.thread is not None else "?"
+        if args.thread is not None and args.thread.ident in watchdog.abandoned_idents():
+            # A thread an earlier test left blocked: not this test's doing.
+            self.warnings.append(f"thread {name!r}, left blocked by an earlier test, ended "
+                                 f"with {args.exc_value!r}")
+            return
         tb = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
         self.failures.record(f"uncaught exception in thread {name!r}: {args.exc_value!r}\n{tb}")
 
