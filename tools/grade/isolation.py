@@ -273,11 +273,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"raftlab grade supervisor: {exc}", file=sys.stderr)
             return 125
     child = _start(args.command, limits, args.run_user if args.as_run_user else None)
-    status, killed = _supervise(child, limits.output_mb << 20)
-    killed += procs.reap_strays(keep=set(), timeout=10.0)
+    try:
+        status, killed = _supervise(child, limits.output_mb << 20)
+    except BaseException:
+        _killpg(child[0], signal.SIGKILL)  # never leave the run behind
+        sweep_children(timeout=10.0)
+        raise
+    killed += sweep_children(timeout=10.0)
     if args.run_user is not None:
         killed += kill_uid(args.run_user.uid)
-        killed += procs.reap_strays(keep=set(), timeout=5.0)
+        killed += sweep_children(timeout=5.0)
     if killed:
         _write_all(f"{SUPERVISOR_NOTE} killed {len(set(killed))} process(es) still running "
                    f"after the test process ended (a detached or leftover process)\n"
@@ -343,7 +348,7 @@ def _supervise(child: tuple[int, int], cap: int) -> tuple[int, list[int]]:
             if done == pid:
                 status = st
                 # Kill what the run left behind (those hold the pipe open), then drain.
-                killed += procs.reap_strays(keep=set(), timeout=10.0)
+                killed += sweep_children(timeout=10.0)
                 drain_until = time.monotonic() + 2.0
         if drain_until is not None and time.monotonic() > drain_until:
             break
@@ -368,6 +373,29 @@ def _supervise(child: tuple[int, int], cap: int) -> tuple[int, list[int]]:
     if status is None:
         _, status = os.waitpid(pid, 0)
     return status, killed
+
+
+def sweep_children(timeout: float) -> list[int]:
+    """Kill and reap every child of this (subreaper) process; their pids.
+
+    Killing one re-parents its own children to us, so it repeats until a scan
+    finds none (or ``timeout`` passes, against a fork bomb).
+    """
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        strays = procs.children()
+        if not strays or time.monotonic() > deadline:
+            return killed
+        for pid, state in strays.items():
+            if state != "Z":
+                procs.kill(pid)
+                killed.append(pid)
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0 if time.monotonic() < deadline else os.WNOHANG)
+            except ChildProcessError:
+                pass
 
 
 def _write_all(data: bytes) -> None:
