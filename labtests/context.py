@@ -109,6 +109,7 @@ class TestContext:
         meanwhile (a helper thread, the time limit, a cleanup that did not end,
         leftover threads of the bundled Raft).
         """
+        __tracebackhide__ = True  # the failure's message says it all; the harness's frames don't
         if self._finished:
             return
         self._finished = True

@@ -240,6 +240,7 @@ def make_config(request: pytest.FixtureRequest) -> Callable[[int, bool, bool], C
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    __tracebackhide__ = True  # a failure's details start at the test, not in the plugin
     ctx = item.stash.get(_CONTEXT, None)
     if ctx is None:
         return (yield)

@@ -108,6 +108,7 @@ def pytest_raftlab_thread_report(item: pytest.Item, headline: str) -> str | None
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     """Fail with the simulation's own report when it stopped the test."""
+    __tracebackhide__ = True  # a failure's details start at the test, not in the plugin
     sched = item.stash.get(_SCHED, None)
     if sched is None:
         return (yield)
