@@ -101,6 +101,8 @@ class Display:
         """The child ended without finishing its session: the running tests failed."""
         how = exit_description(returncode)
         options = self._opts(state)
+        if self.passthrough:
+            self.line()  # pytest's output may have been cut in the middle of a line
         for t in state.running():
             reason = _crash_reason(t, how)
             pairs: list[tuple[str, Any]] = list(t.props.pairs)
