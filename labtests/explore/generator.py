@@ -97,7 +97,7 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                     for y in others[half:]:
                         steps.append(Step(t, "link", {"src": x, "dst": y, "state": "cut"}))
                         steps.append(Step(t, "link", {"src": y, "dst": x, "state": "cut"}))
-        elif roll < 0.57:
+        elif roll < 0.55:
             # One-way trouble around one peer: nobody reaches it, or its replies are lost.
             p = rng.randrange(n)
             state = rng.choice(("cut", "deaf"))
@@ -106,6 +106,26 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                 if q != p:
                     src, dst = (q, p) if inbound else (p, q)
                     steps.append(Step(t, "link", {"src": src, "dst": dst, "state": state}))
+        elif roll < 0.60:
+            # Competing candidates and one voter that crashes between its vote and the
+            # end of the election: everyone apart for a while (terms move on), then a
+            # bridge whose middle peer crashes right after it next votes.
+            steps.append(Step(t, "partition", {"groups": [[p] for p in range(n)]}))
+            t2 = _r(t + rng.uniform(0.5, 3.0))
+            if t2 < horizon:
+                bridge = rng.randrange(n)
+                others = [p for p in range(n) if p != bridge]
+                rng.shuffle(others)
+                half = len(others) // 2
+                steps.append(Step(t2, "partition", {"groups": [list(range(n))]}))
+                for x in others[:half]:
+                    for y in others[half:]:
+                        steps.append(Step(t2, "link", {"src": x, "dst": y, "state": "cut"}))
+                        steps.append(Step(t2, "link", {"src": y, "dst": x, "state": "cut"}))
+                steps.append(Step(t2, "crash_after", {
+                    "peer": bridge, "event": "vote", "delay": _r(rng.uniform(0.001, 0.01)),
+                    "down": _r(rng.uniform(0.001, 0.05))}))
+                t = t2
         elif roll < 0.62:
             src, dst = rng.sample(range(n), 2)
             if rng.random() < 0.5:  # two peers that cannot talk, both reaching the rest
