@@ -160,12 +160,37 @@ def test_bundled_raft_passes_a_few_hundred_schedules():
     ("stale_replies", {"election-safety", "leader-completeness", "state-machine-safety",
                        "crash"}),
     ("ignore_reply_term", {"stale-leader"}),
+    ("no_persist_vote", {"election-safety"}),
 ])
 def test_explore_finds_mutants(name, monitors):
     found = first_failure(mutant(name), range(200))
     assert found is not None, f"no failure for mutant {name} in 200 schedules"
     _seed, _schedule, result = found
     assert result.violation.monitor in monitors, result.violation.headline()
+
+
+def _stale_leader_returns_deaf(seed: int) -> Schedule:
+    """S0 is cut off, the others move on, S0 is heard again only one way, both others restart."""
+    steps = [Step(1.0, "clients", {"count": 1}),
+             Step(2.0, "partition", {"groups": [[0], [1, 2]]}),
+             Step(3.0, "link", {"src": 0, "dst": 1, "state": "deaf"}),
+             Step(3.0, "link", {"src": 0, "dst": 2, "state": "deaf"}),
+             Step(4.0, "crash", {"peer": 1}), Step(4.0, "crash", {"peer": 2}),
+             Step(4.1, "restart", {"peer": 1}), Step(4.1, "restart", {"peer": 2})]
+    return Schedule(3, seed, tuple(steps), 20.0)
+
+
+def test_quorum_liveness_catches_a_timer_reset_by_stale_leaders_and_spares_the_bundled_raft():
+    impl = mutant("stale_ae_timer")
+    verdicts = [run_schedule(_stale_leader_returns_deaf(seed), impl).violation
+                for seed in range(20)]
+    found = [v for v in verdicts if v is not None]
+    assert found, "the stale-AE timer mutant was never caught on its own scenario"
+    assert {v.monitor for v in found} == {"quorum-liveness"}
+    assert "elected no leader in 10s" in found[0].message
+    for seed in range(20):
+        v = run_schedule(_stale_leader_returns_deaf(seed), None).violation
+        assert v is None, v.headline()
 
 
 def test_shrunk_schedule_replays_exactly_in_process_and_from_the_command(tmp_path):
