@@ -189,16 +189,16 @@ def test_fifty_megabytes_of_output_are_bounded_in_the_report(tmp_path):
 
 
 ISOLATED = {
-    "lock_in_args": r"server \d \(peer process \d+\): Raft\.request_vote: args\['mu'\]: "
-                    r"threading\.Lock cannot cross a network",
+    "lock_in_args": LOCK[1:-1],
     "unknown_method": UNKNOWN[1:-1],
     "go_style_handler": GO_STYLE[1:-1],
 }
 
 
 def test_isolated_peers_report_the_same_causes(tmp_path):
-    """With --isolate the peer process reports the codec error, and the tester's network
-    the unknown method, with the reason a method was left out (all runs at once)."""
+    """With --isolate the peer process reports the codec error through the tester's
+    network, which also reports the unknown method with the reason a method was left
+    out: the same messages as in-process (all runs at once)."""
     procs = {}
     for toy in ISOLATED:
         procs[toy] = subprocess.Popen(
