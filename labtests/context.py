@@ -130,6 +130,8 @@ class TestContext:
             threading.excepthook = self._prev_hook
             self.timer_lag = self._lag.stop()
             debuglog.dlog("TEST", None, "=== %s finished", self.name)
+        if isinstance(cleanup.interrupted, KeyboardInterrupt):
+            raise cleanup.interrupted  # the user stops the run: not a verdict on this test
         if not body_failed and self.failures.failed:
             raise RaftTestFailure(self.failures.first_message())
 

@@ -84,7 +84,10 @@ def run_bounded(fn: Callable[[], object], deadline_s: float, name: str,
 
     thread = threading.Thread(target=body, name=name, daemon=True)
     start = time.monotonic()
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # "can't start new thread": the machine is out of threads
+        body()  # then unbounded, as if there were no watchdog, rather than not at all
     interrupted: BaseException | None = None
     try:
         finished = done.wait(deadline_s)
