@@ -274,7 +274,7 @@ def test_a_raft_that_spins_without_blocking_is_stopped_with_a_verdict(tmp_path):
     # (A loop that neither blocks nor reads the clock cannot be stopped inside the
     # simulation; the command's per-run watchdog handles that case.)
     schedule = Schedule(n=3, seed=1, steps=(), horizon=1.0)
-    result = run_schedule(schedule, _toy(tmp_path, "explore_spins", SPINS), wall_limit=60.0)
+    result = run_schedule(schedule, _toy(tmp_path, "explore_spins", SPINS), wall_limit=10.0)
     assert result.violation is not None
     assert result.violation.monitor == "time-limit"
 
