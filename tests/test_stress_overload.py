@@ -243,3 +243,37 @@ def test_stress_reruns_a_real_inconclusive_run_and_says_so(tmp_path, monkeypatch
     assert rows[0]["properties"]["timer_lag_max_ms"] >= 800
     assert "rerun 1 inconclusive run(s) with the same seeds on 1 worker(s)" in text
     assert sys.executable  # the runs used this interpreter's raftlab
+
+
+KILLER_SUITE = '''
+import os, signal
+from pathlib import Path
+
+def test_a():
+    pass
+
+def test_kills_pytest():
+    # The first run kills the xdist controller (the worker's parent), as an overloaded
+    # machine's crash does; the restarted session's runs pass.
+    marker = Path(os.environ["RAFTLAB_TEST_MARKER"])
+    if not marker.exists():
+        marker.touch()
+        os.kill(os.getppid(), signal.SIGKILL)
+'''
+
+
+def test_pytest_dying_part_way_is_restarted_for_the_runs_without_a_result(tmp_path, monkeypatch):
+    root = tmp_path / "suite"
+    root.mkdir()
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "test_k.py").write_text(KILLER_SUITE)
+    monkeypatch.setenv("RAFTLAB_TEST_MARKER", str(tmp_path / "killed"))
+    out = tmp_path / "o"
+    rc, text = run_stress(["test_k.py", "-n", "3", "-p", "1", "-s", "--seed", "5", "-o",
+                           str(out), "--no-live", *NO_HARNESS], cwd=root)
+    assert (tmp_path / "killed").exists()
+    assert rc == 0, text
+    rows = results_of(out / "results.jsonl")
+    assert sorted(r["job"] for r in rows) == list(range(6))  # each planned run once
+    assert all(r["outcome"] == "passed" for r in rows)
+    assert "restarted it for the 3 run(s) without a result (restart 1 of at most 3)" in text

@@ -324,6 +324,10 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
             if isinstance(item, RunResult):
                 record(item)
     thread.join(timeout=1.0 if state.interrupts >= 3 else 30.0)
+    for note in getattr(backend, "notes", ()):  # e.g. pytest restarted after dying part-way
+        if note not in run.rerun_notes:
+            run.rerun_notes.append(note)
+            err.print(f"raftlab stress: {note}", markup=False, soft_wrap=True)
     return state
 
 

@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from labtests.overload import EXIT_INCONCLUSIVE
@@ -29,6 +30,7 @@ class XdistBackend:
 
     POLL = 0.1
     GRACE = 5.0
+    MAX_RESTARTS = 3
 
     def __init__(self, workers: int, options: RunOptions, output_log: Path | None = None) -> None:
         if workers < 1:
@@ -39,40 +41,76 @@ class XdistBackend:
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
+        self.notes: list[str] = []  # restarts of pytest after it died part-way
 
     def command(self, jobs_file: Path, files: Sequence[str]) -> list[str]:
         return plugin_command(self.options, jobs_file, files, workers=self.workers)
 
     def run(self, jobs: Sequence[Job], on_result: Callable[[RunResult], None]) -> None:
+        """Run every job; if pytest itself dies part-way (an xdist internal error when a
+        worker crashes on an overloaded machine), start it again for the runs that have no
+        result yet, up to MAX_RESTARTS times as long as each session made progress (each
+        restart is noted in ``notes``)."""
+        remaining = list(jobs)
+        restarts = 0
+        while True:
+            seen, rc = self._session(remaining, on_result, append=restarts > 0)
+            if self._cancelled.is_set():
+                return
+            left = [job for job in remaining if job.index not in seen]
+            if not left and rc in (0, 1, EXIT_INCONCLUSIVE):
+                return
+            # 0 passed, 1 failed, 6 only inconclusive (labtests.overload): runs, not errors.
+            if left and seen and restarts < self.MAX_RESTARTS:
+                restarts += 1
+                self.notes.append(
+                    f"pytest exited with status {rc} after {len(seen)} of {len(remaining)} "
+                    f"runs; restarted it for the {len(left)} run(s) without a result "
+                    f"(restart {restarts} of at most {self.MAX_RESTARTS})")
+                remaining = left
+                continue
+            detail = ""
+            if self.output_log and self.output_log.exists():
+                detail = "\n" + tail(self.output_log.read_text(errors="replace"))
+            done = len(jobs) - len(left)
+            raise BackendError(
+                f"pytest exited with status {rc} after {done} of {len(jobs)} runs{detail}")
+
+    def _session(self, jobs: Sequence[Job], on_result: Callable[[RunResult], None],
+                 append: bool) -> tuple[set[int], int | None]:
+        """One pytest session for ``jobs``: the job indices that reported, and its status.
+
+        The plugin numbers a session's jobs 0..n-1; results are mapped back to ``jobs``.
+        """
+        numbered = [Job(i, job.test, job.seed) for i, job in enumerate(jobs)]
+        seen: set[int] = set()
+
+        def report(result: RunResult) -> None:
+            original = jobs[result.job].index if 0 <= result.job < len(jobs) else result.job
+            seen.add(original)
+            on_result(replace(result, job=original))
+
         with tempfile.TemporaryDirectory(prefix="raftlab-stress-") as tmp:
             events = Path(tmp) / "events.jsonl"
             events.touch()
             jobs_file = Path(tmp) / "jobs.json"
-            write_jobs_file(jobs_file, events, jobs, self.options.keep_passing_logs)
-            files = job_files(jobs)
-            out = (open(self.output_log, "wb") if self.output_log  # noqa: SIM115
-                   else subprocess.DEVNULL)
+            write_jobs_file(jobs_file, events, numbered, self.options.keep_passing_logs)
+            files = job_files(numbered)
+            out = (open(self.output_log, "ab" if append else "wb")  # noqa: SIM115
+                   if self.output_log else subprocess.DEVNULL)
             try:
                 with self._lock:
                     if self._cancelled.is_set():
-                        return
+                        return seen, None
                     self._proc = subprocess.Popen(
                         self.command(jobs_file, files), cwd=self.options.rootdir,
                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                         start_new_session=True)
-                seen = self._follow(events, on_result)
+                self._follow(events, report)
             finally:
                 if out is not subprocess.DEVNULL:
                     out.close()
-            rc = self._proc.returncode
-            # 0 passed, 1 failed, 6 only inconclusive (labtests.overload): runs, not errors.
-            if not self._cancelled.is_set() and (seen < len(jobs)
-                                                 or rc not in (0, 1, EXIT_INCONCLUSIVE)):
-                detail = ""
-                if self.output_log and self.output_log.exists():
-                    detail = "\n" + tail(self.output_log.read_text(errors="replace"))
-                raise BackendError(
-                    f"pytest exited with status {rc} after {seen} of {len(jobs)} runs{detail}")
+        return seen, self._proc.returncode
 
     def _follow(self, events: Path, on_result: Callable[[RunResult], None]) -> int:
         """Tail the events file until pytest has exited and every line is read."""
