@@ -9,8 +9,12 @@ bound on each test's failure rate.
 
 Output directory (``-o``, default ``stress-<timestamp>``)::
 
-    results.jsonl          one line per finished run (valid after Ctrl-C too)
+    results.jsonl          one line per finished run (valid after Ctrl-C too); outcome
+                           passed, failed, error, skipped or inconclusive, and attempt
     failures/<test>-s<seed>.log   log, seed, error and rerun command of each failure
+    inconclusive/...       the same for runs that failed while the machine made timers
+                           late beyond the lab's tolerance (labtests.overload): counted
+                           apart, rerun with the same seed (--retries) on half the workers
     passed/...             logs of passing runs, with --archive
     rerun.sh               the rerun command of every failure
     summary.txt            the final table and bounds
@@ -19,6 +23,7 @@ Output directory (``-o``, default ``stress-<timestamp>``)::
 Examples::
 
     raftlab stress -k 2A -n 300 -p 2
+    raftlab stress -k 2A -n 300 -p auto        # calibrate: most workers keeping timers on time
     raftlab stress test_backup_2b -n 100 --impl mysolution/raft.py
     raftlab stress 2C -n 50 -- -p no:randomly     # after --: extra pytest options
     raftlab stress 2B -n 2000 --impl raft.py --backend dask --scheduler tcp://head:8786
@@ -63,7 +68,7 @@ from tools.stress.planning import plan_jobs
 from tools.stress.run import StressRun
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_INCONCLUSIVE = OVERLOAD_EXIT  # no failure, but runs still inconclusive after reruns
+EXIT_INCONCLUSIVE = OVERLOAD_EXIT  # 6: no failure, but runs still inconclusive after reruns
 DEFAULT_RETRIES = 2
 
 
