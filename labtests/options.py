@@ -40,6 +40,7 @@ ENV_TIMEOUT = "RAFTLAB_TIMEOUT"
 ENV_SIM = "RAFTLAB_SIM"
 ENV_DEBUG = "RAFTLAB_DEBUG"
 ENV_ISOLATE = "RAFTLAB_ISOLATE"
+ENV_RACE = "RAFTLAB_RACE"
 DEFAULT_TIMEOUT_S = 180.0
 PROJECT_FILE = "pyproject.toml"
 PROJECT_KEYS = ("impl",)
@@ -59,6 +60,8 @@ class HarnessOptions:
     sim: bool = False
     debug: bool = False
     isolate: bool = False  # each Raft peer in its own process (real time only)
+    race: bool = False  # the data-race detector (labtests.race)
+    race_warn: bool = False  # with race: a race is a warning, not the test's failure
     # Where ``impl`` came from (for messages): "--raft-impl", "RAFTLAB_IMPL" or
     # "<path>/pyproject.toml [tool.raftlab] impl"; not an option of its own.
     impl_origin: str | None = field(default=None, compare=False)
@@ -78,6 +81,10 @@ class HarnessOptions:
             args += ["--raft-timeout", f"{self.timeout_s:g}"]
         if self.isolate:
             args.append("--isolate")
+        if self.race:
+            args.append("--race")
+        if self.race_warn:
+            args.append("--race-warn")
         return args
 
 
@@ -106,6 +113,7 @@ def _env_options(env: Mapping[str, str]) -> HarnessOptions:
         sim=_flag(env.get(ENV_SIM)),
         debug=_flag(env.get(ENV_DEBUG)),
         isolate=_flag(env.get(ENV_ISOLATE)),
+        race=_flag(env.get(ENV_RACE)),
         impl_origin=ENV_IMPL if impl else None,
     )
 
@@ -150,6 +158,8 @@ def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None, *,
         sim=bool(opt("raft_sim")) or env.sim,
         debug=bool(opt("raft_debug")) or env.debug,
         isolate=bool(opt("raft_isolate")) or env.isolate,
+        race=bool(opt("raft_race")) or bool(opt("raft_race_warn")) or env.race,
+        race_warn=bool(opt("raft_race_warn")),
         impl_origin="--raft-impl" if impl else env.impl_origin,
     )
     return _with_project_impl(options, cwd)
@@ -275,4 +285,13 @@ def add_pytest_options(parser: Any) -> None:
     group.addoption(
         "--isolate", dest="raft_isolate", action="store_true", default=False,
         help=f"run each Raft peer in its own process, real time only (also env {ENV_ISOLATE}=1)",
+    )
+    group.addoption(
+        "--race", dest="raft_race", action="store_true", default=False,
+        help=f"detect data races on the implementation's fields; a race fails the test "
+        f"(also env {ENV_RACE}=1; see docs/race.md)",
+    )
+    group.addoption(
+        "--race-warn", dest="raft_race_warn", action="store_true", default=False,
+        help="--race, but a race is reported as a warning instead of failing the test",
     )

@@ -113,6 +113,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_SEED] = session_seed
     config.pluginmanager.register(_LabLines(config), "raftlab-lab-lines")
     config.pluginmanager.register(_Verdicts(config), "raftlab-verdicts")
+    if options.race and not options.isolate:
+        from labtests.race.pytest_plugin import RacePlugin  # only with --race
+
+        config.pluginmanager.register(RacePlugin(
+            lambda: _implementation(config), simulated=options.sim, warn=options.race_warn),
+            "raftlab-race")
     # Registered first, so it runs last of the cleanups (after isolation's, for one).
     baseline = {t.ident for t in threads_keeping_process_alive()}
     config.add_cleanup(lambda: _end_if_threads_left(config, baseline))

@@ -38,7 +38,8 @@ Design (see :mod:`labtests.sim.scheduler` and :mod:`labtests.sim.patch`):
   pytest plugin (:mod:`labtests.sim.pytest_plugin`) drive it from outside.
 * What simulation cannot see: data races between two blocking points (a thread
   is never preempted in between unless ``preempt`` > 0 adds random switch points
-  at thread start), real parallelism, C-level blocking, and anything listed in
+  at thread start and at lines of the implementation's files), real
+  parallelism, C-level blocking, and anything listed in
   :mod:`labtests.sim.patch` as escaping.  Use real time for grading fidelity.
 
 When to use which (text for the README):
@@ -67,6 +68,7 @@ from typing import Any, TypeVar
 
 from labtests.sim import interp, state
 from labtests.sim.interp import UnsupportedInterpreter
+from labtests.sim.preempt import LinePreemption
 from labtests.sim.scheduler import (
     STEP_COST,
     Scheduler,
@@ -104,6 +106,7 @@ def activate(
     time_limit: float | None = DEFAULT_TIME_LIMIT,
     wall_limit: float | None = None,
     preempt: float = 0.0,
+    preempt_scope: Callable[[str], bool] | None = None,
     step_cost: float = STEP_COST,
     seed_random: bool = True,
 ) -> Iterator[Scheduler]:
@@ -112,6 +115,11 @@ def activate(
     On exit every simulated thread still alive is killed (``GreenletExit``) and
     the real primitives are restored.  If the run failed (deadlock, time limit)
     and the body swallowed the exception, it is raised again on exit.
+
+    ``preempt`` > 0 switches threads with that probability when one starts a
+    thread and, if ``preempt_scope`` is given (a predicate on a code object's
+    file name: the implementation's own files), at each line executed in scope
+    (:mod:`labtests.sim.preempt`).
     """
     from labtests.sim.patch import patched
 
@@ -122,9 +130,13 @@ def activate(
                       wall_limit=wall_limit, preempt=preempt, step_cost=step_cost)
     if seed_random:
         random.seed(random.Random(f"{seed}:sim-global").getrandbits(64))
+    lines = LinePreemption(sched, preempt_scope, preempt, seed) if preempt_scope else None
+    sched.line_preemption = lines
     body_raised = False
     with patched():
         state.SCHED = sched
+        if lines is not None:
+            lines.start()
         try:
             yield sched
         except BaseException:
@@ -134,6 +146,8 @@ def activate(
             try:
                 sched.shutdown()
             finally:
+                if lines is not None:
+                    lines.stop()
                 state.SCHED = None
     if not body_raised and sched.failure is not None:
         raise sched.failure

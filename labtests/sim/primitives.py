@@ -105,6 +105,8 @@ class Lock:
             self._locked = True
             s = state.SCHED
             self._owner = s.current if s is not None else None
+            if state.SYNC is not None:
+                state.sync_acquire(self)
             return True
         s = _sched()
         deadline = _timeout_deadline(s, blocking, timeout)
@@ -121,6 +123,8 @@ class Lock:
             if not self._locked:
                 self._locked = True
                 self._owner = me
+                if state.SYNC is not None:
+                    state.sync_acquire(self)
                 return True
             if not ok:
                 return False
@@ -134,6 +138,8 @@ class Lock:
         """Release without counting a poll (a Condition's wait must not switch here)."""
         if not self._locked:
             raise RuntimeError("release unlocked lock")
+        if state.SYNC is not None:
+            state.sync_release(self)
         self._locked = False
         self._owner = None
         if self._waiters:
@@ -196,9 +202,13 @@ class RLock:
         if self._owner is None:
             self._owner = me
             self._count = 1
+            if state.SYNC is not None:
+                state.sync_acquire(self)
             return True
         if self._owner == me:
             self._count += 1
+            if state.SYNC is not None:
+                state.sync_acquire(self)
             return True
         s = _sched()
         deadline = _timeout_deadline(s, blocking, timeout)
@@ -212,6 +222,8 @@ class RLock:
             if self._owner is None:
                 self._owner = me
                 self._count = count
+                if state.SYNC is not None:
+                    state.sync_acquire(self)
                 return True
             self._waiters.append(me)
             try:
@@ -222,6 +234,8 @@ class RLock:
             if self._owner is None:
                 self._owner = me
                 self._count = count
+                if state.SYNC is not None:
+                    state.sync_acquire(self)
                 return True
             if not ok:
                 return False
@@ -230,6 +244,8 @@ class RLock:
         __tracebackhide__ = True
         if self._owner is None or self._owner != _me():
             raise RuntimeError("cannot release un-acquired lock")
+        if state.SYNC is not None:
+            state.sync_release(self)
         self._count -= 1
         if self._count == 0:
             self._owner = None
@@ -247,6 +263,9 @@ class RLock:
 
     def _release_save(self) -> tuple[int, Task | None]:
         count, owner = self._count, self._owner
+        if state.SYNC is not None:
+            for _ in range(count):
+                state.sync_release(self)
         self._count = 0
         self._owner = None
         if self._waiters:
@@ -385,11 +404,15 @@ class Event(_RealEvent):
 
     def is_set(self) -> bool:
         note_poll()
+        if self._flag and state.SYNC is not None:
+            state.sync_acquire(self)
         return self._flag
 
     isSet = is_set  # noqa: N815 - threading's alias
 
     def set(self) -> None:
+        if state.SYNC is not None:
+            state.sync_release(self)
         self._flag = True
         if self._ewaiters:
             s = _sched()
@@ -403,6 +426,8 @@ class Event(_RealEvent):
     def wait(self, timeout: float | None = None) -> bool:
         __tracebackhide__ = True
         if self._flag:
+            if state.SYNC is not None:
+                state.sync_acquire(self)
             return True
         s = _sched()
         if timeout is not None and timeout <= 0:
@@ -415,6 +440,8 @@ class Event(_RealEvent):
         finally:
             if me in self._ewaiters:
                 self._ewaiters.remove(me)
+        if self._flag and state.SYNC is not None:
+            state.sync_acquire(self)
         return self._flag
 
     def _at_fork_reinit(self) -> None:
@@ -512,6 +539,8 @@ class SimpleQueue(_RealSimpleQueue):
         return f"<simulated SimpleQueue of {len(self._items)}>"
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if state.SYNC is not None:
+            state.sync_release(self)
         self._items.append(item)
         if self._qwaiters:
             _sched().wake(self._qwaiters.popleft())
@@ -522,6 +551,8 @@ class SimpleQueue(_RealSimpleQueue):
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         __tracebackhide__ = True
         if self._items:
+            if state.SYNC is not None:
+                state.sync_acquire(self)
             return self._items.popleft()
         if not block:
             raise _queue.Empty
@@ -541,6 +572,8 @@ class SimpleQueue(_RealSimpleQueue):
                 if me in self._qwaiters:
                     self._qwaiters.remove(me)
         item = self._items.popleft()
+        if state.SYNC is not None:
+            state.sync_acquire(self)
         if self._items and self._qwaiters:
             s.wake(self._qwaiters.popleft())  # pass on a wake-up this get did not need
         return item

@@ -11,7 +11,9 @@ test's seed, so ``--seed N`` replays a run exactly.  Options of its own:
 * ``--sim-cpu SCALE``: charge SCALE x the CPU time each thread uses to the
   virtual clock (a slow implementation shows; runs stop being reproducible);
 * ``--sim-preempt P``: also switch threads with probability P when one starts
-  a thread (more interleavings);
+  a thread and at each line executed in the implementation's own files
+  (:mod:`labtests.sim.preempt`; more interleavings, still one run per seed);
+  with ``--race`` it defaults to :data:`RACE_PREEMPT`;
 * ``--sim-time-limit S``: fail a test whose virtual time passes S seconds
   (default 600, go test's limit) with every thread's stack.
 
@@ -28,8 +30,11 @@ from typing import Any
 
 import pytest
 
-from labtests.plugin import harness_options, seed_for_test
+from labtests.plugin import _implementation, harness_options, seed_for_test
+from labtests.race.scope import Scope
 from labtests.sim import DEFAULT_TIME_LIMIT, activate, sim_seed
+
+RACE_PREEMPT = 0.02  # --sim --race: line preemption probability unless --sim-preempt is given
 
 _SCHED = pytest.StashKey[Any]()
 
@@ -41,8 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="charge SCALE x measured CPU time to the virtual clock (not reproducible)",
     )
     group.addoption(
-        "--sim-preempt", dest="raft_sim_preempt", type=float, default=0.0, metavar="P",
-        help="extra random thread switches with probability P at each thread start",
+        "--sim-preempt", dest="raft_sim_preempt", type=float, default=None, metavar="P",
+        help="extra random thread switches with probability P at each thread start and "
+        f"each line of the implementation's files (default 0; {RACE_PREEMPT} with --race)",
     )
     group.addoption(
         "--sim-time-limit", dest="raft_sim_time_limit", type=float,
@@ -73,16 +79,32 @@ def _wall_limit(config: pytest.Config) -> float | None:
     return 0.8 * limit if limit and limit > 0 else None
 
 
+def _preemption(config: pytest.Config) -> tuple[float, Any]:
+    """(probability, predicate on file names) of line preemption for this session."""
+    preempt = config.getoption("raft_sim_preempt")
+    if preempt is None:
+        preempt = RACE_PREEMPT if harness_options(config).race else 0.0
+    if not preempt:
+        return 0.0, None
+    impl = _implementation(config)
+    module = getattr(impl, "module", None)
+    if module is None:
+        return preempt, None
+    return preempt, Scope(module, impl.is_bundled).predicate()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
     if not (sim_enabled(item.config) and _graded(item)):
         return (yield)
     config = item.config
     seed = seed_for_test(item)
+    preempt, scope = _preemption(config)
     cm = activate(
         sim_seed(seed),
         cpu_scale=config.getoption("raft_sim_cpu"),
-        preempt=config.getoption("raft_sim_preempt"),
+        preempt=preempt,
+        preempt_scope=scope,
         time_limit=config.getoption("raft_sim_time_limit"),
         wall_limit=_wall_limit(config),
     )

@@ -119,6 +119,7 @@ class Scheduler:
         self.time_limit = time_limit
         self.wall_limit = wall_limit
         self.preempt = preempt
+        self.line_preemption: Any = None  # a labtests.sim.preempt.LinePreemption, if any
         self.runnable: list[Task] = []
         self.timers: list[tuple[float, int, Task, int]] = []
         self._timer_seq = 0

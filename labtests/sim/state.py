@@ -9,3 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 SCHED: Any = None  # the active labtests.sim.scheduler.Scheduler
+SYNC: Any = None  # an observer of synchronisation (labtests.race), or None
+
+
+def sync_release(obj: Any) -> None:
+    """``obj`` (a lock, event or queue) publishes what the current thread did so far."""
+    observer = SYNC
+    if observer is not None:
+        observer.released(obj)
+
+
+def sync_acquire(obj: Any) -> None:
+    """The current thread has seen everything published through ``obj``."""
+    observer = SYNC
+    if observer is not None:
+        observer.acquired(obj)

@@ -1,0 +1,250 @@
+"""The happens-before race detector: vector clocks, shadow state, and the check.
+
+Why vector clocks (and not a lockset alone): the lab allows synchronisation
+other than locks -- an event, a queue, starting and joining a thread -- and an
+unlocked access ordered by one of those is not a race.  Each thread carries a
+vector clock; a release-like operation (releasing a lock, setting an event,
+putting on a queue, starting a thread) publishes the thread's clock on the
+object and advances its own entry; an acquire-like one (acquiring the lock,
+an event seen set, a get, a join) merges the object's clock into the thread's.
+Access ``a`` by thread ``u`` happens before the current access of thread
+``t`` iff ``a``'s clock entry for ``u`` is at most ``t``'s view of ``u``.
+
+Shadow state per field (an object and an attribute name): the last write and
+the reads since it, each with thread, clock, locks held and a short stack.  A
+write checks the last write and every read since; a read checks the last
+write.  A pair not ordered either way, from two threads, one of them a write,
+is a race; it is reported once per pair of source locations (like Go's
+detector).  Objects are kept alive while the detector runs so an id is never
+reused for a different object within one test.
+
+Thread-safe in real time: one real lock (not a tracked one) guards the state.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+STACK_DEPTH = 4  # frames kept per access (the report shows them)
+MAX_RACES = 20  # distinct races kept per test; more are counted, not kept
+
+
+@dataclass(frozen=True)
+class Access:
+    """One read or write: who, when (clock entry), where, holding what."""
+
+    tid: int
+    clock: int
+    thread: str
+    write: bool
+    stack: tuple[tuple[str, int, str], ...]  # (file, line, function), innermost first
+    locks: tuple[int, ...]
+
+    @property
+    def where(self) -> tuple[str, int]:
+        return (self.stack[0][0], self.stack[0][1]) if self.stack else ("?", 0)
+
+
+@dataclass(frozen=True)
+class Race:
+    """Two unordered accesses to one field, at least one a write."""
+
+    field: str
+    earlier: Access
+    later: Access
+    lock_names: dict[int, str]
+
+
+class _ThreadState:
+    __slots__ = ("tid", "name", "vc", "held")
+
+    def __init__(self, tid: int, name: str, vc: dict[int, int]) -> None:
+        self.tid = tid
+        self.name = name
+        self.vc = vc
+        self.held: list[int] = []
+
+
+class Detector:
+    """Collects accesses and synchronisation of one test; ``races`` is the verdict."""
+
+    def __init__(self, *, simulated: bool = False) -> None:
+        self._simulated = simulated  # current_thread() is safe (patched) in --sim
+        self._mu = _thread.allocate_lock()
+        self._threads: dict[int, _ThreadState] = {}  # thread ident -> state
+        self._by_thread: dict[int, tuple[Any, _ThreadState]] = {}  # id(Thread) -> its state
+        self._pending_start: dict[int, tuple[Any, dict[int, int]]] = {}
+        self._syncs: dict[int, tuple[Any, dict[int, int]]] = {}
+        self._shadow: dict[tuple[int, str], list[Any]] = {}  # -> [obj, write, {tid: read}]
+        self._lock_names: dict[int, str] = {}
+        self._next_tid = 1
+        self._seen: set[tuple[str, tuple[str, int], tuple[str, int]]] = set()
+        self.races: list[Race] = []
+        self.dropped = 0
+        self.accesses = 0
+
+    # -- threads -------------------------------------------------------------------
+
+    # Threads are known by ident (``threading.get_ident``, simulated threads' in
+    # --sim), never by ``current_thread()``: in a thread that is starting, that
+    # creates a dummy Thread, whose Event reports here again.  Nothing that can
+    # synchronise is called while ``_mu`` is held.
+
+    def _state(self) -> _ThreadState:
+        ident = threading.get_ident()
+        ts = self._threads.get(ident)
+        if ts is None:
+            ts = self._new_state(ident, _thread_name(ident, self._simulated), {})
+        return ts
+
+    def _new_state(self, ident: int, name: str, vc: dict[int, int]) -> _ThreadState:
+        tid = self._next_tid
+        self._next_tid += 1
+        vc[tid] = 1
+        ts = self._threads[ident] = _ThreadState(tid, name, vc)
+        return ts
+
+    def forked(self, child: Any) -> None:
+        """The current thread is about to start ``child``: the child sees all it did."""
+        with self._mu:
+            ts = self._state()
+            self._pending_start[id(child)] = (child, dict(ts.vc))
+            ts.vc[ts.tid] += 1
+
+    def begins(self, child: Any) -> None:
+        """``child`` (started after :meth:`forked`) runs its first line in this thread."""
+        ident = threading.get_ident()
+        name = getattr(child, "name", "?")
+        with self._mu:
+            start = self._pending_start.pop(id(child), None)
+            vc = dict(start[1]) if start is not None and start[0] is child else {}
+            ts = self._new_state(ident, name, vc)  # an ident reused by a new thread: new state
+            self._by_thread[id(child)] = (child, ts)
+
+    def joined(self, child: Any) -> None:
+        """``child`` has ended and the current thread joined it."""
+        with self._mu:
+            ts = self._state()
+            entry = self._by_thread.get(id(child))
+            if entry is not None and entry[0] is child:
+                _merge(ts.vc, entry[1].vc)
+
+    # -- synchronisation ---------------------------------------------------------
+
+    def released(self, obj: Any) -> None:
+        with self._mu:
+            ts = self._state()
+            self._publish(ts, obj)
+            if getattr(obj, "_race_lock", False) or _is_lock(obj):
+                try:
+                    ts.held.remove(id(obj))
+                except ValueError:
+                    pass
+
+    def acquired(self, obj: Any) -> None:
+        with self._mu:
+            ts = self._state()
+            sync = self._syncs.get(id(obj))
+            if sync is not None and sync[0] is obj:
+                _merge(ts.vc, sync[1])
+            if getattr(obj, "_race_lock", False) or _is_lock(obj):
+                ts.held.append(id(obj))
+                if id(obj) not in self._lock_names:
+                    self._lock_names[id(obj)] = _lock_name(obj)
+
+    def _publish(self, ts: _ThreadState, obj: Any) -> None:
+        sync = self._syncs.get(id(obj))
+        if sync is None or sync[0] is not obj:
+            sync = self._syncs[id(obj)] = (obj, {})
+        _merge(sync[1], ts.vc)
+        ts.vc[ts.tid] += 1
+
+    # -- accesses ----------------------------------------------------------------
+
+    def access(self, obj: Any, name: str, write: bool, depth: int = 2) -> None:
+        """Record a read or write of ``obj.name`` by the current thread and check it."""
+        stack = _stack(depth + 1)
+        with self._mu:
+            self.accesses += 1
+            ts = self._state()
+            key = (id(obj), name)
+            shadow = self._shadow.get(key)
+            if shadow is None or shadow[0] is not obj:
+                shadow = self._shadow[key] = [obj, None, {}]
+            me = Access(ts.tid, ts.vc[ts.tid], ts.name, write, stack, tuple(ts.held))
+            vc = ts.vc
+            last = shadow[1]
+            if last is not None and last.tid != ts.tid and last.clock > vc.get(last.tid, 0):
+                self._report(obj, name, last, me)
+            if write:
+                for read in shadow[2].values():
+                    if read.tid != ts.tid and read.clock > vc.get(read.tid, 0):
+                        self._report(obj, name, read, me)
+                shadow[1] = me
+                shadow[2] = {}
+            else:
+                shadow[2][ts.tid] = me
+
+    def _report(self, obj: Any, name: str, earlier: Access, later: Access) -> None:
+        field = f"{type(obj).__qualname__}.{name}"
+        a, b = sorted([earlier.where, later.where])
+        key = (field, a, b)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if len(self.races) >= MAX_RACES:
+            self.dropped += 1
+            return
+        names = {i: self._lock_names.get(i, f"lock {i:#x}")
+                 for i in (*earlier.locks, *later.locks)}
+        self.races.append(Race(field, earlier, later, names))
+
+
+def _thread_name(ident: int, simulated: bool) -> str:
+    """A thread's name without creating a dummy Thread (see Detector._state)."""
+    if simulated:  # the engine's current_thread() never creates one
+        thread = threading.current_thread()
+    else:
+        thread = threading._active.get(ident)  # type: ignore[attr-defined]
+    return getattr(thread, "name", None) or f"thread {ident}"
+
+
+def _merge(into: dict[int, int], other: dict[int, int]) -> None:
+    for tid, clock in other.items():
+        if into.get(tid, 0) < clock:
+            into[tid] = clock
+
+
+def _is_lock(obj: Any) -> bool:
+    return type(obj).__name__ in ("Lock", "RLock", "lock", "RLock", "TrackedLock",
+                                  "TrackedRLock")
+
+
+def _lock_name(obj: Any) -> str:
+    where = getattr(obj, "_where", None) or getattr(obj, "_race_where", None)
+    kind = "RLock" if "RLock" in type(obj).__name__ else "Lock"
+    if not where:
+        return f"{kind} {id(obj):#x}"
+    return f"{kind} created at {os.sep.join(str(where).split(os.sep)[-2:])}"
+
+
+_HERE = __file__.rsplit("/", 1)[0]
+
+
+def _stack(depth: int) -> tuple[tuple[str, int, str], ...]:
+    try:
+        frame: Any = sys._getframe(depth)
+    except ValueError:
+        return ()
+    out = []
+    while frame is not None and len(out) < STACK_DEPTH:
+        code = frame.f_code
+        if not code.co_filename.startswith(_HERE):
+            out.append((code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    return tuple(out)

@@ -1,0 +1,291 @@
+"""Connect a :class:`~labtests.race.detector.Detector` to the code under test, and undo it.
+
+Three kinds of hooks, all installed by :func:`instrumented` and removed on exit:
+
+* **Fields**: every class defined in the implementation's modules gets a
+  ``__getattribute__`` and a ``__setattr__`` (wrapping any it had) that report
+  reads and writes of *instance* attributes (names in the object's
+  ``__dict__``; methods and class attributes are not state).  Subclasses
+  inherit them, so a student's subclass of a base in scope is covered too.
+* **Threads**: ``threading.Thread.start`` and ``join`` (whatever they are at
+  the time: the real ones, or simulated time's) tell the detector about the
+  fork and the join.
+* **Synchronisation**: in simulated time the engine's primitives report to
+  :data:`labtests.sim.state.SYNC`; in real time ``threading.Lock``/``RLock``/
+  ``Event`` are replaced, for the test, by wrappers that report.  ``Condition``
+  and ``queue.Queue`` are built from those locks and need nothing of their own;
+  the apply channel and labrpc's queues and pool are built from them too, so an
+  RPC's request and reply and an apply message carry happens-before.
+"""
+
+from __future__ import annotations
+
+import _thread
+import enum
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+from labtests.race.detector import Detector
+
+_obj_getattribute = object.__getattribute__
+_obj_setattr = object.__setattr__
+_RealLock = _thread.allocate_lock
+_RealRLock = threading.RLock
+_RealEvent = threading.Event
+
+ACTIVE: Detector | None = None  # the detector the field hooks report to
+
+
+# -- fields -----------------------------------------------------------------------
+
+
+def _make_getattribute(orig: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807 - the hook's own name
+        value = orig(self, name)
+        det = ACTIVE
+        if det is not None and name[:2] != "__":
+            try:
+                own = name in _obj_getattribute(self, "__dict__")
+            except AttributeError:
+                own = False
+            if own:
+                det.access(self, name, False)
+        return value
+    return __getattribute__
+
+
+def _make_setattr(orig: Callable[[Any, str, Any], None]) -> Callable[[Any, str, Any], None]:
+    def __setattr__(self: Any, name: str, value: Any) -> None:  # noqa: N807
+        det = ACTIVE
+        if det is not None:
+            det.access(self, name, True)
+        orig(self, name, value)
+    return __setattr__
+
+
+def classes_in(modules: Iterable[ModuleType]) -> list[type]:
+    """The classes defined (not imported) in ``modules`` that hold mutable state."""
+    found = []
+    for mod in modules:
+        for value in list(vars(mod).values()):
+            if (isinstance(value, type) and type(value) is type
+                    and value.__module__ == mod.__name__
+                    and not issubclass(value, (BaseException, enum.Enum, tuple))
+                    and "__slots__" not in value.__dict__):
+                found.append(value)
+    return found
+
+
+@contextmanager
+def _fields(classes: list[type]) -> Iterator[None]:
+    saved: list[tuple[type, str, Any]] = []
+    try:
+        for cls in classes:
+            for name, make in (("__getattribute__", _make_getattribute),
+                               ("__setattr__", _make_setattr)):
+                saved.append((cls, name, cls.__dict__.get(name)))
+                setattr(cls, name, make(getattr(cls, name)))
+        yield
+    finally:
+        for cls, name, old in reversed(saved):
+            if old is None:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, old)
+
+
+# -- threads ------------------------------------------------------------------------
+
+
+@contextmanager
+def _threads(det: Detector) -> Iterator[None]:
+    start, join = threading.Thread.start, threading.Thread.join
+
+    def traced_start(self: threading.Thread) -> None:
+        det.forked(self)
+        run = self.run
+
+        def traced_run() -> None:
+            det.begins(self)
+            run()
+
+        self.run = traced_run  # type: ignore[method-assign]
+        start(self)
+
+    def traced_join(self: threading.Thread, timeout: float | None = None) -> None:
+        join(self, timeout)
+        if not self.is_alive():
+            det.joined(self)
+
+    threading.Thread.start = traced_start  # type: ignore[method-assign]
+    threading.Thread.join = traced_join  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        threading.Thread.start = start  # type: ignore[method-assign]
+        threading.Thread.join = join  # type: ignore[method-assign]
+
+
+# -- real-time synchronisation -------------------------------------------------------
+
+
+def _creation_site() -> str:
+    frame = sys._getframe(2)
+    return f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+
+
+class TrackedLock:
+    """``threading.Lock`` that reports acquire and release to the detector."""
+
+    labrpc_refused_as = "threading.Lock"
+    _race_lock = True
+    __slots__ = ("_inner", "_race_where", "__weakref__")
+
+    def __init__(self) -> None:
+        self._inner = _RealLock()
+        self._race_where = _creation_site()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self._inner.acquire(blocking, timeout)
+        det = ACTIVE
+        if ok and det is not None:
+            det.acquired(self)
+        return ok
+
+    def release(self) -> None:
+        det = ACTIVE
+        if det is not None:
+            det.released(self)
+        self._inner.release()
+
+    def locked(self) -> bool:
+        return self._inner.locked()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _at_fork_reinit(self) -> None:
+        self._inner._at_fork_reinit()  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle '_thread.lock' object")
+
+    def __repr__(self) -> str:
+        return f"<tracked {self._inner!r} created at {self._race_where}>"
+
+
+class TrackedRLock(TrackedLock):
+    """``threading.RLock`` that reports; ``Condition`` uses its save/restore pair."""
+
+    labrpc_refused_as = "threading.RLock"
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._inner = _RealRLock()
+        self._race_where = _creation_site()
+
+    def locked(self) -> bool:  # RLock has no locked() before 3.13; answer anyway
+        if self._inner.acquire(False):
+            self._inner.release()
+            return False
+        return True
+
+    def _is_owned(self) -> bool:
+        return self._inner._is_owned()  # type: ignore[attr-defined]
+
+    def _release_save(self) -> Any:
+        det = ACTIVE
+        state = self._inner._release_save()  # type: ignore[attr-defined]
+        if det is not None:
+            for _ in range(state[0] if isinstance(state, tuple) else 1):
+                det.released(self)
+        return state
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._inner._acquire_restore(state)  # type: ignore[attr-defined]
+        det = ACTIVE
+        if det is not None:
+            det.acquired(self)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("cannot pickle '_thread.RLock' object")
+
+
+class TrackedEvent(_RealEvent):
+    """``threading.Event`` whose ``set`` publishes and whose seen flag acquires."""
+
+    def set(self) -> None:
+        det = ACTIVE
+        if det is not None:
+            det.released(self)
+        super().set()
+
+    def is_set(self) -> bool:
+        flag = super().is_set()
+        det = ACTIVE
+        if flag and det is not None:
+            det.acquired(self)
+        return flag
+
+    isSet = is_set  # noqa: N815 - threading's alias
+
+    def wait(self, timeout: float | None = None) -> bool:
+        flag = super().wait(timeout)
+        det = ACTIVE
+        if flag and det is not None:
+            det.acquired(self)
+        return flag
+
+
+@contextmanager
+def _real_sync() -> Iterator[None]:
+    saved = threading.Lock, threading.RLock, threading.Event
+    threading.Lock = TrackedLock  # type: ignore[misc, assignment]
+    threading.RLock = TrackedRLock  # type: ignore[misc, assignment]
+    threading.Event = TrackedEvent  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        threading.Lock, threading.RLock, threading.Event = saved  # type: ignore[misc]
+
+
+SIM_STATE = "labtests.sim.state"  # looked up, not imported: the engine is a sibling
+
+
+@contextmanager
+def _sim_sync(det: Detector) -> Iterator[None]:
+    state = sys.modules.get(SIM_STATE)
+    if state is None or getattr(state, "SCHED", None) is None:
+        raise RuntimeError("simulated=True but no simulation is active")
+    state.SYNC = det
+    try:
+        yield
+    finally:
+        state.SYNC = None
+
+
+# -- all together ----------------------------------------------------------------------
+
+
+@contextmanager
+def instrumented(det: Detector, modules: Iterable[ModuleType], *,
+                 simulated: bool) -> Iterator[Detector]:
+    """Report the implementation's field accesses and all synchronisation to ``det``."""
+    global ACTIVE
+    if ACTIVE is not None:
+        raise RuntimeError("a race detector is already active in this process")
+    classes = classes_in(modules)
+    sync = _sim_sync(det) if simulated else _real_sync()
+    with _fields(classes), _threads(det), sync:
+        ACTIVE = det
+        try:
+            yield det
+        finally:
+            ACTIVE = None
