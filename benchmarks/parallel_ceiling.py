@@ -55,7 +55,8 @@ def raftlab_step(n: int, impl: str | None, seed: int) -> dict:
     count = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed", "error",
                                                                   "inconclusive")}
     lags = [r["properties"].get("timer_lag_max_ms", 0.0) for r in rows]
-    messages = sorted({(r["message"] or "").split(": ", 1)[-1][:80]
+    # The failure itself, after an inconclusive run's "inconclusive (...): " prefix.
+    messages = sorted({(r["message"] or "").split("): ", 1)[-1][:80]
                        for r in rows if r["outcome"] != "passed"})
     return {"workers": n, "runs": len(rows), **count, "exit": proc.returncode,
             "wall_s": round(wall, 1), "load_before": round(load, 2),
