@@ -9,6 +9,17 @@ stale leaders).  Weights favour the faults that break real Raft bugs; every
 schedule is still a plain :class:`~labtests.explore.schedule.Schedule`, so what
 was generated is exactly what a failure report prints.
 
+Besides single faults, a few compound moves reproduce the situations the
+classic bugs need (each is a short sequence of ordinary steps):
+
+* leader churn -- rounds of cutting off a random minority, each followed by
+  commands that only that side's leader may accept (the Figure-8 pattern);
+* competing candidates around a bridge -- everyone apart for a while, then two
+  halves that cannot talk joined by one peer that crashes right after it votes;
+* a stale leader heard again one way -- a peer cut off while the others move
+  on, then its requests delivered but its replies lost, while one of the
+  others restarts, followed by a quiet spell long enough for liveness checks.
+
 One ``random.Random(seed)`` drives every choice, and the schedule's own run
 seed is drawn from it: ``generate(seed)`` is a pure function.
 """
