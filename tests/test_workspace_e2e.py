@@ -57,22 +57,44 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "ws"
 
 
+def passes(command: str | list[str], cwd: Path, package: Path) -> str:
+    """Run ``command`` in ``cwd``; it must pass and name ``package`` as the implementation."""
+    res = subprocess.run(command, shell=isinstance(command, str), cwd=cwd, env=clean_env(),
+                         text=True, capture_output=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, (command, out[-4000:])
+    assert f"Raft implementation '{package}'" in out, (command, out[-4000:])
+    return out
+
+
+def fails_like_the_skeleton(command: str | list[str], cwd: Path, package: Path) -> str:
+    """Run ``command``; it must fail with the lab's message, testing ``package``."""
+    res = subprocess.run(command, shell=isinstance(command, str), cwd=cwd, env=clean_env(),
+                         text=True, capture_output=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, (command, out[-4000:])
+    assert f"Raft implementation '{package}'" in out, (command, out[-4000:])
+    assert "RaftTestFailure: expected one leader, got none" in out, (command, out[-4000:])
+    assert "cannot import" not in out and "lacks" not in out
+    return out
+
+
 def test_first_hour_from_a_workspace_whose_package_is_named_raft(workspace: Path) -> None:
     ws = workspace
     package = ws / "raft"
 
-    # 1. The skeleton: all three 2A tests run and fail with the lab's messages.
-    res = run(["raftlab", "test", "2A"], ws)
-    out = res.stdout + res.stderr
-    assert res.returncode == 1, out[-4000:]
-    assert f"raftlab: Raft implementation '{package}'" in out
+    # 1. The skeleton, real time: all three 2A tests run and fail with the lab's messages.
+    out = fails_like_the_skeleton(["raftlab", "test", "2A"], ws, package)
     assert out.count("RaftTestFailure: expected one leader, got none") == 3, out[-4000:]
-    assert "cannot import" not in out and "lacks" not in out
-    raftlab_rerun, pytest_rerun = rerun_lines(out, TEST)
-    assert raftlab_rerun.endswith(f"--impl {package}")
-    assert pytest_rerun.endswith(f"--raft-impl {package}")
+    real_reruns = rerun_lines(out, TEST)
+    assert real_reruns[0].endswith(f"--impl {package}")
+    assert real_reruns[1].endswith(f"--raft-impl {package}")
+    # Both printed rerun commands, pasted as they are, rerun the student's code (the
+    # bundled Raft, which the name "raft" could be mistaken for, would pass).
+    for command in real_reruns:
+        fails_like_the_skeleton(command, ws, package)
 
-    # raftlab stress picks the workspace's code too (the skeleton fails every run).
+    # raftlab stress and raftlab grade . pick the workspace's code too.
     res = run(["raftlab", "stress", "-n", "2", TEST, "--sim", "--no-live", "-o", "st-skel"], ws)
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
     rows = [json.loads(line) for line in (ws / "st-skel" / "results.jsonl").read_text()
@@ -80,37 +102,32 @@ def test_first_hour_from_a_workspace_whose_package_is_named_raft(workspace: Path
     assert [r["outcome"] for r in rows] == ["failed", "failed"]
     assert all("expected one leader, got none" in (r["message"] or "") for r in rows), rows
     shutil.rmtree(ws / "st-skel")
-    # ...and so does raftlab grade . (the skeleton scores nothing; --sim: in seconds).
     res = run(["raftlab", "grade", ".", "--only", "2A", "--runs", "1", "--sim", "-o", "gr"], ws)
     report = json.loads((ws / "gr" / "report.json").read_text())
     assert (report["status"], report["score"], report["max_score"]) == ("graded", 0.0, 15.0), (
         res.stdout[-3000:] + res.stderr[-3000:])
     shutil.rmtree(ws / "gr")
+    sim_reruns = rerun_lines(fails_like_the_skeleton(["raftlab", "test", TEST, "--sim"], ws,
+                                                     package), TEST)
 
-    # 2. A working Raft in ws/raft (the bundled one, copied).
+    # 2. A working Raft in ws/raft (the bundled one, copied).  From here on in simulated
+    # time: what is checked is which code each command runs, and a real-time Raft test
+    # can fail on a machine loaded by other runs (the real-time path of a working Raft
+    # was checked by hand in a fresh venv; see the report of issue 15).
     install_reference(package)
-    res = run(["raftlab", "test", TEST], ws)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-    assert "... Passed --" in res.stdout
-    assert f"Raft implementation '{package}'" in res.stdout
+    assert "... Passed --" in passes(["raftlab", "test", TEST, "--sim"], ws, package)
+    for command in sim_reruns:
+        assert "... Passed --" in passes(command, ws, package)
 
-    # 3. Both printed rerun commands, pasted as they are, run the student's code again.
-    for command in (raftlab_rerun, pytest_rerun):
-        again = subprocess.run(command, shell=True, cwd=ws, env=clean_env(), text=True,
-                               capture_output=True, timeout=300)
-        assert again.returncode == 0, (command, again.stdout[-4000:] + again.stderr[-4000:])
-        assert "... Passed --" in again.stdout, again.stdout[-2000:]
-        assert f"Raft implementation '{package}'" in again.stdout
-
-    # 4. raftlab stress -n 2, real time.
-    res = run(["raftlab", "stress", "-n", "2", TEST, "--no-live", "-o", "st"], ws)
+    # 3. raftlab stress -n 2.
+    res = run(["raftlab", "stress", "-n", "2", TEST, "--sim", "--no-live", "-o", "st"], ws)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     rows = [json.loads(line) for line in (ws / "st" / "results.jsonl").read_text().splitlines()]
     assert [r["outcome"] for r in rows] == ["passed", "passed"]
     shutil.rmtree(ws / "st")
 
-    # 5. raftlab grade . (part 2A, one run per test): full marks.
-    res = run(["raftlab", "grade", ".", "--only", "2A", "--runs", "1", "-o", "gr"], ws)
+    # 4. raftlab grade . (part 2A, one run per test): full marks.
+    res = run(["raftlab", "grade", ".", "--only", "2A", "--runs", "1", "--sim", "-o", "gr"], ws)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     report = json.loads((ws / "gr" / "report.json").read_text())
     assert (report["status"], report["score"], report["max_score"]) == ("graded", 15.0, 15.0)
