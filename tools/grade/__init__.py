@@ -8,6 +8,7 @@ supervisor that limits them and sweeps every process they leave; :mod:`.sandbox`
 holds the fences (a dedicated user per submission, a private view of the files,
 resource limits); :mod:`.guard` is the tester-side plugin that starts the peers as
 that user; :mod:`.score` turns per-run results into points; :mod:`.report`
-writes them where people and tools read them.  Runs are planned and executed by the stress runner's shared pieces
-(:mod:`tools.stress.planning`, :mod:`tools.stress.backends`), never its command.
+writes them where people and tools read them.  Runs are planned and executed by
+the stress runner's shared pieces (:mod:`tools.stress.planning`,
+:mod:`tools.stress.backends`), never its command.
 """
