@@ -23,40 +23,19 @@ rerun command that follows it (paths and all).
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.readme_commands import README, fenced, run_line, section, section_commands
 from tests.test_workspace import clean_env
 from tests.test_workspace_e2e import install_reference
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 SECTIONS = ("## Your first hour", "### Writing your own Raft")
 
 
-def section(text: str, heading: str) -> str:
-    """The body of the section under ``heading``, up to the next heading of its level or above."""
-    level = heading.split(" ", 1)[0]
-    start = text.index("\n" + heading + "\n") + len(heading) + 2
-    stops = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", text[start:], re.M)]
-    return text[start:start + stops[0]] if stops else text[start:]
-
-
-def fenced(body: str, lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", body, re.M | re.S)
-
-
 def readme_commands() -> list[str]:
-    text = README.read_text(encoding="utf-8")
-    commands = []
-    for heading in SECTIONS:
-        for block in fenced(section(text, heading), "bash"):
-            for line in block.splitlines():
-                command = re.sub(r"\s+#.*$", "", line).strip()
-                if command:
-                    commands.append(command)
-    return commands
+    return section_commands(SECTIONS)
 
 
 @dataclass
@@ -99,13 +78,8 @@ def test_every_command_of_the_first_hour_runs_as_the_readme_says(tmp_path: Path)
     for step in STEPS:
         if step.before is not None:
             step.before(cwd)
-        command = step.run or step.readme
-        for part in (p.strip() for p in command.split("&&")):
-            if part.startswith("cd "):
-                cwd = cwd / part[3:].strip()
-                continue
-            res = subprocess.run(part, shell=True, cwd=cwd, env=clean_env(), text=True,
-                                 capture_output=True, timeout=600)
+        cwd, results = run_line(step.run or step.readme, cwd, clean_env(), timeout=600)
+        for part, res in results:
             out = res.stdout + res.stderr
             outputs[step.readme] = out
             assert res.returncode == step.expect_rc, (part, out[-4000:])
