@@ -1,9 +1,10 @@
 """Mutant: the applier advances ``commit_index`` bookkeeping without the lock.
 
-One field written by the applier without ``self.mu``: after delivering a batch
-it writes ``last_applied`` and ``commit_index`` (clamping the latter up to what
-it applied) outside the lock, while the RPC handlers and the leader's reply
-processing read and write ``commit_index`` under it.
+One field written by the applier without ``self.mu``: having taken a batch
+under the lock, it records ``last_applied`` and ``commit_index`` (clamping the
+latter up to what it is about to apply) after releasing it, while the RPC
+handlers and the leader's reply processing read and write ``commit_index``
+under it.
 """
 
 from raft.api import ApplyMsg
@@ -29,11 +30,11 @@ class Raft(_Reference):
                             for i, (_, cmd) in zip(range(start, stop),
                                                    self.log.slice(start, stop), strict=True)]
                     upto = stop - 1
+            self.last_applied = max(self.last_applied, upto)  # RACE: written without the lock
+            self.commit_index = max(self.commit_index, upto)  # RACE: written without the lock
             for msg in msgs:
                 if self._dead.is_set() or not self.apply_ch.put(msg):
                     return
-            self.last_applied = max(self.last_applied, upto)  # RACE: written without the lock
-            self.commit_index = max(self.commit_index, upto)  # RACE: written without the lock
 
 
 def make(peers, me, persister, apply_ch):  # noqa: ANN001, ANN201
