@@ -13,7 +13,9 @@ the same way.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +62,7 @@ def strip_comment(line: str) -> str:
 
 def block_commands(block: str) -> list[str]:
     """The command lines of one ``bash`` block (``\\`` continuations joined)."""
-    joined = re.sub(r"\\\n\s*", " ", block)
+    joined = re.sub(r"\s*\\\n\s*", " ", block)
     return [c for c in (strip_comment(line) for line in joined.splitlines()) if c]
 
 
@@ -101,9 +103,47 @@ def parts(line: str) -> list[str]:
     return [p.strip() for p in line.split("&&")]
 
 
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+def run_part(command: str, cwd: Path, env: dict[str, str],
+             timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run one command in a shell, in a process group of its own, within ``timeout``.
+
+    A command that outlives ``timeout``, or leaves a process of its group behind,
+    fails the calling test with that said (and its group killed): a README command
+    must end, and end clean.
+    """
+    proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{command!r} did not end within {timeout} s (or left a process "
+                             f"holding its output):\n{(out + err)[-4000:]}") from None
+    left = group_members(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"{command!r} left processes {left} behind:\n{(out + err)[-4000:]}")
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def run_line(line: str, cwd: Path, env: dict[str, str],
              timeout: float) -> tuple[Path, list[tuple[str, subprocess.CompletedProcess[str]]]]:
-    """Run a command line in ``cwd``: each ``&&`` part in a shell, ``cd`` moving ``cwd``.
+    """Run a command line in ``cwd``: each ``&&`` part by :func:`run_part`, ``cd`` moving ``cwd``.
 
     Stops at the first part that fails, as ``&&`` does.  Returns the folder the line
     ends in and each part run with its result (output captured, ``timeout`` each).
@@ -113,8 +153,7 @@ def run_line(line: str, cwd: Path, env: dict[str, str],
         if part.startswith("cd "):
             cwd = cwd / part[3:].strip()
             continue
-        res = subprocess.run(part, shell=True, cwd=cwd, env=env, text=True,
-                             capture_output=True, timeout=timeout)
+        res = run_part(part, cwd, env, timeout)
         results.append((part, res))
         if res.returncode != 0:
             break
