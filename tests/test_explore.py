@@ -333,3 +333,15 @@ def test_command_counts_a_run_that_never_returns_as_hung(tmp_path):
     assert code == 1
     [rec] = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert rec["monitor"] == "hang" and rec["outcome"] == "error"
+
+
+def test_monitor_ignores_the_term_of_a_refused_start():
+    """A follower's start() may return any term (the API leaves it unspecified):
+    a skeleton returning (-1, -1, False) must not read as a term going down."""
+    m = Monitors(3)
+    m.state(0, 1, 0, False, 0.5)
+    m.started(0, 1, 101, -1, -1, False, 1.0)
+    assert not m.failed
+    m.state(0, 1, 2, False, 1.5)
+    m.state(0, 1, 1, False, 2.0)
+    assert m.failed and m.violation.monitor == "term-monotonicity"

@@ -214,9 +214,9 @@ class Monitors:
                 now: float) -> None:
         """What ``start(cmd)`` on ``peer`` returned."""
         with self._lock:
-            self._term(peer, inc, term, now)
             if not ok:
-                return
+                return  # the API leaves the term of a refused start() unspecified
+            self._term(peer, inc, term, now)
             self._leader(peer, term, now, f"start() of {_c(cmd)}")
             other = self.slots.get((index, term))
             if other is not None and other != cmd:
