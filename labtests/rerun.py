@@ -48,7 +48,8 @@ def rerun_command(test: str, seed: int, options: HarnessOptions, *,
         args = ["raftlab", "test", test, "--seed", str(seed)]
         if impl is not None:
             args += ["--impl", impl]
-        flags = {"--sim": options.sim, "--isolate": options.isolate, "--debug": debug}
+        flags = {"--sim": options.sim, "--isolate": options.isolate, "--debug": debug,
+                 "--race": options.race}
     elif style == "pytest":
         # The pytest script, not ``python -m pytest``: that would put the current
         # directory first on sys.path, where a student's own modules (``queue.py``,
@@ -56,7 +57,8 @@ def rerun_command(test: str, seed: int, options: HarnessOptions, *,
         args = ["pytest", "--pyargs", "labtests", "-k", test, "--seed", str(seed)]
         if impl is not None:
             args += ["--raft-impl", impl]
-        flags = {"--sim": options.sim, "--isolate": options.isolate, "--raft-debug": debug}
+        flags = {"--sim": options.sim, "--isolate": options.isolate, "--raft-debug": debug,
+                 "--race": options.race}
     else:
         raise ValueError(f"unknown rerun style {style!r} (raftlab or pytest)")
     args += [flag for flag, on in flags.items() if on]

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "fast; use real time for grading fidelity")
     parser.add_argument("--isolate", action="store_true",
                         help="run each Raft peer in its own process (real time only)")
+    parser.add_argument("--race", action="store_true",
+                        help="detect data races on the implementation's fields; a race fails "
+                             "the test with a report (docs/race.md)")
     parser.add_argument("--pytest-output", action="store_true",
                         help="show pytest's own output (progress, per-file lines) instead of "
                              "only the lab's lines (also implied by -v or -s after --)")
@@ -69,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def harness_options(opts: argparse.Namespace) -> HarnessOptions:
     """The harness options this command line gives (the child resolves the rest)."""
     return HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
-                          isolate=opts.isolate,
+                          isolate=opts.isolate, race=opts.race,
                           timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None else opts.timeout)
 
 
