@@ -1,0 +1,57 @@
+"""What ``--race`` costs: wall time of graded parts with and without it, real and --sim.
+
+Runs ``pytest --pyargs labtests`` once per mode (same seed for all) in a child
+process and prints the wall time of each and the ratio to the same clock
+without ``--race``.  Under ``--sim``, ``--race`` also turns on line preemption
+(``RACE_PREEMPT``); ``--no-preempt`` measures the detector alone
+(``--sim-preempt 0``), so the two costs can be told apart.
+
+    python benchmarks/race_bench.py                 # parts 2A and 2B
+    python benchmarks/race_bench.py --parts 2A 2B 2C 2D --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(parts: list[str], seed: int, extra: list[str]) -> tuple[float, int, str]:
+    keyword = " or ".join(p.lower() for p in parts)
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-k", keyword,
+           "--seed", str(seed), "-q", "-p", "no:cacheprovider", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    last = (proc.stdout.strip().splitlines() or ["?"])[-1]
+    return time.perf_counter() - t0, proc.returncode, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["2A", "2B"])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-real", action="store_true", help="only the --sim modes")
+    args = parser.parse_args(argv)
+    modes = [("sim", ["--sim"]), ("sim --race", ["--sim", "--race"]),
+             ("sim --race (no preemption)", ["--sim", "--race", "--sim-preempt", "0"]),
+             ("sim --sim-preempt 0.02", ["--sim", "--sim-preempt", "0.02"])]
+    if not args.no_real:
+        modes = [("real", []), ("real --race", ["--race"]), *modes]
+    base: dict[str, float] = {}
+    print(f"parts {' '.join(args.parts)}, seed {args.seed}")
+    for label, extra in modes:
+        wall, status, last = run(args.parts, args.seed, extra)
+        clock = "sim" if "--sim" in extra else "real"
+        base.setdefault(clock, wall)
+        print(f"{label:<30} {wall:7.1f} s  x{wall / base[clock]:5.2f}  (exit {status}: {last})",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
