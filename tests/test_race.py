@@ -60,7 +60,7 @@ def test_report_is_one_screen_with_field_threads_lines_and_locks() -> None:
     assert text.startswith("DATA RACE")
     assert "field Raft.term" in text or "field Raft.role" in text
     assert "toys_race/unlocked_get_state.py:" in text and "reference/raft.py:" in text
-    assert "holding no locks" in text and "holding Lock created at" in text
+    assert "holding no locks" in text and "holding Raft.mu" in text
     assert len(text.splitlines()) <= 40, text
 
 

@@ -200,7 +200,8 @@ class Detector:
         if len(self.races) >= MAX_RACES:
             self.dropped += 1
             return
-        names = {i: self._lock_names.get(i, f"lock {i:#x}")
+        held_by_obj = _lock_attributes(obj)
+        names = {i: held_by_obj.get(i) or self._lock_names.get(i, f"lock {i:#x}")
                  for i in (*earlier.locks, *later.locks)}
         self.races.append(Race(field, earlier, later, names))
 
@@ -212,6 +213,16 @@ def _thread_name(ident: int, simulated: bool) -> str:
     else:
         thread = threading._active.get(ident)  # type: ignore[attr-defined]
     return getattr(thread, "name", None) or f"thread {ident}"
+
+
+def _lock_attributes(obj: Any) -> dict[int, str]:
+    """Locks held in ``obj``'s attributes, by id: ``{id: "Raft.mu"}`` (names in reports)."""
+    try:
+        attrs = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return {}
+    cls = type(obj).__qualname__
+    return {id(v): f"{cls}.{k}" for k, v in list(attrs.items()) if _is_lock(v)}
 
 
 def _merge(into: dict[int, int], other: dict[int, int]) -> None:
