@@ -1,10 +1,12 @@
 """What ``--race`` costs: wall time of graded parts with and without it, real and --sim.
 
 Runs ``pytest --pyargs labtests`` once per mode (same seed for all) in a child
-process and prints the wall time of each and the ratio to the same clock
-without ``--race``.  Under ``--sim``, ``--race`` also turns on line preemption
-(``RACE_PREEMPT``); ``--no-preempt`` measures the detector alone
-(``--sim-preempt 0``), so the two costs can be told apart.
+process and prints the wall and CPU time of each and the ratios to the same
+clock without ``--race`` (in real time the tests mostly sleep, so the CPU time
+shows the detector's cost and the wall time whether it changes the tests).
+Under ``--sim``, ``--race`` also turns on line preemption (``RACE_PREEMPT``);
+the mode with ``--sim-preempt 0`` measures the detector alone and the one
+without ``--race`` the preemption alone, so the two costs can be told apart.
 
     python benchmarks/race_bench.py                 # parts 2A and 2B
     python benchmarks/race_bench.py --parts 2A 2B 2C 2D --seed 7
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -21,14 +24,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(parts: list[str], seed: int, extra: list[str]) -> tuple[float, int, str]:
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(parts: list[str], seed: int, extra: list[str]) -> tuple[float, float, int, str]:
     keyword = " or ".join(p.lower() for p in parts)
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-k", keyword,
            "--seed", str(seed), "-q", "-p", "no:cacheprovider", *extra]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _child_cpu()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     last = (proc.stdout.strip().splitlines() or ["?"])[-1]
-    return time.perf_counter() - t0, proc.returncode, last
+    return time.perf_counter() - t0, _child_cpu() - cpu0, proc.returncode, last
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,14 +50,15 @@ def main(argv: list[str] | None = None) -> int:
              ("sim --sim-preempt 0.02", ["--sim", "--sim-preempt", "0.02"])]
     if not args.no_real:
         modes = [("real", []), ("real --race", ["--race"]), *modes]
-    base: dict[str, float] = {}
-    print(f"parts {' '.join(args.parts)}, seed {args.seed}")
+    base: dict[str, tuple[float, float]] = {}
+    print(f"parts {' '.join(args.parts)}, seed {args.seed}; wall and CPU time of the pytest "
+          "process, ratio to the same clock without --race or preemption")
     for label, extra in modes:
-        wall, status, last = run(args.parts, args.seed, extra)
+        wall, cpu, status, last = run(args.parts, args.seed, extra)
         clock = "sim" if "--sim" in extra else "real"
-        base.setdefault(clock, wall)
-        print(f"{label:<30} {wall:7.1f} s  x{wall / base[clock]:5.2f}  (exit {status}: {last})",
-              flush=True)
+        wall0, cpu0 = base.setdefault(clock, (wall, cpu))
+        print(f"{label:<28} wall {wall:6.1f} s x{wall / wall0:5.2f}  cpu {cpu:6.1f} s "
+              f"x{cpu / cpu0:5.2f}  (exit {status}: {last})", flush=True)
     return 0
 
 
