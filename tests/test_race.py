@@ -142,3 +142,68 @@ def test_pytest_race_option_fails_the_test_with_the_report() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "DATA RACE" in proc.stdout and "RaceFailure" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_pytest_race_warn_passes_the_test_with_a_warning() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-k", "initial_election",
+         "--sim", "--race-warn", "-p", "no:cacheprovider", "--raft-impl",
+         toy("unlocked_get_state"), "-q"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "RaceWarning: DATA RACE" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_hostile_classes_keep_working_and_hooks_are_removed() -> None:
+    """A class with its own __setattr__/__getattr__, a frozen dataclass, a __slots__ class:
+    behaviour unchanged under the detector, and every hook gone afterwards."""
+    import dataclasses
+    import threading
+
+    from labtests.race.instrument import instrumented
+
+    class Custom:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def __setattr__(self, name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+            if name != "seen":
+                self.seen.append(name)
+
+        def __getattr__(self, name: str) -> str:
+            return f"missing {name}"
+
+    @dataclasses.dataclass(frozen=True)
+    class Frozen:
+        x: int
+
+    class Slotted:
+        __slots__ = ("y",)
+
+        def __init__(self) -> None:
+            self.y = 1
+
+    mod = type(sys)("race_hostile")
+    for cls in (Custom, Frozen, Slotted):
+        cls.__module__ = mod.__name__
+        setattr(mod, cls.__name__, cls)
+    original_setattr = Custom.__dict__["__setattr__"]
+    det = Detector()
+    with instrumented(det, [mod], simulated=False):
+        assert Custom.__dict__["__setattr__"] is not original_setattr  # hooked
+        c = Custom()
+        c.a = 1
+        assert c.seen == ["a"] and c.nothing == "missing nothing"
+        f = Frozen(3)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            f.x = 4  # type: ignore[misc]
+        s = Slotted()
+        t = threading.Thread(target=lambda: setattr(s, "y", 2))
+        t.start()
+        t.join()
+        assert s.y == 2
+    assert "__getattribute__" not in Custom.__dict__ and "__setattr__" in Custom.__dict__
+    assert Custom.__dict__["__setattr__"] is original_setattr
+    assert "__getattribute__" not in Frozen.__dict__
+    assert threading.Lock is not None and threading.Lock.__name__ != "TrackedLock"
