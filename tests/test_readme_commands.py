@@ -34,6 +34,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -377,11 +378,10 @@ def make_venv(dest: Path) -> Path:
                    capture_output=True, timeout=120)
     deps = dest.parent / (dest.name + "-deps")
     deps.mkdir()
-    (site,) = [Path(p) for p in sys.path if p.endswith("site-packages")
-               and Path(p).is_relative_to(sys.prefix)]
-    for entry in site.iterdir():
-        if "raftlab" not in entry.name:  # raftlab-*.dist-info, __editable__*raftlab*
-            (deps / entry.name).symlink_to(entry)
+    for site in {Path(sysconfig.get_path(key)) for key in ("purelib", "platlib")}:
+        for entry in site.iterdir():
+            if "raftlab" not in entry.name and not (deps / entry.name).exists():
+                (deps / entry.name).symlink_to(entry)  # not raftlab-*.dist-info, __editable__*
     (new_site,) = dest.glob("lib/python*/site-packages")
     (new_site / "deps.pth").write_text(f"{deps}\n")
     return dest
