@@ -54,10 +54,20 @@ def enabled() -> bool:
     return _enabled
 
 
-def reset_clock() -> None:
-    """Start elapsed times from zero again (the tester calls this per test)."""
+def reset_clock(origin: float | None = None) -> None:
+    """Start elapsed times from zero again (the tester calls this per test).
+
+    ``origin`` is a ``time.monotonic()`` reading to count from instead of now: an
+    isolated peer process counts from its tester's origin (the monotonic clock is
+    system-wide), so the lines of every process share one time axis.
+    """
     global _t0
-    _t0 = time.monotonic()
+    _t0 = time.monotonic() if origin is None else origin
+
+
+def clock_origin() -> float:
+    """The ``time.monotonic()`` reading that elapsed times count from."""
+    return _t0
 
 
 def format_line(topic: str, who: str, message: str, elapsed_ms: int) -> str:

@@ -324,7 +324,7 @@ def _outcome_recorded(proxy: PeerProxy, slot: Any, op: str, deadline: float) -> 
 
 def _clock_origin() -> float:
     """The tester's debug-log clock origin, so peers' log lines share its time axis."""
-    return float(getattr(debuglog, "_t0", time.monotonic()))
+    return debuglog.clock_origin()
 
 
 def _is_path(spec: str) -> bool:

@@ -238,9 +238,8 @@ class PeerRuntime:
         random.seed(seed)  # the template's state is shared by every fork: reseed
         if debug:
             debuglog.enable()
-        debuglog.reset_clock()
         # The tester's clock origin (CLOCK_MONOTONIC is system-wide), so peer lines line up.
-        debuglog._t0 = clock_origin  # noqa: SLF001 - no public setter in raft.debuglog
+        debuglog.reset_clock(clock_origin)
         threading.excepthook = self._excepthook
         reader = threading.Thread(target=self._read, name=f"{HARNESS_THREAD_PREFIX}-reader",
                                   daemon=True)
