@@ -28,9 +28,12 @@ About two and a half minutes in all on this 2-core machine under a load of 3 to 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -417,8 +420,30 @@ def ctx(tmp_path: Path) -> Iterator[Ctx]:
         if c.cluster is not None:
             c.cluster.stop()
     if c.cluster is not None:  # the servers and every run they started are gone
-        left = {p.pid: group_members(p.pid) for p in c.cluster.procs if group_members(p.pid)}
-        assert not left, f"Dask processes left behind: {left}"
+        assert_groups_end([p.pid for p in c.cluster.procs], grace=5.0)
+
+
+def assert_groups_end(pgids: list[int], grace: float) -> None:
+    """Processes of the groups ``pgids`` (terminated) are gone within ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while True:
+        left = [pid for pgid in pgids for pid in group_members(pgid)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        names = {pid: _cmdline(pid) for pid in left}
+        for pgid in pgids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        raise AssertionError(f"processes left behind {grace} s after the stop: {names}")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+    except OSError:
+        return "?"
 
 
 @pytest.mark.parametrize("heading", sections())
