@@ -5,7 +5,8 @@
 
 * ``AS_IS``: exactly as shown, in a temporary workspace prepared here (the bundled
   Raft as ``path/to/myraft.py``, ``myraft.py``, ``raft.py`` and ``alice/raft.py``;
-  ``submissions/alice`` and ``submissions/bob``, a Raft that never elects);
+  ``submissions/alice`` and ``submissions/bob``, a Raft that never elects; for
+  *Exploring*, ``myraft.py`` is the bundled Raft with a bug explore finds);
 * ``VARIANT``: a shorter command of the same shape, the reason in the row (fewer
   runs, one part or test, ``--sim`` where the command's shape allows it: the code
   a command runs does not depend on the clock, and the simulated clock makes a run
@@ -446,7 +447,8 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-@pytest.mark.parametrize("heading", sections())
+@pytest.mark.parametrize("heading", sections(),
+                         ids=lambda h: h.lstrip("# ").split(":")[0].replace(" ", "-"))
 def test_readme_section_commands_run(heading: str, ctx: Ctx) -> None:
     env = clean_env()
     for section, command in readme_parts():
