@@ -85,10 +85,10 @@ class Raft:
         self.loop.join(5)
 
     def request_vote(self, args):  # noqa: ANN001, ANN201
-        return self._ask("vote", args)
+        return self._ask("vote", args) or Reply(0, False)  # killed: a refusal
 
     def append_entries(self, args):  # noqa: ANN001, ANN201
-        return self._ask("append", args)
+        return self._ask("append", args) or Reply(0, False)
 
     # -- the loop: the only thread that touches state ---------------------------------
     def _reset(self) -> None:
