@@ -126,6 +126,16 @@ def _grades_csv(ctx: Ctx, out: str) -> None:
     assert scores == {"alice": ("15", "15"), "bob": ("0", "15")}, rows  # bob never elects
 
 
+def _race_detection_is_on(ctx: Ctx, out: str) -> None:
+    """The same command against a Raft whose get_state skips the lock reports the race."""
+    toy = Path(__file__).resolve().parent / "toys_race" / "unlocked_get_state.py"
+    res = run_part(f"raftlab test test_concurrent_starts_2b --sim --race --seed 1 --impl {toy}",
+                   ctx.workspace, clean_env(), timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 1, out[-4000:]
+    assert "FAILED -- DATA RACE" in out and "field Raft.term:" in out, out[-4000:]
+
+
 def _only_chosen_topics(ctx: Ctx, out: str) -> None:
     assert " TEST " in out and (" VOTE " in out or " LEAD " in out), out[:2000]
     assert " CMIT " not in out and " LOG1 " not in out, out[:2000]
@@ -253,6 +263,14 @@ TABLE = [
         run="raftlab explore -n 20 --seed 7", why="20 schedules instead of 2,000"),
     Row("raftlab explore --replay explore-out/failures/election-safety.json --impl myraft.py",
         AS_IS, "safety violation [election-safety]", rc=1),
+    # Finding data races
+    Row("raftlab test 2B --race", VARIANT, "1 passed, 0 failed",
+        run="raftlab test test_concurrent_starts_2b --race",
+        why="one 2B test (the part takes 40 s of real time)"),
+    Row("raftlab test 2B --sim --race", VARIANT, ("simulated time", "1 passed, 0 failed"),
+        run="raftlab test test_concurrent_starts_2b --sim --race",
+        why="one 2B test (the part takes 15 s under --race); then the same command finds "
+            "the race of tests/toys_race/unlocked_get_state.py", check=_race_detection_is_on),
     # Debugging
     Row("raftlab stress -k 2A -n 300 -p 16", VARIANT, "0 of 3 failed",
         run="raftlab stress -k 2A -n 1 -p 2 --sim",
