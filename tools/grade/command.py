@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run on the simulated clock (labtests.sim), in-process (not "
                         "isolated): fast and exactly reproducible feedback; grade final marks "
                         "in real time, which is always isolated")
-    cluster = parser.add_argument_group("cluster (pip install 'raftlab[cluster]')")
+    cluster = parser.add_argument_group("cluster (pip install '.[cluster]' in a raftlab checkout)")
     cluster.add_argument("--backend", choices=BACKENDS, default="local",
                          help="where runs execute: local (default) or dask")
     cluster.add_argument("--scheduler", metavar="ADDR",

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run all runs of one test before the next (default: interleave)")
     parser.add_argument("--seed", type=int, help="base seed from which run seeds are drawn")
     parser.add_argument("--no-live", action="store_true", help="no live progress display")
-    cluster = parser.add_argument_group("cluster (pip install 'raftlab[cluster]')")
+    cluster = parser.add_argument_group("cluster (pip install '.[cluster]' in a raftlab checkout)")
     cluster.add_argument("--backend", choices=BACKENDS, default="local",
                          help="where runs execute: local (pytest-xdist on this machine, "
                          "default) or dask (one task per run on a Dask cluster)")

@@ -8,7 +8,8 @@ resubmits the tasks of a worker that dies and streams results back as they finis
 One task per run; what a task does on its worker is :mod:`.dask_worker`.
 
 What must be on a worker: raftlab itself (the harness, the graded suites and this
-module: ``pip install 'raftlab[cluster]'``), the same version as on the client.  A
+module: ``pip install '.[cluster]'`` in a raftlab checkout), the same version as on the
+client.  A
 test file is looked up under the client's rootdir (same host or shared filesystem)
 and else in the worker's installed raftlab.  The Raft implementation under test is
 *shipped*: a single ``.py`` file given with ``--impl`` is scattered to the workers

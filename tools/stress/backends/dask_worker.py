@@ -80,7 +80,8 @@ def worker_rootdir(client_root: str, test_file: str) -> Path:
     raise FileNotFoundError(
         f"test file {test_file} is not on worker host {socket.gethostname()}: not under "
         f"{root} and not in an installed raftlab; install raftlab on every worker "
-        "(pip install 'raftlab[cluster]') or put the tests on a shared filesystem")
+        "(pip install '.[cluster]' in a raftlab checkout) or put the tests on a shared "
+        "filesystem")
 
 
 def _worker_name() -> str:

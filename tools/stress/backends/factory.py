@@ -2,7 +2,7 @@
 
 Kept apart from :mod:`.base` so that the interface module imports no backend:
 this module imports them (the Dask one lazily: it needs the optional
-``raftlab[cluster]`` extra), they import the interface, and nothing imports back.
+``cluster`` extra), they import the interface, and nothing imports back.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from tools.stress.backends.xdist import XdistBackend
 
 BACKENDS = ("local", "dask")
 CLUSTER_INSTALL_HINT = (
-    "the dask backend needs the optional cluster extra: pip install 'raftlab[cluster]' "
-    "(or pip install 'dask[distributed]'), on this machine and on every worker")
+    "the dask backend needs the optional cluster extra: pip install '.[cluster]' in a raftlab "
+    "checkout (or pip install 'dask[distributed]'), on this machine and on every worker")
 
 
 def check_backend(name: str) -> None:
