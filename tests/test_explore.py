@@ -345,3 +345,18 @@ def test_monitor_ignores_the_term_of_a_refused_start():
     m.state(0, 1, 2, False, 1.5)
     m.state(0, 1, 1, False, 2.0)
     assert m.failed and m.violation.monitor == "term-monotonicity"
+
+
+def test_committed_mutants_are_the_reference_with_their_one_edit():
+    """The mutant packages are generated copies: if the reference Raft changes, they
+    must be regenerated (python tests/mutants/make_mutants.py), or each would test an
+    old reference rather than the reference with one bug."""
+    from tests.mutants.make_mutants import MUTANTS as EDITS
+    from tests.mutants.make_mutants import render
+
+    for name in EDITS:
+        for fname, text in render(name).items():
+            with open(os.path.join(MUTANTS, name, fname), encoding="utf-8") as f:
+                assert f.read() == text, (
+                    f"tests/mutants/{name}/{fname} is stale: "
+                    "run python tests/mutants/make_mutants.py")
