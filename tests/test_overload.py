@@ -272,3 +272,58 @@ def test_out_of_threads_is_the_machines_fault_only_with_few_threads_of_our_own()
     s = LagSampler(interval_s=0.01).start()
     time.sleep(0.1)
     assert s.stop().threads_max >= 2  # the sampler and this thread, at least
+
+
+# --- failures timing can never explain (NEVER_TIMING), one test each --------------------------
+
+_LATE = LagSummary(measured=True, max_ms=overload.LAG_BOUND_MS * 5)
+
+
+def _codec_error(value: object) -> str:
+    from labrpc.codec import CodecError, encode
+
+    with pytest.raises(CodecError) as info:
+        encode(value, "args")
+    return str(info.value)
+
+
+def test_an_argument_that_cannot_cross_the_network_is_never_inconclusive():
+    # The codec's own words, then the tester's wording of the same error (labtests.config).
+    inner = _codec_error({"mu": threading.Lock()})
+    assert "cannot cross a network" in inner, inner
+    tester = f"RPC Raft.request_vote from server 0 to server 1 cannot cross the network: {inner}"
+    for message in (inner, tester):
+        assert not overload.is_inconclusive(_LATE, message), message
+        assert not overload.timing_can_explain(message)
+
+
+def test_a_value_that_cannot_be_encoded_is_never_inconclusive():
+    inner = _codec_error({"view": memoryview(b"raft")})  # pickle itself refuses it
+    assert "cannot be encoded" in inner, inner
+    tester = f"RPC Raft.append_entries from server 2 to server 0 cannot cross the network: {inner}"
+    for message in (inner, tester):
+        assert not overload.is_inconclusive(_LATE, message), message
+
+
+def test_a_cleanup_that_did_not_end_is_never_inconclusive():
+    message = ("cleanup did not end within 10 s: a kill() that does not return (or a Raft "
+               "thread it waits for) blocks it; the stacks below show where")
+    assert not overload.is_inconclusive(_LATE, message)
+    # The control: the same lag does excuse a liveness failure.
+    assert overload.is_inconclusive(_LATE, "expected one leader, got none")
+
+
+@pytest.mark.parametrize(("toy", "words"), [
+    ("lock_in_args", "cannot cross the network"),
+    ("reply_codec", "cannot cross"),
+    ("kill_blocks", "cleanup did not end"),
+])
+def test_an_overloaded_run_failing_for_a_reason_timing_cannot_explain_stays_a_failure(
+        tmp_path, toy, words):
+    """Whole runs with every timer 750 ms late: the verdict is a failure, not inconclusive."""
+    rc, out, cases = _run(tmp_path, toy, "test_initial_election_2a", fake_lag_ms=750)
+    outcome, props = cases["test_initial_election_2a"]
+    assert float(props["timer_lag_max_ms"]) >= 750, props
+    assert outcome == "failed" and props.get("verdict") != "inconclusive", out[-3000:]
+    assert words in out, out[-3000:]
+    assert rc == 1, out[-3000:]
