@@ -1,71 +1,197 @@
-"""Print, per graded part, the real time and CPU time of the test process.
+"""Per graded part: real time, CPU (user and system), peak RSS, wake-ups and thread creations.
 
-Each part runs as its own ``pytest`` process (sequentially, no xdist, as
-``go test -run 2X`` does), and its CPU time is the process's user+sys time
-(``resource.getrusage(RUSAGE_CHILDREN)`` before and after).  The targets are
-the issue's: real time per part no worse than the Go lab here, and whole-lab
-CPU time <= 24 s (the Go test process uses about 12 s).  The Go figures cannot
-be measured in the same run (no Go toolchain or lab sources on this machine);
-they are the handout's sample totals, as written in the spec.
+Each part runs as its own ``pytest`` process, sequentially, as ``go test -run 2X``
+does.  Its resource use comes from ``os.wait4`` (that child's own rusage: user
+and system CPU, peak RSS, voluntary context switches -- a thread that blocks and
+is woken again counts one -- and involuntary ones).  The thread counts and the CPU
+per thread kind come from ``benchmarks/thread_cpu_plugin.py``, loaded into the
+run with ``-p thread_cpu_plugin``.
 
-    python benchmarks/raft_parts_bench.py               # all four parts, bundled Raft
-    python benchmarks/raft_parts_bench.py 2A 2B --impl path/to/raft.py
+``--baseline REV`` measures a git worktree of REV in the same invocation, the two
+trees alternating part by part (which one goes first alternates too), so load
+from other work hits both alike; it prints current/baseline ratios.  The Go lab's
+figures (issue 19: same 2-core machine, Go 1.19, the 2022 lab with a public
+passing solution) are printed as the reference, or measured when
+``RAFTLAB_GO_LAB`` names the Go lab's ``src/raft`` folder and ``go`` is on PATH.
+
+    python benchmarks/raft_parts_bench.py                    # all four parts
+    python benchmarks/raft_parts_bench.py 2A 2B --json out.json
+    python benchmarks/raft_parts_bench.py --baseline f9fc2f4 --json cmp.json
+    python benchmarks/raft_parts_bench.py 2A --impl path/to/raft.py -- --sim
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-# Go lab real-time figures per part, in seconds (the lab handout's sample runs; README table).
-GO_REAL_S = {"2A": 15.0, "2B": 48.0, "2C": 127.0, "2D": 231.0}
-CPU_TARGET_S = 24.0
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PARTS = ("2A", "2B", "2C", "2D")
+# Go lab (issue 19): real s, CPU s, peak RSS MB per part, and the whole lab's CPU.
+GO = {"2A": (16.4, 0.22, 12), "2B": (52.5, 1.22, 13), "2C": (126.2, 3.18, 24),
+      "2D": (222.5, 3.53, 12)}
+GO_LAB_CPU_S = 8.2
+TARGET = {"cpu_x_go": 1.5, "lab_cpu_s": 12.0, "rss_mb": 40.0}
 
 
-def run_part(part: str, impl: str | None, extra: list[str]) -> tuple[int, float, float, str]:
-    """Run one part; return (exit code, real s, cpu s, pytest's last line)."""
+def pytest_command(part: str, impl: str | None, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q",
-           "-p", "no:cacheprovider", "-m", f"part{part.lower()}"]
+           "-p", "no:cacheprovider", "-p", "thread_cpu_plugin", "-m", f"part{part.lower()}"]
     if impl:
         cmd.append(f"--raft-impl={impl}")
-    cmd += extra
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    real = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    lines = proc.stdout.strip().splitlines()
-    return proc.returncode, real, cpu, lines[-1] if lines else proc.stderr.strip()[-200:]
+    return cmd + extra
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=list(GO_REAL_S), metavar="PART")
+def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
+    """Run ``cmd``; its own rusage (``wait4``), wall time and last output line."""
+    with tempfile.TemporaryFile() as out:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _, status, ru = os.wait4(proc.pid, 0)
+        real = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    summary = [ln for ln in text.splitlines() if " passed" in ln or " failed" in ln
+               or " error" in ln]
+    return {"exit": proc.returncode, "real_s": round(real, 2), "user_s": round(ru.ru_utime, 3),
+            "system_s": round(ru.ru_stime, 3), "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
+            "rss_mb": round(ru.ru_maxrss / 1024, 1), "voluntary_ctx": ru.ru_nvcsw,
+            "involuntary_ctx": ru.ru_nivcsw,
+            "result": summary[-1].strip("= ") if summary else text.strip()[-200:]}
+
+
+def run_raftlab(part: str, tree: Path, impl: str | None, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory(prefix="parts-bench-") as tmp:
+        threads_json = Path(tmp) / "threads.json"
+        env = dict(os.environ)
+        # The tree's own packages first (a worktree must not import this checkout's).
+        env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
+        env["RAFTLAB_THREAD_CPU_JSON"] = str(threads_json)
+        row = measure(pytest_command(part, impl, extra), tree, env)
+        if threads_json.exists():
+            threads = json.loads(threads_json.read_text())
+            row["threads_created"] = threads["threads_created"]
+            row["main_thread_s"] = threads["main_thread_s"]
+            row["by_kind"] = threads["by_kind"]
+            row["labtests"] = threads.get("labtests", "")
+    return row
+
+
+def run_go(part: str, binary: Path, lab: Path) -> dict:
+    return measure([str(binary), "-test.run", part], lab, dict(os.environ))
+
+
+def go_binary(lab: Path) -> Path | None:
+    if shutil.which("go") is None:
+        return None
+    binary = Path(tempfile.mkdtemp(prefix="go-raft-")) / "raft.test"
+    subprocess.run(["go", "test", "-c", "-o", str(binary)], cwd=lab, check=True)
+    return binary
+
+
+def make_worktree(rev: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="raftlab-baseline-")) / "tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev],
+                   check=True, capture_output=True)
+    return path
+
+
+def remove_worktree(path: Path) -> None:
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                   check=False, capture_output=True)
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def line(label: str, r: dict) -> str:
+    return (f"  {label:<9} {r['real_s']:7.1f} {r['user_s']:6.2f} {r['system_s']:6.2f} "
+            f"{r['cpu_s']:6.2f} {r['rss_mb']:6.1f} {r['voluntary_ctx']:8d} "
+            f"{r['involuntary_ctx']:7d} {r.get('threads_created', 0):7d}  {r['result']}")
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("parts", nargs="*", default=list(PARTS), metavar="PART")
     parser.add_argument("--impl", help="Raft implementation (default: the bundled one)")
-    args, extra = parser.parse_known_args()
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure a git worktree of REV, alternating with this tree")
+    parser.add_argument("--json", type=Path, help="write every figure here as JSON")
+    args, extra = parser.parse_known_args(argv)
+    extra = [a for a in extra if a != "--"]
     parts = [p.upper() for p in args.parts]
-    unknown = [p for p in parts if p not in GO_REAL_S]
+    unknown = [p for p in parts if p not in PARTS]
     if unknown:
-        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(GO_REAL_S)}")
+        parser.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    lab = os.environ.get("RAFTLAB_GO_LAB")
+    binary = go_binary(Path(lab)) if lab else None
+    base = make_worktree(args.baseline) if args.baseline else None
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
-    print(f"{'part':<5} {'real s':>8} {'Go real s':>10} {'CPU s':>7}  result")
-    total_real = total_cpu = 0.0
+    print(f"  {'':<9} {'real s':>7} {'user':>6} {'sys':>6} {'CPU s':>6} {'RSS MB':>6} "
+          f"{'vol.ctx':>8} {'inv.ctx':>7} {'threads':>7}  result")
+    results: dict[str, dict] = {}
     failed = False
-    for part in parts:
-        rc, real, cpu, last = run_part(part, args.impl, extra)
-        total_real += real
-        total_cpu += cpu
-        failed |= rc != 0
-        verdict = "ok" if real <= GO_REAL_S[part] else "slower than Go"
-        print(f"{part:<5} {real:8.1f} {GO_REAL_S[part]:10.0f} {cpu:7.1f}  {last} ({verdict})")
-    go_total = sum(GO_REAL_S[p] for p in parts)
-    print(f"{'all':<5} {total_real:8.1f} {go_total:10.0f} {total_cpu:7.1f}  "
-          f"CPU target <= {CPU_TARGET_S:.0f} s for the whole lab")
+    try:
+        for k, part in enumerate(parts):
+            row: dict = {"load_before": round(os.getloadavg()[0], 2)}
+            order = [("current", REPO)] + ([("baseline", base)] if base else [])
+            if k % 2:
+                order.reverse()
+            for name, tree in order:
+                row[name] = run_raftlab(part, tree, args.impl, extra)
+            if binary is not None and lab:
+                row["go"] = run_go(part, binary, Path(lab))
+            results[part] = row
+            print(f"{part}  (load before {row['load_before']})")
+            for name in ("current", "baseline", "go"):
+                if name in row:
+                    print(line(name, row[name]))
+            cur = row["current"]
+            failed |= cur["exit"] != 0
+            go_real, go_cpu, go_rss = GO[part]
+            if "go" in row:
+                go_real, go_cpu, go_rss = (row["go"]["real_s"], row["go"]["cpu_s"],
+                                           row["go"]["rss_mb"])
+            else:
+                print(f"  {'Go (#19)':<9} {go_real:7.1f} {'':>6} {'':>6} {go_cpu:6.2f} "
+                      f"{go_rss:6.1f}")
+            if base:
+                b = row["baseline"]
+                print(f"  current/baseline: real {ratio(cur['real_s'], b['real_s'])}, CPU "
+                      f"{ratio(cur['cpu_s'], b['cpu_s'])}, RSS {ratio(cur['rss_mb'], b['rss_mb'])}"
+                      f", wake-ups {ratio(cur['voluntary_ctx'], b['voluntary_ctx'])}, threads "
+                      f"{ratio(cur.get('threads_created', 0), b.get('threads_created', 0))}")
+            print(f"  current/Go: real {ratio(cur['real_s'], go_real)}, CPU "
+                  f"{ratio(cur['cpu_s'], go_cpu)} (target <= {TARGET['cpu_x_go']}), RSS "
+                  f"{cur['rss_mb']:.0f} MB (target <= {TARGET['rss_mb']:.0f})", flush=True)
+    finally:
+        if base:
+            remove_worktree(base)
+    totals = {name: round(sum(r[name]["cpu_s"] for r in results.values() if name in r), 2)
+              for name in ("current", "baseline", "go")}
+    go_total = totals["go"] if binary else round(sum(GO[p][1] for p in parts), 2)
+    print(f"all parts CPU: current {totals['current']} s"
+          + (f", baseline {totals['baseline']} s" if base else "")
+          + f", Go {go_total} s" + (f" (whole lab target <= {TARGET['lab_cpu_s']:.0f} s)"
+                                      if len(parts) == len(PARTS) else ""))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "parts": results, "cpu_total_s": totals, "go_reference": {
+                p: dict(zip(("real_s", "cpu_s", "rss_mb"), GO[p], strict=True)) for p in PARTS},
+            "go_measured": binary is not None, "baseline": args.baseline, "targets": TARGET,
+            "cores": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
     return 1 if failed else 0
 
 
