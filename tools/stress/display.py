@@ -85,12 +85,17 @@ class LiveDisplay:
 
 def results_table(stats: Mapping[str, TestStats], names: Mapping[str, str]) -> Table:
     """Runs, failures, inconclusive runs, mean ± std and max time, and the failure-rate
-    bound, per test (Runs counts conclusive runs: those the bound is over)."""
+    bound, per test (Runs counts conclusive runs: those the bound is over).  When a
+    failure matched a known artifact of the lab's tests, an Artifacts column says how
+    many of the Fails did (they stay failures)."""
     table = Table(title="raftlab stress results", title_justify="left",
                   caption="fail rate: upper bound at 95 % confidence", caption_justify="left")
     table.add_column("Test", no_wrap=True, min_width=max(len(n) for n in names.values()))
     table.add_column("Runs", justify="right", no_wrap=True)
     table.add_column("Fails", justify="right", no_wrap=True)
+    artifacts = any(st.artifacts for st in stats.values())
+    if artifacts:
+        table.add_column("Artifacts", justify="right", no_wrap=True)
     table.add_column("Inconcl.", justify="right", no_wrap=True)
     table.add_column("Mean ± std s", justify="right", no_wrap=True)
     table.add_column("Max s", justify="right", no_wrap=True)
@@ -101,6 +106,7 @@ def results_table(stats: Mapping[str, TestStats], names: Mapping[str, str]) -> T
         inconclusive = f"[yellow]{st.inconclusive}[/yellow]" if st.inconclusive else "0"
         if st.reruns:
             inconclusive += f" ({st.reruns} rerun)"
-        table.add_row(names[test], f"{st.runs}/{st.planned}", failed, inconclusive,
+        extra = [f"[magenta]{st.artifacts}[/magenta]" if st.artifacts else "0"] if artifacts else []
+        table.add_row(names[test], f"{st.runs}/{st.planned}", failed, *extra, inconclusive,
                       f"{st.mean:.2f} ± {st.std:.2f}", f"{st.max:.2f}", fmt_pct(bound))
     return table

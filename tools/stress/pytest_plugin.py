@@ -15,6 +15,12 @@ pytest's human output:
   process (the xdist controller, or the only process without xdist) writes one JSON
   line per finished run to the events file named in the jobs file, flushed at once,
   which the stress CLI tails.
+
+Failure bundles (:mod:`tools.stress.bundles`): with ``--stress-jobs`` the harness
+writes them into a temporary folder of this plugin's (``RAFTLAB_BUNDLE_DIR``,
+unless already set), the controlling process packs each failing run's bundle into
+its event (so a Dask worker's bundle comes back to the client too) and removes
+the temporary folder at the end.
 """
 
 from __future__ import annotations
@@ -22,14 +28,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from labtests.overload import inconclusive_text
+from tools.stress import bundles
 
 JOB_FIXTURE = "_raftlab_stress_job"
+BUNDLE_ENV = "RAFTLAB_BUNDLE_DIR"
 _PHASES = ("setup", "call", "teardown")
 
 
@@ -148,6 +158,8 @@ class _StressPlugin:
         else:
             outcome = "passed"
         message = _short_message(failed[0]) if failed else None
+        if outcome in ("failed", "error") and props.get(bundles.BUNDLE_KEY):
+            props[bundles.PACKED_KEY] = _take_bundle(str(props[bundles.BUNDLE_KEY]))
         if outcome == "inconclusive":
             message = f"{verdict}: {message}"
         log = _log_text(reports) if failed or self.keep_passing else None
@@ -173,6 +185,18 @@ class _StressPlugin:
         if self._events is not None:
             self._events.close()
             self._events = None
+
+
+_own_bundle_dir: Path | None = None  # the temporary bundle folder this process made
+
+
+def _take_bundle(path: str) -> dict[str, Any] | None:
+    """Pack a failing run's bundle; remove it if it is in this plugin's own folder."""
+    packed = bundles.pack(path)
+    folder = Path(path).resolve()
+    if _own_bundle_dir is not None and folder.is_relative_to(_own_bundle_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    return packed
 
 
 def _jsonable(value: Any) -> bool:
@@ -214,13 +238,28 @@ def _log_text(reports: list[pytest.TestReport]) -> str:
     return "\n".join(parts)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the harness reads where bundles go
 def pytest_configure(config: pytest.Config) -> None:
+    global _own_bundle_dir
     jobs_file = config.getoption("stress_jobs")
+    if jobs_file and not os.environ.get(BUNDLE_ENV):
+        # xdist workers start after this and inherit it: one folder for the whole run.
+        _own_bundle_dir = Path(tempfile.mkdtemp(prefix="raftlab-bundles-")).resolve()
+        os.environ[BUNDLE_ENV] = str(_own_bundle_dir)
     if jobs_file:
         spec = json.loads(Path(jobs_file).read_text(encoding="utf-8"))
         config.pluginmanager.register(_StressPlugin(config, spec), "raftlab-stress-jobs")
     if config.getoption("stress_collect"):
         config.pluginmanager.register(_Collector(config), "raftlab-stress-collect")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _own_bundle_dir
+    if _own_bundle_dir is not None:
+        shutil.rmtree(_own_bundle_dir, ignore_errors=True)
+        if os.environ.get(BUNDLE_ENV) == str(_own_bundle_dir):
+            del os.environ[BUNDLE_ENV]
+        _own_bundle_dir = None
 
 
 class _Collector:

@@ -6,6 +6,10 @@ is valid after Ctrl-C or a crash of the runner too::
     results.jsonl                 one line per finished run (a rerun of an
                                   inconclusive run is a line of its own, attempt > 1)
     failures/<test>-s<seed>.log   seed, error, rerun command and log of each failure
+    bundles/<test>-s<seed>/       the failure bundle of a failing run (timeline, events,
+                                  debug log...; tools.stress.bundles), at most
+                                  BUNDLES_PER_GROUP per signature (tools.stress.groups)
+    groups.json                   the failures grouped by signature
     inconclusive/...              the same for runs that failed on an overloaded machine
     passed/...                    logs of passing runs, with --archive
     rerun.sh                      the rerun command of every failure
@@ -26,9 +30,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labtests.artifacts import ARTIFACT_KEY
 from labtests.rerun import rerun_command
 from tools.selection import catalog, part_of_file
+from tools.stress import bundles
 from tools.stress.backends.base import RunOptions, RunResult
+from tools.stress.groups import FailureGroups, Group
+from tools.stress.signatures import Signature, signature
 
 
 def graded_name(test: str) -> str | None:
@@ -63,6 +71,18 @@ def safe_file_part(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120]
 
 
+def signature_of(result: RunResult, packed: Any = None) -> Signature:
+    """A failed run's signature: its message, the check its (packed) bundle names, its
+    artifact."""
+    props = result.properties or {}
+    if packed is None:
+        packed = props.get(bundles.PACKED_KEY)
+    check = bundles.meta(packed).get("check")
+    artifact = props.get(ARTIFACT_KEY)
+    return signature(result.message, check if isinstance(check, str) else None,
+                     artifact if isinstance(artifact, str) else None)
+
+
 class ResultFiles:
     """Writes one stress run's output folder (see the module docstring)."""
 
@@ -74,6 +94,8 @@ class ResultFiles:
         self.failures_dir = outdir / "failures"
         self.rerun_path = outdir / "rerun.sh"
         self._results = open(self.results_path, "a", encoding="utf-8")  # noqa: SIM115
+        self.groups = FailureGroups()
+        self.bundles_dir = outdir / "bundles"
 
     def add(self, result: RunResult, rerun: str, attempt: int = 1) -> Path | None:
         """Record one finished run; returns the path of its log, if one was kept.
@@ -81,8 +103,17 @@ class ResultFiles:
         ``attempt`` is 1 for a planned run and 2, 3... for reruns of an inconclusive one.
         """
         log_path: Path | None = None
+        group: Group | None = None
+        bundle: Path | None = None
+        # The packed bundle leaves the result here (written out or dropped): results are
+        # kept in memory for the summary, and a bundle may be megabytes.
+        packed = result.properties.pop(bundles.PACKED_KEY, None)
+        props = dict(result.properties)
         if result.failed:
-            log_path = self._write_log("failures", result, rerun)
+            group, bundle = self._group(result, rerun, packed)
+            log_path = self._write_log("failures", result, rerun, [
+                f"group:    {group.signature.key}",
+                f"bundle:   {bundle or '(not kept: ' + self._why_no_bundle(packed) + ')'}"])
             with open(self.rerun_path, "a", encoding="utf-8") as fh:
                 fh.write(f"# {result.test} seed {result.seed}: {result.message}\n{rerun}\n")
         elif result.inconclusive and result.log is not None:
@@ -94,13 +125,53 @@ class ResultFiles:
             "duration": result.duration, "worker": result.worker,
             "loadavg": list(result.loadavg), "job": result.job,
             "message": result.message, "log": str(log_path) if log_path else None,
-            "attempt": attempt, "properties": result.properties,
+            "attempt": attempt, "properties": props,
+            "signature": group.signature.key if group else None,
+            "signature_id": group.signature.id if group else None,
+            "bundle": str(bundle) if bundle else None,
         }
         self._results.write(json.dumps(line) + "\n")
         self._results.flush()
         return log_path
 
-    def _write_log(self, sub: str, result: RunResult, rerun: str) -> Path:
+    def _group(self, result: RunResult, rerun: str, packed: Any
+               ) -> tuple[Group, Path | None]:
+        """Count a failure in its group; keep its bundle if the caps allow."""
+        sig = signature_of(result, packed)
+        group = self.groups.add(sig, result.test, result.seed, rerun)
+        bundle = None
+        if bundles.valid(packed):
+            if self.groups.may_keep(sig):
+                name = f"{safe_file_part(short_name(result.test))}-s{result.seed}"
+                dest = self.bundles_dir / name
+                n = 1
+                while dest.exists():  # the same seed again (a rerun): a folder of its own
+                    n += 1
+                    dest = self.bundles_dir / f"{name}-{n}"
+                bundle = bundles.unpack(packed, dest)
+                if bundle is not None:
+                    self.groups.kept_bundle(sig, str(bundle))
+            else:
+                self.groups.not_kept += 1
+        self._write_groups()
+        return group, bundle
+
+    def _why_no_bundle(self, packed: Any) -> str:
+        if packed is None:
+            return "the run wrote none"
+        if not bundles.valid(packed):
+            return "it was not a valid bundle"
+        return (f"at most {self.groups.per_group} per group and {self.groups.max_total} "
+                "in all are kept")
+
+    def _write_groups(self) -> None:
+        data = [g.to_json() for g in self.groups.ordered()]
+        tmp = self.outdir / "groups.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(self.outdir / "groups.json")
+
+    def _write_log(self, sub: str, result: RunResult, rerun: str,
+                   more: list[str] | None = None) -> Path:
         folder = self.outdir / sub
         folder.mkdir(exist_ok=True)
         path = folder / f"{safe_file_part(short_name(result.test))}-s{result.seed}.log"
@@ -112,6 +183,7 @@ class ResultFiles:
             f"error:    {result.message or '-'}",
             f"rerun:    {rerun}",
             f"view:     {rerun} 2>&1 | raftlab logs -c <peers>",
+            *(more or []),
             "",
         ]
         path.write_text("\n".join(header) + "\n" + (result.log or ""), encoding="utf-8")
