@@ -166,32 +166,50 @@ class Detector:
 
     # -- accesses ----------------------------------------------------------------
 
-    def access(self, obj: Any, name: str, write: bool, depth: int = 2) -> None:
-        """Record a read or write of ``obj.name`` by the current thread and check it."""
-        stack = _stack(depth + 1)
+    def access(self, obj: Any, name: str, write: bool, depth: int = 2,
+               label: str | None = None) -> None:
+        """Record a read or write of ``obj.name`` by the current thread and check it.
+
+        ``label`` names the location in reports when it is not ``Class.name`` (a
+        container's contents: ``Raft.log[...]``).  An access that can add nothing
+        (the thread's own earlier access of the same kind since its last
+        synchronisation, nobody else's in between: FastTrack's "same epoch") is
+        counted and dropped before its stack is taken -- that is most of them.
+        """
         with self._mu:
             self.accesses += 1
             ts = self._state()
             key = (id(obj), name)
             shadow = self._shadow.get(key)
             if shadow is None or shadow[0] is not obj:
-                shadow = self._shadow[key] = [obj, None, {}]
-            me = Access(ts.tid, ts.vc[ts.tid], ts.name, write, stack, tuple(ts.held))
+                shadow = self._shadow[key] = [obj, None, {}, label]
             vc = ts.vc
+            now = vc[ts.tid]
             last = shadow[1]
-            if last is not None and last.tid != ts.tid and last.clock > vc.get(last.tid, 0):
-                self._report(obj, name, last, me)
+            reads = shadow[2]
             if write:
-                for read in shadow[2].values():
+                if (last is not None and last.tid == ts.tid and last.clock == now
+                        and (not reads or (len(reads) == 1 and ts.tid in reads))):
+                    return
+            else:
+                mine = reads.get(ts.tid)
+                if mine is not None and mine.clock == now:
+                    return
+            me = Access(ts.tid, now, ts.name, write, _stack(depth + 1), tuple(ts.held))
+            if last is not None and last.tid != ts.tid and last.clock > vc.get(last.tid, 0):
+                self._report(obj, name, last, me, label)
+            if write:
+                for read in reads.values():
                     if read.tid != ts.tid and read.clock > vc.get(read.tid, 0):
-                        self._report(obj, name, read, me)
+                        self._report(obj, name, read, me, label)
                 shadow[1] = me
                 shadow[2] = {}
             else:
-                shadow[2][ts.tid] = me
+                reads[ts.tid] = me
 
-    def _report(self, obj: Any, name: str, earlier: Access, later: Access) -> None:
-        field = f"{type(obj).__qualname__}.{name}"
+    def _report(self, obj: Any, name: str, earlier: Access, later: Access,
+                label: str | None = None) -> None:
+        field = f"{label}{name}" if label else f"{type(obj).__qualname__}.{name}"
         a, b = sorted([earlier.where, later.where])
         key = (field, a, b)
         if key in self._seen:
@@ -200,9 +218,16 @@ class Detector:
         if len(self.races) >= MAX_RACES:
             self.dropped += 1
             return
+        wanted = {*earlier.locks, *later.locks}
         held_by_obj = _lock_attributes(obj)
+        if wanted - held_by_obj.keys():  # a container, or a lock kept elsewhere: look around
+            for other in {id(s[0]): s[0] for s in self._shadow.values()}.values():
+                for i, held in _lock_attributes(other).items():
+                    held_by_obj.setdefault(i, held)
+                if not wanted - held_by_obj.keys():
+                    break
         names = {i: held_by_obj.get(i) or self._lock_names.get(i, f"lock {i:#x}")
-                 for i in (*earlier.locks, *later.locks)}
+                 for i in wanted}
         self.races.append(Race(field, earlier, later, names))
 
 

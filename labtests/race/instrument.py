@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from labtests.race import containers
 from labtests.race.detector import Detector
 
 _obj_getattribute = object.__getattribute__
@@ -43,17 +44,37 @@ ACTIVE: Detector | None = None  # the detector the field hooks report to
 # -- fields -----------------------------------------------------------------------
 
 
+_SLOTS: dict[type, frozenset[str]] = {}
+
+
+def slot_names(cls: type) -> frozenset[str]:
+    """The instance attributes that ``cls`` and its bases declare in ``__slots__``."""
+    names = _SLOTS.get(cls)
+    if names is None:
+        found: set[str] = set()
+        for klass in cls.__mro__:
+            slots = klass.__dict__.get("__slots__", ())
+            found.update((slots,) if isinstance(slots, str) else slots)
+        names = _SLOTS[cls] = frozenset(found - {"__dict__", "__weakref__"})
+    return names
+
+
+def _is_own(obj: Any, name: str) -> bool:
+    """Is ``name`` an instance attribute of ``obj`` (state), not a method or property?"""
+    try:
+        if name in _obj_getattribute(obj, "__dict__"):
+            return True
+    except AttributeError:
+        pass
+    return name in slot_names(type(obj))
+
+
 def _make_getattribute(orig: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807 - the hook's own name
         value = orig(self, name)
         det = ACTIVE
-        if det is not None and name[:2] != "__":
-            try:
-                own = name in _obj_getattribute(self, "__dict__")
-            except AttributeError:
-                own = False
-            if own:
-                det.access(self, name, False)
+        if det is not None and name[:2] != "__" and _is_own(self, name):
+            det.access(self, name, False)
         return value
     return __getattribute__
 
@@ -63,6 +84,8 @@ def _make_setattr(orig: Callable[[Any, str, Any], None]) -> Callable[[Any, str, 
         det = ACTIVE
         if det is not None:
             det.access(self, name, True)
+            if type(value) in containers.CONTAINER_TYPES:  # track its contents from now on
+                value = containers.tracked(value, f"{type(self).__qualname__}.{name}")
         orig(self, name, value)
     return __setattr__
 
@@ -74,8 +97,7 @@ def classes_in(modules: Iterable[ModuleType]) -> list[type]:
         for value in list(vars(mod).values()):
             if (isinstance(value, type) and type(value) is type
                     and value.__module__ == mod.__name__
-                    and not issubclass(value, (BaseException, enum.Enum, tuple))
-                    and "__slots__" not in value.__dict__):
+                    and not issubclass(value, (BaseException, enum.Enum, tuple))):
                 found.append(value)
     return found
 
@@ -284,8 +306,8 @@ def instrumented(det: Detector, modules: Iterable[ModuleType], *,
     classes = classes_in(modules)
     sync = _sim_sync(det) if simulated else _real_sync()
     with _fields(classes), _threads(det), sync:
-        ACTIVE = det
+        ACTIVE = containers.ACTIVE = det
         try:
             yield det
         finally:
-            ACTIVE = None
+            ACTIVE = containers.ACTIVE = None
