@@ -109,16 +109,16 @@ def _plain_set(self: Any, protocol: Any = None) -> Any:
 
 
 RaceList = type("RaceList", (list,), {
-    **_build(list, _COMMON_READS + _ORDER + ("__getitem__", "__reversed__", "index", "count", "__add__",
-                                             "__mul__", "__rmul__", "__repr__"),
+    **_build(list, _COMMON_READS + _ORDER + ("__getitem__", "__reversed__", "index", "count",
+                                             "__add__", "__mul__", "__rmul__", "__repr__"),
              ("__setitem__", "__delitem__", "append", "extend", "insert", "pop", "remove",
               "clear", "sort", "reverse"),
              ("__iadd__", "__imul__")),
     "__reduce_ex__": _plain_list, "__doc__": "A list whose contents are tracked."})
 
 RaceDict = type("RaceDict", (dict,), {
-    **_build(dict, _COMMON_READS + ("__getitem__", "get", "keys", "values", "items", "__or__", "__ror__",
-                                    "__reversed__", "__repr__"),
+    **_build(dict, _COMMON_READS + ("__getitem__", "get", "keys", "values", "items", "__or__",
+                                    "__ror__", "__reversed__", "__repr__"),
              ("__setitem__", "__delitem__", "pop", "popitem", "setdefault", "update",
               "clear"),
              ("__ior__",)),
