@@ -7,13 +7,19 @@ CPU per thread *kind* (the name with its digits removed, e.g. ``raft-S-rpc``).
 The main thread's share is the process's CPU minus every other thread's.  At the
 end it prints one table and, with ``RAFTLAB_THREAD_CPU_JSON=FILE``, writes it as
 JSON.  It also counts thread creations and the process's context switches.
-Cost: two clock reads per thread, nothing per wake-up.
+With ``RAFTLAB_THREAD_PROFILE=FILE`` every thread but the main one also runs
+under cProfile (slow: for *where*, not *how much*) and the merged pstats go to FILE.
+Each thread's voluntary context switches (blocked, then woken) come from
+``/proc/thread-self/status`` when it ends.  Cost: two clock reads and one small
+file read per thread, nothing per wake-up.
 """
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
+import pstats
 import re
 import resource
 import sys
@@ -23,6 +29,7 @@ from collections import defaultdict
 
 _cpu: dict[str, float] = defaultdict(float)
 _count: dict[str, int] = defaultdict(int)
+_wakeups: dict[str, int] = defaultdict(int)
 _lock = threading.Lock()
 _orig_run = threading.Thread.run
 _DIGITS = re.compile(r"\d+")
@@ -32,14 +39,39 @@ def _kind(name: str) -> str:
     return _DIGITS.sub("", name)
 
 
+def _switches() -> int:
+    """This thread's voluntary context switches so far (each is one block and wake-up)."""
+    try:
+        with open("/proc/thread-self/status", encoding="ascii") as fh:
+            for text in fh:
+                if text.startswith("voluntary_ctxt_switches"):
+                    return int(text.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+_PROFILE_FILE = os.environ.get("RAFTLAB_THREAD_PROFILE")
+_profiles: list[cProfile.Profile] = []
+
+
 def _run(self: threading.Thread) -> None:
     t0 = time.thread_time()
+    prof = cProfile.Profile() if _PROFILE_FILE else None
     try:
+        if prof is not None:
+            prof.enable()
         _orig_run(self)
     finally:
+        if prof is not None:
+            prof.disable()
+            with _lock:
+                _profiles.append(prof)
         used = time.thread_time() - t0
         kind = _kind(self.name)
+        woke = _switches()
         with _lock:
+            _wakeups[kind] += woke
             _cpu[kind] += used
             _count[kind] += 1
 
@@ -60,13 +92,20 @@ def pytest_unconfigure(config: object) -> None:
         "threads_created": threads, "voluntary_ctx": usage.ru_nvcsw,
         "involuntary_ctx": usage.ru_nivcsw, "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "labtests": getattr(sys.modules.get("labtests"), "__file__", ""),
-        "by_kind": {k: {"cpu_s": round(c, 3), "threads": _count[k]} for k, c in rows},
+        "by_kind": {k: {"cpu_s": round(c, 3), "threads": _count[k], "wakeups": _wakeups[k]}
+                    for k, c in rows},
     }
     print(f"\nthread CPU: process {total:.2f} s (user {usage.ru_utime:.2f}, system "
           f"{usage.ru_stime:.2f}), main thread {total - others:.2f} s, {threads} threads "
           f"created, {usage.ru_nvcsw} voluntary / {usage.ru_nivcsw} involuntary switches")
     for kind, cpu in rows[:15]:
-        print(f"  {kind:<28} {cpu:7.3f} s  {_count[kind]:6d} threads")
+        print(f"  {kind:<28} {cpu:7.3f} s  {_count[kind]:6d} threads "
+              f"{_wakeups[kind]:8d} wake-ups")
+    if _PROFILE_FILE and _profiles:
+        stats = pstats.Stats(_profiles[0])
+        for prof in _profiles[1:]:
+            stats.add(prof)
+        stats.dump_stats(_PROFILE_FILE)
     path = os.environ.get("RAFTLAB_THREAD_CPU_JSON")
     if path:
         with open(path, "w", encoding="utf-8") as fh:
