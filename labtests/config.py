@@ -35,6 +35,8 @@ from labtests.artifacts import deposed_leader_submission, late_apply_after_resta
 from labtests.failures import FailureChannel, start_helper
 from labtests.impl_loader import Implementation
 from labtests.isolation import IsolatedImplementation
+from labtests.timeline.recorder import Recorder
+from labtests.timeline.recorder import short as short_value
 from raft.apply_channel import ApplyChannel, ChannelClosed
 from raft.debuglog import dlog
 from raft.persister import Persister
@@ -154,6 +156,8 @@ class Config:
         # Isolated mode: Raft threads of the peer processes still alive after kill().
         self.peer_leftover_threads: list[str] = []
         self._unreliable = unreliable
+        self.timeline = Recorder(n, seed)  # events for the failure bundle (labtests.timeline)
+        self.sampler: Any = None  # its state sampler, started by the test context
         self._applier: Applier = self.applier_snap if snapshot else self.applier
 
     def start_peers(self) -> None:
@@ -181,6 +185,7 @@ class Config:
         """
         __tracebackhide__ = True  # show the test line, not the harness plumbing
         dlog("TEST", None, "FAIL: %s", msg.splitlines()[0] if msg else msg)
+        self.timeline.failure(msg)
         self.failures.fail(msg, artifact)
 
     def warn(self, msg: str) -> None:
@@ -194,6 +199,7 @@ class Config:
         self.failures.check()
 
     def _on_handler_error(self, svc_meth: str, exc: BaseException, tb_text: str) -> None:
+        self.timeline.failure(f"RPC handler {svc_meth} raised {exc!r}", check="rpc")
         self.failures.record(f"RPC handler {svc_meth} raised {exc!r}\n{tb_text}")
 
     def _on_call_error(self, kind: str, endname: Any, svc_meth: str, message: str) -> None:
@@ -216,6 +222,7 @@ class Config:
         else:
             text = f"RPC {svc_meth} {where} failed: {message}"
         dlog("TEST", None, "%s", text.splitlines()[0])
+        self.timeline.failure(text, check="rpc")
         self.failures.record_cause(kind, text)
 
     def sleep(self, seconds: float) -> None:
@@ -255,6 +262,7 @@ class Config:
             self._kill(i, rf)
             with self.mu:
                 self.rafts[i] = None
+            self.timeline.crash(i)
         with self.mu:
             if self.saved[i] is not None:
                 raftstate = self.saved[i].read_raft_state()
@@ -320,6 +328,7 @@ class Config:
             service = Service(rf, name="Raft")
         with self.mu:
             self.rafts[i] = rf
+        self.timeline.start(i, generation)
         start_helper(
             self.failures, f"tester-applier-{i}.{generation}", applier, i, apply_ch
         )
@@ -336,6 +345,7 @@ class Config:
         """Attach server i to the connected group."""
         self._check()
         dlog("TEST", None, "connect(%d)", i)
+        self.timeline.add("connect", i)
         with self.mu:
             self.connected[i] = True
             # outgoing ClientEnds
@@ -352,6 +362,7 @@ class Config:
         self._check()
         if self.endnames[i] is not None:
             dlog("TEST", None, "disconnect(%d)", i)
+            self.timeline.add("disconnect", i)
         with self.mu:
             self.connected[i] = False
             if self.endnames[i] is not None:
@@ -374,10 +385,12 @@ class Config:
 
     def set_unreliable(self, unrel: bool) -> None:
         dlog("TEST", None, "set_unreliable(%s)", unrel)
+        self.timeline.add("net", None, reliable=not unrel)
         self.net.reliable(not unrel)
 
     def set_long_reordering(self, longrel: bool) -> None:
         dlog("TEST", None, "set_long_reordering(%s)", longrel)
+        self.timeline.add("net", None, long_reordering=bool(longrel))
         self.net.long_reordering(longrel)
 
     def log_size(self) -> int:
@@ -423,6 +436,7 @@ class Config:
                 continue  # ignore other types of ApplyMsg
             with self.mu:
                 err_msg, prevok = self.check_logs(i, m)
+            self.timeline.add("apply", i, i=m.command_index, c=short_value(m.command))
             if m.command_index > 1 and not prevok:
                 err_msg = f"server {i} apply out of order {m.command_index}"
             if err_msg:
@@ -461,6 +475,7 @@ class Config:
                     err_msg = self.ingest_snap(i, m.snapshot, m.snapshot_index)
                     if not err_msg:
                         self._last_applied_by[i] = apply_ch
+                self.timeline.add("snapshot", i, i=m.snapshot_index, src="installed")
                 own_last = m.snapshot_index
             elif getattr(m, "command_valid", False):
                 with self.mu:
@@ -476,6 +491,7 @@ class Config:
                 if not err_msg:
                     with self.mu:
                         err_msg, prevok = self.check_logs(i, m)
+                    self.timeline.add("apply", i, i=m.command_index, c=short_value(m.command))
                     if m.command_index > 1 and not prevok:
                         err_msg = f"server {i} apply out of order {m.command_index}"
                 with self.mu:
@@ -486,6 +502,7 @@ class Config:
                     with self.mu:
                         xlog = [self.logs[i].get(j) for j in range(m.command_index + 1)]
                     data = encode_snapshot(m.command_index, xlog)
+                    self.timeline.add("snapshot", i, i=m.command_index, src="taken")
                     rf.snapshot(m.command_index, data)
             if err_msg:
                 msg = f"apply error: {err_msg}"
@@ -506,6 +523,7 @@ class Config:
     def check_one_leader(self) -> int:
         """Wait for exactly one leader among the connected servers; return it."""
         self._check()
+        cid = self.timeline.check_begin("check_one_leader")
         for _iters in range(10):
             ms = 450 + self.rng.randrange(100)
             self.sleep(ms / 1000)
@@ -513,6 +531,7 @@ class Config:
             leaders: dict[int, list[int]] = {}
             for i, rf in self._connected_rafts():
                 term, leader = rf.get_state()
+                self.timeline.state(i, term, leader, "tester")
                 if leader:
                     leaders.setdefault(term, []).append(i)
 
@@ -527,6 +546,7 @@ class Config:
                 leader = leaders[last_term_with_leader][0]
                 dlog("TEST", None, "check_one_leader: S%d in term %d", leader,
                      last_term_with_leader)
+                self.timeline.check_end(cid, "check_one_leader", result=leader)
                 return leader
         self.fail("expected one leader, got none")
         return -1
@@ -534,6 +554,7 @@ class Config:
     def check_terms(self) -> int:
         """All connected servers must agree on the term; return it."""
         self._check()
+        cid = self.timeline.check_begin("check_terms")
         term = -1
         for _i, rf in self._connected_rafts():
             xterm, _ = rf.get_state()
@@ -541,17 +562,20 @@ class Config:
                 term = xterm
             elif term != xterm:
                 self.fail("servers disagree on term")
+        self.timeline.check_end(cid, "check_terms", result=term)
         return term
 
     def check_no_leader(self) -> None:
         """No connected server may think it is the leader."""
         self._check()
+        cid = self.timeline.check_begin("check_no_leader")
         for i, rf in self._connected_rafts():
             _, is_leader = rf.get_state()
             if is_leader:
                 self.fail(
                     f"expected no leader among connected servers, but {i} claims to be leader"
                 )
+        self.timeline.check_end(cid, "check_no_leader")
 
     # -- commit observation (docs/harness.md, Commit observation) ------------------------
 
@@ -577,6 +601,7 @@ class Config:
     def wait(self, index: int, n: int, start_term: int) -> Any:
         """Wait for at least n servers to commit ``index``; -1 if the term moved on."""
         self._check()
+        cid = self.timeline.check_begin("wait", index=index, servers=n)
         to = 0.010
         for _iters in range(30):
             nd, _ = self.n_committed(index)
@@ -594,10 +619,12 @@ class Config:
                     t, _ = r.get_state()
                     if t > start_term:
                         # someone has moved on; can no longer guarantee that we'll "win"
+                        self.timeline.check_end(cid, "wait", result=-1)
                         return -1
         nd, cmd = self.n_committed(index)
         if nd < n:
             self.fail(f"only {nd} decided for index {index}; wanted {n}")
+        self.timeline.check_end(cid, "wait", result=short_value(cmd))
         return cmd
 
     def one(self, cmd: Any, expected_servers: int, retry: bool) -> int:
@@ -609,6 +636,7 @@ class Config:
         """
         self._check()
         short = fmt_v(cmd) if not isinstance(cmd, str) or len(cmd) <= 40 else f"<str {len(cmd)}>"
+        cid = self.timeline.check_begin("one", cmd=short, servers=expected_servers, retry=retry)
         t0 = time.monotonic()
         starts = 0
         while time.monotonic() - t0 < 10 and not self.check_finished():
@@ -621,6 +649,7 @@ class Config:
                     rf = self.rafts[starts] if self.connected[starts] else None
                 if rf is not None:
                     index1, term1, ok = rf.start(cmd)
+                    self.timeline.state(starts, term1, ok, "tester")
                     if ok:
                         index = index1
                         dlog("TEST", None, "one(%s): S%d accepted at index %d", short,
@@ -639,6 +668,7 @@ class Config:
                         if same_command(cmd1, cmd):
                             dlog("TEST", None, "one(%s): committed at index %d on %d",
                                  short, index, nd)
+                            self.timeline.check_end(cid, "one", result=index)
                             return index
                     self.sleep(0.020)
                 if not retry:
@@ -651,6 +681,7 @@ class Config:
                 self.sleep(0.050)
         if not self.check_finished():
             self.fail(f"one({fmt_v(cmd)}) failed to reach agreement")
+        self.timeline.check_end(cid, "one", ok=False, result=-1)
         return -1
 
     def _leadership_claims(self, accepted: int) -> dict[int, tuple[int, bool]]:
@@ -673,6 +704,7 @@ class Config:
         self._check()
         print(f"{description} ...", flush=True)
         dlog("TEST", None, "begin: %s (seed %d)", description, self.seed)
+        self.timeline.add("begin", None, desc=description)
         self.description = description
         self.t0 = time.monotonic()
         self.rpcs0 = self.rpc_total()
@@ -696,6 +728,7 @@ class Config:
         }
         print(self.passed_line(), flush=True)
         dlog("TEST", None, "end: %s", self.passed_line().strip())
+        self.timeline.add("end", None, line=self.passed_line().strip())
 
     def passed_line(self) -> str:
         return passed_line(self.figures or {})
@@ -712,6 +745,9 @@ class Config:
         self._cleaned = True
         self._finished.set()
         dlog("TEST", None, "cleanup")
+        self.timeline.add("cleanup", None)
+        if self.sampler is not None:
+            self.sampler.stop()  # first: it must not probe peers being killed
         isolated = isinstance(self.impl, IsolatedImplementation)
         if isolated:
             self.impl.kill_peers(self)  # all at once, each within its deadline

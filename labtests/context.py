@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Any
 
-from labtests import timing, watchdog
+from labtests import timeline, timing, watchdog
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
@@ -85,6 +85,9 @@ class TestContext:
         # Registered before any peer starts, so a make() that fails half-way is cleaned up.
         self.configs.append(cfg)
         cfg.start_peers()
+        cfg.sampler = timeline.start_sampler(  # role/term samples for the failure timeline
+            cfg, test=self.name, isolated=isinstance(self.impl, IsolatedImplementation),
+            sample=not self.options.race)
         return cfg
 
     @property

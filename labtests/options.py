@@ -41,6 +41,7 @@ ENV_SIM = "RAFTLAB_SIM"
 ENV_DEBUG = "RAFTLAB_DEBUG"
 ENV_ISOLATE = "RAFTLAB_ISOLATE"
 ENV_RACE = "RAFTLAB_RACE"
+ENV_BUNDLE_DIR = "RAFTLAB_BUNDLE_DIR"
 DEFAULT_TIMEOUT_S = 180.0
 PROJECT_FILE = "pyproject.toml"
 PROJECT_KEYS = ("impl",)
@@ -62,6 +63,7 @@ class HarnessOptions:
     isolate: bool = False  # each Raft peer in its own process (real time only)
     race: bool = False  # the data-race detector (labtests.race)
     race_warn: bool = False  # with race: a race is a warning, not the test's failure
+    bundle_dir: str | None = None  # failure bundles go here (absolute); None = .raftlab/failures
     # Where ``impl`` came from (for messages): "--raft-impl", "RAFTLAB_IMPL" or
     # "<path>/pyproject.toml [tool.raftlab] impl"; not an option of its own.
     impl_origin: str | None = field(default=None, compare=False)
@@ -85,6 +87,8 @@ class HarnessOptions:
             args.append("--race")
         if self.race_warn:
             args.append("--race-warn")
+        if self.bundle_dir is not None:
+            args += ["--raftlab-bundle-dir", self.bundle_dir]
         return args
 
 
@@ -114,8 +118,15 @@ def _env_options(env: Mapping[str, str]) -> HarnessOptions:
         debug=_flag(env.get(ENV_DEBUG)),
         isolate=_flag(env.get(ENV_ISOLATE)),
         race=_flag(env.get(ENV_RACE)),
+        bundle_dir=_abs_dir(env.get(ENV_BUNDLE_DIR)),
         impl_origin=ENV_IMPL if impl else None,
     )
+
+
+def _abs_dir(value: str | None) -> str | None:
+    """A folder option made absolute (a test process may change directory); None if unset."""
+    value = (value or "").strip()
+    return os.path.abspath(value) if value else None
 
 
 def _with_project_impl(opts: HarnessOptions, cwd: str | os.PathLike[str] | None) -> HarnessOptions:
@@ -160,6 +171,7 @@ def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None, *,
         isolate=bool(opt("raft_isolate")) or env.isolate,
         race=bool(opt("raft_race")) or bool(opt("raft_race_warn")) or env.race,
         race_warn=bool(opt("raft_race_warn")),
+        bundle_dir=_abs_dir(opt("raftlab_bundle_dir")) or env.bundle_dir,
         impl_origin="--raft-impl" if impl else env.impl_origin,
     )
     return _with_project_impl(options, cwd)
@@ -290,6 +302,11 @@ def add_pytest_options(parser: Any) -> None:
         "--race", dest="raft_race", action="store_true", default=False,
         help=f"detect data races on the implementation's fields; a race fails the test "
         f"(also env {ENV_RACE}=1; see docs/race.md)",
+    )
+    group.addoption(
+        "--raftlab-bundle-dir", dest="raftlab_bundle_dir", default=None, metavar="DIR",
+        help=f"write each failing test's bundle (timeline, events, rerun command) under DIR "
+        f"(default: env {ENV_BUNDLE_DIR}, else .raftlab/failures in the current directory)",
     )
     group.addoption(
         "--race-warn", dest="raft_race_warn", action="store_true", default=False,

@@ -55,6 +55,7 @@ from labtests.overload import (
     is_inconclusive,
     verdict_text,
 )
+from labtests.timeline.bundle import BUNDLE_KEY, write_bundle
 from labtests.verdicts import REASON_KEY, exit_description, failure_reason, verdict_lines
 from labtests.watchdog import threads_keeping_process_alive
 from raft import debuglog
@@ -292,7 +293,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if ctx.cleanup_report and report.failed:
         # Something failed first (that is the reason); the stuck cleanup comes with it.
         report.sections.append(("raftlab cleanup", ctx.cleanup_report))
+    if report.failed and call.excinfo is not None:
+        _write_bundle(item, ctx, call.excinfo.value, report)
     return report
+
+
+def _write_bundle(item: pytest.Item, ctx: TestContext, exc: BaseException,
+                  report: pytest.TestReport) -> None:
+    """The failure bundle (labtests.timeline.bundle): its path on the report and one line
+    in the failure's details; a bundle that cannot be written never changes the verdict."""
+    options = harness_options(item.config)
+    props = dict(item.user_properties)
+    try:
+        capture = next((cfg.sampler.capture for cfg in ctx.configs
+                        if cfg.sampler is not None and cfg.sampler.capture), None)
+        folder = write_bundle(
+            test=item.name, nodeid=item.nodeid, seed=ctx.seed, options=options,
+            configs=ctx.configs, message=str(exc),
+            lab_lines=[text for text, _ in verdict_lines(item.nodeid, props, "failed", "call",
+                                                           options)],
+            verdict=props.get(VERDICT_KEY) or "failed", artifact=ctx.failures.artifact,
+            reason=props.get(REASON_KEY) or "", impl=_impl_label(options),
+            timer_lag=dict(ctx.timer_lag.properties()) if ctx.timer_lag else {},
+            description=ctx.description, debug_lines=list(capture.lines) if capture else None)
+    except Exception as err:  # noqa: BLE001 - reported, never a verdict
+        report.sections.append(("raftlab timeline", f"no failure bundle: {err!r}"))
+        return
+    item.user_properties.append((BUNDLE_KEY, str(folder)))
+    report.user_properties.append((BUNDLE_KEY, str(folder)))
+    report.sections.append(("raftlab timeline", f"timeline: {folder / 'timeline.html'}"))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "logs": ("tools.logs", "view a debug log with coloured topics and one column per peer"),
     "grade": ("tools.grade.command", "grade an implementation (or a class of them) part by part"),
     "explore": ("tools.explore.command", "random fault schedules in simulated time, shrunk"),
+    "timeline": ("tools.timeline.command", "write the HTML timeline of a failing run's bundle"),
 }
 
 

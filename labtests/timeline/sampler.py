@@ -1,0 +1,255 @@
+"""Samples every peer's ``get_state()`` and RPC count at a modest interval, for the timeline.
+
+The tester's own checks call ``get_state()`` only now and then; a lane that
+shows role and term over time needs regular samples.  The sampler is a harness
+thread that wakes every :data:`SAMPLE_INTERVAL_S` of the clock in use (virtual
+under ``--sim``) and asks each live peer for its state, plus the network for
+each peer's RPC count.
+
+It must never block the harness or change a verdict:
+
+* Each in-process peer instance gets a *prober* thread that calls its
+  ``get_state()``; the sampler waits for answers at most
+  :data:`PROBE_WAIT_S`.  A peer that does not answer (a deadlocked Raft) is
+  recorded as ``unresponsive`` and is not asked again until its prober returns.
+  Exceptions are swallowed: the tester's own calls report them.
+* An isolated peer (``--isolate``) is asked through its proxy's asynchronous
+  request slot, never through the proxy's ``get_state()``, whose missed
+  deadline would fail the test.
+* At the end (:meth:`StateSampler.stop`, first thing in the config's cleanup)
+  idle probers exit; a prober stuck in a Raft's ``get_state()`` is handed to
+  :func:`labtests.watchdog.abandon`, so the leak check blames the Raft's own
+  threads, not the sampler.
+* Under ``--sim`` the sampler is a simulated thread with a pending timer; when
+  nothing else could ever run again (every other thread blocked with no timer)
+  it stops, so the simulation still reports the deadlock it would have seen
+  without it.  One seed still gives one run (the sampler's steps are part of it).
+"""
+
+from __future__ import annotations
+
+import _thread
+import queue
+import sys
+import threading
+import time
+from typing import Any
+
+from labtests import watchdog
+from labtests.timeline.recorder import Recorder
+
+SAMPLE_INTERVAL_S = 0.1
+PROBE_WAIT_S = 0.05  # per round, for all peers together
+
+
+class _Prober:
+    """A thread that calls one peer instance's ``get_state()`` on request."""
+
+    def __init__(self, peer: int, rf: Any, answers: queue.Queue[Any]) -> None:
+        self.peer = peer
+        self.rf = rf
+        self.busy = False
+        self.requests: queue.Queue[bool] = queue.Queue()
+        self._answers = answers
+        self.thread = threading.Thread(target=self._run, name=f"raftlab-timeline-probe-{peer}",
+                                       daemon=True)
+        self.thread.start()
+
+    def ask(self) -> None:
+        self.busy = True
+        self.requests.put(True)
+
+    def _run(self) -> None:
+        while self.requests.get():
+            try:
+                term, leader = self.rf.get_state()
+                answer: Any = (term, leader)
+            except BaseException:  # noqa: BLE001 - the tester's own calls report it
+                answer = None
+            self.busy = False
+            self._answers.put((self, answer))
+
+
+class _SlotProbe:
+    """An isolated peer's pending get_state request (labtests.isolation proxy slot)."""
+
+    def __init__(self, peer: int, rf: Any) -> None:
+        self.peer = peer
+        self.rf = rf
+        self.slot: Any = None
+
+    @property
+    def busy(self) -> bool:
+        return self.slot is not None and not self.slot.event.is_set()
+
+
+class StateSampler:
+    """The sampling thread of one Config (see the module docstring)."""
+
+    def __init__(self, cfg: Any, recorder: Recorder, *, isolated: bool, test: str = "",
+                 interval_s: float = SAMPLE_INTERVAL_S) -> None:
+        self.cfg = cfg
+        self.rec = recorder
+        self.isolated = isolated
+        self.test = test
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._answers: queue.Queue[Any] = queue.Queue()
+        self._probes: dict[int, Any] = {}  # peer -> its current instance's probe
+        self._retired: list[_Prober] = []  # probes of crashed instances, maybe still busy
+        self._last: dict[int, tuple[Any, ...]] = {}
+        self._counts: list[int] = [0] * cfg.n
+        self._count_owner: list[Any] = [None] * cfg.n
+        self.rounds = 0
+        self.thread = threading.Thread(target=self._run, name="raftlab-timeline-sampler",
+                                       daemon=True)
+
+    def start(self) -> StateSampler:
+        self.thread.start()
+        return self
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.interval_s):
+                if _simulation_idle():
+                    self.rec.add("note", None, msg="state sampling stopped: every other "
+                                 "simulated thread is blocked with no timer pending")
+                    return
+                self.sample()
+        except BaseException as exc:  # noqa: BLE001 - the timeline must never fail a test
+            self.rec.add("note", None, msg=f"state sampling stopped: {exc!r}")
+
+    def sample(self) -> None:
+        """One round: ask every live peer, wait briefly, record answers and RPC counts."""
+        self.rounds += 1
+        rafts = list(self.cfg.rafts)
+        asked = 0
+        for i, rf in enumerate(rafts):
+            if rf is None:
+                continue
+            probe = self._probe_for(i, rf)
+            if probe.busy:
+                continue  # still stuck in an earlier call: unresponsive was recorded
+            if self.isolated:
+                probe.slot = rf.request("get_state", ())
+            else:
+                probe.ask()
+            asked += 1
+        self._collect(asked)
+        self._sample_counts()
+
+    def _probe_for(self, i: int, rf: Any) -> Any:
+        probe = self._probes.get(i)
+        if probe is not None and probe.rf is rf:
+            return probe
+        if probe is not None and not self.isolated:
+            self._retired.append(probe)
+            probe.requests.put(False)
+        probe = _SlotProbe(i, rf) if self.isolated else _Prober(i, rf, self._answers)
+        self._probes[i] = probe
+        return probe
+
+    def _collect(self, asked: int) -> None:
+        deadline = time.monotonic() + PROBE_WAIT_S
+        if self.isolated:
+            for probe in list(self._probes.values()):
+                slot = probe.slot
+                if slot is None:
+                    continue
+                if slot.event.wait(max(0.0, deadline - time.monotonic())):
+                    probe.slot = None
+                    if slot.kind == "ok" and isinstance(slot.value, tuple | list) \
+                            and len(slot.value) == 2:
+                        self._record(probe.peer, probe.rf, tuple(slot.value))
+                elif self.cfg.rafts[probe.peer] is probe.rf:
+                    self._record_stuck(probe.peer)
+            return
+        got = 0
+        while got < asked:
+            try:
+                probe, answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if self._probes.get(probe.peer) is probe:
+                got += 1
+                if answer is not None:
+                    self._record(probe.peer, probe.rf, answer)
+        for probe in self._probes.values():
+            if probe.busy and self.cfg.rafts[probe.peer] is probe.rf:
+                self._record_stuck(probe.peer)
+
+    def _record(self, peer: int, rf: Any, answer: tuple[Any, ...]) -> None:
+        if self.cfg.rafts[peer] is not rf:
+            return  # crashed meanwhile: the crash event says so
+        key = (id(rf), answer[0], answer[1] is True)  # a restarted instance is recorded anew
+        if self._last.get(peer) != key:  # only changes: a steady state costs nothing
+            self._last[peer] = key
+            self.rec.state(peer, answer[0], answer[1], "sample")
+
+    def _record_stuck(self, peer: int) -> None:
+        if self._last.get(peer) != ("unresponsive",):
+            self._last[peer] = ("unresponsive",)
+            self.rec.unresponsive(peer)
+
+    def _sample_counts(self) -> None:
+        """RPCs delivered to each live peer since the last round (``net.get_count``).
+
+        A restarted peer is a new server whose count starts again at 0.
+        """
+        net = self.cfg.net
+        rafts = list(self.cfg.rafts)
+        for i, rf in enumerate(rafts):
+            if rf is None:
+                continue
+            try:
+                count = net.get_count(i)
+            except LookupError:
+                continue  # crashed between the two reads
+            if self._count_owner[i] is not rf:
+                self._count_owner[i] = rf
+                self._counts[i] = 0
+            delta = count - self._counts[i]
+            if delta > 0:
+                self._counts[i] = count
+                self.rec.add("rpc", i, n=delta)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def stop(self, join_s: float = 1.0) -> list[str]:
+        """Stop sampling and end the probers; abandon those stuck in a Raft; their names."""
+        self._stop.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(join_s)
+        probers = [] if self.isolated else [*self._probes.values(), *self._retired]
+        for probe in probers:
+            probe.requests.put(False)
+        stuck = []
+        for probe in probers:
+            probe.thread.join(0.2 if not probe.busy else 0.0)
+            if probe.thread.is_alive():
+                stuck.append(probe.thread)
+        if self.thread.is_alive():
+            stuck.append(self.thread)
+        return watchdog.abandon(stuck, self.test or "the timeline sampler")
+
+
+def _simulation_idle() -> bool:
+    """Under --sim: is every other simulated thread blocked with no timer pending?
+
+    The engine's state is read through ``sys.modules``: if the simulation was never
+    imported, none runs; importing it here would close an import cycle through the
+    simulation's pytest plugin (which imports the harness).
+    """
+    state = sys.modules.get("labtests.sim.state")
+    sched = getattr(state, "SCHED", None)
+    if sched is None or _thread.get_ident() != sched.os_ident:  # _thread: never patched
+        return False
+    if sched.runnable:
+        return False
+    me = sched.current
+    for _deadline, _seq, task, token in sched.timers:
+        if task is not me and task.state == "blocked" and task.token == token:
+            return False
+    return True

@@ -1,0 +1,1 @@
+"""``raftlab timeline RUN``: (re)write the HTML timeline of a failure bundle or an events file."""
