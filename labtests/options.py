@@ -41,6 +41,15 @@ ENV_SIM = "RAFTLAB_SIM"
 ENV_DEBUG = "RAFTLAB_DEBUG"
 ENV_ISOLATE = "RAFTLAB_ISOLATE"
 ENV_RACE = "RAFTLAB_RACE"
+# --sim --race: the simulation's CPU and wall limits are this many times larger, because
+# the detector and line preemption make the same work cost that much more CPU (the
+# full suite's measured cost, docs/race.md; a livelock is still caught, later).
+RACE_SIM_COST = 40.0
+RACE_WITH_ISOLATE = (
+    "--race cannot be used with --isolate: the race detector hooks the implementation's "
+    "objects and the locks in the test's own process, and --isolate runs each Raft peer in "
+    "a process of its own, whose accesses it would not see (every test would pass unchecked). "
+    "Run --race without --isolate, in real time or with --sim.")
 ENV_BUNDLE_DIR = "RAFTLAB_BUNDLE_DIR"
 DEFAULT_TIMEOUT_S = 180.0
 PROJECT_FILE = "pyproject.toml"
@@ -90,6 +99,11 @@ class HarnessOptions:
         if self.bundle_dir is not None:
             args += ["--raftlab-bundle-dir", self.bundle_dir]
         return args
+
+    @property
+    def sim_limit_factor(self) -> float:
+        """How many times the simulation's default CPU/wall limits a test gets (--race costs)."""
+        return RACE_SIM_COST if self.race else 1.0
 
 
 def _flag(value: str | None) -> bool:
@@ -174,6 +188,8 @@ def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None, *,
         bundle_dir=_abs_dir(opt("raftlab_bundle_dir")) or env.bundle_dir,
         impl_origin="--raft-impl" if impl else env.impl_origin,
     )
+    if options.race and options.isolate:
+        raise OptionError(RACE_WITH_ISOLATE)
     return _with_project_impl(options, cwd)
 
 

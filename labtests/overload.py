@@ -33,6 +33,7 @@ from labtests.timing import LagSummary
 LAG_BOUND_MS = 200.0
 EXIT_INCONCLUSIVE = 6
 VERDICT_KEY = "verdict"  # user property; value INCONCLUSIVE on an inconclusive failure
+DETAIL_KEY = "verdict_detail"  # user property: what overloaded means when not timer lag (--sim)
 INCONCLUSIVE = "inconclusive"
 
 # Failures that timing cannot explain: they stay failures however late the timers were.
@@ -93,4 +94,6 @@ def inconclusive_text(props: dict[str, Any]) -> str | None:
     """The verdict text from a report's user properties, or None if not inconclusive."""
     if props.get(VERDICT_KEY) != INCONCLUSIVE:
         return None
+    if props.get(DETAIL_KEY):
+        return f"inconclusive (machine overloaded: {props[DETAIL_KEY]})"
     return f"inconclusive (machine overloaded: timers late by {props['timer_lag_max_ms']:.0f} ms)"

@@ -74,12 +74,13 @@ from labtests.sim.scheduler import (
     Scheduler,
     SimDeadlock,
     SimFailure,
+    SimOverloaded,
     SimTimeLimit,
     SimUnsupported,
 )
 
 __all__ = [
-    "Scheduler", "SimDeadlock", "SimFailure", "SimTimeLimit", "SimUnsupported",
+    "Scheduler", "SimDeadlock", "SimFailure", "SimOverloaded", "SimTimeLimit", "SimUnsupported",
     "UnsupportedInterpreter",
     "activate", "run_in_simulation", "active", "sim_seed", "DEFAULT_TIME_LIMIT", "STEP_COST",
 ]
@@ -104,6 +105,7 @@ def activate(
     *,
     cpu_scale: float = 0.0,
     time_limit: float | None = DEFAULT_TIME_LIMIT,
+    cpu_limit: float | None = None,
     wall_limit: float | None = None,
     preempt: float = 0.0,
     preempt_scope: Callable[[str], bool] | None = None,
@@ -116,6 +118,11 @@ def activate(
     the real primitives are restored.  If the run failed (deadlock, time limit)
     and the body swallowed the exception, it is raised again on exit.
 
+    Limits (see :mod:`labtests.sim.scheduler`): ``time_limit`` virtual seconds
+    and ``cpu_limit`` CPU seconds fail the run (:class:`SimTimeLimit`);
+    ``wall_limit`` real seconds, a backstop that should be far larger, ends it
+    as :class:`SimOverloaded` (the machine did not run it, not a verdict on it).
+
     ``preempt`` > 0 switches threads with that probability when one starts a
     thread and, if ``preempt_scope`` is given (a predicate on a code object's
     file name: the implementation's own files), at each line executed in scope
@@ -127,7 +134,8 @@ def activate(
         raise RuntimeError("a simulation is already active in this process")
     interp.ensure_supported()
     sched = Scheduler(seed, cpu_scale=cpu_scale, time_limit=time_limit,
-                      wall_limit=wall_limit, preempt=preempt, step_cost=step_cost)
+                      cpu_limit=cpu_limit, wall_limit=wall_limit, preempt=preempt,
+                      step_cost=step_cost)
     if seed_random:
         random.seed(random.Random(f"{seed}:sim-global").getrandbits(64))
     lines = LinePreemption(sched, preempt_scope, preempt, seed) if preempt_scope else None

@@ -15,7 +15,15 @@ test's seed, so ``--seed N`` replays a run exactly.  Options of its own:
   (:mod:`labtests.sim.preempt`; more interleavings, still one run per seed);
   with ``--race`` it defaults to :data:`RACE_PREEMPT`;
 * ``--sim-time-limit S``: fail a test whose virtual time passes S seconds
-  (default 600, go test's limit) with every thread's stack.
+  (default 600, go test's limit) with every thread's stack;
+* ``--sim-cpu-limit S``: fail a test whose simulation used S seconds of CPU
+  (default 0.8 x ``--raft-timeout``): a livelock is caught after the same work
+  whatever the machine's load;
+* ``--sim-wall-limit S``: the wall-clock backstop (default
+  :data:`WALL_BACKSTOP_FACTOR` x ``--raft-timeout``).  A test still running
+  then got too little CPU from the machine: its verdict is *inconclusive
+  (machine overloaded: ...)*, never a failure.  The per-test watchdog
+  (pytest-timeout, wall clock) of a simulated test moves behind this backstop.
 
 A deadlock fails the test with :class:`~labtests.sim.SimDeadlock`, whose
 message is the report (each thread's stack, the lock it waits for and who
@@ -30,11 +38,15 @@ from typing import Any
 
 import pytest
 
+from labtests.overload import DETAIL_KEY, INCONCLUSIVE, VERDICT_KEY
 from labtests.plugin import _implementation, harness_options, seed_for_test
 from labtests.race.scope import Scope
-from labtests.sim import DEFAULT_TIME_LIMIT, activate, sim_seed
+from labtests.sim import DEFAULT_TIME_LIMIT, SimOverloaded, activate, sim_seed
 
 RACE_PREEMPT = 0.02  # --sim --race: line preemption probability unless --sim-preempt is given
+CPU_LIMIT_FACTOR = 0.8  # default --sim-cpu-limit: this x --raft-timeout, in CPU seconds
+WALL_BACKSTOP_FACTOR = 10.0  # default --sim-wall-limit: this x --raft-timeout, in real seconds
+WATCHDOG_MARGIN_S = 60.0  # pytest-timeout fires this long after the backstop (cleanup's time)
 
 _SCHED = pytest.StashKey[Any]()
 
@@ -55,6 +67,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_TIME_LIMIT, metavar="S",
         help=f"virtual seconds before a test fails as hung (default {DEFAULT_TIME_LIMIT:.0f})",
     )
+    group.addoption(
+        "--sim-cpu-limit", dest="raft_sim_cpu_limit", type=float, default=None, metavar="S",
+        help=f"CPU seconds a simulated test may use before it fails as hung "
+        f"(default {CPU_LIMIT_FACTOR:g} x --raft-timeout; the same whatever the load)",
+    )
+    group.addoption(
+        "--sim-wall-limit", dest="raft_sim_wall_limit", type=float, default=None, metavar="S",
+        help=f"wall-clock backstop: a simulated test still running after S real seconds is "
+        f"inconclusive, machine overloaded (default {WALL_BACKSTOP_FACTOR:g} x --raft-timeout)",
+    )
 
 
 def sim_enabled(config: pytest.Config) -> bool:
@@ -74,9 +96,47 @@ def _graded(item: pytest.Item) -> bool:
     return "make_config" in getattr(item, "fixturenames", ())
 
 
-def _wall_limit(config: pytest.Config) -> float | None:
-    limit = harness_options(config).timeout_s
-    return 0.8 * limit if limit and limit > 0 else None
+def _limit(config: pytest.Config, option: str, factor: float) -> float | None:
+    """An option's value, else ``factor`` x the watchdog; None when neither is set (> 0)."""
+    given = config.getoption(option)
+    if given is not None:
+        return given if given > 0 else None
+    watchdog = harness_options(config).timeout_s
+    return factor * watchdog if watchdog and watchdog > 0 else None
+
+
+def cpu_limit(config: pytest.Config) -> float | None:
+    """CPU seconds a simulated test may use (``--sim-cpu-limit``)."""
+    return _limit(config, "raft_sim_cpu_limit", CPU_LIMIT_FACTOR)
+
+
+def wall_limit(config: pytest.Config) -> float | None:
+    """The wall-clock backstop of a simulated test (``--sim-wall-limit``)."""
+    return _limit(config, "raft_sim_wall_limit", WALL_BACKSTOP_FACTOR)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Move the wall-clock watchdog of simulated graded tests behind the backstop.
+
+    The raftlab plugin gives each graded test pytest-timeout's watchdog of
+    ``--raft-timeout`` real seconds; in simulation that would fail a correct run
+    on a loaded machine.  The simulation's CPU limit takes its place as the
+    judge; the watchdog stays, later, for what the simulation cannot stop (a
+    loop that polls nothing it sees).  A ``--timeout`` given explicitly or a
+    test's own marker is left alone.
+    """
+    if not sim_enabled(config) or config.getoption("timeout", None) is not None:
+        return
+    watchdog = harness_options(config).timeout_s
+    backstop = wall_limit(config)
+    if not watchdog or watchdog <= 0 or backstop is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        if _graded(item) and marker is not None and marker.args[:1] == (watchdog,):
+            item.add_marker(pytest.mark.timeout(backstop + WATCHDOG_MARGIN_S, method="signal"),
+                            append=False)
 
 
 def _preemption(config: pytest.Config) -> tuple[float, Any]:
@@ -106,7 +166,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
         preempt=preempt,
         preempt_scope=scope,
         time_limit=config.getoption("raft_sim_time_limit"),
-        wall_limit=_wall_limit(config),
+        cpu_limit=cpu_limit(config),
+        wall_limit=wall_limit(config),
     )
     sched = cm.__enter__()
     item.stash[_SCHED] = sched
@@ -125,6 +186,21 @@ def pytest_raftlab_thread_report(item: pytest.Item, headline: str) -> str | None
     simulated threads all share one real thread, so only the simulation can say."""
     sched = item.stash.get(_SCHED, None)
     return sched.report(headline) if sched is not None else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> None:
+    """A run the wall-clock backstop ended is inconclusive (machine overloaded), not failed.
+
+    Marked before the report is made (its user properties are copied from the
+    item), with the same property every tool reads for an inconclusive verdict.
+    """
+    sched = item.stash.get(_SCHED, None)
+    if (sched is None or call.excinfo is None or call.when != "call"
+            or not isinstance(sched.failure, SimOverloaded)):
+        return
+    item.user_properties.append((VERDICT_KEY, INCONCLUSIVE))
+    item.user_properties.append((DETAIL_KEY, sched.failure.detail))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

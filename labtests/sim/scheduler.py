@@ -40,6 +40,20 @@ thread that spins is waiting for something, and one that works between its
 polls costs more than that in real time too).  A loop that polls nothing the
 simulation sees (a plain attribute) cannot be interrupted (pytest-timeout's
 wall-clock watchdog still applies).
+
+Limits, checked every :data:`LIMIT_CHECK_STEPS` steps and at every clock jump.
+A run that does not end fails on its *virtual* time (``time_limit``) or on the
+*CPU time* it used (``cpu_limit``): the whole simulation runs in one OS thread,
+so that thread's CPU time (``time.thread_time``) is the simulation's work and
+does not depend on how many other processes share the machine -- a livelock
+that keeps the clock still uses up its CPU budget on an idle machine and on a
+loaded one alike.  The same budget bounds the time the thread spends *blocked*
+in real calls the simulation does not see (wall time minus CPU time minus the
+time it waited for a CPU, :mod:`labtests.sim.runqueue`; known on Linux): that
+too is the code's doing, not the machine's.  Wall time is only a backstop
+(``wall_limit``, far larger): a run that reaches it first was not given the
+CPU by the machine, so it ends with :class:`SimOverloaded`, whose verdict is
+"inconclusive (machine overloaded)", never a failure of the code under test.
 """
 
 from __future__ import annotations
@@ -53,7 +67,7 @@ from typing import Any
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from labtests.sim import interp
+from labtests.sim import interp, runqueue
 from labtests.sim.report import format_report
 from labtests.sim.task import BLOCKED, DONE, RUNNABLE, RUNNING, Task
 
@@ -64,7 +78,7 @@ SPIN_READS = 1000  # polls (clock reads, lock releases, flag reads) without a sw
 SPIN_STEP = 0.001  # ...before the polling thread sleeps this many virtual seconds
 STEP_COST = 25e-6  # virtual seconds charged for each scheduling step
 LIMIT_CHECK_STEPS = 4096  # steps between two checks of the time limits in a busy run
-CLEANUP_GRACE = 10.0  # seconds (virtual, or wall with a wall limit) a failed run gets to end
+CLEANUP_GRACE = 10.0  # seconds (virtual, or CPU) a failed run gets to end
 CYCLE_CONFIRM = 1.0  # virtual seconds a lock cycle must last to be reported
 FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
 
@@ -85,11 +99,23 @@ class SimDeadlock(SimFailure):
 
 
 class SimTimeLimit(SimFailure):
-    """The virtual (or wall-clock) time limit of a simulated run was exceeded."""
+    """The virtual-time or CPU-time limit of a simulated run was exceeded."""
 
     def __init__(self, report: str) -> None:
         super().__init__(report)
         self.report = report
+
+
+class SimOverloaded(SimTimeLimit):
+    """The wall-clock backstop passed before the CPU budget: the machine, not the code.
+
+    ``detail`` says how little CPU the run got (the words after "machine
+    overloaded:" in the inconclusive verdict).
+    """
+
+    def __init__(self, report: str, detail: str) -> None:
+        super().__init__(report)
+        self.detail = detail
 
 
 class SimUnsupported(RuntimeError):
@@ -105,6 +131,7 @@ class Scheduler:
         *,
         cpu_scale: float = 0.0,
         time_limit: float | None = None,
+        cpu_limit: float | None = None,
         wall_limit: float | None = None,
         preempt: float = 0.0,
         step_cost: float = STEP_COST,
@@ -117,6 +144,7 @@ class Scheduler:
         self.now = 0.0  # virtual seconds since activation
         self.cpu_scale = cpu_scale
         self.time_limit = time_limit
+        self.cpu_limit = cpu_limit
         self.wall_limit = wall_limit
         self.preempt = preempt
         self.line_preemption: Any = None  # a labtests.sim.preempt.LinePreemption, if any
@@ -126,13 +154,14 @@ class Scheduler:
         self._next_ident = FIRST_FAKE_IDENT
         self.tasks: dict[Any, Task] = {}  # greenlet -> task, in creation order
         self.failure: SimFailure | None = None
-        self._failed_at: tuple[float, float] | None = None  # (virtual, wall) time of failure
+        self._failed_at: tuple[float, float, float] | None = None  # (virtual, CPU, wall) at failure
         self._escalated = False
         self.suspects: list[tuple[float, list[tuple[Task, int]]]] = []  # lock cycles
         self.dying = False
         self.switches = 0
         self._wall0 = _real_monotonic()
-        self._cpu_mark = _real_thread_time()
+        self._cpu_mark = self._cpu0 = _real_thread_time()
+        self._delay0 = runqueue.run_delay_s() if cpu_limit is not None else None
         self.os_ident = interp.os_thread_ident()
         main_glet = getcurrent()
         self.main = Task(threading.current_thread(), main_glet, self.os_ident, 0)
@@ -337,6 +366,26 @@ class Scheduler:
         runnable.pop()
         return task
 
+    def cpu_used(self) -> float:
+        """CPU seconds this simulation's OS thread has used since activation."""
+        return _real_thread_time() - self._cpu0
+
+    def wall_used(self) -> float:
+        """Real seconds since activation."""
+        return _real_monotonic() - self._wall0
+
+    def blocked_outside(self, wall: float, cpu: float) -> float | None:
+        """Real seconds the run was blocked outside the simulation (None if unknown).
+
+        Wall time minus CPU time minus the time the thread waited for a CPU.
+        """
+        if self._delay0 is None:
+            return None
+        delay = runqueue.run_delay_s()
+        if delay is None:
+            return None
+        return max(0.0, wall - cpu - (delay - self._delay0))
+
     def _check_limits(self) -> None:
         if self.dying:
             return
@@ -346,23 +395,46 @@ class Scheduler:
         if self.time_limit is not None and self.now > self.time_limit:
             self._post_failure(SimTimeLimit(self.report(
                 f"virtual time limit of {self.time_limit:.0f} s exceeded")))
-        elif self.wall_limit is not None and _real_monotonic() - self._wall0 > self.wall_limit:
+            return
+        wall, cpu = self.wall_used(), self.cpu_used()
+        limit = self.cpu_limit
+        if limit is not None and cpu > limit:
             self._post_failure(SimTimeLimit(self.report(
-                f"wall-clock limit of {self.wall_limit:.0f} s exceeded")))
+                f"CPU-time limit of {limit:g} s exceeded: the simulated run used "
+                f"{cpu:.1f} s of CPU and reached only {self.now:.1f} s of virtual time "
+                "(a livelock, or far too much work per step)")))
+            return
+        if limit is not None and wall - cpu > limit:  # cheap test first: reads /proc
+            blocked = self.blocked_outside(wall, cpu)
+            if blocked is not None and blocked > limit:
+                self._post_failure(SimTimeLimit(self.report(
+                    f"CPU-time limit of {limit:g} s exceeded by time blocked outside the "
+                    f"simulation: {blocked:.1f} s in real calls it does not see (a real "
+                    "sleep or wait bound before the run, e.g. `from time import sleep`; "
+                    "blocking I/O)")))
+                return
+        if self.wall_limit is not None and wall > self.wall_limit:
+            detail = f"the simulated run got {cpu:.1f} s of CPU in {wall:.0f} s of wall time"
+            self._post_failure(SimOverloaded(self.report(
+                f"wall-clock backstop of {self.wall_limit:g} s exceeded before the "
+                f"CPU-time limit: {detail}; rerun on a quieter machine"), detail))
 
     def _check_cleanup(self) -> None:
         """After a failure the test still cleans up; if that never ends, stop it too.
 
         The main thread gets the failure again (once) when :data:`CLEANUP_GRACE`
-        seconds have passed since the first one, on the virtual clock or, when
-        the run has a wall-clock limit, on the wall clock, so a cleanup that
-        spins or waits forever cannot make the run hang.
+        seconds have passed since the first one, on the virtual clock or in CPU
+        time (or the wall-clock backstop, if any, has passed again), so a cleanup
+        that spins or waits forever cannot make the run hang, and a slow machine
+        alone cannot escalate it.
         """
         if self._escalated or self._failed_at is None:
             return
-        virtual0, wall0 = self._failed_at
-        late = self.now - virtual0 > CLEANUP_GRACE or (
-            self.wall_limit is not None and _real_monotonic() - wall0 > CLEANUP_GRACE)
+        virtual0, cpu0, wall0 = self._failed_at
+        late = (self.now - virtual0 > CLEANUP_GRACE
+                or _real_thread_time() - cpu0 > CLEANUP_GRACE
+                or (self.wall_limit is not None
+                    and _real_monotonic() - wall0 > self.wall_limit))
         if late:
             self._escalated = True
             self._post_failure(SimTimeLimit(self.report(
@@ -373,7 +445,7 @@ class Scheduler:
         """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
         if self.failure is None:
             self.failure = exc
-            self._failed_at = (self.now, _real_monotonic())
+            self._failed_at = (self.now, _real_thread_time(), _real_monotonic())
         self.main.pending = exc
         self.wake(self.main)
 
