@@ -5,9 +5,10 @@ harness's failure bundle contract says (a folder with failure.txt, rerun.txt,
 meta.json with the failing check, timeline.html, debug.log, env.json; its path in
 the report's user property ``raftlab_bundle``) under ``RAFTLAB_BUNDLE_DIR`` -- but
 only when the harness did not already write one, so the same tests run against the
-real bundles once the harness writes them.  ``RAFTLAB_TEST_BUNDLE_LOG_BYTES`` makes
-debug.log that big (to test the size bound); ``RAFTLAB_TEST_BUNDLE_EVIL=1`` adds a
-file whose name tries to leave the folder.  Test-only.
+real bundles once the harness writes them.  In either bundle (the harness's or
+this one), ``RAFTLAB_TEST_BUNDLE_LOG_BYTES`` makes debug.log that big (to test the
+size bound) and ``RAFTLAB_TEST_BUNDLE_EVIL=1`` adds a hidden file that must not
+travel.  Test-only.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import pytest
 CHECK = "fake_check"
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: after the harness
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     outcome = yield
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
     props = dict(item.user_properties)
-    if "raftlab_bundle" in props:
-        return  # the harness wrote the real one
+    if "raftlab_bundle" in props:  # the harness wrote the real one
+        _hostile(Path(props["raftlab_bundle"]))
+        return
     seed = props.get("seed", 0)
     name = item.name.split("[", 1)[0]
     base = Path(os.environ.get("RAFTLAB_BUNDLE_DIR") or ".raftlab/failures")
@@ -47,10 +49,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
          "artifact": props.get("raftlab_artifact")}))
     (folder / "timeline.html").write_text("<html><body id='timeline'>fake</body></html>\n")
     (folder / "env.json").write_text(json.dumps({"fake": True}))
-    size = int(os.environ.get("RAFTLAB_TEST_BUNDLE_LOG_BYTES", "200"))
-    line = "000001 TEST -- a debug line\n"
-    (folder / "debug.log").write_text(line * (size // len(line) + 1))
-    if os.environ.get("RAFTLAB_TEST_BUNDLE_EVIL"):
-        (folder / ".hidden").write_text("secret\n")
+    (folder / "debug.log").write_text("000001 TEST -- a debug line\n")
+    _hostile(folder)
     item.user_properties.append(("raftlab_bundle", str(folder.resolve())))
     report.user_properties = list(item.user_properties)
+
+
+def _hostile(folder: Path) -> None:
+    size = os.environ.get("RAFTLAB_TEST_BUNDLE_LOG_BYTES")
+    if size:
+        line = "000001 TEST -- a debug line\n"
+        (folder / "debug.log").write_text(line * (int(size) // len(line) + 1) + "the end\n")
+    if os.environ.get("RAFTLAB_TEST_BUNDLE_EVIL"):
+        (folder / ".hidden").write_text("secret\n")

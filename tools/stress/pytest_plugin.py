@@ -244,8 +244,12 @@ def pytest_configure(config: pytest.Config) -> None:
     jobs_file = config.getoption("stress_jobs")
     if jobs_file and not os.environ.get(BUNDLE_ENV):
         # xdist workers start after this and inherit it: one folder for the whole run.
-        _own_bundle_dir = Path(tempfile.mkdtemp(prefix="raftlab-bundles-")).resolve()
-        os.environ[BUNDLE_ENV] = str(_own_bundle_dir)
+        try:
+            _own_bundle_dir = Path(tempfile.mkdtemp(prefix="raftlab-bundles-")).resolve()
+        except OSError:  # no temporary folder: the harness's default folder then
+            _own_bundle_dir = None
+        else:
+            os.environ[BUNDLE_ENV] = str(_own_bundle_dir)
     if jobs_file:
         spec = json.loads(Path(jobs_file).read_text(encoding="utf-8"))
         config.pluginmanager.register(_StressPlugin(config, spec), "raftlab-stress-jobs")
