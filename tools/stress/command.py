@@ -47,7 +47,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from labtests.options import HarnessOptions, OptionError, from_env, looks_like_path
+from labtests.options import (
+    RACE_WITH_ISOLATE,
+    HarnessOptions,
+    OptionError,
+    from_env,
+    looks_like_path,
+)
 from labtests.overload import EXIT_INCONCLUSIVE as OVERLOAD_EXIT
 from labtests.overload import LAG_BOUND_MS
 from tools.console import make_console
@@ -110,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "failure replays exactly from its seed")
     parser.add_argument("--isolate", action="store_true",
                         help="run each Raft peer in its own process (real time only)")
+    parser.add_argument("--race", action="store_true",
+                        help="detect data races (docs/race.md): a race fails its run, with the "
+                        "report in the run's log (not with --isolate)")
+    parser.add_argument("--race-warn", action="store_true",
+                        help="--race, but a race is a warning: the run passes (keep its log "
+                        "with -a to read the report)")
     parser.add_argument("-s", "--sequential", action="store_true",
                         help="run all runs of one test before the next (default: interleave)")
     parser.add_argument("--seed", type=int, help="base seed from which run seeds are drawn")
@@ -163,6 +175,8 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     workers = cores if auto or args.workers is None else int(args.workers)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    if (args.race or args.race_warn) and args.isolate:
+        parser.error(RACE_WITH_ISOLATE)
     if args.retries < 0:
         parser.error("--retries must be at least 0")
     if auto and (args.backend != "local" or backend is not None):
@@ -210,7 +224,9 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     if auto:
         workers = _auto_workers(console, cores, len(jobs), impl, args.sim, args.isolate)
     options = RunOptions(harness=HarnessOptions(impl=impl, sim=args.sim, debug=args.debug,
-                                                isolate=args.isolate),
+                                                isolate=args.isolate,
+                                                race=args.race or args.race_warn,
+                                                race_warn=args.race_warn),
                          timeout=args.timeout or None, keep_passing_logs=args.archive,
                          pytest_args=tuple(extra), rootdir=rootdir)
     outdir = (args.output or Path(f"stress-{time.strftime('%Y%m%d-%H%M%S')}")).resolve()
