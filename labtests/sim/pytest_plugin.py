@@ -97,12 +97,17 @@ def _graded(item: pytest.Item) -> bool:
 
 
 def _limit(config: pytest.Config, option: str, factor: float) -> float | None:
-    """An option's value, else ``factor`` x the watchdog; None when neither is set (> 0)."""
+    """An option's value, else ``factor`` x the watchdog; None when neither is set (> 0).
+
+    The default also scales with what the options make the same work cost
+    (``sim_limit_factor``: ``--race``'s detector and preemption).
+    """
     given = config.getoption(option)
     if given is not None:
         return given if given > 0 else None
-    watchdog = harness_options(config).timeout_s
-    return factor * watchdog if watchdog and watchdog > 0 else None
+    options = harness_options(config)
+    watchdog = options.timeout_s
+    return factor * watchdog * options.sim_limit_factor if watchdog and watchdog > 0 else None
 
 
 def cpu_limit(config: pytest.Config) -> float | None:
