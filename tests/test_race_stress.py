@@ -84,3 +84,24 @@ def test_stress_race_warn_passes_the_runs_and_the_bundled_raft_passes(tmp_path: 
     rc, text = run_stress([TEST, "-n", "2", "-p", "1", "--sim", "--race", "--seed", "3",
                            "-o", str(tmp_path / "bundled"), "--no-live"])
     assert rc == stress.EXIT_OK, text
+
+
+def test_sim_limits_scale_under_race_unless_given() -> None:
+    from labtests.plugin import _OPTIONS
+    from labtests.sim import pytest_plugin as sim_plugin
+
+    class Config:
+        def __init__(self, race: bool, given: float | None = None) -> None:
+            self.stash = pytest.Stash()
+            self.stash[_OPTIONS] = HarnessOptions(sim=True, race=race, timeout_s=100.0)
+            self.given = given
+
+        def getoption(self, name: str, default: object = None) -> object:
+            return self.given if name in ("raft_sim_cpu_limit", "raft_sim_wall_limit") else default
+
+    plain, racing = Config(False), Config(True)
+    assert sim_plugin.cpu_limit(racing) == pytest.approx(
+        sim_plugin.cpu_limit(plain) * RACE_SIM_COST)
+    assert sim_plugin.wall_limit(racing) == pytest.approx(
+        sim_plugin.wall_limit(plain) * RACE_SIM_COST)
+    assert sim_plugin.cpu_limit(Config(True, given=5.0)) == 5.0  # an explicit limit is kept
