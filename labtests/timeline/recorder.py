@@ -82,9 +82,13 @@ class Recorder:
 
     def add(self, kind: str, peer: int | None = None, **fields: Any) -> None:
         """Record one event now (a no-op once :attr:`enabled` is off)."""
+        self.add_at(None, kind, peer, **fields)
+
+    def add_at(self, t: float | None, kind: str, peer: int | None = None, **fields: Any) -> None:
+        """Record one event at time ``t`` (None: now); events are shown in time order."""
         if not self.enabled:
             return
-        ev = (next(self._seq), self.now(), kind, peer, fields)
+        ev = (next(self._seq), self.now() if t is None else t, kind, peer, fields)
         if kind in BULK_KINDS:
             self._bulk_seen += 1
             if len(self._bulk_head) < BULK_HEAD:
@@ -164,7 +168,8 @@ class Recorder:
 
     def events(self) -> list[dict[str, Any]]:
         """Every kept event in order, as JSON-ready dicts (plus a ``cut`` note if any)."""
-        merged = sorted(itertools.chain(self._essential, self._bulk_head, self._bulk_tail))
+        merged = sorted(itertools.chain(self._essential, self._bulk_head, self._bulk_tail),
+                        key=lambda ev: (ev[1], ev[0]))  # by time, then by recording order
         out = []
         for _seq, t, kind, peer, fields in merged:
             ev: dict[str, Any] = {"t": t, "k": kind}

@@ -20,10 +20,15 @@ It must never block the harness or change a verdict:
   idle probers exit; a prober stuck in a Raft's ``get_state()`` is handed to
   :func:`labtests.watchdog.abandon`, so the leak check blames the Raft's own
   threads, not the sampler.
-* Under ``--sim`` the sampler is a simulated thread with a pending timer; when
-  nothing else could ever run again (every other thread blocked with no timer)
-  it stops, so the simulation still reports the deadlock it would have seen
-  without it.  One seed still gives one run (the sampler's steps are part of it).
+* Under ``--sim`` the sampler is one simulated thread that calls
+  ``get_state()`` itself (no probers: a blocked simulated thread costs nothing
+  and never hangs the run).  If a call blocks for good (a deadlocked peer), the
+  sampler blocks with it, untimed, so the simulation's deadlock report is the
+  one it would have made without the sampler; the bundle then marks that peer
+  unresponsive from the moment of the call.  When nothing else could ever run
+  again (every other thread blocked with no timer pending) the sampler stops
+  instead of keeping the clock alive.  The sampler's steps are part of the
+  simulated run: one seed still gives one run, byte for byte.
 """
 
 from __future__ import annotations
@@ -49,25 +54,28 @@ class _Prober:
         self.peer = peer
         self.rf = rf
         self.busy = False
-        self.requests: queue.Queue[bool] = queue.Queue()
+        self.requests: queue.Queue[int | None] = queue.Queue()
         self._answers = answers
         self.thread = threading.Thread(target=self._run, name=f"raftlab-timeline-probe-{peer}",
                                        daemon=True)
         self.thread.start()
 
-    def ask(self) -> None:
+    def ask(self, round_: int) -> None:
         self.busy = True
-        self.requests.put(True)
+        self.requests.put(round_)
+
+    def end(self) -> None:
+        self.requests.put(None)
 
     def _run(self) -> None:
-        while self.requests.get():
+        while (round_ := self.requests.get()) is not None:
             try:
                 term, leader = self.rf.get_state()
                 answer: Any = (term, leader)
             except BaseException:  # noqa: BLE001 - the tester's own calls report it
                 answer = None
             self.busy = False
-            self._answers.put((self, answer))
+            self._answers.put((self, round_, answer))
 
 
 class _SlotProbe:
@@ -91,6 +99,8 @@ class StateSampler:
         self.cfg = cfg
         self.rec = recorder
         self.isolated = isolated
+        self.direct = _in_simulation()  # simulated: call get_state() in this thread
+        self.pending: tuple[int, float] | None = None  # (peer, t) of a direct call under way
         self.test = test
         self.interval_s = interval_s
         self._stop = threading.Event()
@@ -125,9 +135,12 @@ class StateSampler:
         """One round: ask every live peer, wait briefly, record answers and RPC counts."""
         self.rounds += 1
         rafts = list(self.cfg.rafts)
-        asked = 0
+        asked: list[Any] = []
         for i, rf in enumerate(rafts):
             if rf is None:
+                continue
+            if self.direct:
+                self._call_direct(i, rf)
                 continue
             probe = self._probe_for(i, rf)
             if probe.busy:
@@ -135,10 +148,28 @@ class StateSampler:
             if self.isolated:
                 probe.slot = rf.request("get_state", ())
             else:
-                probe.ask()
-            asked += 1
+                probe.ask(self.rounds)
+            asked.append(probe)
         self._collect(asked)
         self._sample_counts()
+
+    def _call_direct(self, i: int, rf: Any) -> None:
+        self.pending = (i, self.rec.now())
+        try:
+            answer = rf.get_state()
+        except Exception:  # noqa: BLE001 - the tester's own calls report it
+            return
+        finally:
+            self.pending = None
+        if isinstance(answer, tuple | list) and len(answer) == 2:
+            self._record(i, rf, tuple(answer))
+
+    def mark_stuck(self) -> None:
+        """A direct call that never returned: its peer is unresponsive since the call."""
+        pending = self.pending
+        if pending is not None:
+            peer, t = pending
+            self.rec.add_at(t, "state", peer, term=None, role="unresponsive", src="sample")
 
     def _probe_for(self, i: int, rf: Any) -> Any:
         probe = self._probes.get(i)
@@ -146,12 +177,12 @@ class StateSampler:
             return probe
         if probe is not None and not self.isolated:
             self._retired.append(probe)
-            probe.requests.put(False)
+            probe.end()
         probe = _SlotProbe(i, rf) if self.isolated else _Prober(i, rf, self._answers)
         self._probes[i] = probe
         return probe
 
-    def _collect(self, asked: int) -> None:
+    def _collect(self, asked: list[Any]) -> None:
         deadline = time.monotonic() + PROBE_WAIT_S
         if self.isolated:
             for probe in list(self._probes.values()):
@@ -166,18 +197,20 @@ class StateSampler:
                 elif self.cfg.rafts[probe.peer] is probe.rf:
                     self._record_stuck(probe.peer)
             return
-        got = 0
-        while got < asked:
+        outstanding = set(asked)
+        while outstanding:
             try:
-                probe, answer = self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+                probe, round_, answer = self._answers.get(
+                    timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if self._probes.get(probe.peer) is probe:
-                got += 1
-                if answer is not None:
-                    self._record(probe.peer, probe.rf, answer)
+            if round_ == self.rounds:
+                outstanding.discard(probe)
+            if self._probes.get(probe.peer) is probe and answer is not None:
+                self._record(probe.peer, probe.rf, answer)  # a late answer counts too
         for probe in self._probes.values():
-            if probe.busy and self.cfg.rafts[probe.peer] is probe.rf:
+            if (probe in outstanding or probe not in asked) and probe.busy \
+                    and self.cfg.rafts[probe.peer] is probe.rf:
                 self._record_stuck(probe.peer)
 
     def _record(self, peer: int, rf: Any, answer: tuple[Any, ...]) -> None:
@@ -221,10 +254,11 @@ class StateSampler:
         """Stop sampling and end the probers; abandon those stuck in a Raft; their names."""
         self._stop.set()
         if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join(join_s)
+            self.thread.join(0.0 if self.pending is not None else join_s)
+        self.mark_stuck()
         probers = [] if self.isolated else [*self._probes.values(), *self._retired]
         for probe in probers:
-            probe.requests.put(False)
+            probe.end()
         stuck = []
         for probe in probers:
             probe.thread.join(0.2 if not probe.busy else 0.0)
@@ -235,8 +269,8 @@ class StateSampler:
         return watchdog.abandon(stuck, self.test or "the timeline sampler")
 
 
-def _simulation_idle() -> bool:
-    """Under --sim: is every other simulated thread blocked with no timer pending?
+def _simulation() -> Any:
+    """The active simulation's scheduler if the caller runs inside it, else None.
 
     The engine's state is read through ``sys.modules``: if the simulation was never
     imported, none runs; importing it here would close an import cycle through the
@@ -245,8 +279,18 @@ def _simulation_idle() -> bool:
     state = sys.modules.get("labtests.sim.state")
     sched = getattr(state, "SCHED", None)
     if sched is None or _thread.get_ident() != sched.os_ident:  # _thread: never patched
-        return False
-    if sched.runnable:
+        return None
+    return sched
+
+
+def _in_simulation() -> bool:
+    return _simulation() is not None
+
+
+def _simulation_idle() -> bool:
+    """Under --sim: is every other simulated thread blocked with no timer pending?"""
+    sched = _simulation()
+    if sched is None or sched.runnable:
         return False
     me = sched.current
     for _deadline, _seq, task, token in sched.timers:

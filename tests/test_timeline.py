@@ -1,0 +1,345 @@
+"""The timeline's recorder, sampler and renderer, driven directly (no pytest run inside).
+
+The sampler is what can hurt a test: it calls into the Raft under test from a
+harness thread.  A deadlocked peer must come out as "unresponsive" within one
+round, never hang the harness, and leave no thread the leak check would blame
+on anyone but the Raft; an isolated peer must be asked without the proxy call
+whose missed deadline fails a test.  The renderer must stay within its size
+budget for the longest graded test and keep hostile command text inert.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from labtests import watchdog
+from labtests.timeline import html
+from labtests.timeline.debuglines import parse
+from labtests.timeline.recorder import (
+    BULK_HEAD,
+    BULK_TAIL,
+    Recorder,
+    dump_jsonl,
+    header,
+    load_jsonl,
+    short,
+)
+from labtests.timeline.sampler import PROBE_WAIT_S, StateSampler
+
+# -- the recorder ---------------------------------------------------------------------
+
+
+def test_events_come_back_in_time_order_with_peer_and_fields():
+    rec = Recorder(3, seed=1)
+    rec.add("crash", 1)
+    rec.add("net", None, reliable=False)
+    rec.add_at(0.0, "start", 2, gen=1)  # recorded late, shown first
+    evs = rec.events()
+    assert [ev["k"] for ev in evs] == ["start", "crash", "net"]
+    assert evs[0] == {"t": 0.0, "k": "start", "p": 2, "gen": 1}
+    assert "p" not in evs[2] and evs[2]["reliable"] is False
+
+
+def test_bulk_events_keep_head_and_tail_and_say_how_many_were_cut():
+    rec = Recorder(1)
+    total = BULK_HEAD + BULK_TAIL + 1234
+    for i in range(total):
+        rec.add("apply", 0, i=i, c="x")
+    rec.add("fail", None, msg="boom")
+    evs = rec.events()
+    applies = [ev["i"] for ev in evs if ev["k"] == "apply"]
+    assert applies[:3] == [0, 1, 2] and applies[-1] == total - 1
+    assert len(applies) == BULK_HEAD + BULK_TAIL
+    assert rec.cut == 1234
+    assert evs[-1]["k"] == "note" and "cut 1234 events" in evs[-1]["msg"]
+    assert any(ev["k"] == "fail" for ev in evs)  # essential events are never cut for bulk
+
+
+def test_state_repeats_are_dropped_but_a_restart_records_again():
+    rec = Recorder(2)
+    rec.state(0, 3, False, "tester")
+    rec.state(0, 3, False, "sample")
+    rec.state(0, 3, True, "sample")
+    rec.crash(0)
+    rec.start(0, 2)
+    rec.state(0, 3, True, "sample")
+    rec.state(1, "garbage", "yes", "tester")  # a hostile get_state: shown, not trusted
+    kinds = [(ev["k"], ev.get("role"), ev.get("term")) for ev in rec.events()]
+    assert kinds == [("state", "follower", 3), ("state", "leader", 3), ("crash", None, None),
+                     ("start", None, None), ("state", "leader", 3),
+                     ("state", "follower", None)]
+
+
+def test_failure_names_the_open_check_and_only_the_first_counts():
+    rec = Recorder(1)
+    outer = rec.check_begin("one", cmd="1")
+    inner = rec.check_begin("wait", index=1)
+    rec.check_end(inner, "wait")
+    rec.failure("one(1) failed to reach agreement\nmore")
+    rec.failure("a later failure")
+    rec.check_end(outer, "one", ok=False)
+    assert rec.failed_check == "one"
+    fails = [ev for ev in rec.events() if ev["k"] == "fail"]
+    assert len(fails) == 1 and fails[0]["first"] == "one(1) failed to reach agreement"
+
+
+def test_a_failure_in_an_apply_reader_is_the_apply_check():
+    rec = Recorder(1)
+    t = threading.Thread(target=rec.failure, args=("apply error: x",), name="tester-applier-0.1")
+    t.start()
+    t.join()
+    assert rec.failed_check == "apply"
+
+
+def test_short_values_are_bounded_and_survive_a_hostile_str():
+    class Hostile:
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert short("x" * 5000) == "<str 5000>"
+    assert short(Hostile()) == "<Hostile>"
+    assert len(short(list(range(1000)))) == 40
+    assert short(None) == "<nil>"
+
+
+def test_jsonl_round_trip_and_precise_errors():
+    head = header(3, test="t", seed=4)
+    evs = [{"t": 0.5, "k": "crash", "p": 1}]
+    assert load_jsonl(dump_jsonl(head, evs)) == (head, evs)
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        load_jsonl(json.dumps(head) + "\n{oops\n")
+    with pytest.raises(ValueError, match="line 1 is not the header"):
+        load_jsonl('{"k":"crash","t":1}\n')
+    with pytest.raises(ValueError, match="line 2 has no time"):
+        load_jsonl(json.dumps(head) + '\n{"k":"crash"}\n')
+    with pytest.raises(ValueError, match="empty"):
+        load_jsonl("\n")
+
+
+def test_debug_lines_are_parsed_from_the_debuglog_layout():
+    assert parse("001234 VOTE S2 granted vote to S0") == ("VOTE", 2, "granted vote to S0")
+    assert parse("000010 TEST -- connect(1)") == ("TEST", None, "connect(1)")
+    assert parse("just some print") is None
+    assert parse("12 X Sx y") is None
+
+
+# -- the sampler ----------------------------------------------------------------------
+
+
+class _Net:
+    def __init__(self, n: int) -> None:
+        self.counts = [0] * n
+
+    def get_count(self, i: int) -> int:
+        if self.counts[i] < 0:
+            raise LookupError(f"get_count: no live server named {i}")
+        return self.counts[i]
+
+
+class _Cfg:
+    def __init__(self, rafts: list[Any]) -> None:
+        self.n = len(rafts)
+        self.rafts = rafts
+        self.net = _Net(self.n)
+        self.timeline = Recorder(self.n)
+
+
+class _Peer:
+    def __init__(self, term: int, leader: bool) -> None:
+        self.term, self.leader = term, leader
+
+    def get_state(self) -> tuple[int, bool]:
+        return self.term, self.leader
+
+
+class _Deadlocked:
+    """get_state() blocks until the test releases it (a Raft whose lock is never freed)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def get_state(self) -> tuple[int, bool]:
+        self.release.wait(30)
+        return 9, False
+
+
+class _Raises:
+    def get_state(self) -> tuple[int, bool]:
+        raise RuntimeError("broken get_state")
+
+
+def _states(cfg: _Cfg) -> list[tuple[int, str, Any]]:
+    return [(ev["p"], ev["role"], ev["term"]) for ev in cfg.timeline.events()
+            if ev["k"] == "state"]
+
+
+def test_a_deadlocked_peer_is_unresponsive_the_rest_are_sampled_and_nothing_hangs():
+    stuck = _Deadlocked()
+    cfg = _Cfg([_Peer(2, True), stuck, _Raises()])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False, test="t")
+    t0 = time.monotonic()
+    for _ in range(3):
+        sampler.sample()
+    took = time.monotonic() - t0
+    assert took < 3 * PROBE_WAIT_S + 1.0, f"three rounds took {took:.2f} s"
+    assert _states(cfg) == [(0, "leader", 2), (1, "unresponsive", None)]  # once, not 3 times
+    baseline = {t.ident for t in threading.enumerate()}
+    names = sampler.stop()
+    assert names == ["raftlab-timeline-probe-1"]  # the stuck prober is left to the Raft's blame
+    assert threading.get_ident() not in watchdog.abandoned_idents()
+    probe_threads = [t for t in threading.enumerate() if t.name.startswith("raftlab-timeline")]
+    assert [t.name for t in probe_threads] == ["raftlab-timeline-probe-1"]
+    assert probe_threads[0].ident in watchdog.abandoned_idents()
+    stuck.release.set()
+    probe_threads[0].join(5)
+    assert not probe_threads[0].is_alive()
+    assert {t.ident for t in threading.enumerate()} <= baseline
+
+
+def test_a_peer_that_answers_again_is_shown_again_and_a_restart_is_a_new_instance():
+    slow = _Deadlocked()
+    cfg = _Cfg([slow])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False)
+    sampler.sample()
+    slow.release.set()
+    deadline = time.monotonic() + 5
+    while _states(cfg)[-1][1] == "unresponsive" and time.monotonic() < deadline:
+        sampler.sample()
+    assert _states(cfg) == [(0, "unresponsive", None), (0, "follower", 9)]
+    cfg.rafts[0] = _Peer(9, False)  # restarted: same state, new instance
+    sampler.sample()
+    assert _states(cfg)[-1] == (0, "follower", 9) and len(_states(cfg)) == 2  # recorder dedups
+    assert sampler.stop() == []
+
+
+def test_rpc_counts_are_deltas_and_a_crashed_server_is_skipped():
+    cfg = _Cfg([_Peer(1, False), _Peer(1, False)])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False)
+    cfg.net.counts = [5, 0]
+    sampler.sample()
+    cfg.net.counts = [7, -1]  # server 1 deleted between the two reads
+    sampler.sample()
+    cfg.rafts[0] = _Peer(1, False)  # restarted: a new server counting from 0
+    cfg.net.counts = [3, -1]
+    sampler.sample()
+    rpcs = [(ev["p"], ev["n"]) for ev in cfg.timeline.events() if ev["k"] == "rpc"]
+    assert rpcs == [(0, 5), (0, 2), (0, 3)]
+    sampler.stop()
+
+
+class _Slot:
+    def __init__(self, value: Any = None, filled: bool = True) -> None:
+        self.event = threading.Event()
+        self.kind, self.value = "ok", value
+        if filled:
+            self.event.set()
+
+
+class _Proxy:
+    """An isolated peer's proxy: the sampler must use request(), never get_state()."""
+
+    def __init__(self, answer: Any, filled: bool = True) -> None:
+        self.answer, self.filled, self.requests = answer, filled, 0
+
+    def request(self, op: str, args: tuple[Any, ...]) -> _Slot:
+        assert op == "get_state" and args == ()
+        self.requests += 1
+        return _Slot(self.answer, self.filled)
+
+    def get_state(self) -> tuple[int, bool]:
+        raise AssertionError("the proxy's get_state() fails the test on a missed deadline")
+
+
+def test_isolated_peers_are_asked_through_request_slots():
+    stuck = _Proxy(None, filled=False)
+    cfg = _Cfg([_Proxy((4, True)), stuck, _Proxy("garbage")])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=True)
+    sampler.sample()
+    sampler.sample()
+    assert _states(cfg) == [(0, "leader", 4), (1, "unresponsive", None)]
+    assert stuck.requests == 1  # not asked again while its request is pending
+    assert sampler.stop() == []
+
+
+def test_the_sampler_thread_runs_and_stops_promptly():
+    cfg = _Cfg([_Peer(1, False), _Peer(1, True)])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False, interval_s=0.01).start()
+    deadline = time.monotonic() + 5
+    while sampler.rounds < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    assert sampler.stop() == []
+    assert time.monotonic() - t0 < 1.0
+    assert not sampler.thread.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith("raftlab-timeline")]
+    assert _states(cfg) == [(0, "follower", 1), (1, "leader", 1)]
+
+
+# -- the renderer ---------------------------------------------------------------------
+
+
+def synthetic_run(seconds: float = 35.0, peers: int = 5, rpcs: int = 1000) -> list[dict[str, Any]]:
+    """Events like the longest graded test's: 5 peers, 35 s, partitions, crashes, applies."""
+    evs: list[dict[str, Any]] = [{"t": 0.0, "k": "net", "reliable": False}]
+    evs += [{"t": 0.001, "k": "start", "p": p, "gen": 1} for p in range(peers)]
+    evs.append({"t": 0.002, "k": "begin", "desc": "Test (2C): Figure 8 (unreliable)"})
+    t, index, cid, term = 0.01, 0, 0, 1
+    while t < seconds:
+        cid += 1
+        evs.append({"t": t, "k": "check", "name": "one", "id": cid, "phase": "begin",
+                    "cmd": str(index)})
+        leader = cid % peers
+        for p in range(peers):
+            evs.append({"t": t + 0.001, "k": "state", "p": p, "term": term,
+                        "role": "leader" if p == leader else "follower", "src": "sample"})
+            index += 1
+            evs.append({"t": t + 0.05, "k": "apply", "p": p, "i": index, "c": f"{index:09d}"})
+        if cid % 7 == 0:
+            evs.append({"t": t + 0.06, "k": "disconnect", "p": leader})
+            evs.append({"t": t + 0.2, "k": "crash", "p": (leader + 1) % peers})
+            evs.append({"t": t + 0.3, "k": "start", "p": (leader + 1) % peers, "gen": cid})
+            evs.append({"t": t + 0.4, "k": "connect", "p": leader})
+        evs.append({"t": t + 0.08, "k": "check", "name": "one", "id": cid, "phase": "end",
+                    "ok": True, "result": index})
+        t += 0.1
+        term += cid % 5 == 0
+    step = seconds / rpcs
+    evs += [{"t": i * step, "k": "rpc", "p": i % peers, "n": 1} for i in range(rpcs)]
+    evs.append({"t": seconds, "k": "fail", "msg": "one(42) failed to reach agreement",
+                "first": "one(42) failed to reach agreement", "check": "one"})
+    return sorted(evs, key=lambda ev: ev["t"])
+
+
+def test_the_longest_graded_test_renders_under_two_megabytes():
+    evs = synthetic_run()
+    page = html.render(header(5, test="test_figure8_unreliable_2c", seed=1), evs)
+    assert len(page.encode()) < 2_000_000, len(page.encode())
+    assert '"k":"fail"' in page and "data-lane" in page
+    assert "leaves out" not in page  # nothing had to be dropped at this size
+
+
+def test_a_huge_run_is_cut_to_the_budget_with_a_note_and_keeps_the_failure():
+    evs = synthetic_run(seconds=35.0, rpcs=200_000)
+    evs += [{"t": 1.0 + i * 1e-5, "k": "dbg", "p": 0, "topic": "LOG1", "msg": "x" * 200}
+            for i in range(20_000)]
+    kept = html.fit(evs)
+    assert len(json.dumps(kept, separators=(",", ":"))) <= html.MAX_DATA + 1000
+    assert kept[-1]["k"] == "note" and "leaves out" in kept[-1]["msg"]
+    assert any(ev["k"] == "fail" for ev in kept)
+    assert not any(ev["k"] == "dbg" for ev in kept)  # debug lines go first
+    page = html.render(header(5), evs)
+    assert len(page.encode()) < 2_000_000
+
+
+def test_command_text_cannot_end_the_script_or_inject_markup():
+    evil = '</script><script>alert(1)</script>'
+    page = html.render(header(1, test="<b>x</b>"),
+                       [{"t": 0.0, "k": "apply", "p": 0, "i": 1, "c": evil}])
+    assert evil not in page
+    assert page.count("</script>") == 2  # the data block's and the program's
+    assert "<b>x</b>" not in page
