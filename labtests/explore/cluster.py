@@ -11,8 +11,9 @@ applied to the checks), but shaped for fault schedules:
   done by the ends handed to the Raft: they call the real end and drop the
   reply; the network itself is unchanged;
 * the Raft's RPC handlers are reached through a thin proxy and its persister
-  is a subclass, so a crash can be armed to happen right after a peer handled
-  an RPC or saved its state (``crash_after``);
+  is a subclass, so a crash (``crash_after``) or a spell of lost requests
+  (``mute_after``) can be armed to happen right after a peer handled an RPC
+  or saved its state;
 * every observation goes to :class:`~labtests.explore.monitors.Monitors`.
 
 Handler names are matched by substring to tell RPC kinds apart (``vote``,
@@ -118,13 +119,20 @@ class PeerEnd:
         c = self._cluster
         sent = c.now()
         known = c.monitors.known_term(self._dst)
+        vote = rpc_event(svc_meth) == "vote"
+        dst_inc = c.inc[self._dst]
+        if vote:
+            c.monitors.vote_sent(self._src, self._inc, sent)
         reply = self._end.call(svc_meth, args)
         if reply is None:
             return None
         if c.link[self._src][self._dst] == "deaf":
             return None
+        now = c.now()
         c.monitors.reply(self._src, self._inc, self._dst, known, c.inc[self._dst], svc_meth,
-                         sent, c.now())
+                         sent, now)
+        if vote and c.inc[self._dst] == dst_inc:
+            c.monitors.vote_reply(self._src, self._inc, self._dst, dst_inc, sent, now)
         return reply
 
 
@@ -146,6 +154,7 @@ class Cluster:
         self.link = [["ok"] * n for _ in range(n)]
         self.alive = [False] * n
         self.frozen = [False] * n
+        self.muted = [0] * n  # > 0: requests to the peer are lost (mute_after), it runs on
         self.inc = [0] * n  # bumped at every crash and restart
         self.rafts: list[Any] = [None] * n
         self.persisters: list[HookedPersister] = [HookedPersister() for _ in range(n)]
@@ -153,8 +162,10 @@ class Cluster:
         self.endnames: list[list[str] | None] = [None] * n
         self.channels: list[ApplyChannel | None] = [None] * n
         self.all_channels: list[ApplyChannel] = []
-        self.triggers: list[tuple[int, str, float, float]] = []  # (peer, event, delay, down)
-        self.actions: list[tuple[float, int, str, int]] = []  # (time, seq, crash|restart, peer)
+        # (peer, event, delay, down, crash|mute): armed by crash_after and mute_after
+        self.triggers: list[tuple[int, str, float, float, str]] = []
+        # (time, seq, crash|restart|mute|unmute, peer)
+        self.actions: list[tuple[float, int, str, int]] = []
         self._seq = 0
         self.wake = threading.Condition(self.mu)
         self.finished = threading.Event()
@@ -189,7 +200,8 @@ class Cluster:
         names = self.endnames[src]
         if names is None or not self.alive[src]:
             return
-        on = self.link[src][dst] != "cut" and not self.frozen[src] and not self.frozen[dst]
+        on = (self.link[src][dst] != "cut" and not self.frozen[src] and not self.frozen[dst]
+              and not self.muted[dst])
         self.net.enable(names[dst], on)
 
     def set_link(self, src: int, dst: int, state: str) -> None:
@@ -284,9 +296,25 @@ class Cluster:
 
     # -- triggers and timed actions --------------------------------------------------
 
-    def arm(self, peer: int, event: str, delay: float, down: float) -> None:
+    def arm(self, peer: int, event: str, delay: float, down: float, kind: str = "crash") -> None:
+        """On ``peer``'s next ``event``: crash it (``kind`` crash) or mute it (mute)."""
         with self.mu:
-            self.triggers.append((peer, event, delay, down))
+            self.triggers.append((peer, event, delay, down, kind))
+
+    def mute(self, i: int, on: bool) -> None:
+        """Lose every request to peer ``i`` (or stop doing so); it keeps running."""
+        with self.mu:
+            self.muted[i] = max(0, self.muted[i] + (1 if on else -1))
+            for j in range(self.n):
+                self._apply_link(j, i)
+        dlog("TEST", None, "explore: %s S%d", "mute" if on else "unmute", i)
+
+    def unmute_all(self) -> None:
+        with self.mu:
+            self.muted = [0] * self.n
+            for i in range(self.n):
+                for j in range(self.n):
+                    self._apply_link(j, i)
 
     def schedule_action(self, at: float, what: str, peer: int) -> None:
         """Lock held or not (re-entrant use goes through :meth:`_schedule`)."""
@@ -305,12 +333,17 @@ class Cluster:
         with self.mu:
             if self.inc[i] != inc or not self.alive[i] or self.frozen[i]:
                 return
-            k = next((k for k, (peer, ev, _, _) in enumerate(self.triggers)
+            k = next((k for k, (peer, ev, *_rest) in enumerate(self.triggers)
                       if peer == i and ev == event), None)
             if k is None:
                 return
-            _, _, delay, down = self.triggers.pop(k)
+            _, _, delay, down, kind = self.triggers.pop(k)
             now = self.now()
+            if kind == "mute":
+                self._schedule(now + delay, "mute", i)
+                self._schedule(now + delay + down, "unmute", i)
+                dlog("TEST", None, "explore: S%d %s triggers its mute in %.3fs", i, event, delay)
+                return
             if delay == 0:
                 # Crash at this very moment: what is persisted now is what survives,
                 # and nothing the peer does from here on reaches anyone.
@@ -383,6 +416,10 @@ class Cluster:
             healthy_net = not self.unreliable and not self.reorder
             link = [row[:] for row in self.link]
             alive = self.alive[:]
+            for dst in range(self.n):
+                if self.muted[dst]:
+                    for src in range(self.n):
+                        link[src][dst] = "cut"
         quorum = self.n // 2 + 1
         keep: dict[tuple[tuple[int, int], ...], float] = {}
         top_all = max((t for _, t, _ in states.values()), default=-1)

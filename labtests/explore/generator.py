@@ -16,6 +16,8 @@ classic bugs need (each is a short sequence of ordinary steps):
   commands that only that side's leader may accept (the Figure-8 pattern);
 * competing candidates around a bridge -- everyone apart for a while, then two
   halves that cannot talk joined by one peer that crashes right after it votes;
+* a bare majority electing while its voters go deaf right after they vote
+  (a vote that did not reset the timer shows as an early election);
 * a stale leader heard again one way -- a peer cut off while the others move
   on, then its requests delivered but its replies lost, while one of the
   others restarts, followed by a quiet spell long enough for liveness checks.
@@ -93,8 +95,27 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                 steps.append(Step(_r(t + 0.05), "clients", {"count": rng.randint(1, 3)}))
                 t = _r(t + rng.uniform(0.3, 1.5))
             continue
-        elif roll < 0.40:
+        elif roll < 0.35:
             steps.append(Step(t, "partition", {"groups": _split(rng, n)}))
+        elif roll < 0.40:
+            # A bare majority elects while the rest are away, and each of its peers goes
+            # deaf for a moment right after it votes: a voter whose timer the vote did not
+            # reset times out before the new leader's heartbeats reach it.
+            steps.append(Step(t, "partition", {"groups": [[p] for p in range(n)]}))
+            t2 = _r(t + rng.uniform(0.5, 2.0))
+            if t2 < horizon:
+                peers = list(range(n))
+                rng.shuffle(peers)
+                k = n // 2 + 1
+                rest = [[p] for p in sorted(peers[k:])]
+                steps.append(Step(t2, "partition", {"groups": [sorted(peers[:k]), *rest]}))
+                for p in sorted(peers[:k]):
+                    for _vote in range(2):
+                        steps.append(Step(t2, "mute_after", {
+                            "peer": p, "event": "vote", "delay": _r(rng.uniform(0.001, 0.01)),
+                            "down": _r(rng.uniform(0.05, 0.4))}))
+                t = _r(t2 + rng.uniform(1.0, 3.0))
+                continue
         elif roll < 0.47:
             steps.append(Step(t, "partition", {"groups": [list(range(n))]}))  # calm
             if rng.random() < 0.5:

@@ -53,6 +53,17 @@ Liveness (reported separately: the run was too slow or stuck, not wrong):
     without resetting its election timer).  Checked on every round of samples;
     any change to the majority, a restart, or a leader of its term restarts the
     clock.  It cannot see a leader that existed only between two samples.
+``early-election``
+    A peer started an election (sent a RequestVote) sooner than
+    :data:`EARLY_ELECTION` after it granted a vote: granting a vote must reset
+    the election timer, and no election timeout is that short (the paper's
+    range starts at 150 ms; the lab asks for more).  Votes themselves are not
+    visible, so a grant is only inferred where it is certain: a peer first
+    seen leading a term had received RequestVote replies, since it was last
+    seen in a lower term, from exactly a majority minus one other peers, so
+    each of them granted (at or after the call was sent).  Elections that
+    followed grants nobody could have needed are not judged.  A Raft whose own
+    minimum election timeout is below 150 ms would be misjudged here.
 ``liveness-leader``
     After the heal (every link working, every peer up, network reliable), no
     leader in the highest term within :data:`LEADER_BOUND` seconds.
@@ -75,13 +86,15 @@ from typing import Any
 
 SAFETY = ("election-safety", "term-monotonicity", "state-machine-safety", "apply-order",
           "log-matching", "leader-completeness")
-LIVENESS = ("stale-leader", "quorum-liveness", "liveness-leader", "liveness-commit")
+LIVENESS = ("stale-leader", "quorum-liveness", "early-election", "liveness-leader",
+            "liveness-commit")
 ERRORS = ("crash", "deadlock", "time-limit", "hang")
 
 LEADER_BOUND = 10.0  # virtual s after the heal for a leader to exist
 COMMIT_BOUND = 20.0  # virtual s after the heal for a fresh command to be applied by all
 QUORUM_BOUND = 10.0  # virtual s a connected majority may take to elect (7 s long-delay + 3)
 STEP_DOWN_GRACE = 1.0  # virtual s a leader may take to act on a higher-term reply
+EARLY_ELECTION = 0.150  # virtual s: the shortest election timeout a lab Raft may use
 
 
 def kind_of(monitor: str) -> str:
@@ -149,6 +162,12 @@ class Monitors:
         self.bounds: dict[int, tuple[int, int, float]] = {}  # B -> (max index, peer, t)
         self.replies: list[_Reply] = []
         self.samples = 0
+        self.lower_seen: list[float] = [0.0] * n  # last time a peer was seen below its term
+        # (src, src run, dst, dst run, sent, received) of RequestVote replies, recent ones
+        self.vote_replies: list[tuple[int, int, int, int, float, float]] = []
+        self.judged_terms: set[int] = set()
+        # peer -> (its run, term, leader, earliest call sent, reply received): certain grants
+        self.grants: dict[int, tuple[int, int, int, float, float]] = {}
 
     # -- recording ---------------------------------------------------------------
 
@@ -178,6 +197,8 @@ class Monitors:
 
     def _term(self, peer: int, inc: int, term: int, now: float) -> None:
         last = self.last_term[peer]
+        if last is not None and term > last[0]:
+            self.lower_seen[peer] = last[1]
         if last is not None and term < last[0]:
             across = "after a restart" if last[2] != inc else "in one run of the peer"
             self._fail("term-monotonicity", now,
@@ -199,6 +220,7 @@ class Monitors:
             self._term(peer, inc, term, now)
             if is_leader:
                 self._leader(peer, term, now, "get_state")
+                self._infer_grants(peer, inc, term, now)
                 self._check_stale(peer, inc, term, now)
 
     def unrecorded(self, cmd: Any) -> None:
@@ -218,6 +240,7 @@ class Monitors:
                 return  # the API leaves the term of a refused start() unspecified
             self._term(peer, inc, term, now)
             self._leader(peer, term, now, f"start() of {_c(cmd)}")
+            self._infer_grants(peer, inc, term, now)
             other = self.slots.get((index, term))
             if other is not None and other != cmd:
                 self._fail("log-matching", now,
@@ -297,6 +320,55 @@ class Monitors:
                            f"{_c(cmd)} was given index {acc[0]} (term {acc[1]}) by S{acc[2]}'s "
                            f"start() but S{peer} applied it at index {index}")
             self.pending_bounds[peer].append((index, now))
+
+    # -- votes and early elections ----------------------------------------------------
+
+    def vote_reply(self, src: int, src_inc: int, dst: int, dst_inc: int, sent: float,
+                   now: float) -> None:
+        """Run ``src_inc`` of ``src`` got run ``dst_inc`` of ``dst``'s reply to a RequestVote."""
+        with self._lock:
+            self.vote_replies.append((src, src_inc, dst, dst_inc, sent, now))
+            if len(self.vote_replies) > 256:
+                del self.vote_replies[:128]
+
+    def _infer_grants(self, leader: int, inc: int, term: int, now: float) -> None:
+        """``leader`` (run ``inc``) is seen leading ``term``: whose votes did it surely need?"""
+        if term in self.judged_terms or self.leaders.get(term, (leader,))[0] != leader:
+            return
+        self.judged_terms.add(term)
+        since = self.lower_seen[leader]
+        voters: dict[int, tuple[int, float, float]] = {}  # dst -> (run, first sent, received)
+        for src, src_inc, dst, dst_inc, sent, got in self.vote_replies:
+            if src != leader or src_inc != inc or sent <= since or got > now:
+                continue
+            run, first, last = voters.get(dst, (dst_inc, sent, got))
+            if run != dst_inc:
+                return  # two runs of one voter answered: not certain which granted
+            voters[dst] = (run, min(first, sent), max(last, got))
+        if len(voters) != self.n // 2 or not voters:
+            return
+        for p, (run, first, got) in voters.items():
+            self.grants[p] = (run, term, leader, first, got)
+
+    def vote_sent(self, peer: int, inc: int, at: float) -> None:
+        """Run ``inc`` of ``peer`` calls RequestVote at ``at``: too soon after a grant?"""
+        with self._lock:
+            g = self.grants.get(peer)
+            if g is None:
+                return
+            run, term, leader, first, got = g
+            if run != inc or at < got:
+                return
+            if at - first < EARLY_ELECTION:
+                self._fail("early-election", at,
+                           f"S{peer} sent a RequestVote at {at:.3f}s, at most {at - first:.3f}s "
+                           f"after it granted its vote to S{leader} for term {term} (S{leader} "
+                           f"became leader with the RequestVote replies of exactly a majority "
+                           f"minus one: S{peer}'s vote was needed); granting a vote must reset "
+                           f"the election timer, and no election timeout is below "
+                           f"{EARLY_ELECTION * 1000:.0f} ms")
+            else:
+                del self.grants[peer]
 
     # -- stale leaders ---------------------------------------------------------------
 

@@ -70,6 +70,8 @@ def _step(cluster: Cluster, step: Step) -> None:
         cluster.start_peer(a["peer"])
     elif step.op == "crash_after":
         cluster.arm(a["peer"], a["event"], float(a["delay"]), float(a["down"]))
+    elif step.op == "mute_after":
+        cluster.arm(a["peer"], a["event"], float(a["delay"]), float(a["down"]), "mute")
     elif step.op == "unreliable":
         cluster.set_network(unreliable=bool(a["on"]))
     elif step.op == "reorder":
@@ -87,6 +89,8 @@ def _fault_phase(cluster: Cluster, schedule: Schedule) -> None:
         for what, peer in cluster.due_actions(now):
             if what == "crash":
                 cluster.crash(peer)
+            elif what in ("mute", "unmute"):
+                cluster.mute(peer, what == "mute")
             elif now < schedule.horizon:
                 cluster.start_peer(peer)
         while k < len(steps) and steps[k].at <= now + 1e-9:
@@ -109,6 +113,7 @@ def _heal(cluster: Cluster) -> None:
     with cluster.mu:
         cluster.triggers.clear()
         cluster.actions.clear()
+    cluster.unmute_all()
     cluster.set_network(unreliable=False, reorder=False)
     cluster.partition([list(range(cluster.n))])
     for i in range(cluster.n):

@@ -21,6 +21,9 @@ Steps (``at`` is virtual seconds from the start; peers are numbered from 0):
                    peer ``delay`` s after it next saves its state or handles that
                    RPC (``delay`` 0 freezes its persisted state and cuts it off at
                    that very moment), then restart it ``down`` s later
+``mute_after``     ``peer``, ``event``, ``delay``, ``down``: like ``crash_after``,
+                   but the peer keeps running: for ``down`` s every request to it
+                   is lost (it still runs its timers and can send)
 ``unreliable``     ``on``: drop 10 % of requests and replies, delay requests
 ``reorder``        ``on``: the network's long reordering of replies
 ``clients``        ``count``: that many unique commands, each offered to the
@@ -39,8 +42,9 @@ from typing import Any
 
 FORMAT = "raftlab-explore-schedule/1"
 
-OPS = ("partition", "link", "crash", "restart", "crash_after", "unreliable", "reorder",
-       "clients")
+OPS = ("partition", "link", "crash", "restart", "crash_after", "mute_after", "unreliable",
+       "reorder", "clients")
+TRIGGERED = ("crash_after", "mute_after")  # ops armed on a peer's next event
 LINK_STATES = ("ok", "cut", "deaf")
 EVENTS = ("persist", "vote", "append", "snapshot")
 
@@ -85,6 +89,9 @@ class Step:
         if self.op == "crash_after":
             return (f"{t}  crash S{a['peer']} {a['delay']:.3f}s after its next {a['event']}, "
                     f"down {a['down']:.3f}s")
+        if self.op == "mute_after":
+            return (f"{t}  mute S{a['peer']} (requests to it lost) {a['delay']:.3f}s after its "
+                    f"next {a['event']}, for {a['down']:.3f}s")
         if self.op in ("crash", "restart"):
             return f"{t}  {self.op} S{a['peer']}"
         if self.op in ("unreliable", "reorder"):
@@ -177,7 +184,7 @@ def validate(s: Schedule) -> None:
         a = step.args
         if step.op == "link" and a.get("state") not in LINK_STATES:
             raise ScheduleError(f"{where}: link state must be one of {', '.join(LINK_STATES)}")
-        if step.op == "crash_after":
+        if step.op in TRIGGERED:
             if a.get("event") not in EVENTS:
                 raise ScheduleError(f"{where}: event must be one of {', '.join(EVENTS)}")
             if a.get("delay", -1) < 0 or a.get("down", -1) < 0:

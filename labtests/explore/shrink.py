@@ -65,7 +65,7 @@ def _remap(schedule: Schedule, keep: tuple[int, ...]) -> Schedule | None:
 
 def _simplified(step: Step) -> Iterator[Step]:
     a = step.args
-    if step.op == "crash_after":
+    if step.op in ("crash_after", "mute_after"):
         if a["delay"] > 0:
             yield Step(step.at, step.op, {**a, "delay": 0.0})
             yield Step(step.at, step.op, {**a, "delay": round(a["delay"] / 2, 3)})
