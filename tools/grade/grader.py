@@ -10,6 +10,16 @@ in-process, and every report says which it was.  Result files are written only
 after the run's supervisor has swept every process the run started.  It shares the
 stress runner's job planning and backends (:mod:`tools.stress.planning`,
 :mod:`tools.stress.backends`), not its command.
+
+Inconclusive runs (failed while the machine made timers late beyond the lab's
+tolerance, :mod:`labtests.overload`) are the machine's fault, not the
+submission's: like ``raftlab stress``, the grader reruns them with the same seed
+on half the workers, up to :data:`INCONCLUSIVE_RETRIES` times, and every report
+counts them.  A run still inconclusive after that earns no points, and the report
+says so in words (never a silent fail or pass).  Each failed run's failure bundle
+is kept under ``bundles/`` of the report folder (a few per failure signature,
+:mod:`tools.stress.groups`), and known artifacts of the lab's tests are counted
+apart.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -49,10 +60,14 @@ from tools.grade.score import PartGrade, RunGrade, SubmissionGrade, TestGrade, g
 from tools.grade.submission import Submission, SubmissionError, stage
 from tools.grade.submission import resolve as resolve_submission
 from tools.selection import PARTS, part_of_file, pytest_args, resolve
-from tools.stress.backends.base import WORKER_PYTHON, Backend, RunOptions, RunResult
+from tools.stress import bundles
+from tools.stress.backends.base import WORKER_PYTHON, Backend, Job, RunOptions, RunResult
 from tools.stress.backends.factory import make_backend
 from tools.stress.backends.pytest_runs import collect
 from tools.stress.planning import plan_jobs
+from tools.stress.results import safe_file_part, signature_of
+
+INCONCLUSIVE_RETRIES = 2  # reruns of an inconclusive run (as raftlab stress's default)
 
 
 class Catalog:
@@ -125,7 +140,7 @@ class Grader:
         """
         started = time.monotonic()
         outdir.mkdir(parents=True, exist_ok=True)
-        for stale in ("submission", "logs", "work"):  # the grader's own subfolders
+        for stale in ("submission", "logs", "work", "bundles"):  # the grader's own subfolders
             shutil.rmtree(outdir / stale, ignore_errors=True)
         grade = SubmissionGrade(name=name or source, source=source, impl="",
                                 runs=self.rubric.runs, base_seed=self.base_seed,
@@ -170,6 +185,8 @@ class Grader:
         grade.elapsed_s = time.monotonic() - started
         write_reports(grade, self.rubric, outdir)
         self.console.print(table(grade))
+        for note in grade.verdict_notes():
+            self.console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
         return grade
 
     def _next_user(self) -> RunUser | None:
@@ -209,42 +226,111 @@ class Grader:
                              rootdir=work)
         limits = self.limits(user, spec.budget_s * self.rubric.runs)
         output_log = outdir / f"pytest-{part}.txt"
-        backend: Backend
-        if self.backend == "dask":
-            # Each run is a fresh pytest on a worker, under the same supervisor.
-            backend = make_backend(
-                "dask", replace(options, rootdir=self.catalog.rootdir),
-                scheduler=self.scheduler, workers_per_host=self.workers_per_host,
-                command_prefix=wrapper_command(limits, python=WORKER_PYTHON))
-        else:
-            backend = IsolatedBackend(self.workers, options, self.catalog.rootdir, limits,
-                                      output_log=output_log)
+
+        def backend_for(workers: int) -> Backend:
+            if self.backend == "dask":
+                # Each run is a fresh pytest on a worker, under the same supervisor.
+                return make_backend(
+                    "dask", replace(options, rootdir=self.catalog.rootdir),
+                    scheduler=self.scheduler, workers_per_host=self.workers_per_host,
+                    command_prefix=wrapper_command(limits, python=WORKER_PYTHON))
+            return IsolatedBackend(workers, options, self.catalog.rootdir, limits,
+                                   output_log=output_log)
+
         budget = spec.budget_s * self.rubric.runs
         self.console.print(f"{part}: {len(tests)} test(s) x {self.rubric.runs} run(s), "
                            f"budget {budget:.0f} s", highlight=False)
-        results, elapsed = run_part(jobs, backend, budget,
-                                    self.rubric.per_run_timeout_s + STALL_GRACE_S,
+        stall = self.rubric.per_run_timeout_s + STALL_GRACE_S
+        results, elapsed = run_part(jobs, backend_for(self.workers), budget, stall,
                                     on_result=self._progress(part))
+        results, attempts = self._rerun_inconclusive(part, jobs, results, backend_for,
+                                                     spec.budget_s, stall, grade)
         by_test: dict[str, list[RunResult]] = {t: [] for t in tests}
         name_of = {self.catalog.nodeid[t]: t for t in tests}
         logs: dict[tuple[str, int], str] = {}
         reruns: dict[tuple[str, int], str] = {}
+        kept: dict[tuple[str, int], str] = {}
         for res in results:
             test = name_of[res.test]
             by_test[test].append(res)
-            if not res.failed:
+            packed = res.properties.pop(bundles.PACKED_KEY, None) if res.properties else None
+            if not (res.failed or res.inconclusive):
                 continue
             rerun = rerun_command(test, res.seed, self.rerun_harness(sub), debug=True)
             reruns[(test, res.job)] = rerun
+            run_no = len(by_test[test])
+            if res.failed:
+                bundle = self._keep_bundle(grade, res, rerun, packed, outdir,
+                                           f"{test}-run{run_no}-s{res.seed}")
+                if bundle is not None:
+                    kept[(test, res.job)] = bundle
             if res.log:
-                rel = f"logs/{test}-run{len(by_test[test])}-s{res.seed}.log"
+                rel = f"logs/{test}-run{run_no}-s{res.seed}.log"
                 (outdir / "logs").mkdir(exist_ok=True)
                 (outdir / rel).write_text(f"test: {test}\nseed: {res.seed}\n"
                                           f"error: {res.message}\nrerun: {rerun}\n\n{res.log}",
                                           encoding="utf-8")
                 logs[(test, res.job)] = rel
         grade.notes += supervisor_notes(output_log, part)
-        return grade_part(self.rubric, part, by_test, elapsed, logs, reruns)
+        return grade_part(self.rubric, part, by_test, elapsed, logs, reruns,
+                          bundles=kept, attempts=attempts)
+
+    def _rerun_inconclusive(self, part: str, jobs: Sequence[Job], results: list[RunResult],
+                            backend_for: Callable[[int], Backend], pass_budget_s: float,
+                            stall_s: float, grade: SubmissionGrade
+                            ) -> tuple[list[RunResult], dict[int, int]]:
+        """Rerun inconclusive runs (same seed, half the workers each round), like stress.
+
+        Returns the results with each rerun's result in place of the inconclusive one,
+        and the attempts per job index that was rerun.  A rerun that did not happen
+        (budget, stall: worker ``-``) leaves the run inconclusive, never failed.
+        """
+        results = list(results)
+        position = {job.index: i for i, job in enumerate(jobs)}
+        attempts: dict[int, int] = {}
+        workers = self.workers
+        grade.inconclusive_attempts += sum(1 for r in results if r.inconclusive)
+        for round_no in range(1, INCONCLUSIVE_RETRIES + 1):
+            todo = [jobs[position[r.job]] for r in results if r.inconclusive]
+            if not todo:
+                break
+            workers = max(1, min(len(todo), workers // 2))
+            note = (f"{part}: rerun {len(todo)} inconclusive run(s) with the same seeds on "
+                    f"{workers} worker(s) (rerun {round_no} of at most {INCONCLUSIVE_RETRIES})")
+            grade.rerun_notes.append(note)
+            self.console.print(note, highlight=False, soft_wrap=True)
+            renumbered = [Job(i, job.test, job.seed) for i, job in enumerate(todo)]
+            # Not the student's time: a whole pass of the part's budget per rerun, at least.
+            budget = pass_budget_s * max(1, len(todo))
+            again, _elapsed = run_part(renumbered, backend_for(workers), budget, stall_s,
+                                       on_result=self._progress(part))
+            for job, res in zip(todo, again, strict=True):
+                if res.worker == "-":  # did not run (budget, stall): still inconclusive
+                    continue
+                attempts[job.index] = attempts.get(job.index, 1) + 1
+                grade.inconclusive_attempts += res.inconclusive
+                results[position[job.index]] = replace(res, job=job.index)
+        return results, attempts
+
+    def _keep_bundle(self, grade: SubmissionGrade, res: RunResult, rerun: str, packed: Any,
+                     outdir: Path, name: str) -> str | None:
+        """Group a failed run by signature; keep its bundle if the caps allow (a path
+        relative to the report folder)."""
+        groups = grade.groups
+        sig = signature_of(res, packed)
+        groups.add(sig, res.test.rsplit("::", 1)[-1], res.seed, rerun)
+        if not bundles.valid(packed):
+            return None
+        if not groups.may_keep(sig):
+            groups.not_kept += 1
+            return None
+        rel = f"bundles/{safe_file_part(name)}"
+        if (outdir / rel).exists():
+            shutil.rmtree(outdir / rel)
+        if bundles.unpack(packed, outdir / rel) is None:
+            return None
+        groups.kept_bundle(sig, rel)
+        return rel
 
     def harness(self, sub: Submission) -> HarnessOptions:
         """The harness options of a submission's runs: isolated unless in simulated time."""
@@ -259,10 +345,11 @@ class Grader:
     def _progress(self, part: str) -> Callable[[RunResult], None]:
         def show(res: RunResult) -> None:
             name = res.test.rsplit("::", 1)[-1]
-            colour = "green" if res.outcome == "passed" else "red"
+            colour = {"passed": "green", "inconclusive": "yellow"}.get(res.outcome, "red")
             self.console.print(f"  {part} {name} seed {res.seed}: [{colour}]{res.outcome}"
                                f"[/{colour}] ({res.duration:.1f} s)"
-                               + (f" {res.message}" if res.failed and res.message else ""),
+                               + (f" {res.message}" if (res.failed or res.inconclusive)
+                                  and res.message else ""),
                                highlight=False, soft_wrap=True)
         return show
 

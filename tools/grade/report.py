@@ -6,7 +6,11 @@ Per submission (its report folder)::
     results.json    Gradescope autograder format (tests: name, score, max_score, output)
     junit.xml       one testcase per graded test (failed if any run failed)
     summary.txt     the terminal table, without colour
-    logs/           the full log of every failed run (captured output + traceback)
+    logs/           the full log of every failed or inconclusive run (captured output +
+                    traceback)
+    bundles/        failure bundles (timeline, events, debug log...) of failed runs, a
+                    few per failure signature (tools.stress.groups); report.json links
+                    each run to its bundle and lists the groups
 
 In batch mode the batch folder also gets ``grades.csv`` (one row per submission).
 """
@@ -37,8 +41,12 @@ def test_output(test: TestGrade, runs: int) -> str:
     lines = [head + "; a test earns its points only if every run passes."]
     for run in test.failures():
         lines.append(f"run {run.run} (seed {run.seed}): {run.reason or run.outcome}")
-        if run.message and run.message != run.reason:
+        if run.message and run.message not in (run.reason or ""):
             lines.append(f"    {run.message}")
+        if run.attempts > 1:
+            lines.append(f"    (attempt {run.attempts}: the earlier ones were inconclusive)")
+        if run.bundle:
+            lines.append(f"    failure bundle (timeline, events, logs): {run.bundle}")
     return "\n".join(lines)
 
 
@@ -52,7 +60,12 @@ def to_json(grade: SubmissionGrade, rubric: Rubric) -> dict[str, Any]:
         "score": grade.score, "max_score": grade.max_score,
         "runs_per_test": grade.runs, "base_seed": grade.base_seed,
         "elapsed_s": round(grade.elapsed_s, 1),
-        "notes": grade.notes,
+        "notes": grade.notes + grade.verdict_notes(),
+        "inconclusive": {"attempts": grade.inconclusive_attempts,
+                         "still_inconclusive_runs": grade.inconclusive_runs,
+                         "reruns": grade.rerun_notes},
+        "known_artifacts": grade.artifacts,
+        "failure_groups": [g.to_json() for g in grade.groups.ordered()],
         "rubric": rubric.to_json(),
         "parts": [{
             "name": part.name, "points": part.points, "max_points": part.max_points,
@@ -62,10 +75,12 @@ def to_json(grade: SubmissionGrade, rubric: Rubric) -> dict[str, Any]:
                 "name": t.name, "description": t.description, "passed": t.passed,
                 "points": t.points, "max_points": t.max_points,
                 "runs_passed": t.runs_passed, "runs": len(t.runs),
+                "runs_inconclusive": t.inconclusive, "runs_known_artifact": t.artifacts,
                 "run_results": [{
                     "run": r.run, "seed": r.seed, "outcome": r.outcome,
                     "duration_s": r.duration, "reason": r.reason, "message": r.message,
-                    "log": r.log, "rerun": r.rerun} for r in t.runs],
+                    "log": r.log, "rerun": r.rerun, "bundle": r.bundle,
+                    "artifact": r.artifact, "attempts": r.attempts} for r in t.runs],
             } for t in part.tests],
         } for part in grade.parts],
     }
@@ -85,7 +100,7 @@ def gradescope(grade: SubmissionGrade) -> dict[str, Any]:
               f"points only if all runs pass.", f"Measured in {grade.mode}."]
     if grade.error:
         output.append(f"Could not grade this submission: {grade.error}")
-    output += grade.notes
+    output += grade.notes + grade.verdict_notes()
     return {
         "score": grade.score,
         "execution_time": round(grade.elapsed_s),
@@ -165,8 +180,10 @@ def write_reports(grade: SubmissionGrade, rubric: Rubric, folder: Path) -> None:
         console.print(f"measured in {grade.mode}", markup=False, highlight=False)
         if grade.hardening:
             console.print(f"fences: {grade.hardening}", markup=False, highlight=False)
-        for note in grade.notes:
+        for note in grade.notes + grade.verdict_notes():
             console.print(f"note: {note}", markup=False, highlight=False)
+        for line in grade.groups.summary_lines():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def write_csv(grades: Sequence[SubmissionGrade], part_names: Sequence[str], path: Path) -> None:

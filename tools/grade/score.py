@@ -4,6 +4,13 @@ A test earns its rubric points only if every one of its planned runs passed (a r
 that was not done -- budget exhausted, process killed -- counts as failed).  Each
 failed run keeps a one-line *reason* written for a student ("hung: ...",
 "crashed: ...", "memory limit exhausted: ...") next to the test's own message.
+
+Two kinds of run are named apart, never folded silently into a pass or a fail:
+an *inconclusive* run (the machine was overloaded in every attempt,
+:mod:`labtests.overload`) does not pass -- its test earns no points -- and its
+reason says it is the machine's fault and to regrade; a failure that matches a
+*known artifact* of the lab's tests (:mod:`labtests.artifacts`) stays a failure
+and its reason names the artifact.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from labtests.artifacts import ARTIFACT_KEY
 from tools.grade.isolation import BUDGET_REASON
 from tools.grade.rubric import Rubric
 from tools.stress.backends.base import RunResult
+from tools.stress.groups import FailureGroups
 
 _LAB_FAILURE = "labtests.failures.RaftTestFailure: "
 
@@ -29,6 +38,13 @@ class RunGrade:
     message: str | None = None
     log: str | None = None       # path of the kept log, relative to the report folder
     rerun: str | None = None     # the command that reruns this run (labtests.rerun)
+    bundle: str | None = None    # the kept failure bundle, relative to the report folder
+    artifact: str | None = None  # the known artifact the failure matched (still a failure)
+    attempts: int = 1            # > 1: rerun after inconclusive attempts
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.outcome == "inconclusive"
 
     @property
     def passed(self) -> bool:
@@ -61,6 +77,15 @@ class TestGrade:
 
     def failures(self) -> list[RunGrade]:
         return [r for r in self.runs if not r.passed]
+
+    @property
+    def inconclusive(self) -> int:
+        """Runs still inconclusive after the reruns (the test earns no points)."""
+        return sum(r.inconclusive for r in self.runs)
+
+    @property
+    def artifacts(self) -> int:
+        return sum(r.artifact is not None and not r.passed for r in self.runs)
 
 
 @dataclass
@@ -98,6 +123,36 @@ class SubmissionGrade:
     isolated: bool = False        # each Raft peer in its own process
     hardening: str = ""           # which fences the runs had (tools.grade.sandbox)
     run_user: int | None = None   # the dedicated uid the peers ran as, if any
+    inconclusive_attempts: int = 0  # attempts that came out inconclusive (reruns included)
+    rerun_notes: list[str] = field(default_factory=list)  # what the reruns did
+    groups: FailureGroups = field(default_factory=FailureGroups)  # failures by signature
+
+    @property
+    def inconclusive_runs(self) -> int:
+        """Runs still inconclusive after every rerun."""
+        return sum(t.inconclusive for t in self.tests())
+
+    @property
+    def artifacts(self) -> int:
+        return sum(t.artifacts for t in self.tests())
+
+    def verdict_notes(self) -> list[str]:
+        """What every report says about inconclusive runs and known artifacts."""
+        notes = list(self.rerun_notes)
+        if self.inconclusive_attempts:
+            still = self.inconclusive_runs
+            notes.append(
+                f"inconclusive: {self.inconclusive_attempts} attempt(s) failed while the "
+                "machine made timers late beyond the lab's tolerance (not the submission's "
+                "fault) and were rerun with the same seed; "
+                + (f"{still} run(s) stayed inconclusive: their tests earn no points in this "
+                   "grade -- regrade on a quieter machine" if still
+                   else "every rerun was conclusive"))
+        if self.artifacts:
+            notes.append(f"known artifacts: {self.artifacts} failed run(s) match a known "
+                         "artifact of the lab's tests (a correct Raft can fail so; they stay "
+                         "failures: docs/harness.md, Known artifacts)")
+        return notes
 
     @property
     def mode(self) -> str:
@@ -127,6 +182,14 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
     low = msg.lower()
     if result.outcome == "skipped":
         return "skipped (a graded test must run and pass)"
+    if result.outcome == "inconclusive":
+        return (f"{msg or 'inconclusive (machine overloaded)'} -- in every attempt: the "
+                "machine's fault, not the submission's; this run does not pass: regrade on a "
+                "quieter machine")
+    artifact = (result.properties or {}).get(ARTIFACT_KEY)
+    if artifact:
+        return (f"known artifact of the lab's tests ({artifact}): {msg} (a correct Raft can "
+                "fail so; the failure stands)")
     if msg.startswith(BUDGET_REASON) or "the grader killed" in low:
         return msg
     if "timeout" in low and "pytest-timeout" in low or low.startswith("failed: timeout"):
@@ -151,11 +214,14 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
 
 def grade_part(rubric: Rubric, part: str, results: Mapping[str, Sequence[RunResult]],
                elapsed_s: float, logs: Mapping[tuple[str, int], str] | None = None,
-               reruns: Mapping[tuple[str, int], str] | None = None) -> PartGrade:
+               reruns: Mapping[tuple[str, int], str] | None = None,
+               bundles: Mapping[tuple[str, int], str] | None = None,
+               attempts: Mapping[int, int] | None = None) -> PartGrade:
     """Grade one part from each test's results (in run order).
 
-    ``logs`` and ``reruns`` map (test, job index) to a failed run's kept log and
-    rerun command.
+    ``logs``, ``reruns`` and ``bundles`` map (test, job index) to a failed run's
+    kept log, rerun command and kept bundle; ``attempts`` maps a job index to its
+    number of attempts when it was rerun after inconclusive ones.
     """
     spec = next(p for p in rubric.parts if p.name == part)
     grade = PartGrade(part, spec.budget_s * rubric.runs, elapsed_s=elapsed_s)
@@ -167,7 +233,10 @@ def grade_part(rubric: Rubric, part: str, results: Mapping[str, Sequence[RunResu
                 duration=round(res.duration, 3),
                 reason=reason_for(res, rubric.per_run_timeout_s, rubric.memory_mb),
                 message=res.message, log=(logs or {}).get((test, res.job)),
-                rerun=(reruns or {}).get((test, res.job))))
+                rerun=(reruns or {}).get((test, res.job)),
+                bundle=(bundles or {}).get((test, res.job)),
+                artifact=(res.properties or {}).get(ARTIFACT_KEY) if res.failed else None,
+                attempts=(attempts or {}).get(res.job, 1)))
             desc = res.properties.get("description") if res.properties else None
             tg.description = tg.description or desc
         grade.tests.append(tg)
@@ -189,7 +258,8 @@ def summary_row(grade: SubmissionGrade, part_names: Sequence[str]) -> dict[str, 
         row[f"{name}_tests_passed"] = (f"{part.tests_passed}/{len(part.tests)}" if part
                                        else "")
     row["failed_tests"] = " ".join(t.name for t in grade.tests() if not t.passed)
-    row["notes"] = " | ".join(([grade.error] if grade.error else []) + grade.notes)
+    row["notes"] = " | ".join(([grade.error] if grade.error else []) + grade.notes
+                              + grade.verdict_notes())
     return row
 
 
