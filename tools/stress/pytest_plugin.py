@@ -188,6 +188,7 @@ class _StressPlugin:
 
 
 _own_bundle_dir: Path | None = None  # the temporary bundle folder this process made
+_own_pid = 0  # the process that made it (forked children share it, never remove it)
 
 
 def _take_bundle(path: str) -> dict[str, Any] | None:
@@ -240,7 +241,7 @@ def _log_text(reports: list[pytest.TestReport]) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before the harness reads where bundles go
 def pytest_configure(config: pytest.Config) -> None:
-    global _own_bundle_dir
+    global _own_bundle_dir, _own_pid
     jobs_file = config.getoption("stress_jobs")
     if jobs_file and not os.environ.get(BUNDLE_ENV):
         # xdist workers start after this and inherit it: one folder for the whole run.
@@ -250,6 +251,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _own_bundle_dir = None
         else:
             os.environ[BUNDLE_ENV] = str(_own_bundle_dir)
+            _own_pid = os.getpid()
     if jobs_file:
         spec = json.loads(Path(jobs_file).read_text(encoding="utf-8"))
         config.pluginmanager.register(_StressPlugin(config, spec), "raftlab-stress-jobs")
@@ -259,7 +261,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _own_bundle_dir
-    if _own_bundle_dir is not None:
+    if _own_bundle_dir is not None and os.getpid() == _own_pid:
         shutil.rmtree(_own_bundle_dir, ignore_errors=True)
         if os.environ.get(BUNDLE_ENV) == str(_own_bundle_dir):
             del os.environ[BUNDLE_ENV]
