@@ -245,3 +245,30 @@ def test_a_big_debug_log_arrives_cut_to_its_tail_with_a_note(tmp_path, bundle_en
     assert "debug.log: only its last" in cut and "'.hidden': left out" in cut
     assert not (folder / ".hidden").exists()
     assert "raftlab_bundle_packed" not in line["properties"]  # not copied into results.jsonl
+
+
+def test_a_dask_workers_bundle_comes_back_in_the_task_result(tmp_path, bundle_env):
+    """The worker task alone (as a Dask worker runs it): the run's scratch folder is gone
+    when the task returns, and the bundle travels in the event, bounded and plain data."""
+    from labtests.options import HarnessOptions
+    from tools.stress.backends.base import RunOptions, result_from_event
+    from tools.stress.backends.dask_worker import run_one
+    from tools.stress.results import ResultFiles
+
+    options = RunOptions(harness=HarnessOptions(impl="/client/only/two_bugs.py", sim=True),
+                         rootdir=REPO, timeout=120, pytest_args=("-p", "fake_bundle"))
+    task = {"batch": "b1", "job": {"index": 3, "test": "labtests/test_2b.py::"
+                                   "test_basic_agree_2b", "seed": 21},
+            "options": options.to_json(), "impl_name": "two_bugs.py", "prefix": []}
+    event = run_one(task, (TOYS / "two_bugs.py").read_bytes())
+    assert event is not None and event["outcome"] == "failed", event
+    packed = event["properties"][bundles.PACKED_KEY]
+    assert bundles.valid(packed) and bundles.meta(packed).get("check")
+    assert len(json.dumps(packed)) < bundles.MAX_BUNDLE_BYTES * 2
+    assert not Path(event["properties"][bundles.BUNDLE_KEY]).exists()  # only the copy travels
+    files = ResultFiles(tmp_path / "client")
+    log = files.add(result_from_event(json.loads(json.dumps(event))), "raftlab test ...")
+    files.close()
+    (line,) = results_of(tmp_path / "client" / "results.jsonl")
+    assert line["bundle"] and (Path(line["bundle"]) / "meta.json").exists(), line
+    assert log is not None and f"bundle:   {line['bundle']}" in log.read_text()
