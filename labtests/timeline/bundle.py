@@ -99,7 +99,9 @@ def environment(impl: str) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "raftlab": version,
-        "platform": platform.platform(),
+        # os.uname, not platform.platform(): that may start a subprocess, which the
+        # simulation refuses (the bundle of a --sim failure is written inside it).
+        "platform": " ".join(os.uname()) if hasattr(os, "uname") else sys.platform,
         "cores": os.cpu_count(),
         "loadavg": load,
         "raft_impl": impl,
@@ -126,10 +128,11 @@ def write_bundle(
     """Write one bundle (module docstring) and return its folder."""
     folder = new_folder(bundle_root(options), test, seed)
     rec = configs[0].timeline if configs else None
-    recorded_check = rec.failed_check if rec is not None else None
-    check = check_of(message, recorded_check)
     if rec is not None and rec.failure_message is None:
-        rec.failure(message, check=check)  # failed outside the tester's checks: mark it now
+        # Failed outside Config.fail (a timeout, a leftover thread, the simulation):
+        # mark it now, in the check still open if the test was inside one.
+        rec.failure(message, check=rec.current_check() or check_of(message, None))
+    check = check_of(message, rec.failed_check if rec is not None else None)
     events = rec.events() if rec is not None else []
     n = configs[0].n if configs else 0
     rerun = rerun_command(test, seed, options)
