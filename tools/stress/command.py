@@ -11,7 +11,12 @@ Output directory (``-o``, default ``stress-<timestamp>``)::
 
     results.jsonl          one line per finished run (valid after Ctrl-C too); outcome
                            passed, failed, error, skipped or inconclusive, and attempt
-    failures/<test>-s<seed>.log   log, seed, error and rerun command of each failure
+    failures/<test>-s<seed>.log   log, seed, error, rerun command, group and bundle of
+                           each failure
+    bundles/<test>-s<seed>/ the failure bundle of a failing run (timeline, events, debug
+                           log...), at most 3 per signature and 30 in all
+    groups.json            failures grouped by signature (tools.stress.signatures): count,
+                           first seed and its rerun command, kept bundles
     inconclusive/...       the same for runs that failed while the machine made timers
                            late beyond the lab's tolerance (labtests.overload): counted
                            apart, rerun with the same seed (--retries) on half the workers
