@@ -17,10 +17,12 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 
 from labtests.artifacts import ARTIFACT_KEY
+from tools.grade import command as grade_command
 from tools.grade import report as reports
 from tools.grade.grader import INCONCLUSIVE_RETRIES, Grader
 from tools.grade.report import gradescope, write_reports
@@ -207,3 +209,28 @@ def test_failed_runs_bundles_are_kept_bounded_and_linked(tmp_path):
     assert f"failure bundle (timeline, events, logs): {kept[0]}" in reports.test_output(
         part.tests[0], 1)
     assert "failure groups (3 signature(s)" in (tmp_path / "summary.txt").read_text()
+
+
+def test_grade_keeps_each_failed_runs_bundle_and_groups_them(tmp_path, monkeypatch):
+    """End to end in simulated time: the two-bug toy's failed runs, bundles linked."""
+
+    here = Path(__file__).parent
+    monkeypatch.setenv("PYTHONPATH", str(here / "bundle_plugins"))
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p fake_bundle")  # fills in if the harness did not
+    out = io.StringIO()
+    rc = grade_command.main([str(here / "toys_stress" / "two_bugs.py"), "--only",
+                             "test_basic_agree_2b", "--runs", "4", "--sim", "-o",
+                             str(tmp_path / "g")], console=Console(file=out, width=200))
+    assert rc == grade_command.EXIT_LOST, out.getvalue()
+    report = json.loads((tmp_path / "g" / "report.json").read_text())
+    runs = report["parts"][0]["tests_detail"][0]["run_results"]
+    assert [r["outcome"] for r in runs] == ["failed"] * 4, runs
+    for run in runs:
+        folder = tmp_path / "g" / run["bundle"]
+        assert (folder / "meta.json").exists() and (folder / "failure.txt").exists(), run
+    groups = report["failure_groups"]
+    assert sum(g["count"] for g in groups) == 4
+    assert {g["message"] for g in groups} <= {
+        "apply error: server <n> apply out of order <n>",
+        "apply error: commit index=<n> server=<n> <cmd> != server=<n> <cmd>"}
+    assert report["inconclusive"]["attempts"] == 0 and report["known_artifacts"] == 0

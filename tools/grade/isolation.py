@@ -112,8 +112,10 @@ class IsolatedBackend(XdistBackend):
         guard = ["-p", GUARD_PLUGIN]
         if self.limits.run_user is not None:
             guard.append(f"--grade-peer-user={self.limits.run_user}")
+        # xdist's option only where xdist runs the workers (not with forked workers).
+        restarts = ["--max-worker-restart=1000"] if "-n" in rest else []
         return (wrapper_command(self.limits) + head
-                + [f"--rootdir={self.framework_root}", "--max-worker-restart=1000",
+                + [f"--rootdir={self.framework_root}", *restarts,
                    "-p", "no:cacheprovider"] + guard + rest)
 
     def _signal(self, sig: int) -> None:
