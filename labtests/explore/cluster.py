@@ -133,6 +133,7 @@ class PeerEnd:
                          sent, now)
         if vote and c.inc[self._dst] == dst_inc:
             c.monitors.vote_reply(self._src, self._inc, self._dst, dst_inc, sent, now)
+        c.answered(self._dst, dst_inc, rpc_event(svc_meth))
         return reply
 
 
@@ -333,17 +334,12 @@ class Cluster:
         with self.mu:
             if self.inc[i] != inc or not self.alive[i] or self.frozen[i]:
                 return
-            k = next((k for k, (peer, ev, *_rest) in enumerate(self.triggers)
-                      if peer == i and ev == event), None)
+            k = next((k for k, (peer, ev, _d, _w, kind) in enumerate(self.triggers)
+                      if peer == i and ev == event and kind == "crash"), None)
             if k is None:
                 return
             _, _, delay, down, kind = self.triggers.pop(k)
             now = self.now()
-            if kind == "mute":
-                self._schedule(now + delay, "mute", i)
-                self._schedule(now + delay + down, "unmute", i)
-                dlog("TEST", None, "explore: S%d %s triggers its mute in %.3fs", i, event, delay)
-                return
             if delay == 0:
                 # Crash at this very moment: what is persisted now is what survives,
                 # and nothing the peer does from here on reaches anyone.
@@ -355,6 +351,33 @@ class Cluster:
             self._schedule(now + delay, "crash", i)
             self._schedule(now + delay + down, "restart", i)
         dlog("TEST", None, "explore: S%d %s triggers its crash in %.3fs", i, event, delay)
+
+    def answered(self, i: int, inc: int, event: str | None) -> None:
+        """Run ``inc`` of peer ``i``'s reply to an RPC reached its caller: start a mute?
+
+        Called in the caller's thread before the caller sees the reply, so a mute
+        with ``delay`` 0 begins before the caller can act on the answer (a new
+        leader's first heartbeat to its voter is lost)."""
+        if event is None:
+            return
+        with self.mu:
+            if self.inc[i] != inc or not self.alive[i]:
+                return
+            k = next((k for k, (peer, ev, _d, _w, kind) in enumerate(self.triggers)
+                      if peer == i and ev == event and kind == "mute"), None)
+            if k is None:
+                return
+            _, _, delay, down, _kind = self.triggers.pop(k)
+            now = self.now()
+            if delay == 0:
+                self.muted[i] += 1
+                for j in range(self.n):
+                    self._apply_link(j, i)
+            else:
+                self._schedule(now + delay, "mute", i)
+            self._schedule(now + delay + down, "unmute", i)
+        dlog("TEST", None, "explore: S%d answered a %s: muted %s for %.3fs", i, event,
+             "now" if delay == 0 else f"in {delay:.3f}s", down)
 
     def due_actions(self, now: float) -> list[tuple[str, int]]:
         with self.mu:

@@ -99,8 +99,8 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
             steps.append(Step(t, "partition", {"groups": _split(rng, n)}))
         elif roll < 0.40:
             # A bare majority elects while the rest are away, and each of its peers goes
-            # deaf for a moment right after it votes: a voter whose timer the vote did not
-            # reset times out before the new leader's heartbeats reach it.
+            # deaf for a moment once its vote reply arrives: a voter whose timer the vote
+            # did not reset times out before the new leader's heartbeats reach it.
             steps.append(Step(t, "partition", {"groups": [[p] for p in range(n)]}))
             t2 = _r(t + rng.uniform(0.5, 2.0))
             if t2 < horizon:
@@ -111,8 +111,9 @@ def generate(seed: int, options: GeneratorOptions | None = None) -> Schedule:
                 steps.append(Step(t2, "partition", {"groups": [sorted(peers[:k]), *rest]}))
                 for p in sorted(peers[:k]):
                     for _vote in range(2):
+                        delay = 0.0 if rng.random() < 0.8 else _r(rng.uniform(0.001, 0.01))
                         steps.append(Step(t2, "mute_after", {
-                            "peer": p, "event": "vote", "delay": _r(rng.uniform(0.001, 0.01)),
+                            "peer": p, "event": "vote", "delay": delay,
                             "down": _r(rng.uniform(0.05, 0.4))}))
                 t = _r(t2 + rng.uniform(1.0, 3.0))
                 continue

@@ -21,9 +21,11 @@ Steps (``at`` is virtual seconds from the start; peers are numbered from 0):
                    peer ``delay`` s after it next saves its state or handles that
                    RPC (``delay`` 0 freezes its persisted state and cuts it off at
                    that very moment), then restart it ``down`` s later
-``mute_after``     ``peer``, ``event``, ``delay``, ``down``: like ``crash_after``,
-                   but the peer keeps running: for ``down`` s every request to it
-                   is lost (it still runs its timers and can send)
+``mute_after``     ``peer``, ``event`` (``vote``, ``append``, ``snapshot``),
+                   ``delay``, ``down``: ``delay`` s after the peer's next reply
+                   to that RPC reaches its caller (0: before the caller sees
+                   it), every request to the peer is lost for ``down`` s; it
+                   keeps running its timers and can send
 ``unreliable``     ``on``: drop 10 % of requests and replies, delay requests
 ``reorder``        ``on``: the network's long reordering of replies
 ``clients``        ``count``: that many unique commands, each offered to the
@@ -47,6 +49,7 @@ OPS = ("partition", "link", "crash", "restart", "crash_after", "mute_after", "un
 TRIGGERED = ("crash_after", "mute_after")  # ops armed on a peer's next event
 LINK_STATES = ("ok", "cut", "deaf")
 EVENTS = ("persist", "vote", "append", "snapshot")
+RPC_EVENTS = ("vote", "append", "snapshot")  # mute_after waits for a reply to one of these
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,8 @@ class Step:
             return (f"{t}  crash S{a['peer']} {a['delay']:.3f}s after its next {a['event']}, "
                     f"down {a['down']:.3f}s")
         if self.op == "mute_after":
-            return (f"{t}  mute S{a['peer']} (requests to it lost) {a['delay']:.3f}s after its "
-                    f"next {a['event']}, for {a['down']:.3f}s")
+            return (f"{t}  mute S{a['peer']} (requests to it lost) {a['delay']:.3f}s after "
+                    f"its next {a['event']} reply arrives, for {a['down']:.3f}s")
         if self.op in ("crash", "restart"):
             return f"{t}  {self.op} S{a['peer']}"
         if self.op in ("unreliable", "reorder"):
@@ -185,8 +188,9 @@ def validate(s: Schedule) -> None:
         if step.op == "link" and a.get("state") not in LINK_STATES:
             raise ScheduleError(f"{where}: link state must be one of {', '.join(LINK_STATES)}")
         if step.op in TRIGGERED:
-            if a.get("event") not in EVENTS:
-                raise ScheduleError(f"{where}: event must be one of {', '.join(EVENTS)}")
+            events = EVENTS if step.op == "crash_after" else RPC_EVENTS
+            if a.get("event") not in events:
+                raise ScheduleError(f"{where}: event must be one of {', '.join(events)}")
             if a.get("delay", -1) < 0 or a.get("down", -1) < 0:
                 raise ScheduleError(f"{where}: delay and down must be >= 0")
         if step.op == "clients" and int(a.get("count", 0)) < 1:
