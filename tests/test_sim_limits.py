@@ -212,3 +212,23 @@ def test_pytest_reports_a_starved_run_as_inconclusive_with_exit_status_6():
     assert "... inconclusive (machine overloaded: the simulated run got 0." in out
     assert "-- wall-clock backstop of 0.3 s exceeded before the CPU-time limit" in out
     assert "rerun with:" in out and "--sim" in out
+
+
+def test_pytest_moves_the_wall_clock_watchdog_of_a_simulated_test_behind_the_backstop():
+    """--raft-timeout 0.5 would end the test by pytest-timeout's wall clock after 0.5 s;
+    in simulation the watchdog waits for the backstop (+60 s), and the starved run
+    (about 3 s of wall time, little CPU) passes on its budget."""
+    proc = _pytest_sim("--raft-timeout", "0.5", "--sim-cpu-limit", "5", "--sim-wall-limit", "30",
+                       plugin=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "1 passed" in out and "Timeout" not in out
+
+
+def test_pytest_timeouts_alarm_fails_a_simulated_test_whichever_thread_it_hits():
+    """An explicit --timeout keeps pytest-timeout's wall clock; its alarm hits the thread
+    that runs (here one blocked in a real call), and must fail the test, not that thread."""
+    proc = _pytest_sim("--timeout", "1", "--sim-cpu-limit", "60")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "... FAILED -- Timeout (>1.0s) from pytest-timeout" in out

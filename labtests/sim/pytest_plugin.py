@@ -33,15 +33,17 @@ command that replays it.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Generator
 from typing import Any
 
 import pytest
+from greenlet import GreenletExit
 
 from labtests.overload import DETAIL_KEY, INCONCLUSIVE, VERDICT_KEY
 from labtests.plugin import _implementation, harness_options, seed_for_test
 from labtests.race.scope import Scope
-from labtests.sim import DEFAULT_TIME_LIMIT, SimOverloaded, activate, sim_seed
+from labtests.sim import DEFAULT_TIME_LIMIT, SimOverloaded, SimTimeLimit, activate, sim_seed
 
 RACE_PREEMPT = 0.02  # --sim --race: line preemption probability unless --sim-preempt is given
 CPU_LIMIT_FACTOR = 0.8  # default --sim-cpu-limit: this x --raft-timeout, in CPU seconds
@@ -183,6 +185,48 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
             cm.__exit__(None, None, None)
         except AssertionError:
             pass  # already reported by the call phase (see pytest_runtest_call)
+
+
+@pytest.hookimpl(wrapper=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Generator[None, Any, Any]:
+    """In simulation, have pytest-timeout's alarm fail the test, whichever thread it hits."""
+    result = yield
+    if (getattr(settings, "method", None) == "signal" and sim_enabled(item.config)
+            and _graded(item)):
+        _route_alarm_to_the_test(item)
+    return result
+
+
+def _route_alarm_to_the_test(item: pytest.Item) -> None:
+    """Wrap pytest-timeout's SIGALRM handler for a simulated test.
+
+    Every simulated thread runs in the test's OS thread, so the alarm's
+    exception is raised in whichever simulated thread runs at that moment.
+    Raised in a Raft's thread it would only end that thread (reported, if at
+    all, as its uncaught exception) and the test could even pass.  Instead the
+    timeout becomes the run's failure (the test's main thread raises it next,
+    with the simulation's report) and the thread that ran is ended.
+    """
+    original = signal.getsignal(signal.SIGALRM)
+    if not callable(original):
+        return
+
+    def handler(signum: int, frame: Any) -> Any:
+        sched = item.stash.get(_SCHED, None)
+        if sched is None or sched.dying or sched.current is sched.main:
+            return original(signum, frame)
+        thread = sched.current.name
+        try:
+            return original(signum, frame)
+        except BaseException as exc:  # noqa: BLE001 - pytest's Failed: handed to the test
+            why = str(getattr(exc, "msg", exc)).strip().splitlines()[0]
+            sched.post_failure(SimTimeLimit(sched.report(
+                f"{why} (the per-test watchdog, wall clock) while simulated thread "
+                f"{thread!r} ran out of the simulation's reach: a loop that polls nothing "
+                "the simulation sees, or a real blocking call")))
+            raise GreenletExit() from None
+
+    signal.signal(signal.SIGALRM, handler)
 
 
 @pytest.hookimpl(optionalhook=True)

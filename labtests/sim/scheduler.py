@@ -441,6 +441,12 @@ class Scheduler:
                 f"the test did not end within {CLEANUP_GRACE:.0f} s after it failed "
                 "(its cleanup waits or spins)")))
 
+    def post_failure(self, exc: SimFailure) -> None:
+        """Fail the run from outside the scheduler (a watchdog's signal handler, say):
+        the main thread raises ``exc`` as soon as it resumes; the first failure stays
+        the run's failure."""
+        self._post_failure(exc)
+
     def _post_failure(self, exc: SimFailure) -> None:
         """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
         if self.failure is None:
