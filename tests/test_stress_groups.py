@@ -195,6 +195,8 @@ def test_stress_groups_50_failures_of_two_bugs_into_two_signatures(tmp_path, bun
     groups = json.loads((outdir / "groups.json").read_text())
     assert sorted(g["message"] for g in groups) == sorted([SKIP, MISMATCH]), groups
     assert sum(g["count"] for g in groups) == 50
+    # Every failure's check is known, bundle sent or not (the plugin caps what it sends).
+    assert all(g["check"] for g in groups), groups
     for group in groups:
         mine = [line for line in lines if line["signature_id"] == group["id"]]
         assert len(mine) == group["count"] >= 5, group  # both bugs are common
@@ -272,3 +274,34 @@ def test_a_dask_workers_bundle_comes_back_in_the_task_result(tmp_path, bundle_en
     (line,) = results_of(tmp_path / "client" / "results.jsonl")
     assert line["bundle"] and (Path(line["bundle"]) / "meta.json").exists(), line
     assert log is not None and f"bundle:   {line['bundle']}" in log.read_text()
+
+
+def test_the_plugin_sends_no_more_bundles_per_signature_than_the_client_keeps(
+        tmp_path, bundle_env):
+    """One pytest session with the stress plugin (as a backend starts it): 12 failing runs
+    of the two-bug toy send at most BUNDLES_PER_GROUP packed bundles per signature."""
+    import subprocess
+
+    from labtests.options import HarnessOptions
+    from tools.stress.backends.base import Job, RunOptions
+    from tools.stress.backends.pytest_runs import plugin_command, write_jobs_file
+    from tools.stress.groups import BUNDLES_PER_GROUP
+
+    test = "labtests/test_2b.py::test_basic_agree_2b"
+    jobs = [Job(i, test, 1000 + i) for i in range(12)]
+    events, jobs_file = tmp_path / "events.jsonl", tmp_path / "jobs.json"
+    write_jobs_file(jobs_file, events, jobs, keep_passing=False)
+    options = RunOptions(harness=HarnessOptions(impl=str(TOYS / "two_bugs.py"), sim=True),
+                         rootdir=REPO, timeout=120, pytest_args=("-p", "fake_bundle"))
+    cmd = plugin_command(options, jobs_file, ["labtests/test_2b.py"])
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    lines = [json.loads(line) for line in events.read_text().splitlines() if line.strip()]
+    assert len(lines) == 12 and all(e["outcome"] == "failed" for e in lines), proc.stdout[-2000:]
+    sent: dict[str, int] = {}
+    for event in lines:
+        key = normalise(event["message"])
+        if bundles.PACKED_KEY in event["properties"]:
+            sent[key] = sent.get(key, 0) + 1
+    assert sent and all(1 <= n <= BUNDLES_PER_GROUP for n in sent.values()), sent
+    assert sum(sent.values()) < 12
+    assert not list(bundle_env.glob("raftlab-bundles-*"))  # the temporary folder is gone

@@ -24,6 +24,7 @@ from typing import Any
 
 BUNDLE_KEY = "raftlab_bundle"  # the harness's user property: the bundle folder's path
 PACKED_KEY = "raftlab_bundle_packed"  # the stress plugin's: the packed bundle
+CHECK_KEY = "raftlab_failed_check"  # the stress plugin's: the check meta.json names
 MAX_FILE_BYTES = 2_500_000
 MAX_BUNDLE_BYTES = 4_000_000
 CUT_FILE = "CUT.txt"

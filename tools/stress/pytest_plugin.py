@@ -19,8 +19,9 @@ pytest's human output:
 Failure bundles (:mod:`tools.stress.bundles`): with ``--stress-jobs`` the harness
 writes them into a temporary folder of this plugin's (``RAFTLAB_BUNDLE_DIR``,
 unless already set), the controlling process packs each failing run's bundle into
-its event (so a Dask worker's bundle comes back to the client too) and removes
-the temporary folder at the end.
+its event (so a Dask worker's bundle comes back to the client too; only as many
+per signature as the client keeps, :mod:`tools.stress.groups`) and removes the
+temporary folder at the end.
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from labtests.artifacts import ARTIFACT_KEY
 from labtests.overload import inconclusive_text
 from tools.stress import bundles
+from tools.stress.groups import BUNDLES_PER_GROUP, MAX_BUNDLES
+from tools.stress.signatures import Signature, signature
 
 JOB_FIXTURE = "_raftlab_stress_job"
 BUNDLE_ENV = "RAFTLAB_BUNDLE_DIR"
@@ -92,6 +97,7 @@ class _StressPlugin:
             self.by_function.setdefault(base_id(job["test"]), []).append(job["index"])
         self.is_worker = hasattr(config, "workerinput")
         self._reports: dict[str, list[pytest.TestReport]] = {}
+        self._packed: Counter[Signature] = Counter()  # bundles sent, per signature
         self._events = None if self.is_worker else open(  # noqa: SIM115 - closed at unconfigure
             self.events_path, "a", encoding="utf-8")
 
@@ -159,7 +165,9 @@ class _StressPlugin:
             outcome = "passed"
         message = _short_message(failed[0]) if failed else None
         if outcome in ("failed", "error") and props.get(bundles.BUNDLE_KEY):
-            props[bundles.PACKED_KEY] = _take_bundle(str(props[bundles.BUNDLE_KEY]))
+            packed = self._take_bundle(str(props[bundles.BUNDLE_KEY]), message, props)
+            if packed is not None:
+                props[bundles.PACKED_KEY] = packed
         if outcome == "inconclusive":
             message = f"{verdict}: {message}"
         log = _log_text(reports) if failed or self.keep_passing else None
@@ -181,6 +189,25 @@ class _StressPlugin:
         self._events.write(json.dumps(event) + "\n")
         self._events.flush()
 
+    def _take_bundle(self, path: str, message: str | None,
+                     props: dict[str, Any]) -> dict[str, Any] | None:
+        """Pack a failing run's bundle while its signature's share is not used up (the
+        client keeps no more: a run of thousands of failures then sends only a few
+        bundles); remove the folder if it is in this plugin's own temporary folder."""
+        folder = Path(path).resolve()
+        packed = None
+        check = _check_in(folder)
+        if check is not None:  # every failure's, so the client groups unpacked ones alike
+            props[bundles.CHECK_KEY] = check
+        sig = signature(message, check, props.get(ARTIFACT_KEY) or None)
+        if (self._packed[sig] < BUNDLES_PER_GROUP
+                and sum(self._packed.values()) < MAX_BUNDLES):
+            packed = bundles.pack(folder)
+            self._packed[sig] += packed is not None
+        if _own_bundle_dir is not None and folder.is_relative_to(_own_bundle_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        return packed
+
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if self._events is not None:
             self._events.close()
@@ -191,13 +218,13 @@ _own_bundle_dir: Path | None = None  # the temporary bundle folder this process 
 _own_pid = 0  # the process that made it (forked children share it, never remove it)
 
 
-def _take_bundle(path: str) -> dict[str, Any] | None:
-    """Pack a failing run's bundle; remove it if it is in this plugin's own folder."""
-    packed = bundles.pack(path)
-    folder = Path(path).resolve()
-    if _own_bundle_dir is not None and folder.is_relative_to(_own_bundle_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    return packed
+def _check_in(folder: Path) -> str | None:
+    """The failing check named in a bundle's meta.json (None if unreadable)."""
+    try:
+        check = json.loads((folder / "meta.json").read_text(encoding="utf-8")).get("check")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return check if isinstance(check, str) else None
 
 
 def _jsonable(value: Any) -> bool:

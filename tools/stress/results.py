@@ -77,7 +77,7 @@ def signature_of(result: RunResult, packed: Any = None) -> Signature:
     props = result.properties or {}
     if packed is None:
         packed = props.get(bundles.PACKED_KEY)
-    check = bundles.meta(packed).get("check")
+    check = props.get(bundles.CHECK_KEY) or bundles.meta(packed).get("check")
     artifact = props.get(ARTIFACT_KEY)
     return signature(result.message, check if isinstance(check, str) else None,
                      artifact if isinstance(artifact, str) else None)
