@@ -34,7 +34,7 @@ def make_backend(name: str, options: RunOptions, *, workers: int = 1,
                  scheduler: str | None = None, workers_per_host: int | None = None,
                  output_log: Path | None = None,
                  command_prefix: Sequence[str] = ()) -> Backend:
-    """A backend by name: ``local`` (pytest-xdist, ``workers`` processes) or ``dask``.
+    """A backend by name: ``local`` (``workers`` forked processes, or pytest-xdist) or ``dask``.
 
     ``dask`` needs ``scheduler`` (``tcp://HOST:8786`` or a scheduler JSON file);
     ``workers_per_host`` caps the concurrent runs per host there (default: the

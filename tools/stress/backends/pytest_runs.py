@@ -19,6 +19,7 @@ from pathlib import Path
 from tools.stress.backends.base import BackendError, Job, RunOptions
 
 PLUGIN = "tools.stress.pytest_plugin"
+FORKS_PLUGIN = "tools.stress.backends.forked"
 
 
 def pytest_command(python: str = sys.executable) -> list[str]:
@@ -26,14 +27,19 @@ def pytest_command(python: str = sys.executable) -> list[str]:
 
 
 def plugin_command(options: RunOptions, jobs_file: Path, files: Sequence[str], *,
-                   workers: int | None = None, python: str = sys.executable) -> list[str]:
+                   workers: int | None = None, forks: int | None = None,
+                   python: str = sys.executable) -> list[str]:
     """The pytest command that runs the jobs in ``jobs_file`` with the stress plugin.
 
-    With ``workers`` it spreads them over ``pytest -n workers`` (the local backend);
-    without, one process runs them in order (a cluster backend's one-run task).
+    With ``forks`` one pytest collects once and forks that many warm workers
+    (:mod:`tools.stress.backends.forked`, the local backend); with ``workers`` it
+    spreads them over ``pytest -n workers`` (xdist); with neither, one process runs
+    them in order (a cluster backend's one-run task).
     """
     cmd = pytest_command(python) + ["-p", PLUGIN, "--stress-jobs", str(jobs_file)]
-    if workers is not None:
+    if forks is not None:
+        cmd += ["-p", FORKS_PLUGIN, f"--stress-forks={forks}", "-p", "no:xdist"]
+    elif workers is not None:
         cmd += ["-n", str(workers), "--dist", "load"]
     cmd += ["-q", "-rN"]
     if options.timeout:

@@ -1,4 +1,10 @@
-"""The local backend: every job of a run in one ``pytest -n <workers>`` on this machine."""
+"""The local backend: every job of a run in one pytest session on this machine.
+
+By default that session forks its workers after collection
+(:mod:`tools.stress.backends.forked`: one import, warm copy-on-write children);
+``fork=False`` (or ``RAFTLAB_STRESS_XDIST=1``, and platforms without ``fork``)
+uses ``pytest -n <workers>`` (pytest-xdist) instead.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +24,14 @@ from tools.stress.backends.base import BackendError, Job, RunOptions, RunResult,
 from tools.stress.backends.pytest_runs import job_files, plugin_command, tail, write_jobs_file
 
 
+def fork_by_default() -> bool:
+    """Forked workers unless ``RAFTLAB_STRESS_XDIST=1`` or the platform cannot fork."""
+    return hasattr(os, "fork") and os.environ.get("RAFTLAB_STRESS_XDIST", "") != "1"
+
+
 class XdistBackend:
-    """Runs all jobs in one ``pytest -n <workers>`` process with the stress plugin.
+    """Runs all jobs in one pytest session with the stress plugin: forked workers, or
+    ``pytest -n <workers>`` (xdist) with ``fork=False``.
 
     The plugin, in the xdist controller, appends one JSON line per finished run to an
     events file; this backend tails it (polling every 100 ms) and calls ``on_result``.
@@ -32,10 +44,12 @@ class XdistBackend:
     GRACE = 5.0
     MAX_RESTARTS = 3
 
-    def __init__(self, workers: int, options: RunOptions, output_log: Path | None = None) -> None:
+    def __init__(self, workers: int, options: RunOptions, output_log: Path | None = None,
+                 fork: bool | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.workers = workers
+        self.fork = fork_by_default() if fork is None else fork
         self.options = options
         self.output_log = output_log
         self._cancelled = threading.Event()
@@ -44,6 +58,8 @@ class XdistBackend:
         self.notes: list[str] = []  # restarts of pytest after it died part-way
 
     def command(self, jobs_file: Path, files: Sequence[str]) -> list[str]:
+        if self.fork:
+            return plugin_command(self.options, jobs_file, files, forks=self.workers)
         return plugin_command(self.options, jobs_file, files, workers=self.workers)
 
     def run(self, jobs: Sequence[Job], on_result: Callable[[RunResult], None]) -> None:
