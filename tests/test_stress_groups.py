@@ -228,6 +228,9 @@ def test_stress_groups_50_failures_of_two_bugs_into_two_signatures(tmp_path, bun
     # A failure log names its group and its bundle (or why none was kept).
     log = Path(lines[-1]["log"]).read_text()
     assert re.search(r"^group: +\[", log, re.M) and re.search(r"^bundle: +", log, re.M)
+    unkept = next(line for line in lines if not line["bundle"])
+    assert re.search(r"^bundle: +\(not kept: .*at most 3 per group", Path(unkept["log"])
+                     .read_text(), re.M)
     # The plugin's temporary bundle folder is gone.
     assert not list(bundle_env.glob("raftlab-bundles-*"))
 

@@ -111,9 +111,10 @@ class ResultFiles:
         props = dict(result.properties)
         if result.failed:
             group, bundle = self._group(result, rerun, packed)
+            kept = str(bundle) if bundle else (
+                f"(not kept: {self._why_no_bundle(packed, bool(props.get(bundles.BUNDLE_KEY)))})")
             log_path = self._write_log("failures", result, rerun, [
-                f"group:    {group.signature.key}",
-                f"bundle:   {bundle or '(not kept: ' + self._why_no_bundle(packed) + ')'}"])
+                f"group:    {group.signature.key}", f"bundle:   {kept}"])
             with open(self.rerun_path, "a", encoding="utf-8") as fh:
                 fh.write(f"# {result.test} seed {result.seed}: {result.message}\n{rerun}\n")
         elif result.inconclusive and result.log is not None:
@@ -153,11 +154,16 @@ class ResultFiles:
                     self.groups.kept_bundle(sig, str(bundle))
             else:
                 self.groups.not_kept += 1
+        elif result.properties.get(bundles.BUNDLE_KEY):
+            self.groups.not_kept += 1  # the run's process sent no more of its group's
         self._write_groups()
         return group, bundle
 
-    def _why_no_bundle(self, packed: Any) -> str:
+    def _why_no_bundle(self, packed: Any, result_had_bundle: bool) -> str:
         if packed is None:
+            if result_had_bundle:
+                return ("its group's share of bundles was sent already: at most "
+                        f"{self.groups.per_group} per group")
             return "the run wrote none"
         if not bundles.valid(packed):
             return "it was not a valid bundle"
