@@ -1,16 +1,38 @@
-"""Print labrpc's speed: µs per sequential RPC, and RPCs/s with concurrent callers.
+"""Print labrpc's speed and cost per RPC, optionally side by side with another commit.
 
-Target on the 2-core lab machine: <= 60 µs per sequential RPC with small args
-(the Go labrpc does about 26 µs there).  Run: ``python benchmarks/labrpc_bench.py``.
+Figures: wall µs per sequential RPC; RPCs/s with 1 and with 20 concurrent
+callers; CPU (user + system) µs per RPC; context switches (voluntary +
+involuntary) per RPC.  Each round runs in a fresh child process.  With
+``--baseline REV`` the ``labrpc`` package of commit REV (``git archive``, the
+repository is not touched) is measured by the same code in the same
+invocation, rounds interleaved so that the machine's load hits both alike,
+and the ratios are printed.  Go's labrpc is the reference: 14.5 µs per
+sequential RPC on the 2-core lab machine (issue #19), or measured when
+``RAFTLAB_GO_LAB`` names a Go lab checkout and ``go`` is installed.
+
+Run: ``python benchmarks/labrpc_bench.py --baseline f9fc2f4 --json out.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
-from labrpc import Network, Server, Service
+ROOT = Path(__file__).resolve().parent.parent
+GO_SEQUENTIAL_US = 14.5  # Go 1.19 labrpc TestBenchmark on the 2-core lab machine (issue #19)
+TARGET_FACTOR = 2.0  # target: at most 2x Go per sequential RPC
 
 
 class Echo:
@@ -20,66 +42,170 @@ class Echo:
         return f"handler2-{args}"
 
 
-def _network() -> tuple[Network, Server]:
+def _usage() -> tuple[float, int]:
+    """(CPU seconds user + system, context switches) of this process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
+
+
+def _run(callers: int, calls_each: int) -> dict[str, float]:
+    """``callers`` threads each make ``calls_each`` RPCs; wall, CPU and switches per RPC."""
+    from labrpc import Network, Server, Service  # the tree under test, see --child
+
     net = Network()
     server = Server()
     server.add_service(Service(Echo()))
     net.add_server("server", server)
-    return net, server
-
-
-def sequential_us(calls: int) -> float:
-    net, _ = _network()
-    end = net.make_end("end")
-    net.connect("end", "server")
-    net.enable("end", True)
-    try:
-        end.call("Echo.handler2", 111)  # warm the handler pool
-        start = time.perf_counter()
-        for _ in range(calls):
-            reply = end.call("Echo.handler2", 111)
-        elapsed = time.perf_counter() - start
-        assert reply == "handler2-111", reply
-        return elapsed / calls * 1e6
-    finally:
-        net.cleanup()
-
-
-def concurrent_rps(callers: int, calls_each: int) -> float:
-    net, server = _network()
     ends = []
     for i in range(callers):
         end = net.make_end(i)
         net.connect(i, "server")
         net.enable(i, True)
         ends.append(end)
+    ends[0].call("Echo.handler2", 0)  # warm the handler pool
 
-    def client(end) -> None:  # noqa: ANN001
+    def client(end: Any) -> None:
         for j in range(calls_each):
             assert end.call("Echo.handler2", j) == f"handler2-{j}"
 
-    threads = [threading.Thread(target=client, args=(e,), name=f"bench-client-{i}")
-               for i, e in enumerate(ends)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    net.cleanup()
-    assert server.get_count() == callers * calls_each
-    return callers * calls_each / elapsed
+    try:
+        cpu0, switches0 = _usage()
+        start = time.perf_counter()
+        if callers == 1:
+            client(ends[0])  # the caller is the main thread, as in Go's TestBenchmark
+        else:
+            threads = [threading.Thread(target=client, args=(e,), name=f"bench-client-{i}")
+                       for i, e in enumerate(ends)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        wall = time.perf_counter() - start
+        cpu1, switches1 = _usage()
+    finally:
+        net.cleanup()
+    calls = callers * calls_each
+    assert server.get_count() == calls + 1
+    return {"us_per_rpc": wall / calls * 1e6, "rpcs_per_s": calls / wall,
+            "cpu_us_per_rpc": (cpu1 - cpu0) / calls * 1e6,
+            "switches_per_rpc": (switches1 - switches0) / calls}
+
+
+def child(calls: int, callers: int) -> dict[str, Any]:
+    """One round in this process: sequential (1 caller), then ``callers`` callers."""
+    seq = _run(1, calls)
+    conc = _run(callers, max(1, calls // callers))
+    return {"sequential": seq, "concurrent": conc}
+
+
+def _round(tree: Path, calls: int, callers: int) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--calls", str(calls), "--callers", str(callers)],
+        env=env, cwd=tree, capture_output=True, text=True, timeout=600, check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark round in {tree} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _export(rev: str, into: Path) -> Path:
+    """The labrpc package of ``rev``, extracted into ``into`` (the repository is not changed)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "labrpc"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {rev}: git archive failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def _median(rounds: list[dict[str, Any]], part: str, key: str) -> float:
+    return statistics.median(r[part][key] for r in rounds)
+
+
+def summarise(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "sequential_us": _median(rounds, "sequential", "us_per_rpc"),
+        "rpcs_per_s_1": _median(rounds, "sequential", "rpcs_per_s"),
+        "rpcs_per_s_20": _median(rounds, "concurrent", "rpcs_per_s"),
+        "cpu_us_per_rpc_1": _median(rounds, "sequential", "cpu_us_per_rpc"),
+        "cpu_us_per_rpc_20": _median(rounds, "concurrent", "cpu_us_per_rpc"),
+        "switches_per_rpc_1": _median(rounds, "sequential", "switches_per_rpc"),
+        "switches_per_rpc_20": _median(rounds, "concurrent", "switches_per_rpc"),
+    }
+
+
+_GO_UNITS = {"ns": 1e-3, "µs": 1.0, "us": 1.0, "ms": 1e3, "s": 1e6}
+
+
+def go_sequential_us() -> tuple[float, str]:
+    """Go's µs per sequential RPC: measured if RAFTLAB_GO_LAB and go are there, else issue #19's."""
+    lab = os.environ.get("RAFTLAB_GO_LAB")
+    go = shutil.which("go")
+    if not lab or not go:
+        return GO_SEQUENTIAL_US, "issue #19, same machine (set RAFTLAB_GO_LAB to measure)"
+    src = Path(lab) / "src" / "labrpc"
+    out = subprocess.run([go, "test", "-run", "TestBenchmark", "-count", "1", "-v", "."],
+                         cwd=src, capture_output=True, text=True, timeout=600, check=False)
+    match = re.search(r"([\d.]+)(ns|µs|us|ms|s) for (\d+)", out.stdout)
+    if out.returncode != 0 or match is None:
+        return GO_SEQUENTIAL_US, f"issue #19 (measuring in {src} failed)"
+    total_us = float(match.group(1)) * _GO_UNITS[match.group(2)]
+    return total_us / int(match.group(3)), f"measured in {src}"
+
+
+def _line(name: str, fmt: str, now: float, base: float | None) -> str:
+    text = f"  {name:<28} {format(now, fmt):>10}"
+    if base is not None:
+        text += f"   baseline {format(base, fmt):>10}   ratio {now / base:5.2f}"
+    return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=100_000, help="sequential calls")
+    parser.add_argument("--calls", type=int, default=20_000, help="RPCs per measurement")
     parser.add_argument("--callers", type=int, default=20, help="concurrent callers")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per tree (median kept)")
+    parser.add_argument("--baseline", metavar="REV", help="also measure labrpc of this commit")
+    parser.add_argument("--json", metavar="FILE", help="write the figures here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(f"sequential: {sequential_us(args.calls):6.1f} µs per RPC "
-          f"({args.calls} calls; target <= 60 µs)")
-    print(f"concurrent: {concurrent_rps(args.callers, args.calls // args.callers):8.0f} RPCs/s "
-          f"({args.callers} callers)")
+    if args.child:
+        print(json.dumps(child(args.calls, args.callers)))
+        return
+
+    trees: dict[str, Path] = {"current": ROOT}
+    with tempfile.TemporaryDirectory(prefix="labrpc-bench-") as tmp:
+        if args.baseline:
+            trees["baseline"] = _export(args.baseline, Path(tmp))
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        for _ in range(args.rounds):
+            for name, tree in trees.items():  # interleaved: load hits both alike
+                rounds[name].append(_round(tree, args.calls, args.callers))
+    figures = {name: summarise(r) for name, r in rounds.items()}
+    go_us, go_source = go_sequential_us()
+
+    now, base = figures["current"], figures.get("baseline")
+    print(f"labrpc, median of {args.rounds} rounds of {args.calls} RPCs"
+          + (f" (baseline: {args.baseline}, interleaved)" if base else ""))
+    rows = [("sequential µs/RPC", "sequential_us", ".1f"),
+            ("RPCs/s, 1 caller", "rpcs_per_s_1", ".0f"),
+            (f"RPCs/s, {args.callers} callers", "rpcs_per_s_20", ".0f"),
+            ("CPU µs/RPC, 1 caller", "cpu_us_per_rpc_1", ".1f"),
+            (f"CPU µs/RPC, {args.callers} callers", "cpu_us_per_rpc_20", ".1f"),
+            ("switches/RPC, 1 caller", "switches_per_rpc_1", ".2f"),
+            (f"switches/RPC, {args.callers} callers", "switches_per_rpc_20", ".2f")]
+    for label, key, fmt in rows:
+        print(_line(label, fmt, now[key], base[key] if base else None))
+    print(f"  Go labrpc: {go_us:.1f} µs/RPC ({go_source}); target <= {TARGET_FACTOR * go_us:.1f}"
+          f" µs; now {now['sequential_us'] / go_us:.2f}x Go")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "rounds": args.rounds, "calls": args.calls, "callers": args.callers,
+            "baseline_rev": args.baseline, "go_sequential_us": go_us, "go_source": go_source,
+            "figures": figures, "raw": rounds,
+        }, indent=2) + "\n")
+        print(f"  wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ from typing import Any
 
 from labrpc.codec import CodecError, decode, encode
 from labrpc.pool import ThreadPool
+from labrpc.wake import PipeStock, Rendezvous, real_threading
 
 SHORT_DELAY_MS = 27  # unreliable request delay: U[0, 26] ms
 DROP_PER_MILLE = 100  # unreliable: 10 % of requests and 10 % of replies are lost
@@ -78,7 +79,6 @@ SHORT_FAILURE_DELAY_MS = 100  # unreachable target: fail after U[0, 99] ms ...
 LONG_FAILURE_DELAY_MS = 7000  # ... or U[0, 6999] ms with long_delays
 REORDER_CHANCE = (600, 900)  # long reordering delays 2/3 of the replies ...
 REORDER_BASE_MS, REORDER_SPREAD_MS = 200, 2000  # ... by 200 + U[0, U[0, 1999]] ms
-DEAD_POLL_S = 0.1  # how often a waiting caller checks whether its server died
 
 HandlerErrorCallback = Callable[[str, BaseException, str], None]
 # on_call_error(kind, end name, "Service.method", message); kind is one of these two:
@@ -233,15 +233,39 @@ class Server:
 
 
 class _PendingCall:
-    """The rendezvous between a caller and the pool thread running its handler."""
+    """One delivered call: the pool task that runs its handler, and its rendezvous.
 
-    __slots__ = ("finished", "reply", "error")
+    The caller waits on :attr:`meeting`; whichever comes first, the handler
+    finishing or a notice that the server died (:meth:`Network._notify_dead`),
+    claims it, sets the outcome and wakes the caller.  Registered in the
+    network's in-flight set while the caller waits, so a notice can find it.
+    """
 
-    def __init__(self) -> None:
-        self.finished = threading.Lock()
-        self.finished.acquire()  # released by the handler thread when done
+    __slots__ = ("net", "server", "servername", "endname", "svc_meth", "request",
+                 "meeting", "reply", "error", "dead")
+
+    def __init__(
+        self, net: Network, server: Server, servername: Hashable, endname: Hashable,
+        svc_meth: str, request: bytes,
+    ) -> None:
+        self.net = net
+        self.server = server
+        self.servername = servername
+        self.endname = endname
+        self.svc_meth = svc_meth
+        self.request: bytes | None = request
+        self.meeting = Rendezvous(net._pipes)
         self.reply: bytes | None = None
         self.error: BaseException | None = None
+        self.dead = False  # set by a death notice that claimed the meeting
+
+    def __call__(self) -> None:
+        """Run the handler (on a pool thread), then wake the caller unless a notice did."""
+        request, self.request = self.request, None
+        reply, error = self.net._run_handler(self.server, self.svc_meth, request, self.endname)
+        if self.meeting.claim():
+            self.reply, self.error = reply, error
+            self.meeting.wake()
 
 
 def _report_handler_error(svc_meth: str, exc: BaseException, tb_text: str) -> None:
@@ -304,6 +328,8 @@ class Network:
         self._total_bytes = 0
         self._done = False
         self._pool = ThreadPool("labrpc-worker", numbered=True)
+        self._pipes = PipeStock() if real_threading() else None  # see labrpc.wake
+        self._inflight: set[_PendingCall] = set()  # calls waiting for their handler
 
     # -- configuration -----------------------------------------------------
 
@@ -332,21 +358,24 @@ class Network:
             return end
 
     def delete_end(self, name: Hashable) -> None:
-        """Forget an end; calls waiting on it fail at once (within 100 ms)."""
+        """Forget an end; calls waiting on it fail at once."""
         with self._lock:
             end = self._ends.pop(name, None)
             self._enabled.pop(name, None)
             self._connections.pop(name, None)
+            self._notify_dead(lambda p: p.endname == name)
         if end is not None:
             end._gone.set()
 
     def add_server(self, name: Hashable, server: Server) -> None:
         with self._lock:
             self._servers[name] = server
+            self._notify_dead(lambda p: p.servername == name and p.server is not server)
 
     def delete_server(self, name: Hashable) -> None:
         with self._lock:
             self._servers[name] = None
+            self._notify_dead(lambda p: p.servername == name)
 
     def connect(self, endname: Hashable, servername: Hashable) -> None:
         with self._lock:
@@ -357,6 +386,8 @@ class Network:
         with self._lock:
             self._check_end(endname)
             self._enabled[endname] = enabled
+            if not enabled:
+                self._notify_dead(lambda p: p.endname == endname)
 
     def _check_end(self, endname: Hashable) -> None:
         if endname not in self._ends:
@@ -385,9 +416,12 @@ class Network:
         with self._lock:
             self._done = True
             ends = list(self._ends.values())
+            self._notify_dead(lambda p: True)
         for end in ends:
             end._gone.set()
         self._pool.close()
+        if self._pipes is not None:
+            self._pipes.close()
 
     # -- one request ---------------------------------------------------------
 
@@ -430,18 +464,27 @@ class Network:
             if rng.randrange(1000) < DROP_PER_MILLE:
                 return None
 
-        pending = _PendingCall()
-        if not self._pool.submit(
-            lambda: self._run_handler(server, svc_meth, request, pending, end.name)
-        ):
-            return None
-        while not pending.finished.acquire(timeout=DEAD_POLL_S):
-            if self._is_dead(end, servername, server):
-                return None  # the handler runs on; its outcome is ignored
+        pending = _PendingCall(self, server, servername, end.name, svc_meth, request)
+        with self._lock:  # from here a death notice can end the wait
+            self._inflight.add(pending)
+            dead = self._is_dead(end, servername, server)
+        if dead and pending.meeting.claim():
+            pending.dead = True  # died since the snapshot: the handler still runs
+            pending.meeting.wake()
+        if self._pool.submit(pending):
+            pending.meeting.wait()
+        else:  # the network is shutting down
+            pending.dead = True
+            pending.meeting.abandon()
+        with self._lock:
+            self._inflight.discard(pending)
+            dead = pending.dead or self._is_dead(end, servername, server)
+        if pending.dead:
+            return None  # the handler runs on, or ran; its outcome is ignored
         if isinstance(pending.error, UnknownMethodError):
             self._report(UNKNOWN_METHOD, end.name, svc_meth, str(pending.error))
             raise UnknownMethodError(str(pending.error))
-        if pending.reply is None or self._is_dead(end, servername, server):
+        if pending.reply is None or dead:
             return None
         if not reliable and rng.randrange(1000) < DROP_PER_MILLE:
             return None
@@ -454,39 +497,48 @@ class Network:
         return pending.reply if raw else decode(pending.reply)
 
     def _is_dead(self, end: ClientEnd, servername: Hashable, server: Server) -> bool:
-        with self._lock:
-            return (
-                end._gone.is_set()
-                or not self._enabled.get(end.name, False)
-                or self._servers.get(servername) is not server
-            )
+        """Whether the call's route died (called with ``_lock`` held)."""
+        return (
+            end._gone.is_set()
+            or not self._enabled.get(end.name, False)
+            or self._servers.get(servername) is not server
+        )
+
+    def _notify_dead(self, dead: Callable[[_PendingCall], bool]) -> None:
+        """End the wait of every in-flight call for which ``dead`` holds (``_lock`` held).
+
+        Called by every change that kills a route (disabling an end, deleting
+        or replacing a server, deleting an end, cleanup), so a waiting caller
+        learns at once, without polling.
+        """
+        for pending in list(self._inflight):
+            if dead(pending) and pending.meeting.claim():
+                pending.dead = True
+                pending.meeting.wake()
 
     def _run_handler(
-        self, server: Server, svc_meth: str, request: bytes, pending: _PendingCall,
-        endname: Hashable,
-    ) -> None:
+        self, server: Server, svc_meth: str, request: bytes, endname: Hashable,
+    ) -> tuple[bytes | None, BaseException | None]:
+        """Run one handler; (reply bytes or None, error or None).  Never raises."""
         try:
             handler, raw = server._lookup(svc_meth)
             if raw:
-                pending.reply = handler(request)
-                return
+                return handler(request), None
             reply = handler(decode(request))
             if reply is None:
                 raise TypeError(
                     f"RPC handler {svc_meth} returned None; a handler must return its reply object"
                 )
             try:
-                pending.reply = encode(reply, "reply")
+                return encode(reply, "reply"), None
             except CodecError as err:  # the call fails as if the reply were lost
-                pending.error = err
                 self._report(CODEC_ERROR, endname, svc_meth, str(err))
+                return None, err
         except UnknownMethodError as err:
-            pending.error = err
+            return None, err
         except BaseException as err:  # noqa: BLE001 - reported, and the call fails
-            pending.error = err
             try:
                 self._on_handler_error(svc_meth, err, traceback.format_exc())
             except BaseException:  # noqa: BLE001 - a broken callback must not kill the pool
                 traceback.print_exc()
-        finally:
-            pending.finished.release()
+            return None, err

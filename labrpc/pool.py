@@ -8,6 +8,15 @@ whenever no thread is idle, which keeps every task concurrent, and
 :meth:`ThreadPool.close` makes each thread exit as soon as its current task
 returns, so nothing outlives the test that started it.
 
+How an idle thread is woken (:mod:`labrpc.wake`): in real time, by one byte
+written to a pipe that every idle thread of the pool reads, because waking a
+thread through a pipe costs a third of waking it through a lock on a
+multi-core machine (measured: ``benchmarks/labrpc_bench.py``); the pool's pipe
+is closed by the last thread to exit.  When ``threading`` is patched
+(simulated time, the race detector), with the patched ``queue.SimpleQueue``,
+so those tools see every hand-off.  The choice is made once, when the pool is
+made.
+
 It lives in the lowest layer (``labrpc``) so that ``raft`` can use it without
 the network depending on anything above it.  Only ``threading`` and ``queue``
 are used, looked up at call time, so simulated time can stand in for both.
@@ -15,10 +24,14 @@ are used, looked up at call time, so simulated time can stand in for both.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
+
+from labrpc.wake import real_threading
 
 Task = Callable[[], None]
 
@@ -34,27 +47,53 @@ class ThreadPool:
     def __init__(self, name: str, *, numbered: bool = False) -> None:
         self._name = name
         self._numbered = numbered
-        self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = 0
-        self._threads = 0
+        self._idle = 0  # threads waiting for a task
+        self._threads = 0  # threads started
+        self._live = 0  # threads not yet exited
         self._closed = False
+        # Real time: tasks in a deque, one byte in the pipe per task for an idle thread.
+        # Patched threading: a SimpleQueue of the patched kind, and no pipe.
+        self._pipe: tuple[int, int] | None = None
+        self._deque: deque[Task | None] = deque()
+        self._queue: queue.SimpleQueue[Task | None] | None = (
+            None if real_threading() else queue.SimpleQueue()
+        )
 
     def submit(self, task: Task) -> bool:
         """Run ``task`` soon on some pool thread; False (and not run) once closed."""
         with self._lock:
             if self._closed:
                 return False
-            spawn = self._idle == 0
-            if spawn:
-                self._threads += 1
-                name = f"{self._name}-{self._threads}" if self._numbered else self._name
-            else:
+            if self._idle:
                 self._idle -= 1
-        if spawn:
-            threading.Thread(target=self._work, name=name, daemon=True).start()
-        self._tasks.put(task)
+                if self._queue is not None:
+                    self._queue.put(task)
+                    return True
+                self._deque.append(task)
+                write_end = self._pipe[1]
+            else:
+                self._threads += 1
+                self._live += 1
+                number = self._threads
+                write_end = None
+                if self._queue is None and self._pipe is None:
+                    self._pipe = os.pipe()
+        if write_end is not None:
+            # Outside the lock (a thread woken on this core must not wait for it).  The
+            # pipe stays open: no thread exits before it has read this task's byte.
+            os.write(write_end, b"\0")
+            return True
+        name = f"{self._name}-{number}" if self._numbered else self._name
+        threading.Thread(target=self._work, args=(task,), name=name, daemon=True).start()
         return True
+
+    def _next(self) -> Task | None:
+        """Wait for a task handed to this idle thread; ``None`` means exit."""
+        if self._queue is not None:
+            return self._queue.get()
+        os.read(self._pipe[0], 1)  # one byte per task handed; the deque has it already
+        return self._deque.popleft()
 
     def close(self) -> None:
         """Refuse new tasks and make every thread exit once its current task returns."""
@@ -62,9 +101,14 @@ class ThreadPool:
             if self._closed:
                 return
             self._closed = True
-            threads = self._threads
-        for _ in range(threads):
-            self._tasks.put(None)
+            for _ in range(self._threads):  # one None for each thread, idle or busy
+                if self._queue is not None:
+                    self._queue.put(None)
+                else:
+                    self._deque.append(None)
+                    os.write(self._pipe[1], b"\0")
+            if self._live == 0:
+                self._close_pipe()
 
     @property
     def size(self) -> int:
@@ -72,14 +116,26 @@ class ThreadPool:
         with self._lock:
             return self._threads
 
-    def _work(self) -> None:
-        while True:
-            task = self._tasks.get()
-            if task is None:
-                return
-            try:
-                task()
-            except Exception:  # noqa: BLE001 - a bug in a task must not shrink the pool
-                traceback.print_exc()
+    def _work(self, task: Task | None) -> None:
+        try:
+            while task is not None:
+                try:
+                    task()
+                except Exception:  # noqa: BLE001 - a bug in a task must not shrink the pool
+                    traceback.print_exc()
+                task = None  # no reference to a finished task while idle
+                with self._lock:
+                    self._idle += 1
+                task = self._next()
+        finally:
             with self._lock:
-                self._idle += 1
+                self._live -= 1
+                if self._live == 0 and self._closed:
+                    self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Close the pipe once no thread can read it (called with ``_lock`` held)."""
+        if self._pipe is not None:
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
