@@ -6,11 +6,16 @@ Two measurements (numbers go to the README's timeline section):
   5 peers, ~35 s) in real time against the bundled Raft, renders the events it
   recorded, and opens the page in headless Chromium: bytes, events, RPCs, and the
   time from navigation to the drawn timeline.
+* ``--share PART``: runs each test of a part in this process (real time, bundled
+  Raft) and adds up the process's CPU time and the CPU time of the sampler's own
+  threads (``time.thread_time``, measured by the sampler): the sampler's share.
 * ``--cpu PART``: runs a part (``2a``...) in a pytest subprocess, with and without
   the state sampler, alternating, ``--reps`` times each, and prints the child's
-  CPU time (user + system) for each run.
+  CPU time (user + system) for each run (noisy on a loaded machine: the share
+  above is the precise figure).
 
     python benchmarks/timeline_bench.py --page
+    python benchmarks/timeline_bench.py --share 2a
     python benchmarks/timeline_bench.py --cpu 2a --reps 2
 """
 
@@ -79,6 +84,33 @@ def page(test: str) -> None:
           f"{render_ms.group(1) if render_ms else '?'} ms, Chromium process {chromium_wall:.2f} s")
 
 
+def share(part: str) -> None:
+    import importlib
+
+    from labtests.context import TestContext
+    from labtests.impl_loader import load
+
+    module = importlib.import_module(f"labtests.test_{part}")
+    impl = load(None)
+    total_cpu = sampler_cpu = 0.0
+    for name in sorted(n for n in dir(module) if n.startswith("test_")):
+        ctx = TestContext(name, 1, impl)
+        c0 = time.process_time()
+        try:
+            getattr(module, name)(ctx.make_config)
+        finally:
+            ctx.finish(body_failed=False)
+        cpu_used = time.process_time() - c0
+        mine = sum(cfg.sampler.sampler.cpu_s for cfg in ctx.configs
+                   if cfg.sampler is not None and cfg.sampler.sampler is not None)
+        total_cpu += cpu_used
+        sampler_cpu += mine
+        print(f"{name}: process CPU {cpu_used:.2f} s, sampler {1000 * mine:.1f} ms "
+              f"({100 * mine / cpu_used:.2f} %)")
+    print(f"part {part}: process CPU {total_cpu:.2f} s, sampler {1000 * sampler_cpu:.1f} ms = "
+          f"{100 * sampler_cpu / total_cpu:.2f} % (load {os.getloadavg()[0]:.1f})")
+
+
 def _child_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -114,12 +146,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--page", nargs="?", const="test_figure8_unreliable_2c", default=None,
                         metavar="TEST")
+    parser.add_argument("--share", metavar="PART", default=None, help="2a, 2b, 2c or 2d")
     parser.add_argument("--cpu", metavar="PART", default=None, help="2a, 2b, 2c or 2d")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--sim", action="store_true")
     args = parser.parse_args()
     if args.page:
         page(args.page)
+    if args.share:
+        share(args.share.lower())
     if args.cpu:
         cpu(args.cpu.lower(), args.reps, args.sim)
 

@@ -8,20 +8,21 @@ each peer's RPC count.
 
 It must never block the harness or change a verdict:
 
-* Each in-process peer instance gets a *prober* thread that calls its
-  ``get_state()``; the sampler waits for answers at most
-  :data:`PROBE_WAIT_S`.  A peer that does not answer (a deadlocked Raft) is
-  recorded as ``unresponsive`` and is not asked again until its prober returns.
-  Exceptions are swallowed: the tester's own calls report them.
+* A *worker* thread calls the in-process peers' ``get_state()`` one after the
+  other; the sampler waits for it at most :data:`PROBE_WAIT_S`.  A peer whose
+  call does not return (a deadlocked Raft) is recorded as ``unresponsive``, the
+  worker is left with it, and a new worker asks the other peers from the next
+  round on; the peer is asked again once its call returns.  Exceptions are
+  swallowed: the tester's own calls report them.
 * An isolated peer (``--isolate``) is asked through its proxy's asynchronous
   request slot, never through the proxy's ``get_state()``, whose missed
   deadline would fail the test.
 * At the end (:meth:`StateSampler.stop`, first thing in the config's cleanup)
-  idle probers exit; a prober stuck in a Raft's ``get_state()`` is handed to
+  idle workers exit; a worker stuck in a Raft's ``get_state()`` is handed to
   :func:`labtests.watchdog.abandon`, so the leak check blames the Raft's own
   threads, not the sampler.
 * Under ``--sim`` the sampler is one simulated thread that calls
-  ``get_state()`` itself (no probers: a blocked simulated thread costs nothing
+  ``get_state()`` itself (no worker: a blocked simulated thread costs nothing
   and never hangs the run).  If a call blocks for good (a deadlocked peer), the
   sampler blocks with it, untimed, so the simulation's deadlock report is the
   one it would have made without the sampler; the bundle then marks that peer
@@ -47,35 +48,51 @@ SAMPLE_INTERVAL_S = 0.1
 PROBE_WAIT_S = 0.05  # per round, for all peers together
 
 
-class _Prober:
-    """A thread that calls one peer instance's ``get_state()`` on request."""
+class _Worker:
+    """A thread that calls ``get_state()`` of a batch of peers, one after the other.
 
-    def __init__(self, peer: int, rf: Any, answers: queue.Queue[Any]) -> None:
-        self.peer = peer
-        self.rf = rf
-        self.busy = False
-        self.requests: queue.Queue[int | None] = queue.Queue()
-        self._answers = answers
-        self.thread = threading.Thread(target=self._run, name=f"raftlab-timeline-probe-{peer}",
+    One worker for all peers keeps a round to three thread wake-ups (the sampler's
+    timer, the worker, the sampler again), whatever the number of peers.
+    """
+
+    def __init__(self, number: int) -> None:
+        self.requests: queue.Queue[list[tuple[int, Any]] | None] = queue.Queue()
+        self.results: list[tuple[int, Any, Any]] = []  # (peer, instance, answer or None)
+        self.current: tuple[int, Any] | None = None  # the call under way
+        self.done = threading.Event()
+        self.done.set()
+        self.cpu_s = 0.0  # CPU time this thread used (set when it ends)
+        self.thread = threading.Thread(target=self._run, name=f"raftlab-timeline-probe-{number}",
                                        daemon=True)
         self.thread.start()
 
-    def ask(self, round_: int) -> None:
-        self.busy = True
-        self.requests.put(round_)
+    def ask(self, batch: list[tuple[int, Any]]) -> None:
+        self.results = []
+        self.done.clear()
+        self.requests.put(batch)
 
     def end(self) -> None:
         self.requests.put(None)
 
     def _run(self) -> None:
-        while (round_ := self.requests.get()) is not None:
-            try:
-                term, leader = self.rf.get_state()
-                answer: Any = (term, leader)
-            except BaseException:  # noqa: BLE001 - the tester's own calls report it
-                answer = None
-            self.busy = False
-            self._answers.put((self, round_, answer))
+        cpu0 = time.thread_time()
+        try:
+            self._serve()
+        finally:
+            self.cpu_s = time.thread_time() - cpu0
+
+    def _serve(self) -> None:
+        while (batch := self.requests.get()) is not None:
+            for peer, rf in batch:
+                self.current = (peer, rf)
+                try:
+                    term, leader = rf.get_state()
+                    answer: Any = (term, leader)
+                except BaseException:  # noqa: BLE001 - the tester's own calls report it
+                    answer = None
+                self.current = None
+                self.results.append((peer, rf, answer))
+            self.done.set()
 
 
 class _SlotProbe:
@@ -104,9 +121,12 @@ class StateSampler:
         self.test = test
         self.interval_s = interval_s
         self._stop = threading.Event()
-        self._answers: queue.Queue[Any] = queue.Queue()
-        self._probes: dict[int, Any] = {}  # peer -> its current instance's probe
-        self._retired: list[_Prober] = []  # probes of crashed instances, maybe still busy
+        self._probes: dict[int, Any] = {}  # isolated: peer -> its current instance's probe
+        self._worker: _Worker | None = None
+        self._workers = 0
+        self._lost: dict[int, _Worker] = {}  # peer -> the worker stuck in its get_state()
+        self._all_workers: list[_Worker] = []
+        self._cpu_s = 0.0
         self._last: dict[int, tuple[Any, ...]] = {}
         self._counts: list[int] = [0] * cfg.n
         self._count_owner: list[Any] = [None] * cfg.n
@@ -120,7 +140,19 @@ class StateSampler:
 
     # -- the loop ------------------------------------------------------------------------
 
+    @property
+    def cpu_s(self) -> float:
+        """CPU time the sampler and its workers used (of those that have ended)."""
+        return self._cpu_s + sum(w.cpu_s for w in self._all_workers)
+
     def _run(self) -> None:
+        cpu0 = time.thread_time()
+        try:
+            self._loop()
+        finally:
+            self._cpu_s = time.thread_time() - cpu0
+
+    def _loop(self) -> None:
         try:
             while not self._stop.wait(self.interval_s):
                 if _simulation_idle():
@@ -135,23 +167,51 @@ class StateSampler:
         """One round: ask every live peer, wait briefly, record answers and RPC counts."""
         self.rounds += 1
         rafts = list(self.cfg.rafts)
-        asked: list[Any] = []
-        for i, rf in enumerate(rafts):
-            if rf is None:
-                continue
-            if self.direct:
-                self._call_direct(i, rf)
-                continue
-            probe = self._probe_for(i, rf)
-            if probe.busy:
-                continue  # still stuck in an earlier call: unresponsive was recorded
-            if self.isolated:
-                probe.slot = rf.request("get_state", ())
-            else:
-                probe.ask(self.rounds)
-            asked.append(probe)
-        self._collect(asked)
+        if self.direct:
+            for i, rf in enumerate(rafts):
+                if rf is not None:
+                    self._call_direct(i, rf)
+        elif self.isolated:
+            self._ask_slots(rafts)
+        else:
+            self._ask_worker(rafts)
         self._sample_counts()
+
+    def _ask_worker(self, rafts: list[Any]) -> None:
+        """In-process peers: one worker asks them all; one that blocks is left to it."""
+        self._reap_lost()
+        batch = [(i, rf) for i, rf in enumerate(rafts) if rf is not None and i not in self._lost]
+        if not batch:
+            return
+        worker = self._worker
+        if worker is None:
+            self._workers += 1
+            worker = self._worker = _Worker(self._workers)
+            self._all_workers.append(worker)
+        worker.ask(batch)
+        finished = worker.done.wait(PROBE_WAIT_S)
+        for peer, rf, answer in list(worker.results):
+            if answer is not None:
+                self._record(peer, rf, answer)
+        current = worker.current
+        if finished or current is None:
+            return
+        peer, rf = current  # stuck there (or slow): its peer is unresponsive for now
+        self._lost[peer] = worker
+        self._worker = None  # the next round gets a new worker
+        if self.cfg.rafts[peer] is rf:
+            self._record_stuck(peer)
+
+    def _reap_lost(self) -> None:
+        """A stuck worker that finished after all: its answers count, its peer is asked again."""
+        for peer, worker in list(self._lost.items()):
+            if not worker.done.is_set():
+                continue
+            del self._lost[peer]
+            worker.end()
+            for answered, rf, answer in list(worker.results):
+                if answer is not None:
+                    self._record(answered, rf, answer)
 
     def _call_direct(self, i: int, rf: Any) -> None:
         self.pending = (i, self.rec.now())
@@ -171,46 +231,27 @@ class StateSampler:
             peer, t = pending
             self.rec.add_at(t, "state", peer, term=None, role="unresponsive", src="sample")
 
-    def _probe_for(self, i: int, rf: Any) -> Any:
-        probe = self._probes.get(i)
-        if probe is not None and probe.rf is rf:
-            return probe
-        if probe is not None and not self.isolated:
-            self._retired.append(probe)
-            probe.end()
-        probe = _SlotProbe(i, rf) if self.isolated else _Prober(i, rf, self._answers)
-        self._probes[i] = probe
-        return probe
-
-    def _collect(self, asked: list[Any]) -> None:
+    def _ask_slots(self, rafts: list[Any]) -> None:
+        """Isolated peers: a request slot each, waited for together."""
+        for i, rf in enumerate(rafts):
+            if rf is None:
+                continue
+            probe = self._probes.get(i)
+            if probe is None or probe.rf is not rf:
+                probe = self._probes[i] = _SlotProbe(i, rf)
+            if not probe.busy:
+                probe.slot = rf.request("get_state", ())
         deadline = time.monotonic() + PROBE_WAIT_S
-        if self.isolated:
-            for probe in list(self._probes.values()):
-                slot = probe.slot
-                if slot is None:
-                    continue
-                if slot.event.wait(max(0.0, deadline - time.monotonic())):
-                    probe.slot = None
-                    if slot.kind == "ok" and isinstance(slot.value, tuple | list) \
-                            and len(slot.value) == 2:
-                        self._record(probe.peer, probe.rf, tuple(slot.value))
-                elif self.cfg.rafts[probe.peer] is probe.rf:
-                    self._record_stuck(probe.peer)
-            return
-        outstanding = set(asked)
-        while outstanding:
-            try:
-                probe, round_, answer = self._answers.get(
-                    timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if round_ == self.rounds:
-                outstanding.discard(probe)
-            if self._probes.get(probe.peer) is probe and answer is not None:
-                self._record(probe.peer, probe.rf, answer)  # a late answer counts too
-        for probe in self._probes.values():
-            if (probe in outstanding or probe not in asked) and probe.busy \
-                    and self.cfg.rafts[probe.peer] is probe.rf:
+        for probe in list(self._probes.values()):
+            slot = probe.slot
+            if slot is None:
+                continue
+            if slot.event.wait(max(0.0, deadline - time.monotonic())):
+                probe.slot = None
+                if slot.kind == "ok" and isinstance(slot.value, tuple | list) \
+                        and len(slot.value) == 2:
+                    self._record(probe.peer, probe.rf, tuple(slot.value))
+            elif self.cfg.rafts[probe.peer] is probe.rf:
                 self._record_stuck(probe.peer)
 
     def _record(self, peer: int, rf: Any, answer: tuple[Any, ...]) -> None:
@@ -256,14 +297,14 @@ class StateSampler:
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(0.0 if self.pending is not None else join_s)
         self.mark_stuck()
-        probers = [] if self.isolated else [*self._probes.values(), *self._retired]
-        for probe in probers:
-            probe.end()
+        workers = [w for w in (self._worker, *self._lost.values()) if w is not None]
+        for worker in workers:
+            worker.end()
         stuck = []
-        for probe in probers:
-            probe.thread.join(0.2 if not probe.busy else 0.0)
-            if probe.thread.is_alive():
-                stuck.append(probe.thread)
+        for worker in workers:
+            worker.thread.join(0.2 if worker.current is None else 0.0)
+            if worker.thread.is_alive():
+                stuck.append(worker.thread)
         if self.thread.is_alive():
             stuck.append(self.thread)
         return watchdog.abandon(stuck, self.test or "the timeline sampler")
