@@ -100,7 +100,10 @@ class IsolatedBackend(XdistBackend):
 
     def __init__(self, workers: int, options: RunOptions, framework_root: Path, limits: Limits,
                  output_log: Path | None = None) -> None:
-        super().__init__(workers, options, output_log=output_log)
+        # xdist workers, not the stress runner's forked ones: the fences (limits, worker
+        # restarts after a crash, a memory hog stopped by its address-space limit) are
+        # those tested with xdist (tests/test_grade.py).
+        super().__init__(workers, options, output_log=output_log, fork=False)
         self.framework_root = framework_root
         self.limits = limits
 
