@@ -123,7 +123,7 @@ def rpc_costs(n: int = 2000, restarts: int = 20) -> dict[str, float]:
                     (time.perf_counter() - t0) / n * 1e6, 1)
                 t0 = time.perf_counter()
                 for _ in range(restarts):
-                    cfg.start1(1)  # crash (kill() + SIGKILL) and restart from the template
+                    cfg.start1(1)  # crash (kill(); the echo toy has no threads) and restart
                     cfg.connect(1)
                 results["restart_ms_isolated"] = round(
                     (time.perf_counter() - t0) / restarts * 1e3, 1)

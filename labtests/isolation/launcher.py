@@ -13,9 +13,12 @@ Processes, and why none outlives its test:
   every peer is the tester's own child (the tester reaps it and knows its exit
   status) and so is anything a peer leaves behind once its parent is gone;
 * every peer and the template die with the tester (``PR_SET_PDEATHSIG``);
+* a crashed peer's process lives on until its Raft threads end, as a killed
+  Raft object does in-process (:meth:`PeerProxy.kill`);
 * at the end of each test, :meth:`IsolatedImplementation.shutdown` asks each
   live peer to ``kill()`` (bounded), collects the names of Raft threads still
-  running (the leftover-thread report), SIGKILLs every peer, then kills and
+  running in it and in crashed peers (the leftover-thread report), SIGKILLs
+  every peer, then kills and
   reaps every other child that appeared during the test (double-forked daemons
   included), before the next test starts.
 """
@@ -292,7 +295,9 @@ class IsolatedImplementation:
             return []
         leftovers: list[str] = []
         try:
-            killed = [p for p in group.killed if p.alive]
+            # Crashed peers whose threads still run count too, as in-process.
+            killed = [p for p in group.killed if p.alive] + [
+                p for p in group.proxies if p.retired_running]
             deadline = time.monotonic() + THREAD_GRACE_S + REPLY_MARGIN_S
             asks = [(p, p.request("threads", (THREAD_GRACE_S,))) for p in killed]
             for p, slot in asks:

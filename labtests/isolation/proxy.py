@@ -53,6 +53,10 @@ MAX_STACKS = 64 * 1024  # characters of a stack dump shown in a failure
 # tester's threads or memory.
 MAX_CALLS_IN_FLIGHT = 5000
 MAX_QUEUED_APPLIES = 1000
+# A crashed peer's process lives on until its Raft threads have ended (waited for this
+# long), as a killed Raft object does in-process; one whose threads still run then is
+# kept until the test's cleanup, which reports them.
+RETIRED_THREADS_WAIT_S = 10.0
 
 
 class PeerHandlerError(Exception):
@@ -109,6 +113,7 @@ class PeerProxy:
         self.methods: list[str] = []
         self.skipped: dict[str, str] = {}  # public methods that are not handlers, and why
         self._terminated = False  # the tester ended the process (crash or cleanup)
+        self._retired = False  # crashed: kill() returned; the process lives on (see kill)
         self._death: str | None = None  # why the peer is gone, if it went on its own
         self._status: int | None = None
         try:
@@ -147,9 +152,15 @@ class PeerProxy:
 
     @property
     def alive(self) -> bool:
-        """Neither killed by the tester nor gone on its own."""
+        """Neither crashed, nor killed by the tester, nor gone on its own."""
         with self._lock:
-            return not self._terminated and self._death is None
+            return not self._terminated and self._death is None and not self._retired
+
+    @property
+    def retired_running(self) -> bool:
+        """Crashed (``kill()`` returned), and its process still runs."""
+        with self._lock:
+            return self._retired and not self._terminated and self._death is None
 
     def rpc_service(self) -> RawService:
         """The service the tester's network delivers this peer's RPCs to."""
@@ -170,11 +181,44 @@ class PeerProxy:
         self._call("snapshot", (index, snapshot), REQUEST_DEADLINE_S, None)
 
     def kill(self) -> None:
-        """``kill()`` within its deadline, then the process is killed (a crash)."""
+        """A crash: ``kill()`` within its deadline; the process lives on until its Raft
+        threads end.
+
+        In-process (and in Go) a crashed Raft object is not destroyed: its
+        threads run until they notice ``kill()``, and the calls they make
+        meanwhile go through its ends, which the tester disabled -- counted by
+        the network, failed after the usual delays, ended at the latest by the
+        test's cleanup.  So the peer process is not SIGKILLed here: it keeps
+        calling through the same network, writing into the persister the
+        tester no longer reads and sending on its old apply channel, until
+        none of its Raft threads is left (then it is killed: nothing in it can
+        call any more); threads that never end keep it until the test's
+        cleanup, which reports them with the other leftover threads.  A kill()
+        that fails or misses its deadline ends the process at once.
+        """
         __tracebackhide__ = True
         try:
             self._call("kill", (), KILL_DEADLINE_S, None)
-        finally:
+        except BaseException:
+            self.terminate()
+            raise
+        self._retire()
+
+    def _retire(self) -> None:
+        with self._lock:
+            if self._terminated or self._death is not None:
+                return
+            self._retired = True
+        dlog("TEST", None, "isolated: %s crashed; its process runs until its threads end",
+             self.label)
+        threading.Thread(target=self._end_when_threads_end, name=f"tester-{self.label}-retired",
+                         daemon=True).start()
+
+    def _end_when_threads_end(self) -> None:
+        slot = self.request("threads", (RETIRED_THREADS_WAIT_S,))
+        if not slot.event.wait(RETIRED_THREADS_WAIT_S + EXIT_WAIT_S):
+            return  # a peer too broken to answer: the test's cleanup ends it
+        if slot.kind == "ok" and not slot.value:
             self.terminate()
 
     # -- requests with deadlines -----------------------------------------------------
