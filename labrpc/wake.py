@@ -76,21 +76,22 @@ class Rendezvous:
     calls :meth:`wake`.  The others leave everything alone, so the waiter
     is woken exactly once and a late party never touches a pipe that has
     gone back to the stock.  With ``stock=None`` the wake-up goes through a
-    ``threading.Lock`` (of the patched kind, when ``threading`` is patched).
+    ``threading.Event`` (of the patched kind, when ``threading`` is patched):
+    not a lock, which the simulation's deadlock report would take for one the
+    waiter holds itself.
     """
 
-    __slots__ = ("_claimed", "_lock", "_pipe", "_stock")
+    __slots__ = ("_claimed", "_event", "_pipe", "_stock")
 
     def __init__(self, stock: PipeStock | None) -> None:
         self._claimed = _thread.allocate_lock()  # only ever try-acquired: never blocks
         self._stock = stock
         self._pipe: tuple[int, int] | None = None
-        self._lock = None
+        self._event = None
         if stock is not None:
             self._pipe = stock.take()
         else:
-            self._lock = threading.Lock()
-            self._lock.acquire()
+            self._event = threading.Event()
 
     def claim(self) -> bool:
         """True for the first caller only: it decides the outcome and must call :meth:`wake`."""
@@ -100,7 +101,7 @@ class Rendezvous:
         if self._pipe is not None:
             os.write(self._pipe[1], b"\0")
         else:
-            self._lock.release()
+            self._event.set()
 
     def wait(self) -> None:
         """Wait until the claimant wakes us; then the pipe goes back to the stock."""
@@ -121,7 +122,7 @@ class Rendezvous:
         if self._pipe is not None:
             os.read(self._pipe[0], 1)
         else:
-            self._lock.acquire()
+            self._event.wait()
 
     def _release(self) -> None:
         pipe, self._pipe = self._pipe, None
