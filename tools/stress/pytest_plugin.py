@@ -17,11 +17,11 @@ pytest's human output:
   which the stress CLI tails.
 
 Failure bundles (:mod:`tools.stress.bundles`): with ``--stress-jobs`` the harness
-writes them into a temporary folder of this plugin's (``RAFTLAB_BUNDLE_DIR``,
-unless already set), the controlling process packs each failing run's bundle into
-its event (so a Dask worker's bundle comes back to the client too; only as many
-per signature as the client keeps, :mod:`tools.stress.groups`) and removes the
-temporary folder at the end.
+writes them into ``raftlab-bundles/`` next to the jobs file, in the backend's
+scratch folder (``RAFTLAB_BUNDLE_DIR``, unless already set); the process that
+reports a failing run packs its bundle into the run's event (so a Dask worker's
+bundle comes back to the client too; only as many per signature as the client
+keeps, :mod:`tools.stress.groups`), and the folder is removed at the end.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -205,6 +204,7 @@ class _StressPlugin:
             packed = bundles.pack(folder)
             self._packed[sig] += packed is not None
         if _own_bundle_dir is not None and folder.is_relative_to(_own_bundle_dir):
+            # Packed (or one too many): the copy in the event is what travels.
             shutil.rmtree(folder, ignore_errors=True)
         return packed
 
@@ -214,7 +214,7 @@ class _StressPlugin:
             self._events = None
 
 
-_own_bundle_dir: Path | None = None  # the temporary bundle folder this process made
+_own_bundle_dir: Path | None = None  # the bundle folder this process chose
 _own_pid = 0  # the process that made it (forked children share it, never remove it)
 
 
@@ -271,14 +271,17 @@ def pytest_configure(config: pytest.Config) -> None:
     global _own_bundle_dir, _own_pid
     jobs_file = config.getoption("stress_jobs")
     if jobs_file and not os.environ.get(BUNDLE_ENV):
-        # xdist workers start after this and inherit it: one folder for the whole run.
+        # Next to the jobs file: the backend's own scratch folder, which it removes even
+        # if this process is killed.  xdist workers start after this and inherit it.
+        folder = Path(jobs_file).resolve().parent / "raftlab-bundles"
         try:
-            _own_bundle_dir = Path(tempfile.mkdtemp(prefix="raftlab-bundles-")).resolve()
-        except OSError:  # no temporary folder: the harness's default folder then
-            _own_bundle_dir = None
+            folder.mkdir(exist_ok=True)
+        except OSError:  # not writable: the harness's default folder then
+            pass
         else:
-            os.environ[BUNDLE_ENV] = str(_own_bundle_dir)
+            _own_bundle_dir = folder
             _own_pid = os.getpid()
+            os.environ[BUNDLE_ENV] = str(folder)
     if jobs_file:
         spec = json.loads(Path(jobs_file).read_text(encoding="utf-8"))
         config.pluginmanager.register(_StressPlugin(config, spec), "raftlab-stress-jobs")
