@@ -19,6 +19,12 @@ Usage::
     python benchmarks/parallel_ceiling.py 96 192 --all --json ceiling.json
     python benchmarks/parallel_ceiling.py 48 --impl path/to/raft.py
 
+The runs use the stress command's local backend: by default one pytest session
+that collects once and forks N warm workers (tools/stress/backends/forked.py);
+``--xdist`` measures the older model (N fresh ``pytest -n N`` interpreters) for
+comparison.  Each step's CPU time (the stress command and all its children) is
+printed and stored beside the counts.
+
 Every figure depends on what else runs on the machine: the load average before
 each step is printed and stored.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -40,16 +47,20 @@ GO_REFERENCE = {"machine": "2 cores (issue 19)", "ceiling": 192,
 DEFAULT_COUNTS = (48, 96, 144, 192, 256, 300)
 
 
-def raftlab_step(n: int, impl: str | None, seed: int) -> dict:
+def raftlab_step(n: int, impl: str | None, seed: int, xdist: bool = False) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"ceiling-{n}-"))
     cmd = [sys.executable, "-m", "tools.stress", "-k", "2A", "-n", str(n), "-p", str(n),
            "--retries", "0", "--seed", str(seed), "--no-live", "-o", str(out)]
     if impl:
         cmd += ["--impl", impl]
+    env = dict(os.environ, RAFTLAB_STRESS_XDIST="1" if xdist else "0")
     load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
             if line.strip()] if (out / "results.jsonl").exists() else []
     count = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed", "error",
@@ -59,7 +70,8 @@ def raftlab_step(n: int, impl: str | None, seed: int) -> dict:
     messages = sorted({(r["message"] or "").split("): ", 1)[-1][:80]
                        for r in rows if r["outcome"] != "passed"})
     return {"workers": n, "runs": len(rows), **count, "exit": proc.returncode,
-            "wall_s": round(wall, 1), "load_before": round(load, 2),
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": round(load, 2),
+            "process_model": "xdist" if xdist else "forked",
             "max_lag_ms": max(lags, default=0.0), "messages": messages[:5],
             "output": str(out)}
 
@@ -90,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--all", action="store_true", help="go on after the first failure")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--xdist", action="store_true",
+                        help="N fresh xdist workers instead of N forked warm ones")
     args = parser.parse_args(argv)
     print(f"Go lab reference (issue 19): ceiling {GO_REFERENCE['ceiling']} concurrent 2A runs "
           "(192: 0 failed; 400: 8 of 400 failed)")
@@ -97,14 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     binary = go_binary(Path(lab)) if lab else None
     steps, go_steps, ceiling, all_clean = [], [], 0, True
     for n in sorted(args.counts):
-        step = raftlab_step(n, args.impl, args.seed)
+        step = raftlab_step(n, args.impl, args.seed, args.xdist)
         steps.append(step)
         clean = step["runs"] == 3 * n and step["failed"] == step["error"] == 0 \
             and step["inconclusive"] == 0
         print(f"raftlab {n:4d} workers: {step['runs']} runs, {step['failed']} failed, "
               f"{step['error']} errors, {step['inconclusive']} inconclusive, worst lag "
-              f"{step['max_lag_ms']:.0f} ms, {step['wall_s']} s, load before "
-              f"{step['load_before']}" + (f"; {step['messages']}" if step["messages"] else ""),
+              f"{step['max_lag_ms']:.0f} ms, {step['wall_s']} s, CPU {step['cpu_s']} s, "
+              f"load before {step['load_before']}"
+              + (f"; {step['messages']}" if step["messages"] else ""),
               flush=True)
         if binary is not None and lab:
             g = go_step(n, binary, Path(lab))
@@ -119,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(Go lab: {GO_REFERENCE['ceiling']})")
     if args.json:
         args.json.write_text(json.dumps({
-            "ceiling": ceiling, "steps": steps, "go": go_steps or None,
+            "ceiling": ceiling, "process_model": "xdist" if args.xdist else "forked",
+            "steps": steps, "go": go_steps or None,
             "go_reference": GO_REFERENCE, "cores": os.cpu_count(),
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
     return 0
