@@ -1,6 +1,7 @@
 """``raftlab explore``: options, the worker loop, shrinking, replay.
 
     raftlab explore [--impl X] [--schedules N | --time-budget S] [--seed S] [-p WORKERS]
+                    [--backend dask --scheduler ADDR]
     raftlab explore --replay FILE [--impl X] [--log FILE]
 
 Schedule ``k`` of a run is generated from seed ``seed + k``, so a run is
@@ -9,6 +10,11 @@ Each distinct failure (one per monitor) is shrunk to a minimal schedule, written
 to ``<out>/failures/<monitor>.json`` with the debug log of its run next to it,
 and printed with the command that replays it exactly.  The exit status is 1 if
 any monitor reported a violation, 0 otherwise.
+
+With ``--backend dask --scheduler ADDR`` (the spelling of ``raftlab stress``)
+each schedule is one task on a Dask cluster and shrinking runs there too; the
+results, the failure files and the printed replay command are the same as for
+a local run (:mod:`tools.explore.pools`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import shlex
 import sys
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -31,6 +37,7 @@ from labtests.explore.schedule import Schedule
 from labtests.options import OptionError, from_env
 from tools.console import make_console
 from tools.explore import display, work
+from tools.explore.pools import PoolError, make_pool
 
 DEFAULT_SCHEDULES = 1000
 
@@ -58,6 +65,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
     p.add_argument("--run-timeout", type=float, default=300.0, metavar="S",
                    help="wall seconds after which one run counts as hung (default 300)")
+    p.add_argument("--backend", choices=("local", "dask"), default="local",
+                   help="where schedules run: local worker processes (default) or dask (one "
+                        "task per schedule on a Dask cluster; pip install '.[cluster]')")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="dask scheduler address (tcp://HOST:8786) or scheduler JSON file")
     p.add_argument("--replay", metavar="FILE", help="run one schedule file with debug logging")
     p.add_argument("--log", metavar="FILE", help="with --replay: write the debug log here "
                                                 "(default: stdout)")
@@ -66,6 +78,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("give --schedules or --time-budget, not both")
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.backend == "dask" and not args.scheduler and not args.replay:
+        p.error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
+    if args.scheduler and args.backend != "dask":
+        p.error("--scheduler needs --backend dask")
     if args.impl is None:  # else RAFTLAB_IMPL, else the project's [tool.raftlab] impl
         try:
             args.impl = from_env().impl
@@ -115,14 +131,12 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
     shrunk.update(replay=replay, log_file=log_file, description=schedule.describe())
 
 
-def _kill_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool whose worker is stuck: kill its processes (ours, by pid)."""
-    procs = list(getattr(pool, "_processes", {}).values())
-    for proc in procs:
-        proc.kill()
-    for proc in procs:
-        proc.join(5)
-    pool.shutdown(wait=False, cancel_futures=True)
+def _lost(exc: BaseException) -> str | None:
+    """Why a Dask task gave no result (its worker kept dying, or it was cancelled)."""
+    name = type(exc).__name__
+    if name in ("KilledWorker", "CancelledError", "FutureCancelledError"):
+        return f"{name}: {exc}"
+    return None
 
 
 def explore(args: argparse.Namespace) -> int:
@@ -139,9 +153,16 @@ def explore(args: argparse.Namespace) -> int:
     virtual = 0.0
     t0 = time.monotonic()
     next_seed = args.seed
+    try:
+        pool = make_pool(args.backend, workers=args.workers, scheduler=args.scheduler,
+                         impl=args.impl, run_timeout=args.run_timeout)
+    except (PoolError, ValueError) as exc:
+        make_console(stderr=True).print(f"raftlab explore: {exc}", markup=False)
+        return 2
+    if pool.kind == "dask":
+        console.print(pool.description, markup=False)
     results = open(os.path.join(out, "results.jsonl"), "w")  # noqa: SIM115 - closed below
     progress = display.make_progress(console, total, args.time_budget)
-    pool = ProcessPoolExecutor(args.workers)
     try:
         with progress:
             task = progress.add_task("explore", total=total, failures=display.failures_text(counts))
@@ -167,11 +188,11 @@ def explore(args: argparse.Namespace) -> int:
 
             try:
                 while True:
-                    while len(pending) < 2 * args.workers and more():
+                    while len(pending) < 2 * pool.slots and more():
                         seed = retry.pop() if retry else next_seed
                         if seed == next_seed:
                             next_seed += 1
-                        fut = pool.submit(work.explore_one, seed, args.impl)
+                        fut = pool.submit(work.explore_one, seed, pool.impl_arg)
                         pending[fut] = (seed, time.monotonic())
                     if not pending:
                         break
@@ -185,11 +206,35 @@ def explore(args: argparse.Namespace) -> int:
                             broken = True
                             retry.append(seed)
                             continue
+                        except Exception as exc:  # noqa: BLE001 - a Dask task that was lost
+                            why = _lost(exc)
+                            if why is None:
+                                raise
+                            account({"seed": seed, "outcome": "error", "monitor": "crash",
+                                     "message": f"the run's Dask task gave no result ({why}); "
+                                                f"a Raft that kills its process does this",
+                                     "virtual_s": 0.0})
+                            continue
                         schedule = rec.pop("schedule", None)
                         account(rec, schedule)
+                    # On Dask the worker stops a hung run itself (tools/explore/remote.py);
+                    # the client steps in only if a whole task gives nothing much later.
+                    limit = (args.run_timeout if pool.kind == "local"
+                             else 2 * args.run_timeout + 60)
                     hung = [(f, s) for f, (s, t) in pending.items()
-                            if time.monotonic() - t > args.run_timeout]
-                    if hung or broken:
+                            if time.monotonic() - t > limit]
+                    if hung and pool.kind == "dask":
+                        # A Dask worker's thread cannot be killed from here: report and
+                        # cancel the hung runs, the others go on.
+                        for f, s in hung:
+                            pending.pop(f)
+                            pool.cancel(f)
+                            account({"seed": s, "outcome": "error", "monitor": "hang",
+                                     "message": f"its Dask task gave no result within "
+                                                f"{limit:.0f} s of wall time (the worker is "
+                                                f"stuck or gone); cancelled",
+                                     "virtual_s": 0.0})
+                    elif hung or broken:
                         # A run that never blocks cannot be stopped inside the simulation:
                         # replace the workers, count the oldest run as hung, retry the others.
                         for f, s in hung[:1]:
@@ -200,19 +245,18 @@ def explore(args: argparse.Namespace) -> int:
                                      "virtual_s": 0.0})
                         retry.extend(s for s, _t in pending.values())
                         pending.clear()
-                        _kill_pool(pool)
-                        pool = ProcessPoolExecutor(args.workers)
+                        pool.replace_workers()
                     progress.update(task, completed=runs,
                                     failures=display.failures_text(counts))
             except KeyboardInterrupt:
                 for fut in pending:
-                    fut.cancel()
+                    pool.cancel(fut)
                 console.print("[yellow]interrupted: summarising what finished[/]")
             elapsed = time.monotonic() - t0
             minimal: dict[str, dict[str, Any]] = {}
             if first_failure and not args.no_shrink:
                 console.print(f"shrinking {len(first_failure)} distinct failure(s)...")
-                jobs = {m: pool.submit(work.shrink_one, f["schedule"], args.impl,
+                jobs = {m: pool.submit(work.shrink_one, f["schedule"], pool.impl_arg,
                                        args.shrink_runs, args.shrink_time)
                         for m, f in first_failure.items()}
                 for monitor, fut in jobs.items():
@@ -220,8 +264,13 @@ def explore(args: argparse.Namespace) -> int:
                         shrunk = fut.result(timeout=args.shrink_time + args.run_timeout)
                     except (TimeoutError, BrokenProcessPool):
                         shrunk = {"error": "shrinking did not finish (a run hung)"}
-                        _kill_pool(pool)
-                        pool = ProcessPoolExecutor(1)
+                        pool.cancel(fut)
+                        pool.replace_workers()
+                    except Exception as exc:  # noqa: BLE001 - a lost Dask task
+                        why = _lost(exc)
+                        if why is None:
+                            raise
+                        shrunk = {"error": f"shrinking gave no result ({why})"}
                     if "schedule" in shrunk:
                         _write_failure(out, monitor, shrunk, args.impl)
                     minimal[monitor] = shrunk
@@ -233,7 +282,7 @@ def explore(args: argparse.Namespace) -> int:
                         fh.write(Schedule.from_json(f["schedule"]).dumps())
     finally:
         results.close()
-        pool.shutdown(cancel_futures=True)
+        pool.shutdown()
     display.summary(console, runs=runs, elapsed=elapsed, counts=counts, minimal=minimal,
                     out_dir=out, impl=args.impl, virtual=virtual)
     with open(os.path.join(out, "summary.json"), "w") as f:

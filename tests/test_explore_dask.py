@@ -1,0 +1,159 @@
+"""``raftlab explore --backend dask`` on a real Dask cluster (scheduler + workers, 127.0.0.1).
+
+No mocks: the scheduler and workers are separate ``dask`` processes (the Cluster of
+tests/test_stress_dask.py), killed at the end.  Runs are deterministic in simulated
+time, so a cluster run must report per seed exactly what a local run reports, shrink
+to the same minimal schedule and print the same replay command.  Skipped when dask
+is not installed (``pip install -e '.[cluster]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("greenlet")
+pytest.importorskip("distributed")
+
+from tests.mutants.make_mutants import materialize  # noqa: E402
+from tests.test_explore import PURE_SPIN  # noqa: E402
+from tests.test_stress_dask import REPO, Cluster  # noqa: E402
+from tools.explore import pools  # noqa: E402
+from tools.explore.command import main  # noqa: E402
+from tools.explore.work import Shipped, ship  # noqa: E402
+
+
+def _start(tmp: Path, workers: int) -> Cluster:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    c = Cluster(tmp, env)
+    try:
+        c.start(workers=workers)
+    except BaseException:
+        c.stop()
+        raise
+    return c
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = _start(tmp_path_factory.mktemp("explore-dask"), 2)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _records(out: Path) -> dict[int, tuple[str | None, str | None]]:
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    return {r["seed"]: (r["monitor"], r["message"]) for r in rows}
+
+
+def test_dask_run_reports_what_a_local_run_does_and_shrinks_the_same(cluster, tmp_path, capsys):
+    impl = materialize("vote_no_timer", str(tmp_path / "mutants"))
+    common = ["--impl", impl, "-n", "24", "--shrink-runs", "25"]
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    assert main([*common, "-p", "2", "-o", str(local)]) == 1
+    capsys.readouterr()
+    assert main([*common, "--backend", "dask", "--scheduler", cluster.address,
+                 "-o", str(remote)]) == 1
+    printed = capsys.readouterr().out
+    assert f"dask {cluster.address}: 2 worker(s)" in printed and "shipping vote_no_timer" in printed
+    assert _records(remote) == _records(local) and len(_records(remote)) == 24
+    assert "early-election" in {m for m, _ in _records(remote).values()}
+    for name in ("early-election.json", "early-election.log"):
+        assert (remote / "failures" / name).exists(), name
+    assert ((remote / "failures" / "early-election.json").read_text()
+            == (local / "failures" / "early-election.json").read_text())
+    summary = json.loads((remote / "summary.json").read_text())["minimal"]["early-election"]
+    assert summary["replay_matches"]
+    # The printed replay command is the local one (the client's path), and it reproduces
+    # the failure with the debug log written next to the failure, line for line.
+    replay = summary["replay"]
+    assert replay == shlex.join(["raftlab", "explore", "--replay",
+                                 str(remote / "failures" / "early-election.json"),
+                                 "--impl", impl])
+    argv = shlex.split(replay)[2:]
+    log = tmp_path / "replay.log"
+    proc = subprocess.run([sys.executable, "-m", "tools.explore", *argv, "--log", str(log)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "[early-election]" in proc.stderr
+    kept = (remote / "failures" / "early-election.log").read_text().splitlines()
+    assert [x for x in kept if not x.startswith("# ")] == log.read_text().splitlines()
+
+
+def test_ship_carries_a_package_or_a_file_and_not_a_module_name(tmp_path):
+    pkg = materialize("stale_replies", str(tmp_path / "m"))
+    shipped = ship(pkg)
+    assert isinstance(shipped, Shipped) and shipped.name == "stale_replies"
+    assert {rel for rel, _ in shipped.files} == {"__init__.py", "raft.py", "rules.py", "log.py"}
+    path = shipped.materialize()
+    assert path != pkg and Path(path, "raft.py").read_bytes() == Path(pkg, "raft.py").read_bytes()
+    assert shipped.materialize() == path  # once per content
+    one = tmp_path / "myraft.py"
+    one.write_text("x = 1\n")
+    single = ship(str(one))
+    assert single is not None and single.files == (("", b"x = 1\n"),)
+    assert Path(single.materialize()).read_text() == "x = 1\n"
+    assert ship(None) is None and ship("raft") is None
+
+
+def test_backend_options_are_checked_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--backend", "dask", "-n", "1", "-o", str(tmp_path / "a")])
+    assert "--backend dask needs --scheduler" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--scheduler", "tcp://127.0.0.1:1", "-n", "1", "-o", str(tmp_path / "b")])
+    assert "--scheduler needs --backend dask" in capsys.readouterr().err
+
+
+def test_an_unreachable_scheduler_is_a_clear_error_not_a_hang(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(pools.DaskPool, "CONNECT_TIMEOUT", 2.0)
+    code = main(["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9", "-n", "1",
+                 "-o", str(tmp_path / "o")])
+    assert code == 2
+    assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_a_run_that_never_returns_on_a_worker_is_killed_there_as_hung(cluster, tmp_path):
+    """The worker kills the run's child process after --run-timeout: the run counts as
+    hung, and the next schedules still run on that worker."""
+    toy = tmp_path / "explore_pure_spin.py"
+    toy.write_text(PURE_SPIN)
+    out = tmp_path / "out"
+    code = main(["--impl", str(toy), "-n", "3", "--backend", "dask", "--scheduler",
+                 cluster.address, "-o", str(out), "--run-timeout", "5", "--no-shrink"])
+    assert code == 1
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    for rec in rows:
+        assert rec["monitor"] == "hang", rec
+        assert "its process on the Dask worker was killed" in rec["message"]
+
+
+EXITS = '''
+import os
+
+def make(peers, me, persister, apply_ch):
+    os._exit(7)
+'''
+
+
+def test_a_run_that_exits_its_process_on_a_worker_is_a_crash_verdict(cluster, tmp_path):
+    toy = tmp_path / "explore_exits.py"
+    toy.write_text(EXITS)
+    out = tmp_path / "out"
+    code = main(["--impl", str(toy), "-n", "2", "--backend", "dask", "--scheduler",
+                 cluster.address, "-o", str(out), "--no-shrink"])
+    assert code == 1
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["monitor"] for r in rows] == ["crash", "crash"]
+    assert "process on the Dask worker died" in rows[0]["message"]

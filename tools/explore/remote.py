@@ -1,0 +1,79 @@
+"""What one Dask task of ``raftlab explore`` runs: the work function, in a child process.
+
+Why a child process: a simulated run seeds and draws from the module-level
+``random`` (the Raft's election timeouts come from it), and a Dask worker's own
+threads draw from it too, so a run inside the worker process would not be
+repeatable -- the same seed would give another run than locally, and the
+printed replay command would not reproduce it.  Each worker thread therefore
+keeps one spawned child process (a clean interpreter with the worker's
+``sys.path``) and runs the schedules there, one at a time.
+
+The child also makes a hung run stoppable: after ``timeout`` seconds it is
+killed and replaced, and the task returns a ``hang`` record like a local run's,
+so the worker thread is free again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from tools.explore import work
+
+_local = threading.local()
+
+
+def _child() -> ProcessPoolExecutor:
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"))
+    return pool
+
+
+def _discard() -> None:
+    """Kill this thread's child (ours, by pid) so the next task gets a fresh one."""
+    pool = getattr(_local, "pool", None)
+    _local.pool = None
+    if pool is None:
+        return
+    procs = list(getattr(pool, "_processes", {}).values())
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.join(5)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def explore_one(seed: int, impl: Any, timeout: float) -> dict[str, Any]:
+    """:func:`tools.explore.work.explore_one` in this thread's child process."""
+    try:
+        return _child().submit(work.explore_one, seed, impl).result(timeout=timeout)
+    except FutureTimeout:
+        _discard()
+        return {"seed": seed, "outcome": "error", "monitor": "hang",
+                "message": f"no result within {timeout:.0f} s of wall time (a loop that never "
+                           f"blocks?); its process on the Dask worker was killed",
+                "virtual_s": 0.0}
+    except BrokenProcessPool as exc:
+        _discard()
+        return {"seed": seed, "outcome": "error", "monitor": "crash",
+                "message": f"the run's process on the Dask worker died ({exc}); a Raft that "
+                           f"exits its process does this",
+                "virtual_s": 0.0}
+
+
+def shrink_one(schedule_json: dict[str, Any], impl: Any, max_runs: int, seconds: float,
+               timeout: float) -> dict[str, Any]:
+    """:func:`tools.explore.work.shrink_one` in this thread's child process."""
+    try:
+        return _child().submit(work.shrink_one, schedule_json, impl, max_runs,
+                               seconds).result(timeout=timeout)
+    except (FutureTimeout, BrokenProcessPool) as exc:
+        _discard()
+        return {"error": f"shrinking did not finish on the Dask worker "
+                         f"({type(exc).__name__}: a run hung or killed its process)"}
