@@ -309,3 +309,46 @@ def test_the_plugin_sends_no_more_bundles_per_signature_than_the_client_keeps(
     assert sum(sent.values()) < 12
     assert not (tmp_path / "raftlab-bundles").exists()  # next to the jobs file, removed
     assert not list(bundle_env.rglob("raftlab-bundles*"))
+
+
+def test_known_artifacts_are_failures_counted_in_their_own_column_line_and_group(tmp_path):
+    import io as _io
+
+    from rich.console import Console
+
+    from labtests.artifacts import ARTIFACT_KEY
+    from tools.stress.backends.base import Job, RunOptions, RunResult
+    from tools.stress.display import results_table
+    from tools.stress.run import StressRun
+
+    test = "labtests/test_2b.py::test_backup_2b"
+    jobs = [Job(i, test, 10 + i) for i in range(3)]
+    run = StressRun(jobs, RunOptions(rootdir=REPO), tmp_path / "o",
+                    Console(file=_io.StringIO()), 1, 1)
+    msg = "labtests.failures.RaftTestFailure: one(101) failed to reach agreement"
+    for job, props in zip(jobs, ({ARTIFACT_KEY: "deposed-leader"}, {}, None), strict=True):
+        outcome = "passed" if props is None else "failed"
+        run.record(RunResult(job=job.index, test=test, seed=job.seed, outcome=outcome,
+                             duration=1.0, worker="w", loadavg=(),
+                             message=None if props is None else msg,
+                             properties=dict(props or {})))
+    run.close()
+    st = run.stats[test]
+    assert (st.failures, st.artifacts, st.runs) == (2, 1, 3)  # the artifact stays a failure
+    out = _io.StringIO()
+    Console(file=out, width=200).print(results_table(run.stats, run.names))
+    header = next(line for line in out.getvalue().splitlines() if "Artifacts" in line)
+    row = next(line for line in out.getvalue().splitlines() if "test_backup_2b" in line)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    heads = [c.strip() for c in header.split("┃") if c.strip()]
+    assert cells[heads.index("Fails")] == "2" and cells[heads.index("Artifacts")] == "1"
+    lines = run.summary_lines(False)
+    assert any(line.startswith("known artifacts: 1 of the 2 failure(s)") for line in lines)
+    groups = json.loads((tmp_path / "o" / "groups.json").read_text())
+    assert [g["artifact"] for g in groups] == [None, "deposed-leader"]
+    assert any("known artifact group 2: 1 x" in line for line in lines)
+    # Without artifacts the table has no such column.
+    quiet = _io.StringIO()
+    st.artifacts = 0
+    Console(file=quiet, width=200).print(results_table(run.stats, run.names))
+    assert "Artifacts" not in quiet.getvalue()
