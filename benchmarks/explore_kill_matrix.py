@@ -1,6 +1,7 @@
 """Kill matrix: which mutants of the bundled Raft the graded suite and ``raftlab explore`` catch.
 
-For each mutant in ``tests/mutants/`` (and the bundled Raft as the control):
+For each mutant of ``tests/mutants/make_mutants.py`` (rendered from the reference
+into a temporary directory) and the bundled Raft as the control:
 
 * graded suite: the 28 graded tests once, in simulated time (``raftlab test
   --sim``; one seed per test, as a student's ``go test`` run would give);
@@ -25,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tests.mutants.make_mutants import MUTANTS  # noqa: E402
+from tests.mutants.make_mutants import MUTANTS, materialize  # noqa: E402
 from tools.explore import work  # noqa: E402
 
 
@@ -66,7 +67,7 @@ def main() -> int:
     ap.add_argument("--no-graded", action="store_true", help="skip the graded-suite column")
     args = ap.parse_args()
     rows = [("bundled Raft (control)", None)] + [
-        (f"{name}: {bug}", os.path.join(ROOT, "tests", "mutants", name))
+        (f"{name}: {bug}", materialize(name))
         for name, (bug, *_rest) in MUTANTS.items()]
     print(f"| mutant | graded suite (28 tests, --sim) | explore ({args.schedules} schedules) "
           f"| explore wall time |")

@@ -21,14 +21,15 @@ from labtests.explore.runner import run_schedule  # noqa: E402
 from labtests.explore.schedule import Schedule, ScheduleError, Step  # noqa: E402
 from labtests.explore.shrink import Shrinker  # noqa: E402
 from labtests.impl_loader import load  # noqa: E402
+from tests.mutants.make_mutants import materialize  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MUTANTS = os.path.join(HERE, "mutants")
 
 
 def mutant(name: str):
-    impl = load(os.path.join(MUTANTS, name))
+    """The bundled Raft with one bug, rendered now from the reference (tests/mutants)."""
+    impl = load(materialize(name))
     assert impl.error is None, impl.error
     return impl
 
@@ -161,6 +162,7 @@ def test_bundled_raft_passes_a_few_hundred_schedules():
                        "crash"}),
     ("ignore_reply_term", {"stale-leader"}),
     ("no_persist_vote", {"election-safety"}),
+    ("vote_no_timer", {"early-election"}),
     # The Figure-8 bug shows as a committed entry applied differently, or as the
     # reference's own assertion that a follower never truncates a committed entry.
     ("commit_old_terms", {"state-machine-safety", "leader-completeness", "crash"}),
@@ -212,7 +214,7 @@ def test_shrunk_schedule_replays_exactly_in_process_and_from_the_command(tmp_pat
     log = tmp_path / "replay.log"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.explore", "--replay", str(path), "--impl",
-         os.path.join(MUTANTS, "stale_replies"), "--log", str(log)],
+         materialize("stale_replies"), "--log", str(log)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert proc.returncode == 1, proc.stderr
@@ -289,7 +291,7 @@ def test_command_explores_shrinks_and_writes_results(tmp_path):
     from tools.explore.command import main
 
     out = tmp_path / "out"
-    code = main(["--impl", os.path.join(MUTANTS, "ignore_reply_term"), "-n", "40", "-p", "2",
+    code = main(["--impl", materialize("ignore_reply_term"), "-n", "40", "-p", "2",
                  "-o", str(out), "--shrink-runs", "40"])
     assert code == 1
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
@@ -347,16 +349,35 @@ def test_monitor_ignores_the_term_of_a_refused_start():
     assert m.failed and m.violation.monitor == "term-monotonicity"
 
 
-def test_committed_mutants_are_the_reference_with_their_one_edit():
-    """The mutant packages are generated copies: if the reference Raft changes, they
-    must be regenerated (python tests/mutants/make_mutants.py), or each would test an
-    old reference rather than the reference with one bug."""
-    from tests.mutants.make_mutants import MUTANTS as EDITS
-    from tests.mutants.make_mutants import render
+def test_each_mutant_is_the_current_reference_with_its_edit_only(tmp_path):
+    """Mutants are rendered from the reference as it is now: every file but the edited
+    one(s) is the reference's (imports made relative), the edited one differs, and the
+    package is written once per content and loads."""
+    from tests.mutants.make_mutants import EXTRA, FILES, IMPORTS, MUTANTS, REFERENCE, render
 
-    for name in EDITS:
-        for fname, text in render(name).items():
-            with open(os.path.join(MUTANTS, name, fname), encoding="utf-8") as f:
-                assert f.read() == text, (
-                    f"tests/mutants/{name}/{fname} is stale: "
-                    "run python tests/mutants/make_mutants.py")
+    for name, (_bug, target, _old, new) in MUTANTS.items():
+        files = render(name)
+        edited = {target} | ({EXTRA[name][0]} if name in EXTRA else set())
+        for fname in FILES:
+            with open(os.path.join(REFERENCE, fname), encoding="utf-8") as f:
+                ref = f.read()
+            for a, b in IMPORTS:
+                ref = ref.replace(a, b)
+            if fname in edited:
+                assert files[fname] != ref and new in files[fname], f"{name}/{fname} not edited"
+            else:
+                assert files[fname] == ref, f"{name}/{fname} differs from the reference"
+        path = materialize(name, str(tmp_path))
+        assert materialize(name, str(tmp_path)) == path
+        impl = load(path)
+        assert impl.error is None, impl.error
+
+
+def test_a_mutant_whose_anchor_is_gone_fails_loudly(monkeypatch):
+    from tests.mutants import make_mutants
+
+    bug, target, _old, new = make_mutants.MUTANTS["vote_no_timer"]
+    monkeypatch.setitem(make_mutants.MUTANTS, "vote_no_timer",
+                        (bug, target, "text that is not in the reference", new))
+    with pytest.raises(SystemExit, match="anchor found 0 times"):
+        make_mutants.render("vote_no_timer")

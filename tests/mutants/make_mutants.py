@@ -1,12 +1,16 @@
-"""Regenerate the mutants of the bundled Raft: copy the reference, change one thing.
+"""The mutants of the bundled Raft: each is the reference with exactly one bug.
 
-Each mutant is a package ``tests/mutants/<name>/`` holding copies of
-``raft/reference/{raft,rules,log}.py`` (imports made relative, so the package is
-self-contained) with exactly one edit, listed in :data:`MUTANTS` with the bug
-class it stands for.  The copies are committed, so tests do not depend on this
-script; run it again (``python tests/mutants/make_mutants.py``) after the
-reference changes.  An edit whose anchor text is missing fails loudly instead
-of producing a mutant that is secretly the reference.
+Only the edits are kept here (:data:`MUTANTS`, :data:`EXTRA`), not copies of the
+Raft: a mutant is rendered from ``raft/reference/{raft,rules,log}.py`` as it is
+now (imports made relative, so the package is self-contained) plus its one edit,
+and :func:`materialize` writes it as a package into a temporary directory for
+the tests and the kill-matrix benchmark.  So a mutant never tests an old
+reference, and an edit whose anchor text is missing fails loudly instead of
+producing a mutant that is secretly the reference.
+
+``python tests/mutants/make_mutants.py [--out DIR] [NAME ...]`` writes mutants
+(default: all, into the temp directory) and prints where, e.g. to hand one to
+``raftlab explore --impl``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ import shutil
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE = os.path.join(ROOT, "raft", "reference")
 FILES = ("raft.py", "rules.py", "log.py")
 IMPORTS = [  # (old, new): the package's own modules become relative imports, sorted last
@@ -149,18 +152,17 @@ def materialize(name: str, base: str | None = None) -> str:
     return out
 
 
-def build(name: str) -> None:
-    out = os.path.join(HERE, name)
-    os.makedirs(out, exist_ok=True)
-    for fname, text in render(name).items():
-        with open(os.path.join(out, fname), "w") as f:
-            f.write(text)
-
-
 def main(argv: list[str]) -> int:
+    out = None
+    if argv[:1] == ["--out"]:
+        if len(argv) < 2:
+            raise SystemExit("--out needs a directory")
+        out, argv = argv[1], argv[2:]
+    unknown = [n for n in argv if n not in MUTANTS]
+    if unknown:
+        raise SystemExit(f"no mutant {', '.join(unknown)}; known: {', '.join(MUTANTS)}")
     for name in argv or list(MUTANTS):
-        build(name)
-        print(f"{name}: {MUTANTS[name][0]}")
+        print(f"{materialize(name, out)}  # {MUTANTS[name][0]}")
     return 0
 
 
