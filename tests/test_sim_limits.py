@@ -182,12 +182,13 @@ def test_a_run_starved_by_a_real_cpu_hog_passes_on_its_budget_and_is_never_faile
 
 # -- through pytest: the verdict lines and the exit status -----------------------------------
 
-def _pytest_sim(*extra: str, plugin: bool = False) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def _pytest_sim(*extra: str, plugin: bool = False, impl: Path = REAL_SLEEPER,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env or {})}
     env.pop("RAFTLAB_SIM", None)
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-p",
            "labtests.sim.pytest_plugin", "--sim", "-k", "test_initial_election_2a",
-           "--raft-impl", str(REAL_SLEEPER), "--seed", "1", "-q", "-p", "no:randomly", *extra]
+           "--raft-impl", str(impl), "--seed", "1", "-q", "-p", "no:randomly", *extra]
     if plugin:
         env["PYTHONPATH"] = os.pathsep.join([str(TOYS), env.get("PYTHONPATH", "")])
         cmd += ["-p", "fake_runqueue"]
@@ -214,21 +215,34 @@ def test_pytest_reports_a_starved_run_as_inconclusive_with_exit_status_6():
     assert "rerun with:" in out and "--sim" in out
 
 
-def test_pytest_moves_the_wall_clock_watchdog_of_a_simulated_test_behind_the_backstop():
-    """--raft-timeout 0.5 would end the test by pytest-timeout's wall clock after 0.5 s;
-    in simulation the watchdog waits for the backstop (+60 s), and the starved run
-    (about 3 s of wall time, little CPU) passes on its budget."""
-    proc = _pytest_sim("--raft-timeout", "0.5", "--sim-cpu-limit", "5", "--sim-wall-limit", "30",
-                       plugin=True)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert "1 passed" in out and "Timeout" not in out
+def test_pytest_timeouts_alarm_does_not_fail_a_starved_run_within_its_budget():
+    """The alarm (--raft-timeout 0.5, and an explicit --timeout as `raftlab stress` passes)
+    fires every 0.5 s of wall time during this starved run (about 3 s of wall time,
+    little CPU); each time the run is within its budget, so it goes on, and passes."""
+    for watchdog in (["--raft-timeout", "0.5"], ["--timeout", "0.5"]):
+        proc = _pytest_sim(*watchdog, "--sim-cpu-limit", "5", "--sim-wall-limit", "30",
+                           plugin=True)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out
+        assert "1 passed" in out and "Timeout" not in out
 
 
-def test_pytest_timeouts_alarm_fails_a_simulated_test_whichever_thread_it_hits():
-    """An explicit --timeout keeps pytest-timeout's wall clock; its alarm hits the thread
-    that runs (here one blocked in a real call), and must fail the test, not that thread."""
-    proc = _pytest_sim("--timeout", "1", "--sim-cpu-limit", "60")
+@pytest.mark.parametrize("toy, env, reason", [
+    (TOYS / "spins_unseen.py", {}, "CPU-time limit of 1.6 s exceeded: the simulated run used"),
+    (REAL_SLEEPER, {"TOY_BLOCK_S": "1000"},
+     "CPU-time limit of 1.6 s exceeded by time blocked outside the simulation"),
+])
+def test_pytest_timeouts_alarm_stops_a_run_out_of_the_schedulers_reach_with_its_verdict(
+        toy, env, reason):
+    """A loop that polls nothing the simulation sees, or a real call that blocks for good,
+    never returns to the scheduler: the watchdog's alarm (--raft-timeout 2, budget 1.6 s)
+    stops it, wherever it hits, with the budget's verdict, not a bare timeout."""
+    if env and not LINUX_RUNQUEUE:
+        pytest.skip("needs /proc/thread-self/schedstat")
+    wall0 = _real_monotonic()
+    proc = _pytest_sim("--raft-timeout", "2", impl=toy, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
-    assert "... FAILED -- Timeout (>1.0s) from pytest-timeout" in out
+    assert f"... FAILED -- {reason}" in out
+    assert "inconclusive" not in out.lower() and "Timeout (>" not in out
+    assert _real_monotonic() - wall0 < 120.0

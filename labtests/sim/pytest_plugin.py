@@ -22,8 +22,14 @@ test's seed, so ``--seed N`` replays a run exactly.  Options of its own:
 * ``--sim-wall-limit S``: the wall-clock backstop (default
   :data:`WALL_BACKSTOP_FACTOR` x ``--raft-timeout``).  A test still running
   then got too little CPU from the machine: its verdict is *inconclusive
-  (machine overloaded: ...)*, never a failure.  The per-test watchdog
-  (pytest-timeout, wall clock) of a simulated test moves behind this backstop.
+  (machine overloaded: ...)*, never a failure.
+
+The per-test watchdog (pytest-timeout's alarm, wall clock) cannot judge a
+simulated test by itself either: each alarm is judged by the same rules (CPU
+budget, time blocked outside the simulation, backstop) and, while the run is
+within them, re-armed instead of failing it.  The alarm still matters: it is
+what stops a run that never reaches the scheduler (a loop that polls nothing
+the simulation sees, a real blocking call).
 
 A deadlock fails the test with :class:`~labtests.sim.SimDeadlock`, whose
 message is the report (each thread's stack, the lock it waits for and who
@@ -48,7 +54,6 @@ from labtests.sim import DEFAULT_TIME_LIMIT, SimOverloaded, SimTimeLimit, activa
 RACE_PREEMPT = 0.02  # --sim --race: line preemption probability unless --sim-preempt is given
 CPU_LIMIT_FACTOR = 0.8  # default --sim-cpu-limit: this x --raft-timeout, in CPU seconds
 WALL_BACKSTOP_FACTOR = 10.0  # default --sim-wall-limit: this x --raft-timeout, in real seconds
-WATCHDOG_MARGIN_S = 60.0  # pytest-timeout fires this long after the backstop (cleanup's time)
 
 _SCHED = pytest.StashKey[Any]()
 
@@ -122,30 +127,6 @@ def wall_limit(config: pytest.Config) -> float | None:
     return _limit(config, "raft_sim_wall_limit", WALL_BACKSTOP_FACTOR)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Move the wall-clock watchdog of simulated graded tests behind the backstop.
-
-    The raftlab plugin gives each graded test pytest-timeout's watchdog of
-    ``--raft-timeout`` real seconds; in simulation that would fail a correct run
-    on a loaded machine.  The simulation's CPU limit takes its place as the
-    judge; the watchdog stays, later, for what the simulation cannot stop (a
-    loop that polls nothing it sees).  A ``--timeout`` given explicitly or a
-    test's own marker is left alone.
-    """
-    if not sim_enabled(config) or config.getoption("timeout", None) is not None:
-        return
-    watchdog = harness_options(config).timeout_s
-    backstop = wall_limit(config)
-    if not watchdog or watchdog <= 0 or backstop is None:
-        return
-    for item in items:
-        marker = item.get_closest_marker("timeout")
-        if _graded(item) and marker is not None and marker.args[:1] == (watchdog,):
-            item.add_marker(pytest.mark.timeout(backstop + WATCHDOG_MARGIN_S, method="signal"),
-                            append=False)
-
-
 def _preemption(config: pytest.Config) -> tuple[float, Any]:
     """(probability, predicate on file names) of line preemption for this session."""
     preempt = config.getoption("raft_sim_preempt")
@@ -189,23 +170,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
 
 @pytest.hookimpl(wrapper=True, optionalhook=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> Generator[None, Any, Any]:
-    """In simulation, have pytest-timeout's alarm fail the test, whichever thread it hits."""
+    """In simulation, judge pytest-timeout's alarm like the simulation's own limits."""
     result = yield
     if (getattr(settings, "method", None) == "signal" and sim_enabled(item.config)
-            and _graded(item)):
-        _route_alarm_to_the_test(item)
+            and _graded(item) and getattr(settings, "timeout", None)):
+        _judge_alarms(item, float(settings.timeout))
     return result
 
 
-def _route_alarm_to_the_test(item: pytest.Item) -> None:
+def _judge_alarms(item: pytest.Item, period: float) -> None:
     """Wrap pytest-timeout's SIGALRM handler for a simulated test.
 
-    Every simulated thread runs in the test's OS thread, so the alarm's
-    exception is raised in whichever simulated thread runs at that moment.
-    Raised in a Raft's thread it would only end that thread (reported, if at
-    all, as its uncaught exception) and the test could even pass.  Instead the
-    timeout becomes the run's failure (the test's main thread raises it next,
-    with the simulation's report) and the thread that ran is ended.
+    At each alarm the simulation judges the run (:meth:`Scheduler.overrun`):
+    within its CPU budget and before the backstop it goes on and the alarm is
+    re-armed (a slow machine is not a verdict); otherwise the verdict becomes
+    the run's failure.  The handler runs in whichever simulated thread was
+    running (they all share the test's OS thread): in the test's main thread
+    the failure is raised at once; in a Raft's thread that thread is ended
+    and the main thread raises the failure next (raised there, pytest's own
+    exception would only have ended that thread, and the test could pass).
     """
     original = signal.getsignal(signal.SIGALRM)
     if not callable(original):
@@ -213,18 +196,22 @@ def _route_alarm_to_the_test(item: pytest.Item) -> None:
 
     def handler(signum: int, frame: Any) -> Any:
         sched = item.stash.get(_SCHED, None)
-        if sched is None or sched.dying or sched.current is sched.main:
+        if sched is None or sched.dying:
             return original(signum, frame)
-        thread = sched.current.name
-        try:
-            return original(signum, frame)
-        except BaseException as exc:  # noqa: BLE001 - pytest's Failed: handed to the test
-            why = str(getattr(exc, "msg", exc)).strip().splitlines()[0]
-            sched.post_failure(SimTimeLimit(sched.report(
-                f"{why} (the per-test watchdog, wall clock) while simulated thread "
-                f"{thread!r} ran out of the simulation's reach: a loop that polls nothing "
-                "the simulation sees, or a real blocking call")))
-            raise GreenletExit() from None
+        if sched.failure is None:
+            verdict = sched.overrun()
+            if verdict is None:
+                signal.setitimer(signal.ITIMER_REAL, period)
+                return None
+        else:  # failed already, and its cleanup outlived the alarm too
+            verdict = SimTimeLimit(sched.report(
+                f"the test did not end within {period:g} s after it failed (the per-test "
+                "watchdog)", stacks=False))
+        sched.post_failure(verdict)
+        if sched.current is sched.main:
+            sched.main.pending = None
+            raise sched.failure if sched.failure is not None else verdict
+        raise GreenletExit()
 
     signal.signal(signal.SIGALRM, handler)
 

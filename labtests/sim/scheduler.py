@@ -396,28 +396,46 @@ class Scheduler:
             self._post_failure(SimTimeLimit(self.report(
                 f"virtual time limit of {self.time_limit:.0f} s exceeded")))
             return
+        verdict = self._judge(cheap=True)
+        if verdict is not None:
+            self._post_failure(verdict)
+
+    def overrun(self) -> SimFailure | None:
+        """The verdict on a run a wall-clock watchdog interrupted; None while it is
+        within its CPU budget and before the wall-clock backstop (let it go on).
+
+        Meant for a watchdog's signal handler (the pytest plugin routes
+        pytest-timeout's alarm here), which the scheduler's own checks cannot
+        replace when the run never reaches the scheduler: a loop that polls
+        nothing the simulation sees, or a real blocking call.
+        """
+        if self.cpu_limit is None and self.wall_limit is None:
+            return SimTimeLimit(self.report("the per-test watchdog fired (no limits to judge by)"))
+        return self._judge(cheap=False)
+
+    def _judge(self, *, cheap: bool) -> SimFailure | None:
+        """CPU budget, time blocked outside the simulation, wall-clock backstop."""
         wall, cpu = self.wall_used(), self.cpu_used()
         limit = self.cpu_limit
         if limit is not None and cpu > limit:
-            self._post_failure(SimTimeLimit(self.report(
+            return SimTimeLimit(self.report(
                 f"CPU-time limit of {limit:g} s exceeded: the simulated run used "
                 f"{cpu:.1f} s of CPU and reached only {self.now:.1f} s of virtual time "
-                "(a livelock, or far too much work per step)")))
-            return
-        if limit is not None and wall - cpu > limit:  # cheap test first: reads /proc
+                "(a livelock, or far too much work per step)"))
+        if limit is not None and (wall - cpu > limit or not cheap):  # reads /proc
             blocked = self.blocked_outside(wall, cpu)
             if blocked is not None and blocked > limit:
-                self._post_failure(SimTimeLimit(self.report(
+                return SimTimeLimit(self.report(
                     f"CPU-time limit of {limit:g} s exceeded by time blocked outside the "
                     f"simulation: {blocked:.1f} s in real calls it does not see (a real "
                     "sleep or wait bound before the run, e.g. `from time import sleep`; "
-                    "blocking I/O)")))
-                return
+                    "blocking I/O)"))
         if self.wall_limit is not None and wall > self.wall_limit:
             detail = f"the simulated run got {cpu:.1f} s of CPU in {wall:.0f} s of wall time"
-            self._post_failure(SimOverloaded(self.report(
+            return SimOverloaded(self.report(
                 f"wall-clock backstop of {self.wall_limit:g} s exceeded before the "
-                f"CPU-time limit: {detail}; rerun on a quieter machine"), detail))
+                f"CPU-time limit: {detail}; rerun on a quieter machine"), detail)
+        return None
 
     def _check_cleanup(self) -> None:
         """After a failure the test still cleans up; if that never ends, stop it too.
