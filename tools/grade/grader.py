@@ -227,7 +227,13 @@ class Grader:
         limits = self.limits(user, spec.budget_s * self.rubric.runs)
         output_log = outdir / f"pytest-{part}.txt"
 
+        logs_used: list[Path] = []
+
         def backend_for(workers: int) -> Backend:
+            # Each round its own pytest output (a rerun round must not overwrite the first).
+            log = output_log if not logs_used else outdir / (
+                f"pytest-{part}-rerun{len(logs_used)}.txt")
+            logs_used.append(log)
             if self.backend == "dask":
                 # Each run is a fresh pytest on a worker, under the same supervisor.
                 return make_backend(
@@ -235,7 +241,7 @@ class Grader:
                     scheduler=self.scheduler, workers_per_host=self.workers_per_host,
                     command_prefix=wrapper_command(limits, python=WORKER_PYTHON))
             return IsolatedBackend(workers, options, self.catalog.rootdir, limits,
-                                   output_log=output_log)
+                                   output_log=log)
 
         budget = spec.budget_s * self.rubric.runs
         self.console.print(f"{part}: {len(tests)} test(s) x {self.rubric.runs} run(s), "
@@ -271,7 +277,8 @@ class Grader:
                                           f"error: {res.message}\nrerun: {rerun}\n\n{res.log}",
                                           encoding="utf-8")
                 logs[(test, res.job)] = rel
-        grade.notes += supervisor_notes(output_log, part)
+        for log in logs_used:
+            grade.notes += [n for n in supervisor_notes(log, part) if n not in grade.notes]
         return grade_part(self.rubric, part, by_test, elapsed, logs, reruns,
                           bundles=kept, attempts=attempts)
 
