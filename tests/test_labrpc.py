@@ -521,3 +521,157 @@ def test_long_reordering_delays_most_replies():
     finally:
         net.cleanup()
     assert 2 <= slow <= 9, f"{slow} of 9 replies were delayed (expected about 6)"
+
+
+# -- death notices instead of polling (labrpc/network.py step 4) ----------------------
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    """How many times ``thread`` went to sleep so far (Linux: /proc)."""
+    with open(f"/proc/self/task/{thread.native_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches line")
+
+
+def _call_in_thread(end: ClientEnd, method: str, arg, name: str):  # noqa: ANN001, ANN202
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(end.call(method, arg)), name=name)
+    thread.start()
+    return thread, outcome
+
+
+@pytest.mark.skipif(not hasattr(threading.Thread, "native_id") or not
+                    __import__("os").path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_a_caller_waiting_for_a_slow_handler_sleeps_without_polling(net):
+    """The old caller woke every 100 ms to look at the server; now it sleeps until told."""
+    junk, _ = _serve(net, "s")
+    end = _end(net, "e", "s")
+    thread, outcome = _call_in_thread(end, "JunkServer.handler3", 4, "sleeping-caller")
+    try:
+        time.sleep(0.2)  # the caller is waiting for handler3 by now
+        before = _voluntary_switches(thread)
+        time.sleep(1.0)
+        during = _voluntary_switches(thread) - before
+        assert not outcome
+        assert during <= 2, f"the waiting caller woke {during} times in 1 s (a poll?)"
+        net.delete_server("s")
+        thread.join(0.5)
+        assert outcome == [None]
+    finally:
+        junk.release_handler3.set()
+
+
+@pytest.mark.parametrize("kill", ["delete_server", "replace_server", "disable", "delete_end"])
+def test_every_route_death_fails_an_in_flight_call_at_once(net, kill):
+    junk, _ = _serve(net, "s")
+    end = _end(net, "e", "s")
+    other, _ = _serve(net, "other")
+    bystander_end = _end(net, "b", "other")
+    thread, outcome = _call_in_thread(end, "JunkServer.handler3", 1, "dying-caller")
+    bystander, bystander_outcome = _call_in_thread(bystander_end, "JunkServer.handler3", 2,
+                                                   "bystander")
+    try:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        if kill == "delete_server":
+            net.delete_server("s")
+        elif kill == "replace_server":
+            _serve(net, "s")  # a restarted server under the same name
+        elif kill == "disable":
+            net.enable("e", False)
+        else:
+            net.delete_end("e")
+        thread.join(1.0)
+        assert outcome == [None], f"{kill}: the in-flight call must fail"
+        assert time.monotonic() - t0 < 0.1, f"{kill}: the call took too long to fail"
+        assert net.get_count("other") == 1
+        assert not bystander_outcome, f"{kill} ended an unrelated call"
+    finally:
+        junk.release_handler3.set()
+        other.release_handler3.set()
+    bystander.join(1.0)
+    assert bystander_outcome == [-2], "the unrelated call completes normally"
+
+
+def test_a_disconnect_and_reconnect_during_the_handler_still_fails_the_call(net):
+    """The notice is not a sample: a flap shorter than the old 100 ms poll is not missed."""
+    junk, _ = _serve(net, "s")
+    end = _end(net, "e", "s")
+    thread, outcome = _call_in_thread(end, "JunkServer.handler3", 1, "flap-caller")
+    try:
+        time.sleep(0.2)
+        net.enable("e", False)
+        net.enable("e", True)
+        thread.join(1.0)
+        assert outcome == [None]
+    finally:
+        junk.release_handler3.set()
+    assert end.call("JunkServer.handler2", 3) == "handler2-3"  # the route works again
+
+
+def test_a_route_dead_before_delivery_still_runs_and_counts_the_handler():
+    """State is read once: delivered to the snapshot's server, then failed (counts as before)."""
+    net = Network(random.Random(8))
+    net.reliable(False)  # the 0-26 ms request delay opens the window
+    junk, server = _serve(net, "s")
+    end = _end(net, "e", "s")
+    try:
+        delivered = 0
+        for i in range(40):
+            net.enable("e", True)
+            thread, outcome = _call_in_thread(end, "JunkServer.handler2", i, f"early-{i}")
+            net.enable("e", False)  # usually within the request delay
+            thread.join(1.0)
+            assert outcome == [None], "a call whose end was disabled meanwhile never succeeds"
+            delivered = server.get_count()
+        assert delivered == len(junk.log2)  # every delivered request ran its handler
+        assert net.get_total_count() == 40
+    finally:
+        net.cleanup()
+
+
+def _open_fds() -> int:
+    return len(__import__("os").listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/fd"), reason="needs /proc")
+def test_cleanup_closes_every_pipe_of_the_network():
+    before = _open_fds()
+    net = Network(random.Random(9))
+    junk, _ = _serve(net, "s")
+    ends = [_end(net, f"e{i}", "s") for i in range(8)]
+    threads = [threading.Thread(target=lambda e=e: [e.call("JunkServer.handler2", j)
+                                                    for j in range(50)]) for e in ends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(junk.log2) == 400
+    assert _open_fds() > before  # pipes in use: the handler pool's and the callers'
+    net.cleanup()
+    deadline = time.monotonic() + 2
+    while _open_fds() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _open_fds() == before, "cleanup left pipes open"
+
+
+def test_under_patched_threading_the_network_hands_off_through_threading(monkeypatch):
+    """Simulated time and the race detector patch threading: no pipe may be used then."""
+    real_lock = threading.Lock
+    monkeypatch.setattr(threading, "Lock", lambda: real_lock())
+    net = Network(random.Random(10))
+    assert net._pipes is None and net._pool._queue is not None
+    junk, _ = _serve(net, "s")
+    end = _end(net, "e", "s")
+    assert end.call("JunkServer.handler2", 7) == "handler2-7"
+    thread, outcome = _call_in_thread(end, "JunkServer.handler3", 1, "patched-caller")
+    try:
+        time.sleep(0.2)
+        net.delete_server("s")
+        thread.join(1.0)
+        assert outcome == [None]
+    finally:
+        junk.release_handler3.set()
+        net.cleanup()
