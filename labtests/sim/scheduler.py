@@ -78,6 +78,7 @@ SPIN_READS = 1000  # polls (clock reads, lock releases, flag reads) without a sw
 SPIN_STEP = 0.001  # ...before the polling thread sleeps this many virtual seconds
 STEP_COST = 25e-6  # virtual seconds charged for each scheduling step
 LIMIT_CHECK_STEPS = 4096  # steps between two checks of the time limits in a busy run
+JUDGE_EVERY_STEPS = 64  # at clock jumps, CPU and wall time are read at most this often
 CLEANUP_GRACE = 10.0  # seconds (virtual, or CPU) a failed run gets to end
 CYCLE_CONFIRM = 1.0  # virtual seconds a lock cycle must last to be reported
 FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
@@ -159,6 +160,7 @@ class Scheduler:
         self.suspects: list[tuple[float, list[tuple[Task, int]]]] = []  # lock cycles
         self.dying = False
         self.switches = 0
+        self._judged_at = 0  # self.switches when CPU and wall time were last judged
         self._wall0 = _real_monotonic()
         self._cpu_mark = self._cpu0 = _real_thread_time()
         self._delay0 = runqueue.run_delay_s() if cpu_limit is not None else None
@@ -396,6 +398,9 @@ class Scheduler:
             self._post_failure(SimTimeLimit(self.report(
                 f"virtual time limit of {self.time_limit:.0f} s exceeded")))
             return
+        if self.switches - self._judged_at < JUDGE_EVERY_STEPS:
+            return  # reading the CPU clock is a system call: not at every clock jump
+        self._judged_at = self.switches
         verdict = self._judge(cheap=True)
         if verdict is not None:
             self._post_failure(verdict)
