@@ -60,7 +60,7 @@ def test_a_livelock_that_freezes_virtual_time_fails_on_its_cpu_budget():
 def test_a_run_blocked_in_real_calls_fails_on_the_same_budget():
     wall0 = _real_monotonic()
     with pytest.raises(SimTimeLimit, match=r"CPU-time limit of 0\.5 s exceeded by time "
-                       r"blocked outside the simulation: 0\.\d s in real calls") as info:
+                       r"blocked outside the simulation: \d+\.\d s in real calls") as info:
         run_in_simulation(_blocks_in_real_time, 2, cpu_limit=0.5, wall_limit=600)
     assert not isinstance(info.value, SimOverloaded)
     assert _real_monotonic() - wall0 < 30.0
@@ -69,10 +69,10 @@ def test_a_run_blocked_in_real_calls_fails_on_the_same_budget():
 def test_the_wall_backstop_is_inconclusive_when_the_run_waited_for_a_cpu(monkeypatch):
     monkeypatch.setattr(runqueue, "run_delay_s", lambda: _real_monotonic() - _real_thread_time())
     with pytest.raises(SimOverloaded, match=r"wall-clock backstop of 1 s exceeded before the "
-                       r"CPU-time limit: the simulated run got 0\.\d s of CPU in 1 s") as info:
+                       r"CPU-time limit: the simulated run got 0\.\d s of CPU in \d s") as info:
         run_in_simulation(_blocks_in_real_time, 3, cpu_limit=0.5, wall_limit=1.0)
     assert info.value.detail.startswith("the simulated run got 0.")
-    assert info.value.detail.endswith("s of CPU in 1 s of wall time")
+    assert info.value.detail.endswith(" s of wall time")
 
 
 def test_without_a_run_queue_measure_the_run_is_not_blamed_for_its_wall_time(monkeypatch):
