@@ -101,12 +101,14 @@ def share(part: str) -> None:
         finally:
             ctx.finish(body_failed=False)
         cpu_used = time.process_time() - c0
-        mine = sum(cfg.sampler.sampler.cpu_s for cfg in ctx.configs
-                   if cfg.sampler is not None and cfg.sampler.sampler is not None)
+        samplers = [cfg.sampler.sampler for cfg in ctx.configs
+                    if cfg.sampler is not None and cfg.sampler.sampler is not None]
+        mine = sum(s.cpu_s for s in samplers)
+        rounds = sum(s.rounds for s in samplers)
         total_cpu += cpu_used
         sampler_cpu += mine
         print(f"{name}: process CPU {cpu_used:.2f} s, sampler {1000 * mine:.1f} ms "
-              f"({100 * mine / cpu_used:.2f} %)")
+              f"({100 * mine / cpu_used:.2f} %) in {rounds} rounds")
     print(f"part {part}: process CPU {total_cpu:.2f} s, sampler {1000 * sampler_cpu:.1f} ms = "
           f"{100 * sampler_cpu / total_cpu:.2f} % (load {os.getloadavg()[0]:.1f})")
 

@@ -295,6 +295,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.sections.append(("raftlab cleanup", ctx.cleanup_report))
     if report.failed and call.excinfo is not None:
         _write_bundle(item, ctx, call.excinfo.value, report)
+    for cfg in ctx.configs:
+        cfg.timeline.clear()  # pytest keeps the context for the session; the events can go
+        if cfg.sampler is not None:
+            cfg.sampler.release()
     return report
 
 

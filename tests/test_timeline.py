@@ -29,7 +29,7 @@ from labtests.timeline.recorder import (
     load_jsonl,
     short,
 )
-from labtests.timeline.sampler import PROBE_WAIT_S, StateSampler
+from labtests.timeline.sampler import SUPERVISE_S, StateSampler
 
 # -- the recorder ---------------------------------------------------------------------
 
@@ -162,10 +162,11 @@ class _Deadlocked:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.answer = (9, False)
 
     def get_state(self) -> tuple[int, bool]:
         self.release.wait(30)
-        return 9, False
+        return self.answer
 
 
 class _Raises:
@@ -178,43 +179,50 @@ def _states(cfg: _Cfg) -> list[tuple[int, str, Any]]:
             if ev["k"] == "state"]
 
 
+def _wait_for(predicate: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)
+
+
 def test_a_deadlocked_peer_is_unresponsive_the_rest_are_sampled_and_nothing_hangs():
     stuck = _Deadlocked()
-    cfg = _Cfg([_Peer(2, True), stuck, _Raises()])
-    sampler = StateSampler(cfg, cfg.timeline, isolated=False, test="t")
-    t0 = time.monotonic()
-    for _ in range(3):
-        sampler.sample()
-    took = time.monotonic() - t0
-    assert took < 3 * PROBE_WAIT_S + 1.0, f"three rounds took {took:.2f} s"
-    assert _states(cfg) == [(0, "leader", 2), (1, "unresponsive", None)]  # once, not 3 times
+    leader = _Peer(2, True)
+    cfg = _Cfg([leader, stuck, _Raises()])
     baseline = {t.ident for t in threading.enumerate()}
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False, test="t", interval_s=0.01).start()
+    _wait_for(lambda: (1, "unresponsive", None) in _states(cfg), "peer 1 unresponsive",
+              timeout=SUPERVISE_S + 5)
+    unresponsive = next(ev for ev in cfg.timeline.events() if ev.get("role") == "unresponsive")
+    assert unresponsive["t"] < cfg.timeline.now() - 0.5  # dated from the call, not the finding
+    leader.term = 3  # the other peers are still sampled, by a fresh sampling thread
+    _wait_for(lambda: (0, "leader", 3) in _states(cfg), "peer 0 sampled after the deadlock")
+    assert _states(cfg) == [(0, "leader", 2), (1, "unresponsive", None), (0, "leader", 3)]
+    t0 = time.monotonic()
     names = sampler.stop()
-    assert names == ["raftlab-timeline-probe-1"]  # the stuck prober is left to the Raft's blame
-    assert threading.get_ident() not in watchdog.abandoned_idents()
-    probe_threads = [t for t in threading.enumerate() if t.name.startswith("raftlab-timeline")]
-    assert [t.name for t in probe_threads] == ["raftlab-timeline-probe-1"]
-    assert probe_threads[0].ident in watchdog.abandoned_idents()
+    assert time.monotonic() - t0 < 2.0
+    assert names == ["raftlab-timeline-sampler-1"]  # left to the Raft's blame, not leaked
+    left = [t for t in threading.enumerate() if t.ident not in baseline]
+    assert [t.name for t in left] == ["raftlab-timeline-sampler-1"]
+    assert left[0].ident in watchdog.abandoned_idents()
     stuck.release.set()
-    probe_threads[0].join(5)
-    assert not probe_threads[0].is_alive()
-    assert {t.ident for t in threading.enumerate()} <= baseline
+    left[0].join(5)
+    assert not left[0].is_alive()
 
 
-def test_a_peer_that_answers_again_is_shown_again_and_a_restart_is_a_new_instance():
+def test_a_peer_that_answers_again_is_sampled_again():
     slow = _Deadlocked()
     cfg = _Cfg([slow])
-    sampler = StateSampler(cfg, cfg.timeline, isolated=False)
-    sampler.sample()
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False, interval_s=0.01).start()
+    _wait_for(lambda: _states(cfg) == [(0, "unresponsive", None)], "unresponsive",
+              timeout=SUPERVISE_S + 5)
     slow.release.set()
-    deadline = time.monotonic() + 5
-    while _states(cfg)[-1][1] == "unresponsive" and time.monotonic() < deadline:
-        sampler.sample()
-    assert _states(cfg) == [(0, "unresponsive", None), (0, "follower", 9)]
-    cfg.rafts[0] = _Peer(9, False)  # restarted: same state, new instance
-    sampler.sample()
-    assert _states(cfg)[-1] == (0, "follower", 9) and len(_states(cfg)) == 2  # recorder dedups
+    _wait_for(lambda: (0, "follower", 9) in _states(cfg), "the late answer")
+    slow.answer = (10, True)
+    _wait_for(lambda: (0, "leader", 10) in _states(cfg), "asked again")
     assert sampler.stop() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("raftlab-timeline")]
 
 
 def test_rpc_counts_are_deltas_and_a_crashed_server_is_skipped():
@@ -269,15 +277,13 @@ def test_isolated_peers_are_asked_through_request_slots():
 def test_the_sampler_thread_runs_and_stops_promptly():
     cfg = _Cfg([_Peer(1, False), _Peer(1, True)])
     sampler = StateSampler(cfg, cfg.timeline, isolated=False, interval_s=0.01).start()
-    deadline = time.monotonic() + 5
-    while sampler.rounds < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_for(lambda: sampler.rounds >= 3, "three rounds")
     t0 = time.monotonic()
     assert sampler.stop() == []
     assert time.monotonic() - t0 < 1.0
-    assert not sampler.thread.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("raftlab-timeline")]
     assert _states(cfg) == [(0, "follower", 1), (1, "leader", 1)]
+    assert 0 < sampler.cpu_s < 1.0
 
 
 # -- the renderer ---------------------------------------------------------------------

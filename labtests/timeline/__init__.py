@@ -35,6 +35,11 @@ class Watch:
             self.capture.remove()
         return self.sampler.stop() if self.sampler is not None else []
 
+    def release(self) -> None:
+        """Drop the captured debug lines (the bundle, if any, has been written)."""
+        if self.capture is not None:
+            self.capture.lines.clear()
+
 
 def start_sampler(cfg: Any, *, test: str, isolated: bool, sample: bool = True) -> Watch:
     """Start watching ``cfg``'s peers.  ``sample=False`` (under --race, whose reports must

@@ -35,6 +35,8 @@ BULK_TAIL = 60_000
 SHORT_VALUE = 40  # characters of a command kept in an event
 MAX_MESSAGE = 4_000  # characters of a failure message kept in an event
 BULK_KINDS = frozenset({"state", "apply", "rpc", "dbg", "snapshot"})
+# What makes the sampler look closely again (labtests.timeline.sampler): faults and roles.
+CHANGE_KINDS = frozenset({"crash", "start", "connect", "disconnect", "net", "state", "fail"})
 
 # Thread-name prefixes of the tester's helpers -> the check a failure there belongs to.
 HELPER_CHECKS = (("tester-applier", "apply"),)
@@ -70,6 +72,8 @@ class Recorder:
         self._essential_cut = 0
         self._checks: dict[int, list[tuple[int, str]]] = {}  # thread ident -> open checks
         self._check_ids = itertools.count(1)
+        self.changes = 0  # events of CHANGE_KINDS so far
+        self.on_change: Any = None  # called (no arguments) on a change the tester made
         self.failed_check: str | None = None
         self.failure_message: str | None = None
         self._last_state: dict[int, tuple[Any, str]] = {}
@@ -89,6 +93,10 @@ class Recorder:
         if not self.enabled:
             return
         ev = (next(self._seq), self.now() if t is None else t, kind, peer, fields)
+        if kind in CHANGE_KINDS:
+            self.changes += 1
+            if self.on_change is not None and fields.get("src") != "sample":
+                self.on_change()
         if kind in BULK_KINDS:
             self._bulk_seen += 1
             if len(self._bulk_head) < BULK_HEAD:
@@ -146,9 +154,10 @@ class Recorder:
         self._last_state[peer] = (term, role)
         self.add("state", peer, term=term, role=role, src=source)
 
-    def unresponsive(self, peer: int) -> None:
+    def unresponsive(self, peer: int, t: float | None = None) -> None:
+        """``peer`` did not answer ``get_state()`` (since ``t``, the call's start, if known)."""
         self._last_state[peer] = (None, "unresponsive")
-        self.add("state", peer, term=None, role="unresponsive", src="sample")
+        self.add_at(t, "state", peer, term=None, role="unresponsive", src="sample")
 
     def crash(self, peer: int) -> None:
         self._last_state.pop(peer, None)
@@ -157,6 +166,16 @@ class Recorder:
     def start(self, peer: int, generation: int) -> None:
         self._last_state.pop(peer, None)  # the new instance's first state is recorded
         self.add("start", peer, gen=generation)
+
+    def clear(self) -> None:
+        """Drop every event and record nothing more (the report is made: free the memory,
+        since pytest keeps each test's context until the end of the session)."""
+        self.enabled = False
+        self._essential = []
+        self._bulk_head = []
+        self._bulk_tail.clear()
+        self._bulk_seen = 0
+        self._essential_cut = 0
 
     # -- reading -----------------------------------------------------------------------
 

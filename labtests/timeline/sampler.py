@@ -3,27 +3,35 @@
 The tester's own checks call ``get_state()`` only now and then; a lane that
 shows role and term over time needs regular samples.  The sampler is a harness
 thread that wakes every :data:`SAMPLE_INTERVAL_S` of the clock in use (virtual
-under ``--sim``) and asks each live peer for its state, plus the network for
-each peer's RPC count.
+under ``--sim``), asks each live peer for its state and reads each peer's RPC
+count from the network.
 
-It must never block the harness or change a verdict:
+It must never block the harness or change a verdict, and it must be cheap: a
+2A test uses a fraction of a second of CPU, and one wake-up of a Python thread
+costs about 70 µs here.  So it samples every :data:`SAMPLE_INTERVAL_S` while
+something changes (a crash, a restart, a partition, a network mode, a role or a
+term, from the tester's events or its own samples) and every
+:data:`QUIET_INTERVAL_S` after :data:`QUIET_ROUNDS` rounds in which nothing did;
+a change the tester makes wakes it at once (the recorder's ``on_change``).
 
-* A *worker* thread calls the in-process peers' ``get_state()`` one after the
-  other; the sampler waits for it at most :data:`PROBE_WAIT_S`.  A peer whose
-  call does not return (a deadlocked Raft) is recorded as ``unresponsive``, the
-  worker is left with it, and a new worker asks the other peers from the next
-  round on; the peer is asked again once its call returns.  Exceptions are
-  swallowed: the tester's own calls report them.
+* In real time the sampling thread calls the in-process peers' ``get_state()``
+  itself, one after the other: one wake-up per round, no hand-off to another
+  thread.  A *supervisor* thread looks every :data:`SUPERVISE_S` (sooner after
+  it found one) for a call that has run longer than :data:`STUCK_AFTER_S`: that
+  peer (a deadlocked Raft) is recorded as ``unresponsive`` from the moment of
+  the call, left out of later rounds, and a fresh sampling thread takes over
+  the others.  If the stuck call returns after all, its answer is recorded,
+  the peer is asked again, and the old thread ends.  Exceptions are swallowed:
+  the tester's own calls report them.
 * An isolated peer (``--isolate``) is asked through its proxy's asynchronous
-  request slot, never through the proxy's ``get_state()``, whose missed
-  deadline would fail the test.
+  request slot, waited for at most :data:`STUCK_AFTER_S`, never through the
+  proxy's ``get_state()``, whose missed deadline would fail the test.
 * At the end (:meth:`StateSampler.stop`, first thing in the config's cleanup)
-  idle workers exit; a worker stuck in a Raft's ``get_state()`` is handed to
+  the threads end; one stuck in a Raft's ``get_state()`` is handed to
   :func:`labtests.watchdog.abandon`, so the leak check blames the Raft's own
   threads, not the sampler.
-* Under ``--sim`` the sampler is one simulated thread that calls
-  ``get_state()`` itself (no worker: a blocked simulated thread costs nothing
-  and never hangs the run).  If a call blocks for good (a deadlocked peer), the
+* Under ``--sim`` there is one simulated sampling thread and no supervisor (a
+  blocked simulated thread never hangs the run).  If a call blocks for good, the
   sampler blocks with it, untimed, so the simulation's deadlock report is the
   one it would have made without the sampler; the bundle then marks that peer
   unresponsive from the moment of the call.  When nothing else could ever run
@@ -35,7 +43,6 @@ It must never block the harness or change a verdict:
 from __future__ import annotations
 
 import _thread
-import queue
 import sys
 import threading
 import time
@@ -44,55 +51,12 @@ from typing import Any
 from labtests import watchdog
 from labtests.timeline.recorder import Recorder
 
-SAMPLE_INTERVAL_S = 0.1
-PROBE_WAIT_S = 0.05  # per round, for all peers together
-
-
-class _Worker:
-    """A thread that calls ``get_state()`` of a batch of peers, one after the other.
-
-    One worker for all peers keeps a round to three thread wake-ups (the sampler's
-    timer, the worker, the sampler again), whatever the number of peers.
-    """
-
-    def __init__(self, number: int) -> None:
-        self.requests: queue.Queue[list[tuple[int, Any]] | None] = queue.Queue()
-        self.results: list[tuple[int, Any, Any]] = []  # (peer, instance, answer or None)
-        self.current: tuple[int, Any] | None = None  # the call under way
-        self.done = threading.Event()
-        self.done.set()
-        self.cpu_s = 0.0  # CPU time this thread used (set when it ends)
-        self.thread = threading.Thread(target=self._run, name=f"raftlab-timeline-probe-{number}",
-                                       daemon=True)
-        self.thread.start()
-
-    def ask(self, batch: list[tuple[int, Any]]) -> None:
-        self.results = []
-        self.done.clear()
-        self.requests.put(batch)
-
-    def end(self) -> None:
-        self.requests.put(None)
-
-    def _run(self) -> None:
-        cpu0 = time.thread_time()
-        try:
-            self._serve()
-        finally:
-            self.cpu_s = time.thread_time() - cpu0
-
-    def _serve(self) -> None:
-        while (batch := self.requests.get()) is not None:
-            for peer, rf in batch:
-                self.current = (peer, rf)
-                try:
-                    term, leader = rf.get_state()
-                    answer: Any = (term, leader)
-                except BaseException:  # noqa: BLE001 - the tester's own calls report it
-                    answer = None
-                self.current = None
-                self.results.append((peer, rf, answer))
-            self.done.set()
+SAMPLE_INTERVAL_S = 0.1  # while something changes: a fault, a role or a term...
+QUIET_INTERVAL_S = 0.5  # ...and after QUIET_ROUNDS rounds in which nothing did
+QUIET_ROUNDS = 2
+STUCK_AFTER_S = 0.05  # a get_state() running longer than this is "unresponsive"
+SUPERVISE_S = 1.0  # how often the supervisor looks for a stuck call...
+SUPERVISE_AFTER_STUCK_S = 0.1  # ...and how soon again after it found one
 
 
 class _SlotProbe:
@@ -108,128 +72,127 @@ class _SlotProbe:
         return self.slot is not None and not self.slot.event.is_set()
 
 
+class _Call:
+    """A get_state() call under way: which sampling thread, which peer, since when."""
+
+    __slots__ = ("peer", "rf", "since", "t")
+
+    def __init__(self, peer: int, rf: Any, t: float) -> None:
+        self.peer, self.rf, self.t = peer, rf, t
+        self.since = time.monotonic()
+
+
 class StateSampler:
-    """The sampling thread of one Config (see the module docstring)."""
+    """The sampling threads of one Config (see the module docstring)."""
 
     def __init__(self, cfg: Any, recorder: Recorder, *, isolated: bool, test: str = "",
                  interval_s: float = SAMPLE_INTERVAL_S) -> None:
         self.cfg = cfg
         self.rec = recorder
         self.isolated = isolated
-        self.direct = _in_simulation()  # simulated: call get_state() in this thread
-        self.pending: tuple[int, float] | None = None  # (peer, t) of a direct call under way
         self.test = test
         self.interval_s = interval_s
+        self.direct_sim = _in_simulation()
         self._stop = threading.Event()
-        self._probes: dict[int, Any] = {}  # isolated: peer -> its current instance's probe
-        self._worker: _Worker | None = None
-        self._workers = 0
-        self._lost: dict[int, _Worker] = {}  # peer -> the worker stuck in its get_state()
-        self._all_workers: list[_Worker] = []
-        self._cpu_s = 0.0
+        # Released (once) by stop() and by the tester's changes; a held Lock waited on with
+        # a timeout is the cheapest wake-up Python has (an Event's wait costs ~25 % more).
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._generation = 0  # the sampling thread that currently counts
+        self._threads: dict[int, threading.Thread] = {}  # generation -> sampling thread
+        self._calls: dict[int, _Call] = {}  # generation -> its call under way
+        self._stuck: dict[int, int] = {}  # peer -> generation of the thread stuck in it
+        self._probes: dict[int, _SlotProbe] = {}
         self._last: dict[int, tuple[Any, ...]] = {}
         self._counts: list[int] = [0] * cfg.n
         self._count_owner: list[Any] = [None] * cfg.n
+        self._cpu: dict[int, float] = {}  # generation -> CPU time of that thread
+        self.supervisor: threading.Thread | None = None
         self.rounds = 0
-        self.thread = threading.Thread(target=self._run, name="raftlab-timeline-sampler",
-                                       daemon=True)
 
     def start(self) -> StateSampler:
-        self.thread.start()
+        self.rec.on_change = self._signal
+        self._spawn()
+        if not self.direct_sim and not self.isolated:
+            self.supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                               name="raftlab-timeline-supervisor")
+            self.supervisor.start()
         return self
-
-    # -- the loop ------------------------------------------------------------------------
 
     @property
     def cpu_s(self) -> float:
-        """CPU time the sampler and its workers used (of those that have ended)."""
-        return self._cpu_s + sum(w.cpu_s for w in self._all_workers)
+        """CPU time the sampling threads used (of those that have ended)."""
+        return sum(self._cpu.values())
 
-    def _run(self) -> None:
+    def _signal(self) -> None:
+        """Wake the sampling thread (at most one pending wake-up)."""
+        try:
+            self._wake.release()
+        except RuntimeError:
+            pass  # already released: a wake-up is pending
+
+    # -- sampling ------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        self._generation += 1
+        generation = self._generation
+        thread = threading.Thread(target=self._run, args=(generation,), daemon=True,
+                                  name=f"raftlab-timeline-sampler-{generation}")
+        self._threads[generation] = thread
+        thread.start()
+
+    def _run(self, generation: int) -> None:
         cpu0 = time.thread_time()
+        quiet, seen = 0, -1
         try:
-            self._loop()
-        finally:
-            self._cpu_s = time.thread_time() - cpu0
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self.interval_s):
+            while generation == self._generation:
+                slow = quiet >= QUIET_ROUNDS and self.interval_s == SAMPLE_INTERVAL_S
+                if self._wake.acquire(timeout=QUIET_INTERVAL_S if slow else self.interval_s):
+                    quiet = 0  # woken: the lock is held again, ready for the next wait
+                if self._stop.is_set() or generation != self._generation:
+                    return
                 if _simulation_idle():
                     self.rec.add("note", None, msg="state sampling stopped: every other "
                                  "simulated thread is blocked with no timer pending")
                     return
-                self.sample()
+                self.sample(generation)
+                changes = self.rec.changes
+                quiet = quiet + 1 if changes == seen else 0
+                seen = changes
         except BaseException as exc:  # noqa: BLE001 - the timeline must never fail a test
             self.rec.add("note", None, msg=f"state sampling stopped: {exc!r}")
+        finally:
+            self._cpu[generation] = time.thread_time() - cpu0
 
-    def sample(self) -> None:
-        """One round: ask every live peer, wait briefly, record answers and RPC counts."""
+    def sample(self, generation: int = 0) -> None:
+        """One round: ask every live peer, record the answers and the RPC counts."""
         self.rounds += 1
         rafts = list(self.cfg.rafts)
-        if self.direct:
-            for i, rf in enumerate(rafts):
-                if rf is not None:
-                    self._call_direct(i, rf)
-        elif self.isolated:
+        if self.isolated:
             self._ask_slots(rafts)
         else:
-            self._ask_worker(rafts)
+            for i, rf in enumerate(rafts):
+                if rf is not None and i not in self._stuck:
+                    if not self._call(generation, i, rf):
+                        return  # this thread was replaced while it waited
         self._sample_counts()
 
-    def _ask_worker(self, rafts: list[Any]) -> None:
-        """In-process peers: one worker asks them all; one that blocks is left to it."""
-        self._reap_lost()
-        batch = [(i, rf) for i, rf in enumerate(rafts) if rf is not None and i not in self._lost]
-        if not batch:
-            return
-        worker = self._worker
-        if worker is None:
-            self._workers += 1
-            worker = self._worker = _Worker(self._workers)
-            self._all_workers.append(worker)
-        worker.ask(batch)
-        finished = worker.done.wait(PROBE_WAIT_S)
-        for peer, rf, answer in list(worker.results):
-            if answer is not None:
-                self._record(peer, rf, answer)
-        current = worker.current
-        if finished or current is None:
-            return
-        peer, rf = current  # stuck there (or slow): its peer is unresponsive for now
-        self._lost[peer] = worker
-        self._worker = None  # the next round gets a new worker
-        if self.cfg.rafts[peer] is rf:
-            self._record_stuck(peer)
-
-    def _reap_lost(self) -> None:
-        """A stuck worker that finished after all: its answers count, its peer is asked again."""
-        for peer, worker in list(self._lost.items()):
-            if not worker.done.is_set():
-                continue
-            del self._lost[peer]
-            worker.end()
-            for answered, rf, answer in list(worker.results):
-                if answer is not None:
-                    self._record(answered, rf, answer)
-
-    def _call_direct(self, i: int, rf: Any) -> None:
-        self.pending = (i, self.rec.now())
+    def _call(self, generation: int, peer: int, rf: Any) -> bool:
+        """Call one peer's get_state(); False if this thread was replaced meanwhile."""
+        self._calls[generation] = _Call(peer, rf, self.rec.now())
         try:
             answer = rf.get_state()
         except Exception:  # noqa: BLE001 - the tester's own calls report it
-            return
+            answer = None
         finally:
-            self.pending = None
+            self._calls.pop(generation, None)
         if isinstance(answer, tuple | list) and len(answer) == 2:
-            self._record(i, rf, tuple(answer))
-
-    def mark_stuck(self) -> None:
-        """A direct call that never returned: its peer is unresponsive since the call."""
-        pending = self.pending
-        if pending is not None:
-            peer, t = pending
-            self.rec.add_at(t, "state", peer, term=None, role="unresponsive", src="sample")
+            self._record(peer, rf, tuple(answer))
+        if generation != self._generation and not self.direct_sim:
+            if self._stuck.get(peer) == generation:
+                del self._stuck[peer]  # it answered after all: ask it again
+            return False
+        return True
 
     def _ask_slots(self, rafts: list[Any]) -> None:
         """Isolated peers: a request slot each, waited for together."""
@@ -241,7 +204,7 @@ class StateSampler:
                 probe = self._probes[i] = _SlotProbe(i, rf)
             if not probe.busy:
                 probe.slot = rf.request("get_state", ())
-        deadline = time.monotonic() + PROBE_WAIT_S
+        deadline = time.monotonic() + STUCK_AFTER_S
         for probe in list(self._probes.values()):
             slot = probe.slot
             if slot is None:
@@ -252,7 +215,7 @@ class StateSampler:
                         and len(slot.value) == 2:
                     self._record(probe.peer, probe.rf, tuple(slot.value))
             elif self.cfg.rafts[probe.peer] is probe.rf:
-                self._record_stuck(probe.peer)
+                self._record_stuck(probe.peer, None)
 
     def _record(self, peer: int, rf: Any, answer: tuple[Any, ...]) -> None:
         if self.cfg.rafts[peer] is not rf:
@@ -262,10 +225,10 @@ class StateSampler:
             self._last[peer] = key
             self.rec.state(peer, answer[0], answer[1], "sample")
 
-    def _record_stuck(self, peer: int) -> None:
+    def _record_stuck(self, peer: int, t: float | None) -> None:
         if self._last.get(peer) != ("unresponsive",):
             self._last[peer] = ("unresponsive",)
-            self.rec.unresponsive(peer)
+            self.rec.unresponsive(peer, t)
 
     def _sample_counts(self) -> None:
         """RPCs delivered to each live peer since the last round (``net.get_count``).
@@ -273,8 +236,7 @@ class StateSampler:
         A restarted peer is a new server whose count starts again at 0.
         """
         net = self.cfg.net
-        rafts = list(self.cfg.rafts)
-        for i, rf in enumerate(rafts):
+        for i, rf in enumerate(list(self.cfg.rafts)):
             if rf is None:
                 continue
             try:
@@ -289,24 +251,47 @@ class StateSampler:
                 self._counts[i] = count
                 self.rec.add("rpc", i, n=delta)
 
+    # -- the supervisor (real time) --------------------------------------------------------
+
+    def _supervise(self) -> None:
+        wait = SUPERVISE_S
+        while not self._stop.wait(wait):
+            wait = SUPERVISE_AFTER_STUCK_S if self.check_stuck() else SUPERVISE_S
+
+    def check_stuck(self) -> bool:
+        """Is the current sampling thread stuck in a call?  Then mark its peer and replace it."""
+        call = self._calls.get(self._generation)
+        if call is None or time.monotonic() - call.since < STUCK_AFTER_S:
+            return False
+        self._stuck[call.peer] = self._generation
+        if self.cfg.rafts[call.peer] is call.rf:
+            self._record_stuck(call.peer, call.t)
+        if not self._stop.is_set():
+            self._spawn()
+        return True
+
     # -- the end ---------------------------------------------------------------------------
 
     def stop(self, join_s: float = 1.0) -> list[str]:
-        """Stop sampling and end the probers; abandon those stuck in a Raft; their names."""
+        """Stop sampling; abandon the threads stuck in a Raft; their names."""
+        self.rec.on_change = None
         self._stop.set()
-        if self.thread.is_alive() and self.thread is not threading.current_thread():
-            self.thread.join(0.0 if self.pending is not None else join_s)
-        self.mark_stuck()
-        workers = [w for w in (self._worker, *self._lost.values()) if w is not None]
-        for worker in workers:
-            worker.end()
+        self._signal()
+        me = threading.current_thread()
+        if self.supervisor is not None and self.supervisor is not me:
+            self.supervisor.join(join_s)
+        for call in list(self._calls.values()):  # stuck right now: say since when
+            if self.cfg.rafts[call.peer] is call.rf:
+                self._record_stuck(call.peer, call.t)
         stuck = []
-        for worker in workers:
-            worker.thread.join(0.2 if worker.current is None else 0.0)
-            if worker.thread.is_alive():
-                stuck.append(worker.thread)
-        if self.thread.is_alive():
-            stuck.append(self.thread)
+        for generation, thread in self._threads.items():
+            if thread is me:
+                continue
+            thread.join(0.0 if generation in self._calls else join_s)
+            if thread.is_alive():
+                stuck.append(thread)
+        if self.supervisor is not None and self.supervisor.is_alive():
+            stuck.append(self.supervisor)
         return watchdog.abandon(stuck, self.test or "the timeline sampler")
 
 
