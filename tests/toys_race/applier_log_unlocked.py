@@ -2,9 +2,10 @@
 
 Its only race is on a container's contents, not on any field: under the lock
 it takes the range to apply and the log object (fields read correctly), then
-releases the lock and reads the entries from the log's list, while the leader's
-``start`` and the followers' AppendEntries handler append to that list under
-the lock.  (Also a real bug: a compaction in between would shift the list.)
+releases the lock and reads each entry from the log's list just before handing
+it to the service (as a Go applier reading ``rf.log[i]`` in its loop would),
+while the leader's ``start`` and the followers' AppendEntries handler append to
+that list under the lock.  (Also a real bug: a compaction in between would shift the list.)
 """
 
 from raft.api import ApplyMsg
@@ -28,12 +29,13 @@ class Raft(_Reference):
                 else:
                     self.last_applied = self.commit_index
             if snapshot is not None:
-                msgs = [snapshot]
-            else:
-                entries = log.entries
-                msgs = [ApplyMsg(command_valid=True, command=entries[i - base - 1][1],  # RACE
-                                 command_index=i) for i in range(start, stop)]
-            for msg in msgs:
+                if not self.apply_ch.put(snapshot):
+                    return
+                continue
+            entries = log.entries
+            for i in range(start, stop):
+                command = entries[i - base - 1][1]  # RACE: the list is read without the lock
+                msg = ApplyMsg(command_valid=True, command=command, command_index=i)
                 if self._dead.is_set() or not self.apply_ch.put(msg):
                     return
 
