@@ -52,7 +52,7 @@ from labtests import watchdog
 from labtests.timeline.recorder import Recorder
 
 SAMPLE_INTERVAL_S = 0.1  # while something changes: a fault, a role or a term...
-QUIET_INTERVAL_S = 0.5  # ...and after QUIET_ROUNDS rounds in which nothing did
+QUIET_INTERVAL_S = 1.0  # ...and after QUIET_ROUNDS rounds in which nothing did
 QUIET_ROUNDS = 2
 STUCK_AFTER_S = 0.05  # a get_state() running longer than this is "unresponsive"
 SUPERVISE_S = 1.0  # how often the supervisor looks for a stuck call...
