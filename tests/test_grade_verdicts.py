@@ -225,11 +225,15 @@ def test_grade_keeps_each_failed_runs_bundle_and_groups_them(tmp_path, monkeypat
     report = json.loads((tmp_path / "g" / "report.json").read_text())
     runs = report["parts"][0]["tests_detail"][0]["run_results"]
     assert [r["outcome"] for r in runs] == ["failed"] * 4, runs
-    for run in runs:
-        folder = tmp_path / "g" / run["bundle"]
-        assert (folder / "meta.json").exists() and (folder / "failure.txt").exists(), run
     groups = report["failure_groups"]
     assert sum(g["count"] for g in groups) == 4
+    # Every group keeps up to three bundles (the seeds decide how the four runs split).
+    assert all(len(g["bundles"]) == min(3, g["count"]) for g in groups), groups
+    linked = [run["bundle"] for run in runs if run["bundle"]]
+    assert sorted(linked) == sorted(b for g in groups for b in g["bundles"])
+    for rel in linked:
+        folder = tmp_path / "g" / rel
+        assert (folder / "meta.json").exists() and (folder / "failure.txt").exists(), rel
     assert {g["message"] for g in groups} <= {
         "apply error: server <n> apply out of order <n>",
         "apply error: commit index=<n> server=<n> <cmd> != server=<n> <cmd>"}
