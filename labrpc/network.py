@@ -27,10 +27,16 @@ per-request goroutine, so a delay never holds up another request):
 4. Reachable: when unreliable, wait 0-26 ms, then drop the request with
    probability 10 % (the handler never runs).  Otherwise the server counts the
    RPC and runs the handler on a pool thread, concurrently with every other
-   handler.  The caller checks every 100 ms whether the server died meanwhile
-   (the end was disabled, or the server was deleted or replaced): a dead
-   server's call fails at once while its handler runs on and is ignored, so a
-   client never hears from an instance whose persister was replaced.
+   handler.  The caller sleeps until the handler returns or the server dies
+   (its end is disabled, or the server is deleted or replaced, or the end
+   deleted, or the network cleaned up): each of those changes wakes the calls
+   in flight on that route at once, so a dead server's call fails at once --
+   even when the route comes back before the handler returns -- while its
+   handler runs on and is ignored, and a client never hears from an instance
+   whose persister was replaced.  (Go's caller polls every 100 ms instead.)
+   A route that died between step 2
+   and the delivery still gets its handler run and counted, and the call
+   fails without waiting for it.
 5. After the handler: fail if the server is dead; when unreliable, lose the
    reply with probability 10 % (the handler did run); when ``long_reordering``
    is on, delay 2/3 of replies by 200 + U[0, U[0, 1999]] ms.  The reply bytes
@@ -50,7 +56,9 @@ thread must not hide the cause of the failure it provokes.  A handler that
 raises, or returns ``None`` instead of a reply, is reported to
 ``on_handler_error`` and its call fails.  After :meth:`Network.cleanup` or
 :meth:`Network.delete_end`, waiting calls fail at once, so no caller thread
-outlives a test.
+outlives a test.  How a caller and a handler thread wake each other (a pipe
+in real time, ``threading`` when it is patched) is :mod:`labrpc.wake`'s
+business; it changes the cost of a call, not its outcome.
 
 Raw bytes (for peers in other processes, see ``labtests.isolation``): a
 :class:`RawService` receives the request bytes and returns the reply bytes
@@ -329,7 +337,9 @@ class Network:
         self._done = False
         self._pool = ThreadPool("labrpc-worker", numbered=True)
         self._pipes = PipeStock() if real_threading() else None  # see labrpc.wake
-        self._inflight: set[_PendingCall] = set()  # calls waiting for their handler
+        # Calls waiting for their handler, in order (a dict: a set's order would vary
+        # from run to run, and simulated time must replay exactly).
+        self._inflight: dict[_PendingCall, None] = {}
 
     # -- configuration -----------------------------------------------------
 
@@ -466,7 +476,7 @@ class Network:
 
         pending = _PendingCall(self, server, servername, end.name, svc_meth, request)
         with self._lock:  # from here a death notice can end the wait
-            self._inflight.add(pending)
+            self._inflight[pending] = None
             dead = self._is_dead(end, servername, server)
         if dead and pending.meeting.claim():
             pending.dead = True  # died since the snapshot: the handler still runs
@@ -477,7 +487,7 @@ class Network:
             pending.dead = True
             pending.meeting.abandon()
         with self._lock:
-            self._inflight.discard(pending)
+            del self._inflight[pending]
             dead = pending.dead or self._is_dead(end, servername, server)
         if pending.dead:
             return None  # the handler runs on, or ran; its outcome is ignored

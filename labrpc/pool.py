@@ -62,30 +62,34 @@ class ThreadPool:
 
     def submit(self, task: Task) -> bool:
         """Run ``task`` soon on some pool thread; False (and not run) once closed."""
+        write_end = None
         with self._lock:
             if self._closed:
                 return False
-            if self._idle:
-                self._idle -= 1
-                if self._queue is not None:
-                    self._queue.put(task)
-                    return True
-                self._deque.append(task)
-                write_end = self._pipe[1]
-            else:
+            spawn = self._idle == 0
+            if spawn:
                 self._threads += 1
                 self._live += 1
                 number = self._threads
-                write_end = None
                 if self._queue is None and self._pipe is None:
                     self._pipe = os.pipe()
+            else:
+                self._idle -= 1
+            if self._queue is not None:
+                self._queue.put(task)  # a new thread too takes its first task from the queue
+                first: Task | None = None
+            elif spawn:
+                first = task  # handed straight to the new thread: no byte needed
+            else:
+                self._deque.append(task)
+                write_end = self._pipe[1]
         if write_end is not None:
             # Outside the lock (a thread woken on this core must not wait for it).  The
             # pipe stays open: no thread exits before it has read this task's byte.
             os.write(write_end, b"\0")
-            return True
-        name = f"{self._name}-{number}" if self._numbered else self._name
-        threading.Thread(target=self._work, args=(task,), name=name, daemon=True).start()
+        if spawn:
+            name = f"{self._name}-{number}" if self._numbered else self._name
+            threading.Thread(target=self._work, args=(first,), name=name, daemon=True).start()
         return True
 
     def _next(self) -> Task | None:
@@ -118,6 +122,8 @@ class ThreadPool:
 
     def _work(self, task: Task | None) -> None:
         try:
+            if task is None:
+                task = self._next()
             while task is not None:
                 try:
                     task()
