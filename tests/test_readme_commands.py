@@ -141,8 +141,8 @@ def _only_chosen_topics(ctx: Ctx, out: str) -> None:
     assert " CMIT " not in out and " LOG1 " not in out, out[:2000]
 
 
-# The bundled Raft with the bug explore finds as election-safety (tests/mutants/
-# no_persist_vote), as one file.
+# The bundled Raft with the bug explore finds as election-safety (mutant
+# no_persist_vote in tests/mutants/make_mutants.py), as one file.
 VOTE_NOT_PERSISTED = '''"""The bundled Raft, except that votedFor is not persisted."""
 
 from raft.reference import rules
@@ -164,6 +164,20 @@ def make(peers, me, persister, apply_ch):
 def _buggy_myraft(ctx: Ctx) -> None:
     """Exploring needs a Raft with a bug: myraft.py loses its vote on a restart."""
     (ctx.workspace / "myraft.py").write_text(VOTE_NOT_PERSISTED)
+
+
+def _forgetful_myraft(ctx: Ctx) -> None:
+    """The timeline section's myraft.py forgets its state when restarted."""
+    toy = Path(__file__).resolve().parent / "toys_timeline" / "forgets_state.py"
+    (ctx.workspace / "myraft.py").write_text(toy.read_text())
+
+
+def _bundle_written(ctx: Ctx, out: str) -> None:
+    bundle = ctx.workspace / ".raftlab" / "failures" / "test_persist2_2c-seed7"
+    assert f"timeline: {bundle / 'timeline.html'}" in out, out[-3000:]
+    for name in ("timeline.html", "failure.txt", "rerun.txt", "meta.json", "events.jsonl",
+                 "env.json"):
+        assert (bundle / name).is_file(), name
 
 
 _ONE_2A = "one 2A test: isolation runs in real time only (the three take 15 s)"
@@ -271,6 +285,12 @@ TABLE = [
         run="raftlab test test_concurrent_starts_2b --sim --race",
         why="one 2B test (the part takes 15 s under --race); then the same command finds "
             "the race of tests/toys_race/unlocked_get_state.py", check=_race_detection_is_on),
+    # Seeing a failure: the timeline
+    Row("raftlab test test_persist2_2c --impl myraft.py --seed 7", AS_IS,
+        ("FAILED -- apply error:", "timeline: "), rc=1, before=_forgetful_myraft,
+        check=_bundle_written),
+    Row("raftlab timeline .raftlab/failures/test_persist2_2c-seed7", AS_IS,
+        "test_persist2_2c-seed7/timeline.html"),
     # Debugging
     Row("raftlab stress -k 2A -n 300 -p 16", VARIANT, "0 of 3 failed",
         run="raftlab stress -k 2A -n 1 -p 2 --sim",
