@@ -4,8 +4,11 @@
 plans one job per run; :mod:`.backends` runs the jobs (locally with
 pytest-xdist, or on a Dask cluster) through :mod:`.pytest_plugin`;
 :mod:`.run` accounts each result into :mod:`.stats`, :mod:`.results` (the
-output folder) and :mod:`.display` (live bars and the final table).
+output folder) and :mod:`.display` (live bars and the final table).  Failures
+are grouped by :mod:`.signatures` in :mod:`.groups`, which caps the failure
+bundles kept; :mod:`.bundles` packs a run's bundle where it ran and unpacks it
+into the output folder.
 
-``raftlab grade`` reuses :mod:`.planning` and :mod:`.backends` (never the
-command module).
+``raftlab grade`` reuses :mod:`.planning`, :mod:`.backends` and the grouping
+and bundles (never the command module).
 """
