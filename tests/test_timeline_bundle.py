@@ -27,6 +27,7 @@ NEVER_ELECTS = TESTS / "toys" / "never_elects.py"
 HANGS = TESTS / "toys" / "hangs.py"
 ISOLATED_NEVER_ELECTS = TESTS / "toys_isolated" / "never_elects.py"
 SIM_DEADLOCK = TESTS / "toys_sim" / "deadlock_raft.py"
+START_BLOCKS = TESTS / "toys_timeline" / "start_blocks.py"
 BUNDLE_FILES = {"failure.txt", "rerun.txt", "meta.json", "events.jsonl", "timeline.html",
                 "env.json"}
 META_KEYS = {"test", "name", "seed", "mode", "verdict", "check", "artifact", "reason",
@@ -112,6 +113,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
                      "--raft-timeout", "3"),
         "sim_deadlock": Run(root, "sim_deadlock", "test_initial_election_2a", SIM_DEADLOCK,
                             "--sim", "--seed", "5"),
+        "sim_all_blocked": Run(root, "sim_all_blocked", "test_basic_agree_2b", START_BLOCKS,
+                               "--sim", "--seed", "3"),
     }
     started["env_dir"] = env_dir  # type: ignore[assignment]
     return started
@@ -222,6 +225,19 @@ def test_a_simulated_deadlock_is_still_reported_as_one(runs):
     meta = json.loads((bundle / "meta.json").read_text())
     assert meta["reason"].startswith("deadlock: "), meta["reason"]
     assert "SimDeadlock: deadlock: " in run.out
+
+
+def test_the_sampler_steps_aside_when_every_other_simulated_thread_is_blocked(runs):
+    """Its timer must not keep the clock alive: the verdict stays the simulation's
+    "no timer pending" deadlock, not a virtual time limit 600 s later."""
+    run = runs["sim_all_blocked"]
+    bundle = run.one_bundle()
+    meta = json.loads((bundle / "meta.json").read_text())
+    assert meta["reason"].startswith(
+        "deadlock: every thread is blocked and no timer is pending"), meta["reason"]
+    notes = [ev["msg"] for ev in _events(bundle) if ev["k"] == "note"]
+    assert any("state sampling stopped: every other simulated thread is blocked" in n
+               for n in notes), notes
 
 
 def test_raftlab_timeline_rewrites_the_page_and_says_what_is_wrong(runs, tmp_path):
