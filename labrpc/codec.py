@@ -95,14 +95,31 @@ class _Refused(Exception):
     """Internal: the pickler met a forbidden object."""
 
 
+# Classes already checked and found fine: whether a class is refused depends on the
+# class alone, so each is checked once (a Raft's log entries are mostly one class).
+# Bounded, for programs that make classes on the fly.
+_ACCEPTED: set[type] = set()
+_ACCEPTED_MAX = 4096
+
+
 class _CheckingPickler(pickle.Pickler):
     # Called for every object except None, bools and exact ints, floats, bytes,
     # strs, lists, tuples, dicts, sets and frozensets, so the check is cheap
     # for the plain data that RPCs mostly carry.
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, _FORBIDDEN) or getattr(type(obj), REFUSED_AS, None) is not None:
+        cls = type(obj)
+        if cls in _ACCEPTED:
+            return NotImplemented
+        if isinstance(obj, _FORBIDDEN) or getattr(cls, REFUSED_AS, None) is not None:
             raise _Refused()
+        if len(_ACCEPTED) < _ACCEPTED_MAX:
+            _ACCEPTED.add(cls)
         return NotImplemented
+
+
+# A value of exactly one of these types holds nothing to check: plain pickle encodes it
+# to the same bytes without the checking pickler's set-up.
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def _children(obj: Any) -> Iterator[tuple[str, Any]]:
@@ -170,6 +187,8 @@ def encode(value: Any, root: str = "value") -> bytes:
 
     ``root`` names the value in error messages (``args``, ``reply``, ...).
     """
+    if type(value) in _PLAIN:
+        return pickle.dumps(value, PROTOCOL)
     buffer = io.BytesIO()
     try:
         _CheckingPickler(buffer, PROTOCOL).dump(value)

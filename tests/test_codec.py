@@ -118,3 +118,32 @@ def test_plain_data_is_accepted_at_any_depth():
     for _ in range(40):
         deep = [deep, {"k": (len(str(deep)),)}]
     assert decode(encode(deep)) == deep
+
+
+# -- the fast paths: plain values, and classes checked once --------------------------
+
+
+def test_fast_paths_give_exactly_pickles_bytes():
+    import pickle
+
+    from labrpc.codec import PROTOCOL
+    for value in (111, "x" * 284, b"\x00", 1.5, True, None, T1(1, 2, "a", "b"),
+                  T2([T3(1)], {"k": T3(2)}, "i"), [1, "two", (3,)]):
+        assert encode(value) == pickle.dumps(value, PROTOCOL)  # byte counts stay the lab's
+
+
+def test_a_class_once_accepted_still_carries_refused_values_inside():
+    encode(T2([T3(1)], {}, None))  # T2 and T3 are now known to be fine
+    with pytest.raises(CodecError, match=r"^args\.t2slice\[0\]\.t3int999: threading\.Lock "):
+        encode(T2([T3(threading.Lock())], {}, None), "args")
+    for _ in range(3):  # refusals are never remembered as acceptances
+        with pytest.raises(CodecError, match=r"^value\.t2interface: function "):
+            encode(T2([], {}, lambda: None))
+
+
+def test_the_cache_of_accepted_classes_is_bounded():
+    from labrpc import codec
+    for i in range(codec._ACCEPTED_MAX + 100):  # one new class per value (and unpicklable)
+        with pytest.raises(CodecError, match=rf"^value: tests\.test_codec\.Made{i} cannot be"):
+            encode(type(f"Made{i}", (), {"__module__": __name__})())
+    assert len(codec._ACCEPTED) <= codec._ACCEPTED_MAX
