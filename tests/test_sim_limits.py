@@ -246,3 +246,28 @@ def test_pytest_timeouts_alarm_stops_a_run_out_of_the_schedulers_reach_with_its_
     assert f"... FAILED -- {reason}" in out
     assert "inconclusive" not in out.lower() and "Timeout (>" not in out
     assert _real_monotonic() - wall0 < 120.0
+
+
+def test_stress_counts_a_starved_simulated_run_as_inconclusive_and_reruns_it(tmp_path,
+                                                                              monkeypatch):
+    """`raftlab stress --sim` on a machine faked as starving the runs: each run reaches the
+    wall-clock backstop with little CPU, and is counted inconclusive and rerun, not failed."""
+    from labtests.overload import EXIT_INCONCLUSIVE
+    from tests.test_stress import run_stress
+    from tools.stress.results import results_of
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(TOYS), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.delenv("RAFTLAB_SIM", raising=False)
+    out = tmp_path / "o"
+    rc, text = run_stress(["labtests/test_2a.py::test_initial_election_2a", "-n", "1", "-p", "1",
+                           "--sim", "--retries", "1", "--impl", str(REAL_SLEEPER), "-o", str(out),
+                           "--no-live", "--", "-p", "fake_runqueue", "--sim-wall-limit", "0.3"],
+                          cwd=HERE.parent)
+    assert rc == EXIT_INCONCLUSIVE, text
+    rows = results_of(out / "results.jsonl")
+    assert [(r["outcome"], r["attempt"]) for r in rows] == [
+        ("inconclusive", 1), ("inconclusive", 2)], text
+    assert rows[0]["message"].startswith(
+        "inconclusive (machine overloaded: the simulated run got 0."), rows[0]["message"]
+    assert "wall-clock backstop of 0.3 s exceeded" in rows[0]["message"]
