@@ -401,3 +401,24 @@ def test_grade_runs_through_the_dask_backend(cluster, tmp_path):
     runs = [run for part in report["parts"] for test in part["tests_detail"]
             for run in test["run_results"]]
     assert [run["outcome"] for run in runs] == ["passed", "passed"]
+
+
+@needs_dask
+def test_failure_bundles_come_back_from_the_cluster(cluster, tmp_path):
+    """The graded harness on the workers writes a bundle per failing run in the run's
+    scratch folder (gone after the task); the client keeps the copies that came back."""
+    toy = REPO / "tests" / "toys_stress" / "two_bugs.py"
+    rc, text = run_stress(["test_basic_agree_2b", "-n", "4", "--sim", "--seed", "3",
+                           "--impl", str(toy), "--backend", "dask", "--scheduler",
+                           cluster.address, "-o", str(tmp_path / "out"), "--no-live"],
+                          cwd=REPO)
+    rows = results_of(tmp_path / "out" / "results.jsonl")
+    assert rc == 1 and [r["outcome"] for r in rows] == ["failed"] * 4, text
+    kept = [Path(r["bundle"]) for r in rows if r["bundle"]]
+    assert kept, text
+    for folder in kept:
+        assert folder.parent == tmp_path / "out" / "bundles"
+        meta = json.loads((folder / "meta.json").read_text())
+        assert meta["seed"] in {r["seed"] for r in rows} and (folder / "timeline.html").exists()
+    groups = json.loads((tmp_path / "out" / "groups.json").read_text())
+    assert sum(g["count"] for g in groups) == 4 and "failure groups" in text
