@@ -35,7 +35,7 @@ NO_SAMPLER_PLUGIN = '''
 import labtests.context as context
 import labtests.timeline as timeline
 
-_start = timeline.start_sampler
+_start = timeline.start_watch
 
 
 def _no_sampling(cfg, **kw):
@@ -43,7 +43,7 @@ def _no_sampling(cfg, **kw):
     return _start(cfg, **kw)
 
 
-context.timeline.start_sampler = _no_sampling
+context.timeline.start_watch = _no_sampling
 '''
 
 
@@ -101,8 +101,8 @@ def share(part: str) -> None:
         finally:
             ctx.finish(body_failed=False)
         cpu_used = time.process_time() - c0
-        samplers = [cfg.sampler.sampler for cfg in ctx.configs
-                    if cfg.sampler is not None and cfg.sampler.sampler is not None]
+        samplers = [cfg.watch.sampler for cfg in ctx.configs
+                    if cfg.watch is not None and cfg.watch.sampler is not None]
         mine = sum(s.cpu_s for s in samplers)
         rounds = sum(s.rounds for s in samplers)
         total_cpu += cpu_used

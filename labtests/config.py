@@ -157,7 +157,7 @@ class Config:
         self.peer_leftover_threads: list[str] = []
         self._unreliable = unreliable
         self.timeline = Recorder(n, seed)  # events for the failure bundle (labtests.timeline)
-        self.sampler: Any = None  # its state sampler, started by the test context
+        self.watch: Any = None  # its state sampler and debug capture (labtests.timeline.Watch)
         self._applier: Applier = self.applier_snap if snapshot else self.applier
 
     def start_peers(self) -> None:
@@ -746,8 +746,8 @@ class Config:
         self._finished.set()
         dlog("TEST", None, "cleanup")
         self.timeline.add("cleanup", None)
-        if self.sampler is not None:
-            self.sampler.stop()  # first: it must not probe peers being killed
+        if self.watch is not None:
+            self.watch.stop()  # first: the sampler must not probe peers being killed
         isolated = isinstance(self.impl, IsolatedImplementation)
         if isolated:
             self.impl.kill_peers(self)  # all at once, each within its deadline

@@ -85,7 +85,7 @@ class TestContext:
         # Registered before any peer starts, so a make() that fails half-way is cleaned up.
         self.configs.append(cfg)
         cfg.start_peers()
-        cfg.sampler = timeline.start_sampler(  # role/term samples for the failure timeline
+        cfg.watch = timeline.start_watch(  # role/term samples for the failure timeline
             cfg, test=self.name, isolated=isinstance(self.impl, IsolatedImplementation),
             sample=not self.options.race)
         return cfg

@@ -297,8 +297,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         _write_bundle(item, ctx, call.excinfo.value, report)
     for cfg in ctx.configs:
         cfg.timeline.clear()  # pytest keeps the context for the session; the events can go
-        if cfg.sampler is not None:
-            cfg.sampler.release()
+        if cfg.watch is not None:
+            cfg.watch.release()
     return report
 
 
@@ -309,8 +309,8 @@ def _write_bundle(item: pytest.Item, ctx: TestContext, exc: BaseException,
     options = harness_options(item.config)
     props = dict(item.user_properties)
     try:
-        capture = next((cfg.sampler.capture for cfg in ctx.configs
-                        if cfg.sampler is not None and cfg.sampler.capture), None)
+        capture = next((cfg.watch.capture for cfg in ctx.configs
+                        if cfg.watch is not None and cfg.watch.capture), None)
         folder = write_bundle(
             test=item.name, nodeid=item.nodeid, seed=ctx.seed, options=options,
             configs=ctx.configs, message=str(exc),

@@ -18,7 +18,7 @@ from labtests.timeline.debuglines import DebugCapture
 from labtests.timeline.recorder import Recorder
 from labtests.timeline.sampler import StateSampler
 
-__all__ = ["Recorder", "StateSampler", "Watch", "start_sampler"]
+__all__ = ["Recorder", "StateSampler", "Watch", "start_watch"]
 
 
 class Watch:
@@ -41,7 +41,7 @@ class Watch:
             self.capture.lines.clear()
 
 
-def start_sampler(cfg: Any, *, test: str, isolated: bool, sample: bool = True) -> Watch:
+def start_watch(cfg: Any, *, test: str, isolated: bool, sample: bool = True) -> Watch:
     """Start watching ``cfg``'s peers.  ``sample=False`` (under --race, whose reports must
     name only the test's own threads) keeps the tester's events and debug lines only."""
     sampler = StateSampler(cfg, cfg.timeline, isolated=isolated, test=test).start() \
