@@ -61,13 +61,14 @@ class Race:
 
 
 class _ThreadState:
-    __slots__ = ("tid", "name", "vc", "held")
+    __slots__ = ("tid", "name", "vc", "held", "seen")
 
-    def __init__(self, tid: int, name: str, vc: dict[int, int]) -> None:
+    def __init__(self, tid: int, name: str, vc: list[int]) -> None:
         self.tid = tid
         self.name = name
-        self.vc = vc
+        self.vc = vc  # vc[t]: the last clock of thread t this thread has seen (0: none)
         self.held: list[int] = []
+        self.seen: dict[int, int] = {}  # id(sync object) -> the version of it merged last
 
 
 class Detector:
@@ -79,7 +80,7 @@ class Detector:
         self._threads: dict[int, _ThreadState] = {}  # thread ident -> state
         self._by_thread: dict[int, tuple[Any, _ThreadState]] = {}  # id(Thread) -> its state
         self._pending_start: dict[int, tuple[Any, dict[int, int]]] = {}
-        self._syncs: dict[int, tuple[Any, dict[int, int]]] = {}
+        self._syncs: dict[int, list[Any]] = {}  # id -> [obj, vector clock, version]
         self._shadow: dict[tuple[int, str], list[Any]] = {}  # -> [obj, write, {tid: read}]
         self._lock_names: dict[int, str] = {}
         self._next_tid = 1
@@ -99,12 +100,14 @@ class Detector:
         ident = threading.get_ident()
         ts = self._threads.get(ident)
         if ts is None:
-            ts = self._new_state(ident, _thread_name(ident, self._simulated), {})
+            ts = self._new_state(ident, _thread_name(ident, self._simulated), [])
         return ts
 
-    def _new_state(self, ident: int, name: str, vc: dict[int, int]) -> _ThreadState:
+    def _new_state(self, ident: int, name: str, vc: list[int]) -> _ThreadState:
         tid = self._next_tid
         self._next_tid += 1
+        if len(vc) <= tid:
+            vc.extend([0] * (tid + 1 - len(vc)))
         vc[tid] = 1
         ts = self._threads[ident] = _ThreadState(tid, name, vc)
         return ts
@@ -113,7 +116,7 @@ class Detector:
         """The current thread is about to start ``child``: the child sees all it did."""
         with self._mu:
             ts = self._state()
-            self._pending_start[id(child)] = (child, dict(ts.vc))
+            self._pending_start[id(child)] = (child, list(ts.vc))
             ts.vc[ts.tid] += 1
 
     def begins(self, child: Any) -> None:
@@ -122,7 +125,7 @@ class Detector:
         name = getattr(child, "name", "?")
         with self._mu:
             start = self._pending_start.pop(id(child), None)
-            vc = dict(start[1]) if start is not None and start[0] is child else {}
+            vc = list(start[1]) if start is not None and start[0] is child else []
             ts = self._new_state(ident, name, vc)  # an ident reused by a new thread: new state
             self._by_thread[id(child)] = (child, ts)
 
@@ -150,8 +153,9 @@ class Detector:
         with self._mu:
             ts = self._state()
             sync = self._syncs.get(id(obj))
-            if sync is not None and sync[0] is obj:
+            if sync is not None and sync[0] is obj and ts.seen.get(id(obj)) != sync[2]:
                 _merge(ts.vc, sync[1])
+                ts.seen[id(obj)] = sync[2]
             if getattr(obj, "_race_lock", False) or _is_lock(obj):
                 ts.held.append(id(obj))
                 if id(obj) not in self._lock_names:
@@ -160,8 +164,16 @@ class Detector:
     def _publish(self, ts: _ThreadState, obj: Any) -> None:
         sync = self._syncs.get(id(obj))
         if sync is None or sync[0] is not obj:
-            sync = self._syncs[id(obj)] = (obj, {})
-        _merge(sync[1], ts.vc)
+            sync = self._syncs[id(obj)] = [obj, [], 0]
+        if ts.seen.get(id(obj)) == sync[2]:  # its clock is within ours (a lock, always)
+            sync[1] = list(ts.vc)
+            up_to_date = True
+        else:
+            _merge(sync[1], ts.vc)
+            up_to_date = False
+        sync[2] += 1
+        if up_to_date:
+            ts.seen[id(obj)] = sync[2]
         ts.vc[ts.tid] += 1
 
     # -- accesses ----------------------------------------------------------------
@@ -196,11 +208,11 @@ class Detector:
                 if mine is not None and mine.clock == now:
                     return
             me = Access(ts.tid, now, ts.name, write, _stack(depth + 1), tuple(ts.held))
-            if last is not None and last.tid != ts.tid and last.clock > vc.get(last.tid, 0):
+            if last is not None and last.tid != ts.tid and last.clock > _at(vc, last.tid):
                 self._report(obj, name, last, me, label)
             if write:
                 for read in reads.values():
-                    if read.tid != ts.tid and read.clock > vc.get(read.tid, 0):
+                    if read.tid != ts.tid and read.clock > _at(vc, read.tid):
                         self._report(obj, name, read, me, label)
                 shadow[1] = me
                 shadow[2] = {}
@@ -250,10 +262,17 @@ def _lock_attributes(obj: Any) -> dict[int, str]:
     return {id(v): f"{cls}.{k}" for k, v in list(attrs.items()) if _is_lock(v)}
 
 
-def _merge(into: dict[int, int], other: dict[int, int]) -> None:
-    for tid, clock in other.items():
-        if into.get(tid, 0) < clock:
-            into[tid] = clock
+def _merge(into: list[int], other: list[int]) -> None:
+    """``into`` = the element-wise max (clocks are lists indexed by thread number:
+    the merge runs at C speed, and a long test creates thousands of threads)."""
+    n = len(other)
+    if len(into) < n:
+        into.extend([0] * (n - len(into)))
+    into[:n] = [a if a > b else b for a, b in zip(into, other, strict=False)]
+
+
+def _at(vc: list[int], tid: int) -> int:
+    return vc[tid] if tid < len(vc) else 0
 
 
 def _is_lock(obj: Any) -> bool:
