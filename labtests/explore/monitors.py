@@ -71,6 +71,12 @@ Liveness (reported separately: the run was too slow or stuck, not wrong):
     After the heal, a fresh command offered to the peers (like the lab's
     ``one()``) was not applied by every peer within :data:`COMMIT_BOUND` seconds.
 
+Races (only with ``raftlab explore --race``): ``data-race``, two accesses to
+one of the implementation's fields from different threads, at least one a
+write, neither happening before the other (the detector of :mod:`labtests.race`,
+with seeded line preemption); the report names the field, both lines and the
+locks held.
+
 Errors: ``crash`` (an RPC handler, ``kill()`` or a Raft thread raised),
 ``deadlock`` (every thread blocked, reported by the simulation), ``time-limit``
 (the run's virtual or wall-clock limit, e.g. a thread polling the clock in a
@@ -89,6 +95,7 @@ SAFETY = ("election-safety", "term-monotonicity", "state-machine-safety", "apply
 LIVENESS = ("stale-leader", "quorum-liveness", "early-election", "liveness-leader",
             "liveness-commit")
 ERRORS = ("crash", "deadlock", "time-limit", "hang")
+RACES = ("data-race",)  # with --race: the detector's report (labtests.race)
 
 LEADER_BOUND = 10.0  # virtual s after the heal for a leader to exist
 COMMIT_BOUND = 20.0  # virtual s after the heal for a fresh command to be applied by all
@@ -102,6 +109,8 @@ def kind_of(monitor: str) -> str:
         return "safety"
     if monitor in LIVENESS:
         return "liveness"
+    if monitor in RACES:
+        return "race"
     return "error"
 
 

@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +26,15 @@ from labtests.explore.cluster import POLL, Cluster
 from labtests.explore.monitors import COMMIT_BOUND, LEADER_BOUND, Monitors, Violation
 from labtests.explore.schedule import Schedule, Step
 from labtests.impl_loader import Implementation, load
+from labtests.race import Scope, detecting, format_races
 from labtests.sim import SimDeadlock, SimFailure, activate
 from raft import debuglog
 from raft.debuglog import dlog
 
 AGREE_WAIT = 2.0  # virtual s the liveness probe waits for one accepted command, like one()
 DEFAULT_WALL_LIMIT = 120.0  # real seconds one run may take before it counts as stuck
+RACE_PREEMPT = 0.02  # line preemption with race detection (as raftlab test --sim --race)
+RACE_SLOWDOWN = 10.0  # the detector and preemption make a run this much slower, at most
 
 
 @dataclass
@@ -204,18 +208,54 @@ def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors) -> floa
         threading.excepthook = prev_hook
 
 
+def _after_the_run(args: threading.ExceptHookArgs) -> None:
+    """Drop what a thread raises while the simulation tears the run down."""
+
+
+def _race_verdict(monitors: Monitors, det: Any, now: float) -> None:
+    """Races found: they are the run's verdict (the first monitor violation, if any,
+    is named in the message: a race often explains it)."""
+    also = monitors.violation
+    text = format_races(det.races, det.dropped)
+    if also is not None:
+        text += f"\nthe run also broke: {also.headline().splitlines()[0]}"
+    monitors.violation = Violation("data-race", round(now, 3),
+                                   f"{len(det.races)} data race(s) in the implementation's "
+                                   f"fields\n{text}")
+
+
 def sim_seed(seed: int) -> int:
     return random.Random(f"{seed}:explore-scheduler").getrandbits(63)
 
 
 def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *,
                  debug: bool = False, wall_limit: float | None = DEFAULT_WALL_LIMIT,
-                 sim_options: dict[str, Any] | None = None) -> RunResult:
-    """Run ``schedule`` against ``impl`` (default the bundled Raft) in simulated time."""
+                 sim_options: dict[str, Any] | None = None, race: bool = False) -> RunResult:
+    """Run ``schedule`` against ``impl`` (default the bundled Raft) in simulated time.
+
+    ``race``: also run the data-race detector (:mod:`labtests.race`) on the
+    implementation's fields, with seeded line preemption as ``raftlab test --sim
+    --race`` does; races make the run's verdict ``data-race`` (kind ``race``),
+    whatever the monitors saw (the report says what else broke).
+    """
     implementation = impl if isinstance(impl, Implementation) else load(impl)
     if implementation.error is not None:
         raise RuntimeError(implementation.error)
+    detect: Any = None
+    if race:
+        if implementation.module is None:
+            raise RuntimeError("race detection needs an imported implementation module")
+        scope = Scope(implementation.module, implementation.is_bundled)
+        sim_options = {"preempt": RACE_PREEMPT, "preempt_scope": scope.predicate(),
+                       **(sim_options or {})}
+        if wall_limit is not None:
+            wall_limit *= RACE_SLOWDOWN
+
+        def detect() -> Any:
+            return detecting(implementation.module, bundled=implementation.is_bundled,
+                             simulated=True)
     monitors = Monitors(schedule.n)
+    det = None
     capture = None
     was_enabled = debuglog.enabled()
     if debug:
@@ -227,18 +267,25 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
     wall0 = time.perf_counter()
     virtual = 0.0
     limit = schedule.horizon + LEADER_BOUND + COMMIT_BOUND + 60.0
+    # Threads the simulation kills when the run is over (after the driver's own hook
+    # is gone) may raise on their way out; that is the end of the run, not a finding.
+    prev_hook = threading.excepthook
+    threading.excepthook = _after_the_run
     try:
         with activate(sim_seed(schedule.seed), time_limit=limit, wall_limit=wall_limit,
                       **(sim_options or {})) as sched:
             debuglog.reset_clock()
             dlog("TEST", None, "=== explore: %d peers, seed %d", schedule.n, schedule.seed)
             try:
-                _drive(schedule, implementation, monitors)
+                with detect() if detect is not None else nullcontext() as det:
+                    _drive(schedule, implementation, monitors)
             except SimDeadlock as exc:
                 monitors.fail("deadlock", sched.now, exc.report)
             except SimFailure as exc:
                 monitors.fail("time-limit", sched.now, str(exc))
             virtual = sched.now
+            if det is not None and det.races:
+                _race_verdict(monitors, det, virtual)
             if monitors.violation is not None:
                 dlog("TEST", None, "FAIL: %s", monitors.violation.headline().splitlines()[0])
     except SimDeadlock as exc:
@@ -246,6 +293,7 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
     except SimFailure as exc:
         monitors.fail("time-limit", virtual, str(exc))
     finally:
+        threading.excepthook = prev_hook
         if capture is not None:
             debuglog.logger.removeHandler(capture)
         debuglog.enable(was_enabled)

@@ -1,8 +1,8 @@
 """``raftlab explore``: options, the worker loop, shrinking, replay.
 
     raftlab explore [--impl X] [--schedules N | --time-budget S] [--seed S] [-p WORKERS]
-                    [--backend dask --scheduler ADDR]
-    raftlab explore --replay FILE [--impl X] [--log FILE]
+                    [--race] [--backend dask --scheduler ADDR]
+    raftlab explore --replay FILE [--impl X] [--race] [--log FILE]
 
 Schedule ``k`` of a run is generated from seed ``seed + k``, so a run is
 repeatable and two runs with different ``--seed`` explore different schedules.
@@ -15,6 +15,11 @@ With ``--backend dask --scheduler ADDR`` (the spelling of ``raftlab stress``)
 each schedule is one task on a Dask cluster and shrinking runs there too; the
 results, the failure files and the printed replay command are the same as for
 a local run (:mod:`tools.explore.pools`).
+
+With ``--race`` every run also has the data-race detector of ``raftlab test
+--race`` (:mod:`labtests.race`, with seeded line preemption): races are a
+finding of their own kind (``data-race``), shrunk like the others, and the
+printed replay command carries ``--race``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from labtests.explore.runner import run_schedule
+from labtests.explore.runner import RACE_SLOWDOWN, run_schedule
 from labtests.explore.schedule import Schedule
 from labtests.options import OptionError, from_env
 from tools.console import make_console
@@ -63,8 +68,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--shrink-time", type=float, default=120.0,
                    help="most seconds spent shrinking one failure (default 120)")
     p.add_argument("--no-shrink", action="store_true", help="report failures unshrunk")
-    p.add_argument("--run-timeout", type=float, default=300.0, metavar="S",
-                   help="wall seconds after which one run counts as hung (default 300)")
+    p.add_argument("--run-timeout", type=float, metavar="S",
+                   help="wall seconds after which one run counts as hung (default 300; "
+                        "3000 with --race)")
+    p.add_argument("--race", action="store_true",
+                   help="also detect data races in the implementation's fields (docs/race.md; "
+                        "runs are several times slower): a race is a finding of its own "
+                        "kind, shrunk and replayable like the others")
     p.add_argument("--backend", choices=("local", "dask"), default="local",
                    help="where schedules run: local worker processes (default) or dask (one "
                         "task per schedule on a Dask cluster; pip install '.[cluster]')")
@@ -78,6 +88,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("give --schedules or --time-budget, not both")
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.run_timeout is None:
+        args.run_timeout = 300.0 * (RACE_SLOWDOWN if args.race else 1.0)
     if args.backend == "dask" and not args.scheduler and not args.replay:
         p.error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
     if args.scheduler and args.backend != "dask":
@@ -90,17 +102,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def replay_command(path: str, impl: str | None) -> str:
+def replay_command(path: str, impl: str | None, race: bool = False) -> str:
     cmd = ["raftlab", "explore", "--replay", path]
     if impl:
         cmd += ["--impl", impl]
+    if race:
+        cmd.append("--race")
     return shlex.join(cmd)
 
 
 def replay(args: argparse.Namespace) -> int:
     with open(args.replay) as f:
         schedule = Schedule.loads(f.read())
-    result = run_schedule(schedule, work.implementation(args.impl), debug=True)
+    result = run_schedule(schedule, work.implementation(args.impl), debug=True, race=args.race)
     text = "\n".join(result.log or []) + "\n"
     if args.log:
         with open(args.log, "w") as f:
@@ -116,7 +130,8 @@ def replay(args: argparse.Namespace) -> int:
     return 1
 
 
-def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | None) -> None:
+def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | None,
+                   race: bool) -> None:
     fdir = os.path.join(out, "failures")
     os.makedirs(fdir, exist_ok=True)
     path = os.path.join(fdir, f"{monitor}.json")
@@ -124,7 +139,7 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
     with open(path, "w") as f:
         f.write(schedule.dumps())
     log_file = os.path.join(fdir, f"{monitor}.log")
-    replay = replay_command(path, impl)
+    replay = replay_command(path, impl, race)
     with open(log_file, "w") as f:
         f.write(f"# {shrunk['violation'].splitlines()[0]}\n# replay: {replay}\n")
         f.write("\n".join(shrunk["log"]) + "\n")
@@ -192,7 +207,7 @@ def explore(args: argparse.Namespace) -> int:
                         seed = retry.pop() if retry else next_seed
                         if seed == next_seed:
                             next_seed += 1
-                        fut = pool.submit(work.explore_one, seed, pool.impl_arg)
+                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race)
                         pending[fut] = (seed, time.monotonic())
                     if not pending:
                         break
@@ -257,7 +272,7 @@ def explore(args: argparse.Namespace) -> int:
             if first_failure and not args.no_shrink:
                 console.print(f"shrinking {len(first_failure)} distinct failure(s)...")
                 jobs = {m: pool.submit(work.shrink_one, f["schedule"], pool.impl_arg,
-                                       args.shrink_runs, args.shrink_time)
+                                       args.shrink_runs, args.shrink_time, args.race)
                         for m, f in first_failure.items()}
                 for monitor, fut in jobs.items():
                     try:
@@ -272,7 +287,7 @@ def explore(args: argparse.Namespace) -> int:
                             raise
                         shrunk = {"error": f"shrinking gave no result ({why})"}
                     if "schedule" in shrunk:
-                        _write_failure(out, monitor, shrunk, args.impl)
+                        _write_failure(out, monitor, shrunk, args.impl, args.race)
                     minimal[monitor] = shrunk
             elif first_failure:
                 for monitor, f in first_failure.items():

@@ -115,8 +115,8 @@ class DaskPool:
         cf: Future[Any] = Future()
         if fn is work.explore_one:
             task = self._client.submit(remote.explore_one, *args, self.run_timeout, pure=False)
-        elif fn is work.shrink_one:
-            timeout = float(args[-1]) + self.run_timeout
+        elif fn is work.shrink_one:  # (schedule, impl, max_runs, seconds, race)
+            timeout = float(args[3]) + self.run_timeout
             task = self._client.submit(remote.shrink_one, *args, timeout, pure=False)
         else:
             raise ValueError(f"no Dask task for {fn!r}")

@@ -49,10 +49,10 @@ def _discard() -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def explore_one(seed: int, impl: Any, timeout: float) -> dict[str, Any]:
+def explore_one(seed: int, impl: Any, race: bool, timeout: float) -> dict[str, Any]:
     """:func:`tools.explore.work.explore_one` in this thread's child process."""
     try:
-        return _child().submit(work.explore_one, seed, impl).result(timeout=timeout)
+        return _child().submit(work.explore_one, seed, impl, race).result(timeout=timeout)
     except FutureTimeout:
         _discard()
         return {"seed": seed, "outcome": "error", "monitor": "hang",
@@ -68,11 +68,11 @@ def explore_one(seed: int, impl: Any, timeout: float) -> dict[str, Any]:
 
 
 def shrink_one(schedule_json: dict[str, Any], impl: Any, max_runs: int, seconds: float,
-               timeout: float) -> dict[str, Any]:
+               race: bool, timeout: float) -> dict[str, Any]:
     """:func:`tools.explore.work.shrink_one` in this thread's child process."""
     try:
         return _child().submit(work.shrink_one, schedule_json, impl, max_runs,
-                               seconds).result(timeout=timeout)
+                               seconds, race).result(timeout=timeout)
     except (FutureTimeout, BrokenProcessPool) as exc:
         _discard()
         return {"error": f"shrinking did not finish on the Dask worker "

@@ -113,11 +113,12 @@ def record(seed: int | None, schedule: Schedule, result: RunResult) -> dict[str,
     }
 
 
-def explore_one(seed: int, impl: str | Shipped | None) -> dict[str, Any]:
-    """Generate the schedule of ``seed`` and run it (a failing record carries the schedule)."""
+def explore_one(seed: int, impl: str | Shipped | None, race: bool = False) -> dict[str, Any]:
+    """Generate the schedule of ``seed`` and run it (a failing record carries the schedule);
+    ``race``: with the data-race detector."""
     schedule = generate(seed)
     with _SIM_LOCK:
-        result = run_schedule(schedule, implementation(impl))
+        result = run_schedule(schedule, implementation(impl), race=race)
     rec = record(seed, schedule, result)
     if result.violation is not None:
         rec["schedule"] = schedule.to_json()
@@ -125,22 +126,22 @@ def explore_one(seed: int, impl: str | Shipped | None) -> dict[str, Any]:
 
 
 def shrink_one(schedule_json: dict[str, Any], impl: str | Shipped | None, max_runs: int,
-               seconds: float) -> dict[str, Any]:
+               seconds: float, race: bool = False) -> dict[str, Any]:
     """Shrink a failing schedule; return the minimal one, its violation and debug log."""
     with _SIM_LOCK:
-        return _shrink(schedule_json, implementation(impl), max_runs, seconds)
+        return _shrink(schedule_json, implementation(impl), max_runs, seconds, race)
 
 
 def _shrink(schedule_json: dict[str, Any], impl_obj: Implementation, max_runs: int,
-            seconds: float) -> dict[str, Any]:
+            seconds: float, race: bool) -> dict[str, Any]:
     schedule = Schedule.from_json(schedule_json)
-    first = run_schedule(schedule, impl_obj)
+    first = run_schedule(schedule, impl_obj, race=race)
     if first.violation is None:
         return {"error": "the schedule did not fail again when rerun"}
-    shrinker = Shrinker(lambda s: run_schedule(s, impl_obj), first.violation.monitor,
+    shrinker = Shrinker(lambda s: run_schedule(s, impl_obj, race=race), first.violation.monitor,
                         max_runs=max_runs, deadline=time.monotonic() + seconds)
     got = shrinker.shrink(schedule, first)
-    final = run_schedule(got.schedule, impl_obj, debug=True)
+    final = run_schedule(got.schedule, impl_obj, debug=True, race=race)
     same = final.violation is not None and final.violation == got.result.violation
     return {
         "schedule": got.schedule.to_json(),
