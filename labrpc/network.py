@@ -509,7 +509,8 @@ class Network:
     def _is_dead(self, end: ClientEnd, servername: Hashable, server: Server) -> bool:
         """Whether the call's route died (called with ``_lock`` held)."""
         return (
-            end._gone.is_set()
+            self._done
+            or end._gone.is_set()
             or not self._enabled.get(end.name, False)
             or self._servers.get(servername) is not server
         )
