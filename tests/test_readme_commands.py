@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shlex
 import shutil
@@ -180,6 +181,23 @@ def _bundle_written(ctx: Ctx, out: str) -> None:
         assert (bundle / name).is_file(), name
 
 
+def _parts_json(ctx: Ctx, out: str) -> None:
+    """parts.json holds the measured part with every figure the table prints."""
+    assert ctx.checkout is not None
+    data = json.loads((ctx.checkout / "parts.json").read_text())
+    row = data["parts"]["2A"]["current"]
+    for key in ("real_s", "user_s", "system_s", "rss_mb", "voluntary_ctx", "threads_created"):
+        assert key in row, (key, row)
+    assert row["exit"] == 0 and "3 passed" in row["result"], row
+
+
+def _ceiling_json(ctx: Ctx, out: str) -> None:
+    """ceiling.json counts the 6 runs of the step, under the forked process model."""
+    assert ctx.checkout is not None
+    data = json.loads((ctx.checkout / "ceiling.json").read_text())
+    assert data["process_model"] == "forked" and data["steps"][0]["runs"] == 6, data
+
+
 _ONE_2A = "one 2A test: isolation runs in real time only (the three take 15 s)"
 _SIM = "on the simulated clock: seconds instead of minutes of real time, same code run"
 
@@ -301,6 +319,19 @@ TABLE = [
     Row("raftlab logs run.log -c 5", AS_IS, "=== test_backup_2b (seed 1234"),
     Row("raftlab logs run.log --just VOTE,LEAD,TEST", AS_IS, "=== test_backup_2b (seed 1234",
         check=_only_chosen_topics),
+    # Performance
+    Row("python benchmarks/raft_parts_bench.py --baseline f9fc2f4 --json parts.json", VARIANT,
+        ("2A  (load before", "all parts CPU: current"),
+        run="{python} benchmarks/raft_parts_bench.py 2A --json parts.json -- --sim",
+        where="checkout", check=_parts_json,
+        why="part 2A on the simulated clock and no baseline worktree (the copied checkout is "
+            "not a git repository): the same measuring code, in seconds"),
+    Row("python benchmarks/parallel_ceiling.py 48 96 192 --json ceiling.json", VARIANT,
+        "raftlab parallel ceiling for 2A on this machine:",
+        run="{python} benchmarks/parallel_ceiling.py 2 --json ceiling.json", where="checkout",
+        check=_ceiling_json,
+        why="2 concurrent 2A workers (6 real-time runs) instead of up to 192: the same code, "
+            "without loading the shared machine"),
 ]
 ROWS = {row.readme: row for row in TABLE}
 
