@@ -175,6 +175,9 @@ class Cluster:
         self.unreliable = False
         self.reorder = False
         self.quorum_since: dict[tuple[tuple[int, int], ...], float] = {}
+        # (t, kind, peer, fields) for a timeline, when asked for; recorded with times the
+        # cluster read anyway, so recording never changes the run
+        self.observed: list[tuple[float, str, int, dict[str, Any]]] | None = None
         self.threads: list[threading.Thread] = []
 
     # -- time and errors ---------------------------------------------------------
@@ -401,7 +404,10 @@ class Cluster:
             current = self.inc[i] == inc and self.alive[i]
         if not current:
             return None
-        self.monitors.state(i, inc, term, bool(leader), self.now())
+        now = self.now()
+        self.monitors.state(i, inc, term, bool(leader), now)
+        if self.observed is not None:
+            self.observed.append((now, "state", i, {"term": term, "leader": bool(leader)}))
         return term, bool(leader)
 
     def set_network(self, *, unreliable: bool | None = None, reorder: bool | None = None) -> None:
@@ -506,11 +512,15 @@ class Cluster:
                                        f"S{i} delivered a snapshot that is not the tester's")
                     return
                 self.monitors.snapshot(i, index, commands, now)
+                if self.observed is not None:
+                    self.observed.append((now, "snapshot", i, {"i": index, "src": "installed"}))
                 xlog.clear()
                 xlog.update(enumerate(commands))
             elif getattr(m, "command_valid", False):
                 index = m.command_index
                 self.monitors.applied(i, index, m.command, now)
+                if self.observed is not None:
+                    self.observed.append((now, "apply", i, {"i": index, "c": m.command}))
                 xlog[index] = m.command
                 if k and (index + 1) % k == 0:
                     data = encode_snapshot(index, [xlog.get(j) for j in range(index + 1)])

@@ -25,6 +25,7 @@ from typing import Any
 from labtests.explore.cluster import POLL, Cluster
 from labtests.explore.monitors import COMMIT_BOUND, LEADER_BOUND, Monitors, Violation
 from labtests.explore.schedule import Schedule, Step
+from labtests.explore.timeline import build as build_timeline
 from labtests.impl_loader import Implementation, load
 from labtests.race import Scope, detecting, format_races
 from labtests.sim import SimDeadlock, SimFailure, activate
@@ -46,6 +47,9 @@ class RunResult:
     wall_s: float
     commits: int
     log: list[str] | None = field(default=None, repr=False)
+    # (events.jsonl header, events) with timeline=True: labtests/explore/timeline.py
+    timeline: tuple[dict[str, Any], list[dict[str, Any]]] | None = field(default=None,
+                                                                          repr=False)
 
     @property
     def ok(self) -> bool:
@@ -181,8 +185,10 @@ def _liveness_phase(cluster: Cluster) -> None:
              f"{cluster.n} peers within {COMMIT_BOUND:.0f}s ({where})")
 
 
-def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors) -> float:
+def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors,
+           observed: list[Any] | None = None) -> float:
     cluster = Cluster(schedule.n, impl, schedule.seed, monitors, schedule.snapshot_every)
+    cluster.observed = observed
     prev_hook = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
@@ -230,14 +236,21 @@ def sim_seed(seed: int) -> int:
 
 def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *,
                  debug: bool = False, wall_limit: float | None = DEFAULT_WALL_LIMIT,
-                 sim_options: dict[str, Any] | None = None, race: bool = False) -> RunResult:
+                 sim_options: dict[str, Any] | None = None, race: bool = False,
+                 timeline: bool = False) -> RunResult:
     """Run ``schedule`` against ``impl`` (default the bundled Raft) in simulated time.
 
     ``race``: also run the data-race detector (:mod:`labtests.race`) on the
     implementation's fields, with seeded line preemption as ``raftlab test --sim
     --race`` does; races make the run's verdict ``data-race`` (kind ``race``),
     whatever the monitors saw (the report says what else broke).
+
+    ``timeline`` (needs ``debug``): also build the run's timeline page data from
+    what the run kept anyway; the run itself is the same (no extra clock reads).
     """
+    if timeline and not debug:
+        raise ValueError("a timeline is built from the debug log: pass debug=True too")
+    observed: list[Any] | None = [] if timeline else None
     implementation = impl if isinstance(impl, Implementation) else load(impl)
     if implementation.error is not None:
         raise RuntimeError(implementation.error)
@@ -278,7 +291,7 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
             dlog("TEST", None, "=== explore: %d peers, seed %d", schedule.n, schedule.seed)
             try:
                 with detect() if detect is not None else nullcontext() as det:
-                    _drive(schedule, implementation, monitors)
+                    _drive(schedule, implementation, monitors, observed)
             except SimDeadlock as exc:
                 monitors.fail("deadlock", sched.now, exc.report)
             except SimFailure as exc:
@@ -298,8 +311,11 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
             debuglog.logger.removeHandler(capture)
         debuglog.enable(was_enabled)
     commits = max(monitors.committed, default=0)
+    lines = capture.lines if capture else None
+    built = (build_timeline(schedule, lines or [], observed, monitors.violation)
+             if observed is not None else None)
     return RunResult(monitors.violation, round(virtual, 3), time.perf_counter() - wall0,
-                     commits, capture.lines if capture else None)
+                     commits, lines, built)
 
 
 __all__ = ["RunResult", "run_schedule", "POLL"]

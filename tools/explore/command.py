@@ -37,6 +37,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from labtests.explore import timeline
 from labtests.explore.runner import RACE_SLOWDOWN, run_schedule
 from labtests.explore.schedule import Schedule
 from labtests.options import OptionError, from_env
@@ -83,6 +84,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--replay", metavar="FILE", help="run one schedule file with debug logging")
     p.add_argument("--log", metavar="FILE", help="with --replay: write the debug log here "
                                                 "(default: stdout)")
+    p.add_argument("--timeline", metavar="FILE",
+                   help="with --replay: also write the run's timeline page (HTML) here")
     args = p.parse_args(argv)
     if args.schedules is not None and args.time_budget is not None:
         p.error("give --schedules or --time-budget, not both")
@@ -114,7 +117,11 @@ def replay_command(path: str, impl: str | None, race: bool = False) -> str:
 def replay(args: argparse.Namespace) -> int:
     with open(args.replay) as f:
         schedule = Schedule.loads(f.read())
-    result = run_schedule(schedule, work.implementation(args.impl), debug=True, race=args.race)
+    result = run_schedule(schedule, work.implementation(args.impl), debug=True, race=args.race,
+                          timeline=bool(args.timeline))
+    if args.timeline and result.timeline is not None:
+        with open(args.timeline, "w") as f:
+            f.write(timeline.page(*result.timeline))
     text = "\n".join(result.log or []) + "\n"
     if args.log:
         with open(args.log, "w") as f:
@@ -144,6 +151,15 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
         f.write(f"# {shrunk['violation'].splitlines()[0]}\n# replay: {replay}\n")
         f.write("\n".join(shrunk["log"]) + "\n")
     shrunk.update(replay=replay, log_file=log_file, description=schedule.describe())
+    built = shrunk.pop("timeline", None)
+    if built:
+        head, events = built
+        html_file = os.path.join(fdir, f"{monitor}.timeline.html")
+        with open(html_file, "w") as f:
+            f.write(timeline.page(head, events))
+        with open(os.path.join(fdir, f"{monitor}.events.jsonl"), "w") as f:
+            f.write(timeline.jsonl(head, events))
+        shrunk["timeline_file"] = html_file
 
 
 def _lost(exc: BaseException) -> str | None:

@@ -58,4 +58,6 @@ def summary(console: Console, *, runs: int, elapsed: float, counts: Counter[str]
             console.print(m["description"], markup=False)
             console.print(f"replay: [bold]{escape(m['replay'])}[/]")
             console.print(f"debug log: {escape(m['log_file'])}")
+            if "timeline_file" in m:
+                console.print(f"timeline: {escape(m['timeline_file'])}")
     console.print(f"\nresults: {out_dir}/results.jsonl")

@@ -141,7 +141,7 @@ def _shrink(schedule_json: dict[str, Any], impl_obj: Implementation, max_runs: i
     shrinker = Shrinker(lambda s: run_schedule(s, impl_obj, race=race), first.violation.monitor,
                         max_runs=max_runs, deadline=time.monotonic() + seconds)
     got = shrinker.shrink(schedule, first)
-    final = run_schedule(got.schedule, impl_obj, debug=True, race=race)
+    final = run_schedule(got.schedule, impl_obj, debug=True, race=race, timeline=True)
     same = final.violation is not None and final.violation == got.result.violation
     return {
         "schedule": got.schedule.to_json(),
@@ -150,4 +150,5 @@ def _shrink(schedule_json: dict[str, Any], impl_obj: Implementation, max_runs: i
         "original_steps": got.steps_before, "steps": got.steps_after,
         "shrink_runs": got.runs, "replay_matches": same,
         "log": final.log or [],
+        "timeline": final.timeline,
     }
