@@ -7,10 +7,11 @@ Each :class:`Config` owns one :class:`Recorder`; its methods are one-line calls
 from the tester's methods (crash, connect, checks, applies...) and from the
 state sampler (labtests.timeline.sampler).
 
-Time is read with ``time.monotonic()`` looked up at each call, so under
-``--sim`` the patched clock gives virtual time and a seed gives the same events
-byte for byte.  Recording is an append to a list (atomic under the GIL, no
-lock): cheap enough for every apply.
+Time is the clock in use: under ``--sim`` the virtual clock, read without
+counting as a poll of the simulation's spin guard (:mod:`labtests.timeline.simstate`),
+so recording never changes the simulated schedule and a seed gives the same
+events byte for byte; otherwise ``time.monotonic()``.  Recording is an append
+to a list (atomic under the GIL, no lock): cheap enough for every apply.
 
 Bounded: the essential events (faults, checks, the failure) are kept up to
 :data:`ESSENTIAL_CAP`; the bulky ones (state samples, applies, RPC counts,
@@ -24,10 +25,11 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
+
+from labtests.timeline import simstate
 
 ESSENTIAL_CAP = 50_000
 BULK_HEAD = 20_000
@@ -62,7 +64,8 @@ class Recorder:
     def __init__(self, n: int, seed: int | None = None) -> None:
         self.n = n
         self.seed = seed
-        self.t0 = time.monotonic()
+        self._clock = simstate.clock()
+        self.t0 = self._clock()
         self._seq = itertools.count()
         self._essential: list[tuple[int, float, str, int | None, dict[str, Any]]] = []
         self._bulk_head: list[tuple[int, float, str, int | None, dict[str, Any]]] = []
@@ -82,7 +85,7 @@ class Recorder:
     # -- the one way in --------------------------------------------------------------
 
     def now(self) -> float:
-        return round(time.monotonic() - self.t0, 6)
+        return round(self._clock() - self.t0, 6)
 
     def add(self, kind: str, peer: int | None = None, **fields: Any) -> None:
         """Record one event now (a no-op once :attr:`enabled` is off)."""

@@ -42,13 +42,12 @@ a change the tester makes wakes it at once (the recorder's ``on_change``).
 
 from __future__ import annotations
 
-import _thread
-import sys
 import threading
 import time
 from typing import Any
 
 from labtests import watchdog
+from labtests.timeline import simstate
 from labtests.timeline.recorder import Recorder
 
 SAMPLE_INTERVAL_S = 0.1  # while something changes: a fault, a role or a term...
@@ -92,7 +91,7 @@ class StateSampler:
         self.isolated = isolated
         self.test = test
         self.interval_s = interval_s
-        self.direct_sim = _in_simulation()
+        self.direct_sim = simstate.scheduler() is not None
         self._stop = threading.Event()
         # Released (once) by stop() and by the tester's changes; a held Lock waited on with
         # a timeout is the cheapest wake-up Python has (an Event's wait costs ~25 % more).
@@ -151,7 +150,7 @@ class StateSampler:
                     quiet = 0  # woken: the lock is held again, ready for the next wait
                 if self._stop.is_set() or generation != self._generation:
                     return
-                if _simulation_idle():
+                if simstate.idle():
                     self.rec.add("note", None, msg="state sampling stopped: every other "
                                  "simulated thread is blocked with no timer pending")
                     return
@@ -293,33 +292,3 @@ class StateSampler:
         if self.supervisor is not None and self.supervisor.is_alive():
             stuck.append(self.supervisor)
         return watchdog.abandon(stuck, self.test or "the timeline sampler")
-
-
-def _simulation() -> Any:
-    """The active simulation's scheduler if the caller runs inside it, else None.
-
-    The engine's state is read through ``sys.modules``: if the simulation was never
-    imported, none runs; importing it here would close an import cycle through the
-    simulation's pytest plugin (which imports the harness).
-    """
-    state = sys.modules.get("labtests.sim.state")
-    sched = getattr(state, "SCHED", None)
-    if sched is None or _thread.get_ident() != sched.os_ident:  # _thread: never patched
-        return None
-    return sched
-
-
-def _in_simulation() -> bool:
-    return _simulation() is not None
-
-
-def _simulation_idle() -> bool:
-    """Under --sim: is every other simulated thread blocked with no timer pending?"""
-    sched = _simulation()
-    if sched is None or sched.runnable:
-        return False
-    me = sched.current
-    for _deadline, _seq, task, token in sched.timers:
-        if task is not me and task.state == "blocked" and task.token == token:
-            return False
-    return True
