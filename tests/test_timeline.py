@@ -349,3 +349,26 @@ def test_command_text_cannot_end_the_script_or_inject_markup():
     assert evil not in page
     assert page.count("</script>") == 2  # the data block's and the program's
     assert "<b>x</b>" not in page
+
+
+# -- the simulated schedule ------------------------------------------------------------
+
+
+def test_recording_does_not_change_the_simulated_schedule(monkeypatch):
+    """With the sampler off (as under --race), a simulated run makes the same steps with
+    the recorder as without it: recording reads the virtual clock without feeding the
+    simulation's spin guard, and never blocks.  (Timed with ``time.monotonic()``, the
+    churn test's apply readers record enough events between two switches to trip the
+    guard: seed 3 then makes one step more.)"""
+    from labtests import test_2c, timeline
+    from labtests.driver import run_graded
+    from labtests.timeline.recorder import Recorder as Rec
+
+    start_watch = timeline.start_watch
+    monkeypatch.setattr(timeline, "start_watch",
+                        lambda cfg, **kw: start_watch(cfg, **{**kw, "sample": False}))
+    recorded = run_graded(test_2c.test_unreliable_churn_2c, seed=3)
+    monkeypatch.setattr(Rec, "add_at", lambda self, *a, **kw: None)
+    silent = run_graded(test_2c.test_unreliable_churn_2c, seed=3)
+    assert (recorded.switches, recorded.virtual_s) == (silent.switches, silent.virtual_s)
+    assert recorded.figures == silent.figures
