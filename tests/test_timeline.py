@@ -225,6 +225,25 @@ def test_a_peer_that_answers_again_is_sampled_again():
     assert not [t for t in threading.enumerate() if t.name.startswith("raftlab-timeline")]
 
 
+def test_a_call_that_returns_while_the_supervisor_replaces_its_thread_is_asked_again():
+    from labtests.timeline.sampler import _Call
+
+    cfg = _Cfg([_Peer(1, False)])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False)
+    call = _Call(0, cfg.rafts[0], 0.0)
+    call.since -= 1.0  # running for a second: stuck, as far as the supervisor can tell
+    sampler._calls[0] = call
+
+    def spawn_while_the_call_returns() -> None:
+        sampler._calls.pop(0)  # the call returns just as the replacement starts
+        sampler._generation += 1
+
+    sampler._spawn = spawn_while_the_call_returns  # type: ignore[method-assign]
+    assert sampler.check_stuck() is True
+    assert sampler._stuck == {}  # not left out of every later round
+    assert _states(cfg) == [(0, "unresponsive", None)]  # until the next sample says otherwise
+
+
 def test_rpc_counts_are_deltas_and_a_crashed_server_is_skipped():
     cfg = _Cfg([_Peer(1, False), _Peer(1, False)])
     sampler = StateSampler(cfg, cfg.timeline, isolated=False)

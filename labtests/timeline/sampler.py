@@ -188,8 +188,7 @@ class StateSampler:
         if isinstance(answer, tuple | list) and len(answer) == 2:
             self._record(peer, rf, tuple(answer))
         if generation != self._generation and not self.direct_sim:
-            if self._stuck.get(peer) == generation:
-                del self._stuck[peer]  # it answered after all: ask it again
+            self._unstick(peer, generation)  # it answered after all: ask it again
             return False
         return True
 
@@ -262,12 +261,20 @@ class StateSampler:
         call = self._calls.get(self._generation)
         if call is None or time.monotonic() - call.since < STUCK_AFTER_S:
             return False
-        self._stuck[call.peer] = self._generation
+        generation = self._generation
+        self._stuck[call.peer] = generation
         if self.cfg.rafts[call.peer] is call.rf:
             self._record_stuck(call.peer, call.t)
         if not self._stop.is_set():
             self._spawn()
+        if self._calls.get(generation) is not call:  # it returned meanwhile after all
+            self._unstick(call.peer, generation)
         return True
+
+    def _unstick(self, peer: int, generation: int) -> None:
+        """The call of thread ``generation`` into ``peer`` returned: ask the peer again."""
+        if self._stuck.get(peer) == generation:
+            self._stuck.pop(peer, None)
 
     # -- the end ---------------------------------------------------------------------------
 
