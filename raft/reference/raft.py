@@ -167,8 +167,12 @@ class Raft:
             self.match_index[self.me] = index
             self._persist()
             dlog("LOG1", self.me, "start: index %d term %d", index, self.term)
-            for cond in self.repl_conds:
-                cond.notify()
+            # Wake only replicators that may send now: one with an RPC of entries
+            # outstanding (or backing off) wakes when it settles or at retry_at.
+            now = time.monotonic()
+            for p in range(self.n):
+                if p != self.me and now >= self.retry_at[p]:
+                    self.repl_conds[p].notify()
             if self.n == 1:
                 self._advance_commit()
             return index, self.term, True
@@ -428,7 +432,7 @@ class Raft:
                                      self.commit_index)
             return (lambda: self._send_append(p, args, 0)), 0.0
         wake = due
-        if nxt <= self.log.last_index:
+        if self.retry_at[p] > now:  # entries start() adds meanwhile go out at retry_at
             wake = min(wake, self.retry_at[p])
         return None, max(wake - now, 0.001)
 
