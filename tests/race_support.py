@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from labtests.context import TestContext
@@ -63,3 +63,37 @@ def names_mutant(race: Race, fields: set[str], toy_path: str, lines: set[int]) -
     mutant = {(f, n) for f, n in wheres if f == toy_path and n in lines}
     other = {w for w in wheres if w[0] != toy_path}
     return bool(mutant) and bool(other)
+
+
+def missed_seeds(test_fn: Callable[[Any], None], seeds: Iterable[int], toy_path: str,
+                 fields: set[str]) -> list[tuple[int, list[Any]]]:
+    """The seeds whose ``--sim --race`` run has no report naming the mutant's race."""
+    lines = marked_lines(toy_path)
+    missed = []
+    for seed in seeds:
+        det = run_with_race(test_fn, seed, toy_path)
+        if not any(names_mutant(r, fields, toy_path, lines) for r in det.races):
+            missed.append((seed, [(r.field, r.earlier.where, r.later.where) for r in det.races]))
+    return missed
+
+
+def main(argv: list[str]) -> None:
+    """``python -m tests.race_support MODULE TEST TOY FIELD... -- SEEDS``: missed seeds as JSON.
+
+    Each sweep runs in a fresh process: a simulated run is exact per seed, but what
+    the process ran before (other tests' threads, counters) can change its schedule.
+    """
+    import importlib
+    import json
+
+    cut = argv.index("--")
+    module, test, toy_path, *fields = argv[:cut]
+    fn = getattr(importlib.import_module(module), test)
+    seeds = [int(s) for s in argv[cut + 1:]]
+    print("MISSED " + json.dumps(missed_seeds(fn, seeds, toy_path, set(fields))))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

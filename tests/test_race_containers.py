@@ -150,3 +150,35 @@ def test_codec_encodes_tracked_containers_as_plain() -> None:
         data = encode({"entries": p.log, "next": p.next})
     assert decode(data) == {"entries": [0, 7], "next": {}}
     assert type(decode(data)["entries"]) is list
+
+
+def test_simple_queue_hand_off_orders_accesses_in_real_time() -> None:
+    """labrpc's pools hand tasks over through a queue.SimpleQueue: a task's data written
+    before the put and used after the get is not a race; the same use without the
+    hand-off is."""
+    import queue
+
+    with detector() as det:
+        p = Peer()
+        handed: queue.SimpleQueue = queue.SimpleQueue()
+        done = threading.Event()
+
+        def worker() -> None:
+            handed.get()
+            p.log.append(1)  # ordered after the main thread's writes below
+            done.set()
+
+        t = in_thread(worker)
+        p.log[0] = 5
+        handed.put("go")
+        done.wait()
+        t.join()
+    assert det.races == [], format_races(det.races)
+    with detector() as det:
+        p = Peer()
+        go = threading.Event()
+        t = in_thread(lambda: (go.wait(), p.log.append(1)))
+        go.set()
+        p.log[0] = 5
+        t.join()
+    assert fields(det) == {"Peer.log[...]"}

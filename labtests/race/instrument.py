@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import _thread
 import enum
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +38,7 @@ _obj_setattr = object.__setattr__
 _RealLock = _thread.allocate_lock
 _RealRLock = threading.RLock
 _RealEvent = threading.Event
+_RealSimpleQueue = queue.SimpleQueue
 
 ACTIVE: Detector | None = None  # the detector the field hooks report to
 
@@ -266,16 +268,43 @@ class TrackedEvent(_RealEvent):
         return flag
 
 
+class TrackedSimpleQueue(_RealSimpleQueue):  # type: ignore[misc, valid-type]
+    """``queue.SimpleQueue`` (no lock of its own to report) whose put publishes and
+    whose get acquires: a get is ordered after every put before it (labrpc's pools
+    hand tasks over through one)."""
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        det = ACTIVE
+        if det is not None:
+            det.released(self)
+        super().put(item, block, timeout)
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        item = super().get(block, timeout)
+        det = ACTIVE
+        if det is not None:
+            det.acquired(self)
+        return item
+
+    def get_nowait(self) -> Any:
+        return self.get(False)
+
+
 @contextmanager
 def _real_sync() -> Iterator[None]:
-    saved = threading.Lock, threading.RLock, threading.Event
+    saved = threading.Lock, threading.RLock, threading.Event, queue.SimpleQueue
     threading.Lock = TrackedLock  # type: ignore[misc, assignment]
     threading.RLock = TrackedRLock  # type: ignore[misc, assignment]
     threading.Event = TrackedEvent  # type: ignore[misc]
+    queue.SimpleQueue = TrackedSimpleQueue  # type: ignore[misc]
     try:
         yield
     finally:
-        threading.Lock, threading.RLock, threading.Event = saved  # type: ignore[misc]
+        (threading.Lock, threading.RLock, threading.Event,  # type: ignore[misc]
+         queue.SimpleQueue) = saved
 
 
 SIM_STATE = "labtests.sim.state"  # looked up, not imported: the engine is a sibling
