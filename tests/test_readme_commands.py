@@ -303,6 +303,8 @@ TABLE = [
         run="raftlab test test_concurrent_starts_2b --sim --race",
         why="one 2B test (the part takes 15 s under --race); then the same command finds "
             "the race of tests/toys_race/unlocked_get_state.py", check=_race_detection_is_on),
+    Row("raftlab stress 2A -n 20 --sim --race", VARIANT, "0 of 3 failed",
+        run="raftlab stress 2A -n 1 --sim --race", why="one run per test instead of 20"),
     # Seeing a failure: the timeline
     Row("raftlab test test_persist2_2c --impl myraft.py --seed 7", AS_IS,
         ("FAILED -- apply error:", "timeline: "), rc=1, before=_forgetful_myraft,
