@@ -3,7 +3,8 @@
 Python's GIL hides torn writes, not races: a field read outside the lock and
 acted on later passes a hundred runs and fails the next.  With ``--race`` each
 graded test records reads and writes of the implementation's fields (instance
-attributes of classes defined in its files) with the accessing thread, the
+attributes of classes defined in its files, and the contents of the lists,
+dicts and sets held in them) with the accessing thread, the
 locks it holds and a vector clock kept through the synchronisation the lab
 allows (locks, conditions, events, queues, thread start/join; the apply
 channel and labrpc are built from those).  Two accesses from different
@@ -11,8 +12,9 @@ threads, one a write, neither happening before the other, are a race; the test
 fails with the report (``--race-warn``: a warning instead).  See docs/race.md.
 
 Modules: :mod:`.detector` (clocks and the check), :mod:`.instrument` (the
-hooks), :mod:`.scope` (which code is the implementation), :mod:`.report`
-(the text), :mod:`.pytest_plugin` (one test at a time).
+hooks), :mod:`.containers` (tracked lists, dicts and sets), :mod:`.scope`
+(which code is the implementation), :mod:`.report` (the text),
+:mod:`.pytest_plugin` (one test at a time).
 
 Public API::
 

@@ -5,14 +5,17 @@ Three kinds of hooks, all installed by :func:`instrumented` and removed on exit:
 * **Fields**: every class defined in the implementation's modules gets a
   ``__getattribute__`` and a ``__setattr__`` (wrapping any it had) that report
   reads and writes of *instance* attributes (names in the object's
-  ``__dict__``; methods and class attributes are not state).  Subclasses
-  inherit them, so a student's subclass of a base in scope is covered too.
+  ``__dict__`` or its ``__slots__``; methods and class attributes are not
+  state).  Subclasses inherit them, so a student's subclass of a base in scope
+  is covered too.  A plain list, dict or set stored in a field becomes a
+  tracked one (:mod:`.containers`), whose contents are a location of their own.
 * **Threads**: ``threading.Thread.start`` and ``join`` (whatever they are at
   the time: the real ones, or simulated time's) tell the detector about the
   fork and the join.
 * **Synchronisation**: in simulated time the engine's primitives report to
   :data:`labtests.sim.state.SYNC`; in real time ``threading.Lock``/``RLock``/
-  ``Event`` are replaced, for the test, by wrappers that report.  ``Condition``
+  ``Event`` and ``queue.SimpleQueue`` are replaced, for the test, by wrappers
+  that report.  ``Condition``
   and ``queue.Queue`` are built from those locks and need nothing of their own;
   the apply channel and labrpc's queues and pool are built from them too, so an
   RPC's request and reply and an apply message carry happens-before.
