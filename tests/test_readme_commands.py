@@ -288,7 +288,7 @@ TABLE = [
          "--impl myraft.py"), rc=1, before=_buggy_myraft,
         run="raftlab explore --impl myraft.py -n 40 --shrink-time 20 -p 2 -o explore-out",
         why="40 schedules instead of 10 minutes, whatever the load: seeds 0-39 hold this "
-            "Raft's first failures (19, 20, 34); shrinking capped at 20 s; myraft.py is the "
+            "Raft's first failures (20, 34); shrinking capped at 20 s; myraft.py is the "
             "bundled Raft with votedFor not persisted"),
     Row("raftlab explore -n 2000 --seed 7", VARIANT,
         ("against the bundled Raft", "No monitor reported a violation."),
