@@ -34,13 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchcommon import go_binary, run_child
 
 GO_REFERENCE = {"machine": "2 cores (issue 19)", "ceiling": 192,
                 "runs": {"192": {"failed": 0, "of": 192}, "400": {"failed": 8, "of": 400}}}
@@ -55,12 +55,7 @@ def raftlab_step(n: int, impl: str | None, seed: int, xdist: bool = False) -> di
         cmd += ["--impl", impl]
     env = dict(os.environ, RAFTLAB_STRESS_XDIST="1" if xdist else "0")
     load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    proc, wall, cpu = run_child(cmd, env)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
             if line.strip()] if (out / "results.jsonl").exists() else []
     count = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed", "error",
@@ -85,14 +80,6 @@ def go_step(n: int, binary: Path, cwd: Path) -> dict:
         if p.stdout is not None:
             p.stdout.close()
     return {"workers": n, "runs": n, "failed": failed}
-
-
-def go_binary(lab: Path) -> Path | None:
-    if shutil.which("go") is None:
-        return None
-    binary = Path(tempfile.mkdtemp(prefix="go-raft-")) / "raft.test"
-    subprocess.run(["go", "test", "-c", "-o", str(binary)], cwd=lab, check=True)
-    return binary
 
 
 def main(argv: list[str] | None = None) -> int:

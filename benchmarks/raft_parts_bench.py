@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchcommon import go_binary
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PARTS = ("2A", "2B", "2C", "2D")
@@ -89,14 +91,6 @@ def run_raftlab(part: str, tree: Path, impl: str | None, extra: list[str]) -> di
 
 def run_go(part: str, binary: Path, lab: Path) -> dict:
     return measure([str(binary), "-test.run", part], lab, dict(os.environ))
-
-
-def go_binary(lab: Path) -> Path | None:
-    if shutil.which("go") is None:
-        return None
-    binary = Path(tempfile.mkdtemp(prefix="go-raft-")) / "raft.test"
-    subprocess.run(["go", "test", "-c", "-o", str(binary)], cwd=lab, check=True)
-    return binary
 
 
 def make_worktree(rev: str) -> Path:

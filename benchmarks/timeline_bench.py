@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchcommon import run_child
 
 NO_SAMPLER_PLUGIN = '''
 import labtests.context as context
@@ -114,12 +115,7 @@ def share(part: str) -> None:
 
 
 def _child_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    done, wall, cpu = run_child(cmd, env)
     last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "?"
     return cpu, wall, last
 
