@@ -65,6 +65,7 @@ from tools.stress.backends.base import WORKER_PYTHON, Backend, Job, RunOptions, 
 from tools.stress.backends.factory import make_backend
 from tools.stress.backends.pytest_runs import collect
 from tools.stress.planning import plan_jobs
+from tools.stress.reruns import Reruns
 from tools.stress.results import safe_file_part, signature_of
 
 INCONCLUSIVE_RETRIES = 2  # reruns of an inconclusive run (as raftlab stress's default)
@@ -295,28 +296,23 @@ class Grader:
         results = list(results)
         position = {job.index: i for i, job in enumerate(jobs)}
         attempts: dict[int, int] = {}
-        workers = self.workers
+        planner = Reruns(self.workers, INCONCLUSIVE_RETRIES)
         grade.inconclusive_attempts += sum(1 for r in results if r.inconclusive)
-        for round_no in range(1, INCONCLUSIVE_RETRIES + 1):
-            todo = [jobs[position[r.job]] for r in results if r.inconclusive]
-            if not todo:
-                break
-            workers = max(1, min(len(todo), workers // 2))
-            note = (f"{part}: rerun {len(todo)} inconclusive run(s) with the same seeds on "
-                    f"{workers} worker(s) (rerun {round_no} of at most {INCONCLUSIVE_RETRIES})")
+        while (plan := planner.next_round(jobs, results)) is not None:
+            note = plan.note(f"{part}: ")
             grade.rerun_notes.append(note)
             self.console.print(note, highlight=False, soft_wrap=True)
-            renumbered = [Job(i, job.test, job.seed) for i, job in enumerate(todo)]
             # Not the student's time: a whole pass of the part's budget per rerun, at least.
-            budget = pass_budget_s * max(1, len(todo))
-            again, _elapsed = run_part(renumbered, backend_for(workers), budget, stall_s,
-                                       on_result=self._progress(part))
-            for job, res in zip(todo, again, strict=True):
+            budget = pass_budget_s * max(1, len(plan.jobs))
+            again, _elapsed = run_part(plan.renumbered, backend_for(plan.workers), budget,
+                                       stall_s, on_result=self._progress(part))
+            for res in again:
                 if res.worker == "-":  # did not run (budget, stall): still inconclusive
                     continue
-                attempts[job.index] = attempts.get(job.index, 1) + 1
+                res = plan.planned(res)
+                attempts[res.job] = attempts.get(res.job, 1) + 1
                 grade.inconclusive_attempts += res.inconclusive
-                results[position[job.index]] = replace(res, job=job.index)
+                results[position[res.job]] = res
         return results, attempts
 
     def _keep_bundle(self, grade: SubmissionGrade, res: RunResult, rerun: str, packed: Any,

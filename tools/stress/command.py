@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -76,6 +76,7 @@ from tools.stress.backends.factory import BACKENDS, check_backend, make_backend
 from tools.stress.backends.pytest_runs import collect
 from tools.stress.calibrate import PROBE_TEST, calibrate
 from tools.stress.planning import plan_jobs
+from tools.stress.reruns import RerunRound, Reruns
 from tools.stress.run import StressRun
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -291,10 +292,10 @@ class _Round:
 
 
 def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
-               err: Console, originals: Sequence[Job] | None = None) -> _Round:
+               err: Console, rerun: RerunRound | None = None) -> _Round:
     """Feed one round's results to ``run`` until the backend ends; Ctrl-C cancels.
 
-    ``originals`` (a rerun round) maps the round's job indices back to the planned
+    ``rerun`` (a rerun round) maps the round's job indices back to the planned
     jobs, so results.jsonl names each run by its planned job.
     """
     attempt_of = run.attempts
@@ -304,8 +305,8 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
     state = _Round()
 
     def record(item: RunResult) -> None:
-        if originals is not None:
-            item = replace(item, job=originals[item.job].index)
+        if rerun is not None:
+            item = rerun.planned(item)
         attempt_of[item.job] = attempt_of.get(item.job, 0) + 1
         run.record(item, attempt=attempt_of[item.job])
         state.results.append(item)
@@ -370,23 +371,18 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
     try:
         state = _run_round(run, backend, jobs, live, err)
         round_jobs: Sequence[Job] = jobs
-        workers = run.workers
-        for attempt in range(2, retries + 2):
-            if state.interrupted or state.backend_error is not None:
+        planner = Reruns(run.workers, retries)
+        while not state.interrupted and state.backend_error is None:
+            plan = planner.next_round(round_jobs, state.results)
+            if plan is None:
                 break
-            todo = run.inconclusive_jobs(round_jobs, state.results)
-            if not todo:
-                break
-            workers = max(1, min(len(todo), workers // 2))
-            note = (f"rerun {len(todo)} inconclusive run(s) with the same seeds on {workers} "
-                    f"worker(s) (rerun {attempt - 1} of at most {retries})")
+            note = plan.note()
             run.rerun_notes.append(note)
             run.console.print(note, highlight=False, soft_wrap=True)
             # A backend runs jobs 0..n-1; results are mapped back to the planned jobs.
-            renumbered = [Job(i, job.test, job.seed) for i, job in enumerate(todo)]
-            next_backend = rerun_backend(workers) if rerun_backend is not None else backend
-            state = _run_round(run, next_backend, renumbered, False, err, originals=todo)
-            round_jobs = todo
+            next_backend = rerun_backend(plan.workers) if rerun_backend is not None else backend
+            state = _run_round(run, next_backend, plan.renumbered, False, err, rerun=plan)
+            round_jobs = plan.jobs
     finally:
         run.finished_at = time.monotonic()
         run.close()

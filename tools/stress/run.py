@@ -89,11 +89,6 @@ class StressRun:
                 f"({result.duration:.1f} s): {result.message or ''}\n  log: {log_path}")
         self.display.refresh()
 
-    def inconclusive_jobs(self, jobs: Sequence[Job], results: Sequence[RunResult]) -> list[Job]:
-        """The jobs of ``jobs`` whose result in ``results`` was inconclusive (to rerun)."""
-        by_index = {job.index: job for job in jobs}
-        return [by_index[r.job] for r in results if r.inconclusive and r.job in by_index]
-
     def inconclusive_runs(self) -> int:
         return sum(st.inconclusive for st in self.stats.values())
 
