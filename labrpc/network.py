@@ -60,6 +60,20 @@ outlives a test.  How a caller and a handler thread wake each other (a pipe
 in real time, ``threading`` when it is patched) is :mod:`labrpc.wake`'s
 business; it changes the cost of a call, not its outcome.
 
+Watching the traffic (the failure timeline, labtests.timeline): when
+:attr:`Network.on_rpc` is set it is called on the caller's thread with
+``(end name, server name, "Service.method", outcome, bytes)`` once when the
+request's fate is known -- ``"unreachable"`` (step 3, before the failure
+delay), ``"dropped"`` (step 4) or ``"sent"`` (delivered to the server, its
+handler about to run) -- and, for a sent request, once more when the reply's
+fate is known: ``"replied"`` (with the reply bytes), ``"reply-lost"`` (step 5)
+or ``"failed"`` (dead server, handler error or no reply; 0 bytes).  Two
+calls, not one at the end, so that each is timed when it happens on the wire
+(a reordered reply comes up to 2.2 s after its request, an unreachable
+failure up to 7 s after the send).  It must be quick and must not block; an
+exception it raises is printed and ignored.  Unset (``None``, the default) it
+costs one test per step.
+
 Raw bytes (for peers in other processes, see ``labtests.isolation``): a
 :class:`RawService` receives the request bytes and returns the reply bytes
 (or ``None``: no reply), and :meth:`ClientEnd.call_raw` sends bytes someone
@@ -93,6 +107,8 @@ HandlerErrorCallback = Callable[[str, BaseException, str], None]
 CODEC_ERROR = "codec"  # args or reply that cannot be encoded
 UNKNOWN_METHOD = "unknown-method"  # no such service or method on the server
 CallErrorCallback = Callable[[str, Hashable, str, str], None]
+# on_rpc(end name, server name, "Service.method", outcome, bytes): see "Watching the traffic".
+RpcObserver = Callable[[Hashable, Hashable, str, str, int], None]
 
 
 class UnknownMethodError(LookupError):
@@ -315,6 +331,8 @@ class ClientEnd:
 class Network:
     """The fake network: ends, servers, fault flags and counters."""
 
+    on_rpc: RpcObserver | None = None  # see "Watching the traffic" in the module docstring
+
     def __init__(
         self,
         rng: random.Random | None = None,
@@ -441,6 +459,13 @@ class Network:
         except BaseException:  # noqa: BLE001 - a broken callback must not change the call
             traceback.print_exc()
 
+    def _observe(self, on_rpc: RpcObserver, endname: Hashable, servername: Hashable,
+                 svc_meth: str, outcome: str, nbytes: int) -> None:
+        try:
+            on_rpc(endname, servername, svc_meth, outcome, nbytes)
+        except BaseException:  # noqa: BLE001 - a broken observer must not change the call
+            traceback.print_exc()
+
     def _process(self, end: ClientEnd, svc_meth: str, args: Any, raw: bool = False) -> Any:
         if raw:
             request = args
@@ -462,18 +487,28 @@ class Network:
             long_reordering = self._long_reordering
             long_delays = self._long_delays
         rng = self._rng
+        on_rpc = self.on_rpc
 
         if not enabled or server is None:
+            if on_rpc is not None:
+                self._observe(on_rpc, end.name, servername, svc_meth, "unreachable", len(request))
             limit = LONG_FAILURE_DELAY_MS if long_delays else SHORT_FAILURE_DELAY_MS
             end._gone.wait(rng.randrange(limit) / 1000)
             return None
 
         if not reliable:
             if end._gone.wait(rng.randrange(SHORT_DELAY_MS) / 1000):
+                if on_rpc is not None:  # the end was deleted meanwhile
+                    self._observe(on_rpc, end.name, servername, svc_meth, "unreachable",
+                                  len(request))
                 return None
             if rng.randrange(1000) < DROP_PER_MILLE:
+                if on_rpc is not None:
+                    self._observe(on_rpc, end.name, servername, svc_meth, "dropped", len(request))
                 return None
 
+        if on_rpc is not None:
+            self._observe(on_rpc, end.name, servername, svc_meth, "sent", len(request))
         pending = _PendingCall(self, server, servername, end.name, svc_meth, request)
         with self._lock:  # from here a death notice can end the wait
             self._inflight[pending] = None
@@ -489,21 +524,29 @@ class Network:
         with self._lock:
             del self._inflight[pending]
             dead = pending.dead or self._is_dead(end, servername, server)
-        if pending.dead:
-            return None  # the handler runs on, or ran; its outcome is ignored
-        if isinstance(pending.error, UnknownMethodError):
-            self._report(UNKNOWN_METHOD, end.name, svc_meth, str(pending.error))
-            raise UnknownMethodError(str(pending.error))
-        if pending.reply is None or dead:
+        if pending.dead or pending.reply is None or dead:
+            if on_rpc is not None:
+                self._observe(on_rpc, end.name, servername, svc_meth, "failed", 0)
+            if pending.dead:
+                return None  # the handler runs on, or ran; its outcome is ignored
+            if isinstance(pending.error, UnknownMethodError):
+                self._report(UNKNOWN_METHOD, end.name, svc_meth, str(pending.error))
+                raise UnknownMethodError(str(pending.error))
             return None
         if not reliable and rng.randrange(1000) < DROP_PER_MILLE:
+            if on_rpc is not None:
+                self._observe(on_rpc, end.name, servername, svc_meth, "reply-lost", 0)
             return None
         if long_reordering and rng.randrange(REORDER_CHANCE[1]) < REORDER_CHANCE[0]:
             delay_ms = REORDER_BASE_MS + rng.randrange(1 + rng.randrange(REORDER_SPREAD_MS))
             if end._gone.wait(delay_ms / 1000):
+                if on_rpc is not None:
+                    self._observe(on_rpc, end.name, servername, svc_meth, "failed", 0)
                 return None
         with self._lock:
             self._total_bytes += len(pending.reply)
+        if on_rpc is not None:
+            self._observe(on_rpc, end.name, servername, svc_meth, "replied", len(pending.reply))
         return pending.reply if raw else decode(pending.reply)
 
     def _is_dead(self, end: ClientEnd, servername: Hashable, server: Server) -> bool:

@@ -677,3 +677,92 @@ def test_under_patched_threading_the_network_hands_off_through_threading(monkeyp
     finally:
         junk.release_handler3.set()
         net.cleanup()
+
+
+# -- on_rpc: the traffic observer of the failure timeline ------------------------------------
+
+
+def _observed(net: Network) -> list[tuple]:
+    seen: list[tuple] = []
+    net.on_rpc = lambda *a: seen.append(a)
+    return seen
+
+
+def test_on_rpc_sees_each_request_and_its_reply_with_bytes(net):
+    _serve(net, "s")
+    seen = _observed(net)
+    end = _end(net, "e", "s")
+    assert end.call("JunkServer.handler2", 7) == "handler2-7"
+    (e1, s1, m1, o1, b1), (e2, s2, m2, o2, b2) = seen
+    assert (e1, s1, m1, o1) == ("e", "s", "JunkServer.handler2", "sent")
+    assert (e2, s2, m2, o2) == ("e", "s", "JunkServer.handler2", "replied")
+    assert b1 + b2 == net.get_total_bytes(), "the observer's bytes are the network's bytes"
+
+
+def test_on_rpc_names_unreachable_failed_and_unknown_outcomes(net):
+    _serve(net, "s")
+    seen = _observed(net)
+    _end(net, "off", "s", enabled=False).call("JunkServer.handler2", 1)
+    net.make_end("loose")  # never connected
+    net.enable("loose", True)
+    net._ends["loose"].call("JunkServer.handler2", 1)
+    end = _end(net, "e", "s")
+    with pytest.raises(UnknownMethodError):
+        end.call("JunkServer.nope", 1)
+    net.delete_server("s")
+    end.call("JunkServer.handler2", 1)
+    outcomes = [(a[0], a[1], a[3]) for a in seen]
+    assert outcomes == [
+        ("off", "s", "unreachable"), ("loose", None, "unreachable"),
+        ("e", "s", "sent"), ("e", "s", "failed"),  # the unknown method
+        ("e", "s", "unreachable"),  # the server is gone
+    ]
+    assert [a[4] for a in seen if a[3] == "failed"] == [0]
+
+
+def test_on_rpc_sees_every_unreliable_loss_exactly_once():
+    net = Network(random.Random(3))
+    _serve(net, "s")
+    net.reliable(False)
+    seen = _observed(net)
+    end = _end(net, "e", "s")
+    try:
+        replies = [end.call("JunkServer.handler2", i) for i in range(300)]
+    finally:
+        net.cleanup()
+    kinds = [a[3] for a in seen]
+    requests = [k for k in kinds if k in ("sent", "dropped", "unreachable")]
+    assert len(requests) == 300 == net.get_total_count(), "one request event per call"
+    assert kinds.count("sent") == kinds.count("replied") + kinds.count("reply-lost") \
+        + kinds.count("failed"), "one reply event per delivered request"
+    assert kinds.count("replied") == sum(r is not None for r in replies)
+    assert kinds.count("dropped") > 5 and kinds.count("reply-lost") > 5, kinds.count("dropped")
+
+
+def test_a_broken_observer_changes_no_call(net, capsys):
+    _serve(net, "s")
+
+    def hostile(*_a):
+        raise RuntimeError("observer bug")
+
+    net.on_rpc = hostile
+    end = _end(net, "e", "s")
+    assert end.call("JunkServer.handler2", 5) == "handler2-5"
+    assert "observer bug" in capsys.readouterr().err
+
+
+def test_on_rpc_draws_nothing_from_the_network_random_stream():
+    """Observing must not change which faults a seed makes (the simulated schedule)."""
+    def run(observe: bool) -> list[object]:
+        net = Network(random.Random(11))
+        _serve(net, "s")
+        net.reliable(False)
+        if observe:
+            net.on_rpc = lambda *a: None
+        end = _end(net, "e", "s")
+        try:
+            return [end.call("JunkServer.handler2", i) for i in range(60)]
+        finally:
+            net.cleanup()
+
+    assert run(True) == run(False)
