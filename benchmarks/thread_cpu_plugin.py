@@ -30,6 +30,9 @@ from collections import defaultdict
 _cpu: dict[str, float] = defaultdict(float)
 _count: dict[str, int] = defaultdict(int)
 _wakeups: dict[str, int] = defaultdict(int)
+_alive: dict[str, int] = defaultdict(int)  # threads of each kind running now
+_peak: dict[str, int] = defaultdict(int)  # ... and the most at any one time
+_peak_all = [0, 0]  # [threads alive now (all kinds), the most at any one time]
 _lock = threading.Lock()
 _orig_run = threading.Thread.run
 _DIGITS = re.compile(r"\d+")
@@ -58,6 +61,12 @@ _profiles: list[cProfile.Profile] = []
 def _run(self: threading.Thread) -> None:
     t0 = time.thread_time()
     prof = cProfile.Profile() if _PROFILE_FILE else None
+    kind = _kind(self.name)
+    with _lock:
+        _alive[kind] += 1
+        _peak[kind] = max(_peak[kind], _alive[kind])
+        _peak_all[0] += 1
+        _peak_all[1] = max(_peak_all[1], _peak_all[0])
     try:
         if prof is not None:
             prof.enable()
@@ -68,9 +77,10 @@ def _run(self: threading.Thread) -> None:
             with _lock:
                 _profiles.append(prof)
         used = time.thread_time() - t0
-        kind = _kind(self.name)
         woke = _switches()
         with _lock:
+            _alive[kind] -= 1
+            _peak_all[0] -= 1
             _wakeups[kind] += woke
             _cpu[kind] += used
             _count[kind] += 1
@@ -89,18 +99,21 @@ def pytest_unconfigure(config: object) -> None:
     out = {
         "process_cpu_s": round(total, 3), "user_s": round(usage.ru_utime, 3),
         "system_s": round(usage.ru_stime, 3), "main_thread_s": round(total - others, 3),
-        "threads_created": threads, "voluntary_ctx": usage.ru_nvcsw,
+        "threads_created": threads, "threads_peak": _peak_all[1] + 1,
+        "voluntary_ctx": usage.ru_nvcsw,
         "involuntary_ctx": usage.ru_nivcsw, "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "labtests": getattr(sys.modules.get("labtests"), "__file__", ""),
-        "by_kind": {k: {"cpu_s": round(c, 3), "threads": _count[k], "wakeups": _wakeups[k]}
+        "by_kind": {k: {"cpu_s": round(c, 3), "threads": _count[k], "peak": _peak[k],
+                        "wakeups": _wakeups[k]}
                     for k, c in rows},
     }
     print(f"\nthread CPU: process {total:.2f} s (user {usage.ru_utime:.2f}, system "
           f"{usage.ru_stime:.2f}), main thread {total - others:.2f} s, {threads} threads "
-          f"created, {usage.ru_nvcsw} voluntary / {usage.ru_nivcsw} involuntary switches")
+          f"created (at most {_peak_all[1] + 1} at once, main included), "
+          f"{usage.ru_nvcsw} voluntary / {usage.ru_nivcsw} involuntary switches")
     for kind, cpu in rows[:15]:
         print(f"  {kind:<28} {cpu:7.3f} s  {_count[kind]:6d} threads "
-              f"{_wakeups[kind]:8d} wake-ups")
+              f"(peak {_peak[kind]:4d}) {_wakeups[kind]:8d} wake-ups")
     if _PROFILE_FILE and _profiles:
         stats = pstats.Stats(_profiles[0])
         for prof in _profiles[1:]:
