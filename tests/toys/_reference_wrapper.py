@@ -1,7 +1,8 @@
 """Base of the toys that change one thing about the bundled Raft.
 
 It delegates the Raft API and the bundled Raft's RPC handlers (labrpc finds
-handlers among a class's own methods, so they are spelled out here).
+handlers among a class's own methods, so they are spelled out here).  The isolation
+toys (tests/toys_isolated/_wrapped.py) use this same class.
 """
 
 from __future__ import annotations

@@ -1,38 +1,19 @@
-"""Base of the isolation toys that change one thing about the bundled Raft.
+"""Base of the isolation toys: the plain toys' one (``tests/toys/_reference_wrapper.py``).
 
-It delegates the Raft API and the bundled Raft's RPC handlers (labrpc finds
-handlers among a class's methods, so they are spelled out here).
+Loaded from that file, so the wrapper is written once; that folder is not put on
+``sys.path``, where its toys would shadow this folder's toys of the same names
+(``exits_zero``, ``leaves_threads``...).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from pathlib import Path
 
-import raft
+_FILE = Path(__file__).resolve().parent.parent / "toys" / "_reference_wrapper.py"
+_spec = importlib.util.spec_from_file_location("_reference_wrapper", _FILE)
+assert _spec is not None and _spec.loader is not None, f"cannot load {_FILE}"
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
 
-
-class Wrapped:
-    def __init__(self, peers: list[Any], me: int, persister: Any, apply_ch: Any) -> None:
-        self.me = me
-        self.inner = raft.make(peers, me, persister, apply_ch)
-
-    def get_state(self):
-        return self.inner.get_state()
-
-    def start(self, command):
-        return self.inner.start(command)
-
-    def snapshot(self, index, snapshot):
-        return self.inner.snapshot(index, snapshot)
-
-    def kill(self):
-        return self.inner.kill()
-
-    def request_vote(self, args):
-        return self.inner.request_vote(args)
-
-    def append_entries(self, args):
-        return self.inner.append_entries(args)
-
-    def install_snapshot(self, args):
-        return self.inner.install_snapshot(args)
+Wrapped = _module.Wrapped

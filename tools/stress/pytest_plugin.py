@@ -38,6 +38,7 @@ import pytest
 
 from labtests.artifacts import ARTIFACT_KEY
 from labtests.overload import inconclusive_text
+from tools.jsonable import jsonable
 from tools.stress import bundles
 from tools.stress.groups import BUNDLES_PER_GROUP, MAX_BUNDLES
 from tools.stress.signatures import Signature, signature
@@ -181,7 +182,7 @@ class _StressPlugin:
             "worker": getattr(gateway, "id", None) or "main",
             "loadavg": [round(x, 2) for x in os.getloadavg()],
             "message": message,
-            "properties": {k: v for k, v in props.items() if _jsonable(v)},
+            "properties": {k: v for k, v in props.items() if jsonable(v)},
             "log": log,
         }
         assert self._events is not None
@@ -225,14 +226,6 @@ def _check_in(folder: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         return None
     return check if isinstance(check, str) else None
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _short_message(report: pytest.TestReport) -> str:

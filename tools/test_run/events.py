@@ -33,6 +33,8 @@ from typing import IO, Any
 
 import pytest
 
+from tools.jsonable import jsonable
+
 ENV_EVENTS = "RAFTLAB_TEST_EVENTS"  # set by raftlab test for its child only
 # Sections a passing test's report still carries to the parent (the rest is for failures).
 KEPT_WHEN_PASSED = ("raftlab warning", "raftlab verdict")
@@ -42,14 +44,6 @@ def pytest_configure(config: pytest.Config) -> None:
     path = os.environ.get(ENV_EVENTS)
     if path and not hasattr(config, "workerinput"):
         config.pluginmanager.register(EventWriter(config, path), "raftlab-test-events")
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 class EventWriter:
@@ -114,7 +108,7 @@ class EventWriter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from labtests.output import bound_text
 
-        props = [[k, v] for k, v in (report.user_properties or ()) if _jsonable(v)]
+        props = [[k, v] for k, v in (report.user_properties or ()) if jsonable(v)]
         sections = [
             [title, bound_text(content)] for title, content in report.sections
             if report.failed or title in KEPT_WHEN_PASSED
