@@ -375,19 +375,31 @@ def test_command_text_cannot_end_the_script_or_inject_markup():
 
 def test_recording_does_not_change_the_simulated_schedule(monkeypatch):
     """With the sampler off (as under --race), a simulated run makes the same steps with
-    the recorder as without it: recording reads the virtual clock without feeding the
-    simulation's spin guard, and never blocks.  (Timed with ``time.monotonic()``, the
-    churn test's apply readers record enough events between two switches to trip the
-    guard: seed 3 then makes one step more.)"""
+    the recorder and the network observer (every RPC, the candidate role) as without
+    either: recording reads the virtual clock without feeding the simulation's spin
+    guard, and never blocks.  (Timed with ``time.monotonic()``, the churn test's apply
+    readers record enough events between two switches to trip the guard: seed 3 then
+    makes one step more.)"""
     from labtests import test_2c, timeline
     from labtests.driver import run_graded
     from labtests.timeline.recorder import Recorder as Rec
 
     start_watch = timeline.start_watch
+    rpcs: list[int] = []
+    rpc = Rec.rpc
+
+    def counted(self: Rec, *a: Any, **kw: Any) -> None:
+        rpcs.append(1)
+        rpc(self, *a, **kw)
+
+    monkeypatch.setattr(Rec, "rpc", counted)
     monkeypatch.setattr(timeline, "start_watch",
                         lambda cfg, **kw: start_watch(cfg, **{**kw, "sample": False}))
     recorded = run_graded(test_2c.test_unreliable_churn_2c, seed=3)
+    assert len(rpcs) > 1000, "the observer saw the test's RPCs"
     monkeypatch.setattr(Rec, "add_at", lambda self, *a, **kw: None)
+    monkeypatch.setattr(timeline, "start_watch", lambda cfg, **kw: start_watch(
+        cfg, **{**kw, "sample": False, "traffic": False}))
     silent = run_graded(test_2c.test_unreliable_churn_2c, seed=3)
     assert (recorded.switches, recorded.virtual_s) == (silent.switches, silent.virtual_s)
     assert recorded.figures == silent.figures

@@ -5,14 +5,17 @@ access: it opens from disk, from a bundle copied elsewhere, in a CI artifact)
 with the events embedded as JSON; the script draws an SVG from them and
 redraws it on zoom and pan.  The drawn DOM has stable hooks for tests and
 tools: ``data-lane="0"`` (a peer), ``data-lane="tester"``/``"network"``,
-classes ``seg-leader``/``seg-follower``/``seg-unresponsive``, ``iv-crash``,
-``iv-disconnected``, ``band-unreliable``/``band-reorder``, ``check-ok``/``check-fail``,
-``apply``, ``snap``, ``rpc-bar``, ``id="failure-marker"``, and on ``<body>``
-``data-rendered="1"`` and ``data-render-ms`` once drawn.
+classes ``seg-leader``/``seg-candidate``/``seg-follower``/``seg-unresponsive``,
+``iv-crash``, ``iv-disconnected``, ``band-unreliable``/``band-reorder``,
+``check-ok``/``check-fail``, ``apply``, ``snap``, ``rpc-bar``, and when zoomed in
+far enough (at most 1,500 in view) one ``<line class="rpc-msg rpc-o-<outcome>">``
+per individual RPC event in ``data-lane="rpcs"`` (``rpc-vote`` for vote-ish
+methods), ``id="failure-marker"``, and on ``<body>`` ``data-rendered="1"`` and
+``data-render-ms`` once drawn.  ``timeline.html#t=2.5,4`` opens on that interval.
 
 Bounded: the embedded events stay under :data:`MAX_DATA` characters; beyond
-that the earliest bulky events (debug lines first, then RPC counts, applies,
-snapshots, state samples) are dropped and a note says how many.
+that the earliest bulky events (debug lines first, then individual RPCs, RPC
+counts, applies, snapshots, state samples) are dropped and a note says how many.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from importlib import resources
 from typing import Any
 
 MAX_DATA = 1_800_000  # characters of embedded JSON (the page stays under 2 MB)
-DROP_ORDER = ("dbg", "rpc", "apply", "snapshot", "state")
+DROP_ORDER = ("dbg", "msg", "rpc", "apply", "snapshot", "state")
 
 
 def _template() -> str:
@@ -53,7 +56,7 @@ def fit(events: list[dict[str, Any]], budget: int = MAX_DATA) -> list[dict[str, 
             break
     kept = [ev for idx, ev in enumerate(events) if idx not in drop]
     kept.append({"t": kept[-1]["t"] if kept else 0.0, "k": "note",
-                 "msg": f"the page leaves out the {len(drop)} earliest debug lines, RPC counts, "
+                 "msg": f"the page leaves out the {len(drop)} earliest debug lines, RPCs, "
                         f"applies or samples to stay small; events.jsonl has them all"})
     return kept
 

@@ -17,7 +17,20 @@ Bounded: the essential events (faults, checks, the failure) are kept up to
 :data:`ESSENTIAL_CAP`; the bulky ones (state samples, applies, RPC counts,
 debug lines) keep the first :data:`BULK_HEAD` and the last :data:`BULK_TAIL`
 (the end of a failing test is what matters), and a ``cut`` note says how many
-were dropped.
+were dropped.  Individual RPCs (:meth:`Recorder.rpc`, from the network's
+observer, :mod:`labtests.timeline.traffic`) are compact tuples in a bounded
+ring of their own: the first :data:`RPC_HEAD` and the last :data:`RPC_TAIL`.
+
+The candidate role is inferred, since ``get_state()`` says only leader or
+not: a peer not known to lead that sends a vote request (a method whose name
+contains "vote") is a candidate from then on, until it is seen to lead, is
+crashed, receives a request from the peer last seen leading, or takes no part
+in any vote-ish RPC (sent or received) for :data:`CANDIDATE_QUIET_S`; then it
+is drawn as a follower again from the end of that quiet time.  Its limits: a
+Raft whose vote RPC is named otherwise shows no candidates; one whose election
+timeout exceeds :data:`CANDIDATE_QUIET_S` shows gaps between its elections; a
+leader that campaigns again without being sampled as a follower first stays
+drawn as leader.
 """
 
 from __future__ import annotations
@@ -34,8 +47,13 @@ from labtests.timeline import simstate
 ESSENTIAL_CAP = 50_000
 BULK_HEAD = 20_000
 BULK_TAIL = 60_000
+RPC_HEAD = 2_000  # individual RPCs: the first ones...
+RPC_TAIL = 8_000  # ...and the last ones (each request and each reply is one)
+CANDIDATE_QUIET_S = 1.0  # no vote-ish RPC for this long: no longer a candidate
 SHORT_VALUE = 40  # characters of a command kept in an event
 MAX_MESSAGE = 4_000  # characters of a failure message kept in an event
+REQUEST_OUTCOMES = frozenset({"sent", "dropped", "unreachable"})  # the rest are replies
+NOT_CAMPAIGNING = ("leader", "unresponsive")  # last roles that a vote request does not change
 BULK_KINDS = frozenset({"state", "apply", "rpc", "dbg", "snapshot"})
 # What makes the sampler look closely again (labtests.timeline.sampler): faults and roles.
 CHANGE_KINDS = frozenset({"crash", "start", "connect", "disconnect", "net", "state", "fail"})
@@ -80,6 +98,12 @@ class Recorder:
         self.failed_check: str | None = None
         self.failure_message: str | None = None
         self._last_state: dict[int, tuple[Any, str]] = {}
+        # Individual RPCs: (seq, t, caller, callee, method, outcome, bytes, stale instance).
+        self._rpc_head: list[tuple[int, float, int, Any, str, str, int, bool]] = []
+        self._rpc_tail: deque[tuple[int, float, int, Any, str, str, int, bool]] = deque(
+            maxlen=RPC_TAIL)
+        self._rpc_seen = 0
+        self._campaigns: dict[int, float] = {}  # candidate peer -> its last vote-ish RPC
         self.enabled = True
 
     # -- the one way in --------------------------------------------------------------
@@ -151,7 +175,13 @@ class Recorder:
         """What ``get_state()`` (or ``start()``) of ``peer`` said: term and leadership."""
         if isinstance(term, bool) or not isinstance(term, int):
             term = None
-        role = "leader" if leader is True else "follower"
+        if peer in self._campaigns:
+            if leader is True:
+                self._campaigns.pop(peer, None)
+            else:
+                self._expire(peer, self.now())
+        role = "leader" if leader is True else \
+            "candidate" if peer in self._campaigns else "follower"
         if self._last_state.get(peer) == (term, role):
             return  # unchanged: the lane already shows it
         self._last_state[peer] = (term, role)
@@ -164,11 +194,74 @@ class Recorder:
 
     def crash(self, peer: int) -> None:
         self._last_state.pop(peer, None)
+        self._campaigns.pop(peer, None)
         self.add("crash", peer)
 
     def start(self, peer: int, generation: int) -> None:
         self._last_state.pop(peer, None)  # the new instance's first state is recorded
+        self._campaigns.pop(peer, None)
         self.add("start", peer, gen=generation)
+
+    # -- individual RPCs and the candidate role (labtests.timeline.traffic) ---------------
+
+    def rpc(self, caller: int, callee: Any, method: str, outcome: str, nbytes: int, *,
+            vote: bool = False, stale: bool = False) -> None:
+        """One RPC event on the wire (a request's fate or a reply's, see labrpc's
+        ``on_rpc``), from peer ``caller``'s end to server ``callee``.  ``vote``: the
+        method is vote-ish; ``stale``: the caller's end belongs to a crashed instance."""
+        if not self.enabled:
+            return
+        t = self.now()
+        ev = (next(self._seq), t, caller, callee, method, outcome, nbytes, stale)
+        self._rpc_seen += 1
+        if len(self._rpc_head) < RPC_HEAD:
+            self._rpc_head.append(ev)
+        else:
+            self._rpc_tail.append(ev)
+        if stale:
+            return
+        campaigns = self._campaigns
+        if not campaigns and not vote:
+            return  # the common case: a heartbeat while nobody campaigns
+        request = outcome in REQUEST_OUTCOMES
+        if caller in campaigns:
+            self._expire(caller, t)
+        if isinstance(callee, int) and callee in campaigns:
+            self._expire(callee, t)
+            if request and outcome == "sent" and not vote \
+                    and self._last_state.get(caller, (None, ""))[1] == "leader":
+                self._end_campaign(callee, t)  # heard from the leader: a follower again
+        if not vote:
+            return
+        if caller in campaigns:
+            campaigns[caller] = t
+        elif request and self._last_state.get(caller, (None, ""))[1] not in NOT_CAMPAIGNING:
+            campaigns[caller] = t
+            term = self._last_state.get(caller, (None, ""))[0]
+            self._last_state[caller] = (term, "candidate")
+            self.add_at(t, "state", caller, term=term, role="candidate", src="rpc")
+        if request and outcome == "sent" and isinstance(callee, int) and callee in campaigns:
+            campaigns[callee] = t  # a candidate that receives a vote request is still in it
+
+    def expire_campaigns(self) -> None:
+        """End the candidacies quiet for :data:`CANDIDATE_QUIET_S` (the sampler's rounds)."""
+        if self._campaigns:
+            now = self.now()
+            for peer in list(self._campaigns):
+                self._expire(peer, now)
+
+    def _expire(self, peer: int, now: float) -> None:
+        since = self._campaigns.get(peer)
+        if since is not None and now - since > CANDIDATE_QUIET_S:
+            self._end_campaign(peer, round(since + CANDIDATE_QUIET_S, 6))
+
+    def _end_campaign(self, peer: int, t: float) -> None:
+        if self._campaigns.pop(peer, None) is None:
+            return
+        term, role = self._last_state.get(peer, (None, "candidate"))
+        if role == "candidate":
+            self._last_state[peer] = (term, "follower")
+            self.add_at(t, "state", peer, term=term, role="follower", src="rpc")
 
     def clear(self) -> None:
         """Drop every event and record nothing more (the report is made: free the memory,
@@ -179,18 +272,35 @@ class Recorder:
         self._bulk_tail.clear()
         self._bulk_seen = 0
         self._essential_cut = 0
+        self._rpc_head = []
+        self._rpc_tail.clear()
+        self._rpc_seen = 0
+        self._campaigns.clear()
 
     # -- reading -----------------------------------------------------------------------
 
     @property
     def cut(self) -> int:
-        """How many events the caps dropped."""
+        """How many events the caps dropped (individual RPCs aside: :attr:`rpc_cut`)."""
         kept_bulk = len(self._bulk_head) + len(self._bulk_tail)
         return self._essential_cut + (self._bulk_seen - kept_bulk)
 
+    @property
+    def rpc_cut(self) -> int:
+        """How many individual RPC events the ring dropped."""
+        return self._rpc_seen - len(self._rpc_head) - len(self._rpc_tail)
+
     def events(self) -> list[dict[str, Any]]:
-        """Every kept event in order, as JSON-ready dicts (plus a ``cut`` note if any)."""
-        merged = sorted(itertools.chain(self._essential, self._bulk_head, self._bulk_tail),
+        """Every kept event in order, as JSON-ready dicts (plus a ``cut`` note if any).
+
+        An individual RPC is ``{"k": "msg", "p": caller, "to": callee, "m": method,
+        "o": outcome, "b": bytes}`` (plus ``"old": true`` from a crashed instance's end).
+        """
+        rpcs = [(seq, t, "msg", caller, {"to": callee, "m": method, "o": outcome, "b": nbytes,
+                                          **({"old": True} if stale else {})})
+                for seq, t, caller, callee, method, outcome, nbytes, stale
+                in itertools.chain(self._rpc_head, self._rpc_tail)]
+        merged = sorted(itertools.chain(self._essential, self._bulk_head, self._bulk_tail, rpcs),
                         key=lambda ev: (ev[1], ev[0]))  # by time, then by recording order
         out = []
         for _seq, t, kind, peer, fields in merged:
@@ -199,11 +309,17 @@ class Recorder:
                 ev["p"] = peer
             ev.update(fields)
             out.append(ev)
+        end = out[-1]["t"] if out else 0.0
         if self.cut:
-            out.append({"t": out[-1]["t"] if out else 0.0, "k": "note",
+            out.append({"t": end, "k": "note",
                         "msg": f"cut {self.cut} events (the timeline keeps the first "
                                f"{BULK_HEAD} and last {BULK_TAIL} samples, applies, RPC counts "
                                f"and debug lines, and {ESSENTIAL_CAP} other events)"})
+        if self.rpc_cut:
+            out.append({"t": end, "k": "note",
+                        "msg": f"cut {self.rpc_cut} individual RPC events (the timeline keeps "
+                               f"the first {RPC_HEAD} and the last {RPC_TAIL}; the RPC counts "
+                               f"cover the whole test)"})
         return out
 
 

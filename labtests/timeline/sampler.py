@@ -175,6 +175,7 @@ class StateSampler:
                     if not self._call(generation, i, rf):
                         return  # this thread was replaced while it waited
         self._sample_counts()
+        self.rec.expire_campaigns()
 
     def _call(self, generation: int, peer: int, rf: Any) -> bool:
         """Call one peer's get_state(); False if this thread was replaced meanwhile."""

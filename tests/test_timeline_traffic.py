@@ -1,0 +1,214 @@
+"""Individual RPCs on the timeline and the candidate role inferred from them.
+
+The recorder is driven on a fake clock: a vote request makes a non-leader a
+candidate; leading, a crash, hearing from the leader or a quiet election
+timeout ends it; a crashed instance's traffic and non-vote traffic never make
+one.  The ring of RPC events is bounded and says what it cut.  Then real
+(simulated) graded runs: the network observer sees every counted call, the
+bundled Raft's elections show up as candidate segments.  (The heuristic's
+limit, a vote RPC named otherwise, is pinned by ``test_vote_ish_is_the_method_name_only``.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from labtests.timeline import html
+from labtests.timeline.recorder import (
+    CANDIDATE_QUIET_S,
+    RPC_HEAD,
+    RPC_TAIL,
+    Recorder,
+    header,
+)
+from labtests.timeline.traffic import Traffic, is_vote
+
+VOTE, APPEND = "Raft.request_vote", "Raft.append_entries"
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _rec(n: int = 3) -> tuple[Recorder, _Clock]:
+    rec = Recorder(n)
+    clock = _Clock()
+    rec._clock, rec.t0 = clock, 0.0
+    return rec, clock
+
+
+def _roles(rec: Recorder, peer: int) -> list[tuple[float, str, Any]]:
+    return [(ev["t"], ev["role"], ev["term"]) for ev in rec.events()
+            if ev["k"] == "state" and ev["p"] == peer]
+
+
+def test_vote_requests_make_a_candidate_until_it_leads():
+    rec, clock = _rec()
+    rec.state(0, 3, False, "sample")
+    clock.t = 1.0
+    rec.rpc(0, 1, VOTE, "sent", 40, vote=True)
+    rec.rpc(0, 2, VOTE, "unreachable", 40, vote=True)
+    clock.t = 1.1
+    rec.state(0, 4, False, "sample")  # its new term, still not leading: still a candidate
+    clock.t = 1.2
+    rec.state(0, 4, True, "sample")
+    assert _roles(rec, 0) == [(0.0, "follower", 3), (1.0, "candidate", 3),
+                              (1.1, "candidate", 4), (1.2, "leader", 4)]
+
+
+def test_a_quiet_candidate_is_a_follower_again_from_the_end_of_the_quiet_time():
+    rec, clock = _rec()
+    rec.state(1, 2, False, "sample")
+    clock.t = 0.5
+    rec.rpc(1, 0, VOTE, "dropped", 40, vote=True)
+    clock.t = 0.9
+    rec.rpc(0, 1, VOTE, "sent", 40, vote=True)  # S1 receives a vote request: still in it
+    clock.t = 0.9 + CANDIDATE_QUIET_S / 2
+    rec.expire_campaigns()
+    assert _roles(rec, 1)[-1][1] == "candidate"
+    clock.t = 0.9 + CANDIDATE_QUIET_S + 0.3
+    rec.expire_campaigns()  # the sampler's round
+    assert _roles(rec, 1)[-1] == (round(0.9 + CANDIDATE_QUIET_S, 6), "follower", 2)
+    # S0 sent one: a candidacy of its own (term unknown: never sampled), quiet as long
+    assert _roles(rec, 0) == [(0.9, "candidate", None),
+                              (round(0.9 + CANDIDATE_QUIET_S, 6), "follower", None)]
+
+
+def test_hearing_from_the_leader_or_crashing_ends_a_candidacy():
+    rec, clock = _rec()
+    rec.state(0, 5, True, "sample")
+    rec.state(1, 5, False, "sample")
+    rec.state(2, 5, False, "sample")
+    clock.t = 1.0
+    rec.rpc(1, 2, VOTE, "sent", 40, vote=True)
+    rec.rpc(2, 0, VOTE, "sent", 40, vote=True)
+    clock.t = 1.05
+    rec.rpc(0, 1, APPEND, "sent", 90)  # the leader's heartbeat reaches S1
+    rec.rpc(2, 1, APPEND, "sent", 90)  # S2 is no leader: this ends nothing
+    clock.t = 1.1
+    rec.crash(2)
+    assert _roles(rec, 1)[-1] == (1.05, "follower", 5)
+    assert _roles(rec, 2)[-1] == (1.0, "candidate", 5)  # the crash event ends the lane
+    assert 2 not in rec._campaigns
+    assert _roles(rec, 0) == [(0.0, "leader", 5)], "a leader's vote request ends nothing"
+
+
+def test_non_vote_traffic_and_a_crashed_instance_make_no_candidate():
+    rec, clock = _rec()
+    rec.state(0, 1, False, "sample")
+    rec.rpc(0, 1, APPEND, "sent", 90)
+    rec.rpc(0, 1, VOTE, "sent", 40, vote=True, stale=True)  # the old instance's thread
+    rec.unresponsive(2)
+    rec.rpc(2, 1, VOTE, "sent", 40, vote=True)  # unresponsive stays unresponsive
+    assert [r for _t, r, _term in _roles(rec, 0)] == ["follower"]
+    assert [r for _t, r, _term in _roles(rec, 2)] == ["unresponsive"]
+    msgs = [ev for ev in rec.events() if ev["k"] == "msg"]
+    assert [(m["p"], m["to"], m["o"], m.get("old", False)) for m in msgs] == [
+        (0, 1, "sent", False), (0, 1, "sent", True), (2, 1, "sent", False)]
+
+
+def test_the_rpc_ring_keeps_the_first_and_last_and_says_how_many_it_cut():
+    rec, clock = _rec(2)
+    total = RPC_HEAD + RPC_TAIL + 777
+    for i in range(total):
+        clock.t = i * 1e-3
+        rec.rpc(i % 2, 1 - i % 2, APPEND, "sent", i)
+    msgs = [ev for ev in rec.events() if ev["k"] == "msg"]
+    assert len(msgs) == RPC_HEAD + RPC_TAIL and rec.rpc_cut == 777
+    assert msgs[0]["b"] == 0 and msgs[RPC_HEAD - 1]["b"] == RPC_HEAD - 1
+    assert msgs[RPC_HEAD]["b"] == RPC_HEAD + 777 and msgs[-1]["b"] == total - 1
+    notes = [ev["msg"] for ev in rec.events() if ev["k"] == "note"]
+    assert any("cut 777 individual RPC events" in note for note in notes)
+    assert rec.cut == 0  # the other events' caps are separate
+    rec.clear()
+    rec.rpc(0, 1, VOTE, "sent", 1, vote=True)
+    assert rec.events() == [] and rec.rpc_cut == 0
+
+
+def test_the_observer_maps_end_names_to_peers_and_ignores_unknown_ends():
+    rec, _clock = _rec()
+    routes = {"endA": (0, 2, 1), "endOld": (1, 0, 1)}
+    generations = [1, 2, 1]  # peer 1 restarted: its generation-1 ends are stale
+    traffic = Traffic(rec, routes, generations)
+    traffic("endA", 2, "Raft.RequestVote", "sent", 10)
+    traffic("endOld", 0, VOTE, "sent", 10)
+    traffic("someone-else", 0, VOTE, "sent", 10)
+    msgs = [(ev["p"], ev["to"], ev["m"], ev.get("old", False)) for ev in rec.events()
+            if ev["k"] == "msg"]
+    assert msgs == [(0, 2, "Raft.RequestVote", False), (1, 0, VOTE, True)]
+    assert [r for _t, r, _term in _roles(rec, 0)] == ["candidate"]
+    assert _roles(rec, 1) == []
+
+
+@pytest.mark.parametrize(("method", "vote"), [
+    ("Raft.RequestVote", True), ("Raft.request_vote", True), ("Raft.PreVote", True),
+    ("Raft.append_entries", False), ("Raft.install_snapshot", False), ("Voter.ask", False),
+])
+def test_vote_ish_is_the_method_name_only(method, vote):
+    assert is_vote(method) is vote
+
+
+def test_traffic_stops_with_the_watch():
+    class Net:
+        on_rpc = None
+
+    net = Net()
+    rec, _clock = _rec()
+    traffic = Traffic(rec, {}, [0]).install(net)
+    assert net.on_rpc is traffic
+    traffic.remove()
+    assert net.on_rpc is None
+
+
+# -- real runs (simulated time) ----------------------------------------------------------
+
+
+def _recorded(test_fn: Any, seed: int, impl: Any = None) -> tuple[Any, Recorder]:
+    """Run a graded test under --sim; its figures and its (first) recorder."""
+    from labtests.driver import run_graded
+
+    recorders: list[Recorder] = []
+    init = Recorder.__init__
+
+    def keep(self: Recorder, *a: Any, **kw: Any) -> None:
+        init(self, *a, **kw)
+        recorders.append(self)
+
+    Recorder.__init__ = keep  # type: ignore[method-assign]
+    clear = Recorder.clear
+    Recorder.clear = lambda self: None  # type: ignore[method-assign]  # keep the events
+    try:
+        run = run_graded(test_fn, seed=seed, impl=impl)
+    finally:
+        Recorder.__init__ = init  # type: ignore[method-assign]
+        Recorder.clear = clear  # type: ignore[method-assign]
+    return run, recorders[0]
+
+
+def test_a_simulated_election_test_shows_each_rpc_and_the_candidates():
+    from labtests import test_2a
+
+    run, rec = _recorded(test_2a.test_re_election_2a, seed=1)
+    evs = rec.events()
+    msgs = [ev for ev in evs if ev["k"] == "msg"]
+    requests = [m for m in msgs if m["o"] in ("sent", "dropped", "unreachable")]
+    replies = [m for m in msgs if m["o"] not in ("sent", "dropped", "unreachable")]
+    sent = sum(m["o"] == "sent" for m in msgs)
+    assert len(replies) <= sent, "a reply event only for a request that reached its server"
+    assert {m["m"] for m in msgs} == {"Raft.request_vote", "Raft.append_entries"}
+    assert all(m["p"] != m["to"] and 0 <= m["to"] < 3 for m in msgs)
+    # every call of the test proper is seen (the figures count those after begin())
+    begin = next(ev["t"] for ev in evs if ev["k"] == "begin")
+    end = next(ev["t"] for ev in evs if ev["k"] == "end")
+    assert sum(begin <= m["t"] <= end for m in requests) == run.figures["rpcs"]
+    candidates = [ev for ev in evs if ev["k"] == "state" and ev["role"] == "candidate"]
+    assert len({ev["p"] for ev in candidates}) >= 2, "re-elections: several peers campaign"
+    # and the page draws them: candidate segments, and each RPC when zoomed in
+    page = html.render(header(3, test="test_re_election_2a", seed=1, mode="sim"), evs)
+    assert '"role":"candidate"' in page and '"k":"msg"' in page
