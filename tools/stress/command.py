@@ -78,6 +78,12 @@ from tools.stress.calibrate import PROBE_TEST, calibrate
 from tools.stress.planning import plan_jobs
 from tools.stress.reruns import RerunRound, Reruns
 from tools.stress.run import StressRun
+from tools.stress.termination import (
+    Terminated,
+    describe,
+    exit_status,
+    stop_signals_as_interrupts,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BACKEND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_INCONCLUSIVE = OVERLOAD_EXIT  # 6: no failure, but runs still inconclusive after reruns
@@ -167,6 +173,16 @@ def _run_backend(backend: Backend, jobs: Sequence[Job], results: queue.Queue) ->
 
 def main(argv: list[str] | None = None, console: Console | None = None,
          backend: Backend | None = None) -> int:
+    """``raftlab stress``; SIGTERM and SIGHUP end it like Ctrl-C (tools.stress.termination)."""
+    with stop_signals_as_interrupts():
+        try:
+            return _main(argv, console, backend)
+        except Terminated as exc:  # outside the runs (collecting, calibrating): none to stop
+            make_console(stderr=True).print(f"raftlab stress: {describe(exc)}", markup=False)
+            return exit_status(exc)
+
+
+def _main(argv: list[str] | None, console: Console | None, backend: Backend | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
@@ -288,6 +304,7 @@ class _Round:
     results: list[RunResult] = field(default_factory=list)
     interrupted: bool = False
     interrupts: int = 0
+    stop: BaseException | None = None  # the first interruption: Ctrl-C, or a Terminated
     backend_error: BaseException | None = None
 
 
@@ -321,14 +338,9 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
             except queue.Empty:
                 run.display.refresh()  # keeps elapsed time and ETA moving
                 continue
-            except KeyboardInterrupt:
-                state.interrupts += 1
-                if state.interrupts >= 3:  # stop waiting for the backend altogether
+            except KeyboardInterrupt as exc:
+                if _interrupt(state, exc, backend, err):
                     break
-                state.interrupted = True
-                err.print("\ninterrupted: stopping runs" if state.interrupts == 1
-                          else "\nstopping harder")
-                backend.cancel()
                 continue
             if item is None:
                 break
@@ -336,9 +348,8 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
                 state.backend_error = item
                 break
             record(item)
-    except KeyboardInterrupt:
-        state.interrupted = True
-        backend.cancel()
+    except KeyboardInterrupt as exc:
+        _interrupt(state, exc, backend, err)
     finally:
         if live:
             run.display.stop()
@@ -350,12 +361,35 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
                 break
             if isinstance(item, RunResult):
                 record(item)
-    thread.join(timeout=1.0 if state.interrupts >= 3 else 30.0)
+    deadline = time.monotonic() + (1.0 if state.interrupts >= 3 else 30.0)
+    while thread.is_alive() and time.monotonic() < deadline:
+        try:  # the backend stops its pytest (and that pytest's workers) before it returns
+            thread.join(timeout=0.25)
+        except KeyboardInterrupt as exc:  # another Ctrl-C or signal: stop harder
+            if _interrupt(state, exc, backend, err):
+                deadline = min(deadline, time.monotonic() + 1.0)
     for note in getattr(backend, "notes", ()):  # e.g. pytest restarted after dying part-way
         if note not in run.rerun_notes:
             run.rerun_notes.append(note)
             err.print(f"raftlab stress: {note}", markup=False, soft_wrap=True)
     return state
+
+
+def _interrupt(state: _Round, exc: BaseException, backend: Backend, err: Console) -> bool:
+    """Ctrl-C (or SIGTERM/SIGHUP): cancel the backend, harder each time; True on the
+    third, when the caller stops waiting for the backend altogether."""
+    state.interrupts += 1
+    state.stop = state.stop or exc
+    if state.interrupts >= 3:
+        return True
+    state.interrupted = True
+    backend.cancel()  # first: nothing below may keep the runs from being stopped
+    try:
+        err.print(f"\n{describe(exc)}: stopping runs" if state.interrupts == 1
+                  else "\nstopping harder", markup=False)
+    except OSError:
+        pass
+    return False
 
 
 def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
@@ -383,15 +417,17 @@ def _drive(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool,
             next_backend = rerun_backend(plan.workers) if rerun_backend is not None else backend
             state = _run_round(run, next_backend, plan.renumbered, False, err, rerun=plan)
             round_jobs = plan.jobs
+    except KeyboardInterrupt as exc:  # between rounds: no backend running
+        state.interrupted, state.stop = True, state.stop or exc
     finally:
         run.finished_at = time.monotonic()
         run.close()
-    run.print_summary(state.interrupted)
+    run.print_summary(state.interrupted, describe(state.stop) if state.interrupted else "")
     if state.backend_error is not None:
         err.print(f"raftlab stress: {state.backend_error}", markup=False)
         return EXIT_BACKEND
     if state.interrupted:
-        return EXIT_INTERRUPTED
+        return exit_status(state.stop)  # 130 for Ctrl-C, 128 + N for signal N
     if any(st.failures for st in run.stats.values()):
         return EXIT_FAILED
     if run.done_runs() + run.inconclusive_runs() + run.skipped < len(jobs):

@@ -95,14 +95,15 @@ class StressRun:
     def done_runs(self) -> int:
         return sum(st.runs for st in self.stats.values())
 
-    def summary_lines(self, interrupted: bool) -> list[str]:
+    def summary_lines(self, interrupted: bool, how: str = "") -> list[str]:
         end = self.finished_at or time.monotonic()
         wall = end - self.started
         runs = self.done_runs()
         fails = sum(st.failures for st in self.stats.values())
         lines = []
         if interrupted:
-            lines.append(f"INTERRUPTED after {runs} of {len(self.jobs)} runs "
+            why = f" ({how})" if how and how != "interrupted" else ""
+            lines.append(f"INTERRUPTED{why} after {runs} of {len(self.jobs)} runs "
                          "(partial results below)")
         lines.append(bound_sentence(fails, runs) + " (exact one-sided Clopper-Pearson bound; "
                      "for 0 failures about the rule of three, 3/n)")
@@ -144,18 +145,21 @@ class StressRun:
             lines.extend(self.files.groups.summary_lines(short_name))
         return lines
 
-    def print_summary(self, interrupted: bool) -> None:
+    def print_summary(self, interrupted: bool, how: str = "") -> None:
+        """Write summary.txt, then print the table and lines (``how``: e.g. ``terminated
+        by SIGTERM``, said on the INTERRUPTED line).  The file comes first, so that a
+        console that can no longer be written to (a closed terminal) cannot lose it."""
         self.finished_at = self.finished_at or time.monotonic()
         table = results_table(self.stats, self.names)
-        lines = self.summary_lines(interrupted)
+        lines = self.summary_lines(interrupted, how)
+        plain = io.StringIO()
+        Console(file=plain, width=120, no_color=True, color_system=None).print(table)
+        self.files.write_summary(plain.getvalue(), lines)
         # Files and pipes get a width that fits the table (rich assumes 80 columns there).
         self.console.print(table, width=None if self.console.is_terminal
                            else max(self.console.width, 110))
         for line in lines:
             self.console.print(line, highlight=False, markup=False, soft_wrap=True)
-        plain = io.StringIO()
-        Console(file=plain, width=120, no_color=True, color_system=None).print(table)
-        self.files.write_summary(plain.getvalue(), lines)
 
     def close(self) -> None:
         self.files.close()

@@ -1,0 +1,149 @@
+"""SIGTERM and SIGHUP to ``raftlab stress`` end it like Ctrl-C: no process left behind.
+
+The runs' pytest lives in a session of its own, so before this a SIGTERM killed the
+command alone and orphaned pytest and its forked workers (seen with ``--race``),
+with no summary.  Each test starts a real ``--sim`` stress of the graded 2A tests in
+a new session, waits for the first result on disk, sends the signal, and checks:
+the exit status is 128 + the signal, the partial table was printed and written,
+results.jsonl parses, and no process of the command's session or of any session
+its children started is alive afterwards (read from /proc).
+
+Load-proof as the Ctrl-C test: 3 x 1,000 simulated runs on 2 workers are over a
+minute of CPU on an idle machine, and the signal goes out as soon as the first
+result is written; a loaded machine only makes the remaining work longer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tools.stress.termination import (
+    EXIT_CTRL_C,
+    Terminated,
+    describe,
+    exit_status,
+    stop_signals_as_interrupts,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS_PER_TEST = 1000
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, session id) of a process, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[1]), int(fields[3])
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _in_sessions(sessions: set[int]) -> dict[int, str]:
+    """Live (non-zombie) processes whose session is one of ``sessions``: pid -> state."""
+    found = {}
+    for pid in _all_pids():
+        st = _stat(pid)
+        if st is not None and st[2] in sessions and st[0] != "Z":
+            found[pid] = st[0]
+    return found
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {pid: st[1] for pid in _all_pids() if (st := _stat(pid)) is not None}
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
+        found |= frontier
+    return found
+
+
+def _stress(out: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.stress", "2A", "-n", str(RUNS_PER_TEST), "-p", "2",
+         "--sim", "-o", str(out), "--no-live", "--seed", "11"],
+        cwd=out.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+
+
+def _wait_first_result(proc: subprocess.Popen[str], results: Path) -> None:
+    deadline = time.monotonic() + 300  # start-up only: generous for a loaded machine
+    while not (results.exists() and results.read_text().count("\n") >= 1):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no run finished in 300 s"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_ends_stress_like_ctrl_c_and_leaves_no_process(tmp_path, sig):
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    proc = _stress(out)
+    try:
+        _wait_first_result(proc, results)
+        # The command's session, and every session its children made (pytest's own).
+        sessions = {proc.pid} | {s[2] for pid in _descendants(proc.pid)
+                                 if (s := _stat(pid)) is not None}
+        assert len(sessions) >= 2, "the runs' pytest should be in a session of its own"
+        proc.send_signal(sig)
+        text, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig, text[-3000:]
+    deadline = time.monotonic() + 5  # a killed worker may still be on its way out
+    while _in_sessions(sessions) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _in_sessions(sessions) == {}, f"left behind: {_in_sessions(sessions)}\n{text[-3000:]}"
+    assert f"terminated by {name}: stopping runs" in text
+    assert f"INTERRUPTED (terminated by {name}) after" in text
+    rows = [json.loads(line) for line in results.read_text().splitlines()]  # each line parses
+    assert 1 <= len(rows) < 3 * RUNS_PER_TEST
+    assert all(r["outcome"] == "passed" for r in rows), [r["message"] for r in rows]
+    summary = (out / "summary.txt").read_text()
+    assert f"INTERRUPTED (terminated by {name}) after {len(rows)} of {3 * RUNS_PER_TEST}" \
+        in summary
+
+
+def test_the_handlers_raise_terminated_and_are_restored():
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    with pytest.raises(Terminated) as caught, stop_signals_as_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs at the next bytecode; never reached
+    assert caught.value.signum == signal.SIGTERM
+    assert isinstance(caught.value, KeyboardInterrupt)  # every Ctrl-C path handles it
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_an_ignored_sighup_stays_ignored():
+    """Under nohup the command must not start dying of a hang-up."""
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with stop_signals_as_interrupts():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
+def test_exit_status_and_words():
+    assert exit_status(KeyboardInterrupt()) == EXIT_CTRL_C == 130
+    assert exit_status(Terminated(signal.SIGTERM)) == 143
+    assert exit_status(Terminated(signal.SIGHUP)) == 129
+    assert describe(KeyboardInterrupt()) == "interrupted"
+    assert describe(Terminated(signal.SIGTERM)) == "terminated by SIGTERM"

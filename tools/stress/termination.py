@@ -1,0 +1,95 @@
+"""SIGTERM and SIGHUP end ``raftlab stress`` and ``raftlab grade`` the way Ctrl-C does.
+
+Why: the runs' pytest is started in a session of its own (so that a Ctrl-C in the
+terminal reaches only the command, which then stops the runs in order), so the
+default action of SIGTERM (``kill``, a batch system's time limit, systemd) or SIGHUP
+(the terminal closed) would end the command at once and orphan that session: pytest
+and its workers kept running, and no summary was written.  Inside
+:func:`stop_signals_as_interrupts` both signals raise :class:`Terminated`, a
+:class:`KeyboardInterrupt`, so every path that handles Ctrl-C (cancel the backend,
+drain results, write the partial table) handles them too; the exit status then says
+which signal it was (128 + its number, as a shell reports a process it killed).
+After SIGHUP the standard streams that were the lost terminal go to /dev/null, so
+the stop is not cut short by a write error.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+EXIT_CTRL_C = 130  # 128 + SIGINT, what Ctrl-C has always given
+
+
+class Terminated(KeyboardInterrupt):
+    """A stop signal other than Ctrl-C, raised in the main thread like a Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def exit_status(exc: BaseException | None) -> int:
+    """The exit status after an interruption: 128 + the signal (130 for Ctrl-C)."""
+    return 128 + exc.signum if isinstance(exc, Terminated) else EXIT_CTRL_C
+
+
+def describe(exc: BaseException | None) -> str:
+    """``interrupted`` for Ctrl-C, ``terminated by SIGTERM`` for a stop signal."""
+    return f"terminated by {exc.name}" if isinstance(exc, Terminated) else "interrupted"
+
+
+def _raise(signum: int, _frame: FrameType | None) -> None:
+    if signum == signal.SIGHUP:
+        _leave_terminal()
+    raise Terminated(signum)
+
+
+def _leave_terminal() -> None:
+    """The terminal hung up: writes to it would fail (EIO) and break the orderly stop,
+    so the standard streams that are that terminal now go to /dev/null (files and
+    pipes are kept: the summary still reaches them)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            try:
+                if os.isatty(fd):
+                    os.dup2(devnull, fd)
+            except OSError:
+                pass
+    finally:
+        os.close(devnull)
+
+
+@contextmanager
+def stop_signals_as_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
+
+    The previous handlers come back on exit.  Outside the main thread (where Python
+    cannot set handlers) it does nothing: the caller then keeps the default actions.
+    A SIGHUP that was ignored when the command started (``nohup``) stays ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for sig in STOP_SIGNALS:
+        old = signal.getsignal(sig)
+        if sig == signal.SIGHUP and old == signal.SIG_IGN:
+            continue
+        previous[sig] = old
+        signal.signal(sig, _raise)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
