@@ -93,6 +93,7 @@ from typing import Any
 
 from labrpc.codec import CodecError, decode, encode
 from labrpc.pool import ThreadPool
+from labrpc.timer import Timer
 from labrpc.wake import PipeStock, Rendezvous, real_threading
 
 SHORT_DELAY_MS = 27  # unreliable request delay: U[0, 26] ms
@@ -109,6 +110,9 @@ UNKNOWN_METHOD = "unknown-method"  # no such service or method on the server
 CallErrorCallback = Callable[[str, Hashable, str, str], None]
 # on_rpc(end name, server name, "Service.method", outcome, bytes): see "Watching the traffic".
 RpcObserver = Callable[[Hashable, Hashable, str, str, int], None]
+
+
+_PARKED = object()  # _process: the call_async callback waits on the timer
 
 
 class UnknownMethodError(LookupError):
@@ -312,6 +316,18 @@ class ClientEnd:
         """Send an RPC and wait for its outcome: the reply object, or ``None``."""
         return self._net._process(self, svc_meth, args)
 
+    def call_async(self, svc_meth: str, args: Any, done: Callable[[Any], None]) -> None:
+        """``call`` without a thread waiting for the outcome: ``done(reply or None)``.
+
+        Everything about the call is as for :meth:`call` (the same steps, random
+        draws and counts, the request encoded now, a codec error raised now), but
+        ``done`` runs later on a network thread: an unreachable server's failure
+        delay is waited out by the network's one timer thread (:mod:`labrpc.timer`)
+        instead of the caller's, and a delivered call's wait by a network pool
+        thread.  ``done`` runs exactly once and must not block for long.
+        """
+        self._net._process_async(self, svc_meth, args, done)
+
     def call_raw(self, svc_meth: str, request: bytes) -> bytes | None:
         """``call`` with ``request`` already encoded; the reply bytes, undecoded, or ``None``."""
         return self._net._process(self, svc_meth, request, raw=True)
@@ -354,6 +370,7 @@ class Network:
         self._total_bytes = 0
         self._done = False
         self._pool = ThreadPool("labrpc-worker", numbered=True)
+        self._timer = Timer()  # waits out unreachable call_async delays (labrpc.timer)
         self._pipes = PipeStock() if real_threading() else None  # see labrpc.wake
         # Calls waiting for their handler, in order (a dict: a set's order would vary
         # from run to run, and simulated time must replay exactly).
@@ -394,6 +411,7 @@ class Network:
             self._notify_dead(lambda p: p.endname == name)
         if end is not None:
             end._gone.set()
+            self._timer.fire(end)
 
     def add_server(self, name: Hashable, server: Server) -> None:
         with self._lock:
@@ -447,6 +465,7 @@ class Network:
             self._notify_dead(lambda p: True)
         for end in ends:
             end._gone.set()
+        self._timer.close()
         self._pool.close()
         if self._pipes is not None:
             self._pipes.close()
@@ -466,7 +485,30 @@ class Network:
         except BaseException:  # noqa: BLE001 - a broken observer must not change the call
             traceback.print_exc()
 
-    def _process(self, end: ClientEnd, svc_meth: str, args: Any, raw: bool = False) -> Any:
+    def _process_async(self, end: ClientEnd, svc_meth: str, args: Any,
+                       done: Callable[[Any], None]) -> None:
+        """Steps 1-3 on the caller's thread; the rest on a pool thread (``call_async``)."""
+        later = self._process(end, svc_meth, args, later=done)
+        if later is None:  # failed at once (cleanup): still never on the caller's thread
+            self._timer.after(0.0, end, done)
+        elif later is not _PARKED:
+            deliver = later
+
+            def task() -> None:
+                try:
+                    reply = deliver()
+                except Exception:  # noqa: BLE001 - reported by _deliver; the call fails
+                    reply = None
+                done(reply)
+
+            if not self._pool.submit(task):
+                self._timer.after(0.0, end, done)
+
+    def _process(self, end: ClientEnd, svc_meth: str, args: Any, raw: bool = False,
+                 later: Callable[[Any], None] | None = None) -> Any:
+        """One call (the module docstring's steps).  With ``later`` (``call_async``):
+        an unreachable call's ``later`` is parked on the timer (returns ``_PARKED``),
+        and a deliverable one returns the rest of the call to run elsewhere."""
         if raw:
             request = args
         else:
@@ -493,8 +535,22 @@ class Network:
             if on_rpc is not None:
                 self._observe(on_rpc, end.name, servername, svc_meth, "unreachable", len(request))
             limit = LONG_FAILURE_DELAY_MS if long_delays else SHORT_FAILURE_DELAY_MS
-            end._gone.wait(rng.randrange(limit) / 1000)
+            delay = rng.randrange(limit) / 1000
+            if later is not None:  # no thread sleeps through it
+                self._timer.after(0.0 if end._gone.is_set() else delay, end, later)
+                return _PARKED
+            end._gone.wait(delay)
             return None
+        if later is not None:
+            return lambda: self._deliver(end, svc_meth, request, False, servername, server,
+                                         reliable, long_reordering, rng, on_rpc)
+        return self._deliver(end, svc_meth, request, raw, servername, server, reliable,
+                             long_reordering, rng, on_rpc)
+
+    def _deliver(self, end: ClientEnd, svc_meth: str, request: bytes, raw: bool,
+                 servername: Hashable, server: Server, reliable: bool, long_reordering: bool,
+                 rng: random.Random, on_rpc: RpcObserver | None) -> Any:
+        """Steps 4-5: a reachable server (as read in step 2)."""
 
         if not reliable:
             if end._gone.wait(rng.randrange(SHORT_DELAY_MS) / 1000):

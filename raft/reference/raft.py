@@ -8,7 +8,8 @@ Threads of one peer (all named, all ended promptly by :meth:`Raft.kill`):
   what peer ``p`` needs next -- entries, a snapshot, or a heartbeat -- and hands
   the RPC to the sender pool (the shared :class:`labrpc.pool.ThreadPool`);
 * ``raft-S{me}-rpc`` pool threads make the RPCs (which may block for seconds)
-  and process the replies;
+  and process the replies -- in real time only when the ends lack labrpc's
+  ``call_async``: with it no thread waits for an RPC's outcome (see :meth:`Raft._rpc`);
 * ``raft-S{me}-applier`` delivers committed commands and installed snapshots on
   the apply channel, never holding the lock while it blocks there (the tester
   calls :meth:`Raft.snapshot` from the thread that takes the messages).
@@ -32,6 +33,7 @@ from typing import Any
 
 import raft.reference.rules as rules
 from labrpc.pool import ThreadPool
+from labrpc.wake import real_threading
 from raft.api import ApplyMsg
 from raft.apply_channel import ApplyChannel
 from raft.debuglog import dlog
@@ -138,6 +140,8 @@ class Raft:
         self.apply_cond = threading.Condition(self.mu)
         self.repl_conds = [threading.Condition(self.mu) for _ in range(self.n)]
         self.pool = ThreadPool(f"raft-S{me}-rpc")
+        # See _rpc: asynchronous calls in real time, where a waiting thread costs a pid.
+        self._async = real_threading() and all(hasattr(p, "call_async") for p in peers)
 
         dlog("INFO", me, "start: term %d, log %r", self.term, self.log)
         self._threads = [
@@ -357,7 +361,8 @@ class Raft:
                 args = self._start_election()
             for p in range(self.n):
                 if p != self.me:
-                    self.pool.submit(lambda p=p, a=args: self._send_vote(p, a))
+                    self._rpc(p, "Raft.request_vote", args,
+                              lambda reply, p=p, a=args: self._vote_reply(p, a, reply))
 
     def _start_election(self) -> RequestVoteArgs:
         self.term += 1
@@ -371,8 +376,25 @@ class Raft:
             self._become_leader()
         return RequestVoteArgs(self.term, self.me, self.log.last_index, self.log.last_term)
 
-    def _send_vote(self, p: int, args: RequestVoteArgs) -> None:
-        reply = self.peers[p].call("Raft.request_vote", args)
+    def _rpc(self, p: int, method: str, args: Any, on_reply: Any) -> None:
+        """Send ``method(args)`` to ``p``; ``on_reply(reply or None)`` runs when it settles.
+
+        Why two ways: a call to an unreachable peer takes up to 7 s to fail, and a
+        thread waiting for it costs a process id (the machine's scarcest resource
+        when a hundred test processes run at once: ``kernel.pid_max`` is shared).
+        With labrpc's ``call_async`` (real time, in-process ends) the network's
+        timer waits instead and ``on_reply`` runs on a network thread; otherwise
+        (isolated peers, simulated time, the race detector, where threads cost
+        nothing and recorded schedules must stay as they were) a pool thread makes
+        the blocking call.  Either way nothing is sent once this peer is killed.
+        """
+        if self._async:
+            if not self._dead.is_set():
+                self.peers[p].call_async(method, args, on_reply)
+        else:
+            self.pool.submit(lambda: on_reply(self.peers[p].call(method, args)))
+
+    def _vote_reply(self, p: int, args: RequestVoteArgs, reply: Any) -> None:
         if reply is None:
             return
         with self.mu:
@@ -404,7 +426,7 @@ class Raft:
                 if task is None:
                     cond.wait(timeout)
                     continue
-            self.pool.submit(task)
+            task()
 
     def _next_send(self, p: int) -> tuple[Any, float]:
         """(the RPC to send to ``p`` now, or None; how long to wait otherwise)."""
@@ -419,18 +441,21 @@ class Raft:
                 sargs = InstallSnapshotArgs(self.term, self.me, self.log.base_index,
                                             self.log.base_term, self.snapshot_data)
                 dlog("SNAP", self.me, "send snapshot %d to S%d", self.log.base_index, p)
-                return (lambda: self._send_snapshot(p, sargs, seq)), 0.0
+                return (lambda: self._rpc(p, "Raft.install_snapshot", sargs,
+                                          lambda r: self._snapshot_reply(p, sargs, seq, r))), 0.0
             args = AppendEntriesArgs(self.term, self.me, nxt - 1, self.log.term_at(nxt - 1),
                                      self.log.slice(nxt), self.commit_index)
             dlog("LOG1", self.me, "send %d entries after %d to S%d", len(args.entries), nxt - 1, p)
-            return (lambda: self._send_append(p, args, seq)), 0.0
+            return (lambda: self._rpc(p, "Raft.append_entries", args,
+                                      lambda r: self._append_reply(p, args, seq, r))), 0.0
         due = self.last_sent[p] + HEARTBEAT
         if now >= due:
             self.last_sent[p] = now
             prev = max(nxt - 1, self.log.base_index)
             args = AppendEntriesArgs(self.term, self.me, prev, self.log.term_at(prev), [],
                                      self.commit_index)
-            return (lambda: self._send_append(p, args, 0)), 0.0
+            return (lambda: self._rpc(p, "Raft.append_entries", args,
+                                      lambda r: self._append_reply(p, args, 0, r))), 0.0
         wake = due
         if self.retry_at[p] > now:  # entries start() adds meanwhile go out at retry_at
             wake = min(wake, self.retry_at[p])
@@ -458,8 +483,7 @@ class Raft:
             return False
         return self.role == LEADER and self.term == sent_term
 
-    def _send_append(self, p: int, args: AppendEntriesArgs, seq: int) -> None:
-        reply = self.peers[p].call("Raft.append_entries", args)
+    def _append_reply(self, p: int, args: AppendEntriesArgs, seq: int, reply: Any) -> None:
         with self.mu:
             if not self._reply_counts(p, seq, reply, args.term):
                 return
@@ -477,8 +501,7 @@ class Raft:
                  self.next_index[p])
             self.repl_conds[p].notify()
 
-    def _send_snapshot(self, p: int, args: InstallSnapshotArgs, seq: int) -> None:
-        reply = self.peers[p].call("Raft.install_snapshot", args)
+    def _snapshot_reply(self, p: int, args: InstallSnapshotArgs, seq: int, reply: Any) -> None:
         with self.mu:
             if not self._reply_counts(p, seq, reply, args.term):
                 return
