@@ -79,14 +79,20 @@ def dlog(topic: str, peer: int | None, fmt: str, *args: object) -> None:
     """Log one event of ``peer`` (``None`` for the tester) under ``topic``.
 
     ``fmt % args`` is only computed when logging is on, so leaving calls in hot
-    paths costs one boolean test.
+    paths costs one boolean test; a format that does not fit its arguments is logged
+    as it is rather than raised (a run with logging on does what one without does).
     """
     if not _enabled:
         return
     if topic not in TOPICS:
         raise ValueError(f"unknown debug topic {topic!r}; use one of {', '.join(TOPICS)}")
     who = "--" if peer is None else f"S{peer}"
-    message = fmt % args if args else fmt
+    try:
+        message = fmt % args if args else fmt
+    except (TypeError, ValueError, KeyError) as exc:
+        # Logging on must not change what the Raft does (its calls are skipped when off):
+        # a format that does not fit its arguments is logged as it is, never raised.
+        message = f"{fmt!r} % {args!r} (bad log format: {exc})"
     elapsed_ms = int((time.monotonic() - _t0) * 1000)
     logger.debug(format_line(topic, who, message, elapsed_ms))
 

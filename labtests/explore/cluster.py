@@ -179,6 +179,8 @@ class Cluster:
         # cluster read anyway, so recording never changes the run
         self.observed: list[tuple[float, str, int, dict[str, Any]]] | None = None
         self.threads: list[threading.Thread] = []
+        # Told each sample's time (read anyway): how far a run got if its process dies
+        self.on_time: Callable[[float], None] | None = None
 
     # -- time and errors ---------------------------------------------------------
 
@@ -405,6 +407,8 @@ class Cluster:
         if not current:
             return None
         now = self.now()
+        if self.on_time is not None:
+            self.on_time(now)
         self.monitors.state(i, inc, term, bool(leader), now)
         if self.observed is not None:
             self.observed.append((now, "state", i, {"term": term, "leader": bool(leader)}))

@@ -94,7 +94,7 @@ SAFETY = ("election-safety", "term-monotonicity", "state-machine-safety", "apply
           "log-matching", "leader-completeness")
 LIVENESS = ("stale-leader", "quorum-liveness", "early-election", "liveness-leader",
             "liveness-commit")
-ERRORS = ("crash", "deadlock", "time-limit", "hang")
+ERRORS = ("crash", "deadlock", "time-limit", "hang", "exit")  # exit: the Raft ended its process
 RACES = ("data-race",)  # with --race: the detector's report (labtests.race)
 
 LEADER_BOUND = 10.0  # virtual s after the heal for a leader to exist

@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,10 @@ class RunResult:
     # (events.jsonl header, events) with timeline=True: labtests/explore/timeline.py
     timeline: tuple[dict[str, Any], list[dict[str, Any]]] | None = field(default=None,
                                                                           repr=False)
+    # What the Raft wrote to stdout/stderr, when the run was guarded (tools/explore/guard.py):
+    # bytes in all, and the last lines (the guard keeps it off explore's own output)
+    output_bytes: int = 0
+    output_tail: str = field(default="", repr=False)
 
     @property
     def ok(self) -> bool:
@@ -88,7 +93,12 @@ def _step(cluster: Cluster, step: Step) -> None:
         cluster.start_client(int(a["count"]))
 
 
-def _fault_phase(cluster: Cluster, schedule: Schedule) -> None:
+OnStep = Callable[[int, float], None]
+"""Told ``(k, at)`` before step ``k`` (0-based) runs, and ``(len(steps), horizon)`` at the heal:
+where a run was when its process died (:mod:`tools.explore.guard`)."""
+
+
+def _fault_phase(cluster: Cluster, schedule: Schedule, on_step: OnStep | None = None) -> None:
     steps = list(schedule.steps)
     k = 0
     mon = cluster.monitors
@@ -102,6 +112,8 @@ def _fault_phase(cluster: Cluster, schedule: Schedule) -> None:
             elif now < schedule.horizon:
                 cluster.start_peer(peer)
         while k < len(steps) and steps[k].at <= now + 1e-9:
+            if on_step is not None:
+                on_step(k, steps[k].at)
             _step(cluster, steps[k])
             k += 1
         if mon.failed or now >= schedule.horizon - 1e-9:
@@ -186,9 +198,11 @@ def _liveness_phase(cluster: Cluster) -> None:
 
 
 def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors,
-           observed: list[Any] | None = None) -> float:
+           observed: list[Any] | None = None, on_step: OnStep | None = None,
+           on_time: Callable[[float], None] | None = None) -> float:
     cluster = Cluster(schedule.n, impl, schedule.seed, monitors, schedule.snapshot_every)
     cluster.observed = observed
+    cluster.on_time = on_time
     prev_hook = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
@@ -197,6 +211,12 @@ def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors,
         name = args.thread.name if args.thread is not None else "?"
         tb = "".join(traceback.format_exception(args.exc_type, args.exc_value,
                                                 args.exc_traceback))
+        if args.exc_type is not None and issubclass(args.exc_type, SystemExit):
+            # sys.exit() in a thread ends only that thread; the Raft surely meant more.
+            monitors.fail("exit", cluster.now(),
+                          f"thread {name!r} called sys.exit({args.exc_value}): SystemExit ends "
+                          f"only that thread, the peer goes on without it\n{tb}")
+            return
         cluster.thread_error(name, args.exc_value, tb)
 
     threading.excepthook = hook
@@ -204,8 +224,10 @@ def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors,
         for i in range(schedule.n):
             cluster.start_peer(i)
         threading.Thread(target=cluster.poller, name="explore-poller", daemon=True).start()
-        _fault_phase(cluster, schedule)
+        _fault_phase(cluster, schedule, on_step)
         if not monitors.failed:
+            if on_step is not None:
+                on_step(len(schedule.steps), schedule.horizon)
             _heal(cluster)
             _liveness_phase(cluster)
         return cluster.now()
@@ -237,7 +259,8 @@ def sim_seed(seed: int) -> int:
 def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *,
                  debug: bool = False, wall_limit: float | None = DEFAULT_WALL_LIMIT,
                  sim_options: dict[str, Any] | None = None, race: bool = False,
-                 timeline: bool = False) -> RunResult:
+                 timeline: bool = False, on_step: OnStep | None = None,
+                 on_time: Callable[[float], None] | None = None) -> RunResult:
     """Run ``schedule`` against ``impl`` (default the bundled Raft) in simulated time.
 
     ``race``: also run the data-race detector (:mod:`labtests.race`) on the
@@ -247,6 +270,10 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
 
     ``timeline`` (needs ``debug``): also build the run's timeline page data from
     what the run kept anyway; the run itself is the same (no extra clock reads).
+
+    ``on_step``, ``on_time``: told where the run is (:data:`OnStep`; the time of each
+    ``get_state`` sample, every 10 ms); they must not touch the simulation (the guard
+    writes numbers to shared memory).
     """
     if timeline and not debug:
         raise ValueError("a timeline is built from the debug log: pass debug=True too")
@@ -291,7 +318,7 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
             dlog("TEST", None, "=== explore: %d peers, seed %d", schedule.n, schedule.seed)
             try:
                 with detect() if detect is not None else nullcontext() as det:
-                    _drive(schedule, implementation, monitors, observed)
+                    _drive(schedule, implementation, monitors, observed, on_step, on_time)
             except SimDeadlock as exc:
                 monitors.fail("deadlock", sched.now, exc.report)
             except SimFailure as exc:

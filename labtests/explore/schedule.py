@@ -147,8 +147,14 @@ class Schedule:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Schedule:
-        if data.get("format") not in (None, FORMAT):
-            raise ValueError(f"not an explore schedule (format {data.get('format')!r})")
+        if not isinstance(data, dict):
+            raise ValueError(f"a schedule is a JSON object, not {type(data).__name__}")
+        fmt = data.get("format")
+        if fmt not in (None, FORMAT):
+            if isinstance(fmt, str) and fmt.startswith(FORMAT.rsplit("/", 1)[0] + "/"):
+                raise ValueError(f"written in format {fmt!r}, another version of raftlab "
+                                 f"explore; this one reads {FORMAT!r}")
+            raise ValueError(f"not an explore schedule (format {fmt!r})")
         steps = tuple(sorted((Step.from_json(s) for s in data["steps"]), key=lambda s: s.at))
         return Schedule(int(data["n"]), int(data["seed"]), steps, float(data["horizon"]),
                         int(data.get("snapshot_every", 0)))

@@ -168,9 +168,8 @@ def _thread_body(task: Task) -> None:
         thread.run()
     except GreenletExit:
         pass
-    except SystemExit:
-        pass
     except BaseException as exc:  # noqa: BLE001 - reported like a real thread's exception
+        # SystemExit too, as a real thread does: threading's default hook ignores it.
         try:
             interp.report_thread_exception(thread, exc)
         except GreenletExit:

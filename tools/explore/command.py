@@ -38,14 +38,16 @@ from typing import Any
 from rich.markup import escape
 
 from labtests.explore import timeline
-from labtests.explore.runner import RACE_SLOWDOWN, run_schedule
 from labtests.explore.schedule import Schedule
 from labtests.options import OptionError, from_env
 from tools.console import make_console
 from tools.explore import display, work
+from tools.explore.guard import GuardError, run_guarded
 from tools.explore.pools import PoolError, make_pool
+from tools.explore.remote import shrink_limit
 
 DEFAULT_SCHEDULES = 1000
+MAX_WORKER_DEATHS = 2  # a seed whose worker process died this often is reported, not retried
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -89,10 +91,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.schedules is not None and args.time_budget is not None:
         p.error("give --schedules or --time-budget, not both")
+    if args.schedules is not None and args.schedules < 1:
+        p.error(f"--schedules must be at least 1 (got {args.schedules})")
+    if args.time_budget is not None and not args.time_budget > 0:  # also NaN
+        p.error(f"--time-budget must be a positive number of seconds (got {args.time_budget})")
     if args.workers < 1:
-        p.error("--workers must be at least 1")
+        p.error(f"--workers must be at least 1 (got {args.workers})")
+    for name in ("shrink_runs", "shrink_time", "run_timeout"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            p.error(f"--{name.replace('_', '-')} must be positive (got {value})")
     if args.run_timeout is None:
-        args.run_timeout = 300.0 * (RACE_SLOWDOWN if args.race else 1.0)
+        args.run_timeout = work.default_run_timeout(args.race)
+    if (args.log or args.timeline) and not args.replay:
+        p.error("--log and --timeline go with --replay FILE")
     if args.backend == "dask" and not args.scheduler and not args.replay:
         p.error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
     if args.scheduler and args.backend != "dask":
@@ -102,7 +114,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             args.impl = from_env().impl
         except OptionError as exc:
             p.error(str(exc))
+    if args.replay:
+        args.schedule = _read_schedule(p, args.replay)
+    # Loaded here once (local workers inherit it): an --impl that does not import is a
+    # usage error now, not a traceback from every worker later.
+    args.implementation = work.implementation(args.impl)
+    if args.implementation.error is not None:
+        p.error(args.implementation.error.strip().splitlines()[0])
     return args
+
+
+def _read_schedule(p: argparse.ArgumentParser, path: str) -> Schedule:
+    """The schedule file given to --replay, or a usage error that says what is wrong."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as exc:
+        p.error(f"--replay {path}: cannot read it ({exc.strerror or exc})")
+    try:
+        return Schedule.loads(text)
+    except KeyError as exc:
+        p.error(f"--replay {path}: not a schedule raftlab explore wrote (no field {exc})")
+    except (ValueError, TypeError, AttributeError) as exc:  # ScheduleError is a ValueError
+        p.error(f"--replay {path}: not a schedule raftlab explore wrote ({exc})")
 
 
 def replay_command(path: str, impl: str | None, race: bool = False) -> str:
@@ -115,10 +149,15 @@ def replay_command(path: str, impl: str | None, race: bool = False) -> str:
 
 
 def replay(args: argparse.Namespace) -> int:
-    with open(args.replay) as f:
-        schedule = Schedule.loads(f.read())
-    result = run_schedule(schedule, work.implementation(args.impl), debug=True, race=args.race,
-                          timeline=bool(args.timeline))
+    schedule: Schedule = args.schedule
+    console = make_console(stderr=True)
+    try:
+        # Guarded as every explore run is: a Raft that ends its process is the finding.
+        result = run_guarded(schedule, args.implementation, timeout=args.run_timeout,
+                             debug=True, race=args.race, timeline=bool(args.timeline))
+    except GuardError as exc:
+        console.print(f"raftlab explore: the run could not start: {exc}", markup=False)
+        return 2
     if args.timeline and result.timeline is not None:
         with open(args.timeline, "w") as f:
             f.write(timeline.page(*result.timeline))
@@ -128,8 +167,10 @@ def replay(args: argparse.Namespace) -> int:
             f.write(text)
     else:
         sys.stdout.write(text)
-    console = make_console(stderr=True)
     console.print(schedule.describe(), markup=False)
+    if result.output_bytes:
+        console.print(f"(the Raft wrote {result.output_bytes} bytes to stdout/stderr; not "
+                      f"shown)", markup=False)
     if result.violation is None:
         console.print(f"[green]no violation[/] ({result.virtual_s:.1f} virtual s)")
         return 0
@@ -160,6 +201,13 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
         with open(os.path.join(fdir, f"{monitor}.events.jsonl"), "w") as f:
             f.write(timeline.jsonl(head, events))
         shrunk["timeline_file"] = html_file
+
+
+def _write_unshrunk(out: str, monitor: str, schedule_json: dict[str, Any]) -> None:
+    path = os.path.join(out, "failures", f"{monitor}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(Schedule.from_json(schedule_json).dumps())
 
 
 def _lost(exc: BaseException) -> str | None:
@@ -199,6 +247,7 @@ def explore(args: argparse.Namespace) -> int:
             task = progress.add_task("explore", total=total, failures=display.failures_text(counts))
             pending: dict[Future[dict[str, Any]], tuple[int, float]] = {}
             retry: list[int] = []
+            died: Counter[int] = Counter()
 
             def more() -> bool:
                 if retry:
@@ -223,7 +272,8 @@ def explore(args: argparse.Namespace) -> int:
                         seed = retry.pop() if retry else next_seed
                         if seed == next_seed:
                             next_seed += 1
-                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race)
+                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race,
+                                          args.run_timeout)
                         pending[fut] = (seed, time.monotonic())
                     if not pending:
                         break
@@ -234,8 +284,18 @@ def explore(args: argparse.Namespace) -> int:
                         try:
                             rec = fut.result()
                         except BrokenProcessPool:
+                            # Runs are guarded (tools/explore/guard.py), so a worker that
+                            # dies is rare; a seed whose worker died twice is reported.
                             broken = True
-                            retry.append(seed)
+                            died[seed] += 1
+                            if died[seed] < MAX_WORKER_DEATHS:
+                                retry.append(seed)
+                            else:
+                                account({"seed": seed, "outcome": "error", "monitor": "exit",
+                                         "message": f"the worker process running it died "
+                                                    f"{died[seed]} times (it or a run beside "
+                                                    f"it ended the worker)",
+                                         "virtual_s": 0.0})
                             continue
                         except Exception as exc:  # noqa: BLE001 - a Dask task that was lost
                             why = _lost(exc)
@@ -248,10 +308,10 @@ def explore(args: argparse.Namespace) -> int:
                             continue
                         schedule = rec.pop("schedule", None)
                         account(rec, schedule)
-                    # On Dask the worker stops a hung run itself (tools/explore/remote.py);
-                    # the client steps in only if a whole task gives nothing much later.
-                    limit = (args.run_timeout if pool.kind == "local"
-                             else 2 * args.run_timeout + 60)
+                    # A hung run is stopped where it runs (tools/explore/guard.py); this
+                    # loop steps in only if a whole task gives nothing much later.
+                    limit = (args.run_timeout + 60 if pool.kind == "local"
+                             else 2 * args.run_timeout + 120)
                     hung = [(f, s) for f, (s, t) in pending.items()
                             if time.monotonic() - t > limit]
                     if hung and pool.kind == "dask":
@@ -271,7 +331,7 @@ def explore(args: argparse.Namespace) -> int:
                         for f, s in hung[:1]:
                             pending.pop(f)
                             account({"seed": s, "outcome": "error", "monitor": "hang",
-                                     "message": f"no result within {args.run_timeout:.0f} s of "
+                                     "message": f"no result within {limit:.0f} s of "
                                                 f"wall time (a loop that never blocks?)",
                                      "virtual_s": 0.0})
                         retry.extend(s for s, _t in pending.values())
@@ -288,11 +348,13 @@ def explore(args: argparse.Namespace) -> int:
             if first_failure and not args.no_shrink:
                 console.print(f"shrinking {len(first_failure)} distinct failure(s)...")
                 jobs = {m: pool.submit(work.shrink_one, f["schedule"], pool.impl_arg,
-                                       args.shrink_runs, args.shrink_time, args.race)
+                                       args.shrink_runs, args.shrink_time, args.race,
+                                       args.run_timeout)
                         for m, f in first_failure.items()}
                 for monitor, fut in jobs.items():
                     try:
-                        shrunk = fut.result(timeout=args.shrink_time + args.run_timeout)
+                        shrunk = fut.result(timeout=shrink_limit(args.shrink_time,
+                                                                 args.run_timeout))
                     except (TimeoutError, BrokenProcessPool):
                         shrunk = {"error": "shrinking did not finish (a run hung)"}
                         pool.cancel(fut)
@@ -304,13 +366,12 @@ def explore(args: argparse.Namespace) -> int:
                         shrunk = {"error": f"shrinking gave no result ({why})"}
                     if "schedule" in shrunk:
                         _write_failure(out, monitor, shrunk, args.impl, args.race)
+                    else:  # not shrunk: the schedule found is kept as it was
+                        _write_unshrunk(out, monitor, first_failure[monitor]["schedule"])
                     minimal[monitor] = shrunk
             elif first_failure:
                 for monitor, f in first_failure.items():
-                    path = os.path.join(out, "failures", f"{monitor}.json")
-                    os.makedirs(os.path.dirname(path), exist_ok=True)
-                    with open(path, "w") as fh:
-                        fh.write(Schedule.from_json(f["schedule"]).dumps())
+                    _write_unshrunk(out, monitor, f["schedule"])
     finally:
         results.close()
         pool.shutdown()

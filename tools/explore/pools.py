@@ -113,11 +113,10 @@ class DaskPool:
         ``fn`` is :func:`work.explore_one` or :func:`work.shrink_one`; the task runs
         it in a child process of the worker (:mod:`tools.explore.remote`)."""
         cf: Future[Any] = Future()
-        if fn is work.explore_one:
-            task = self._client.submit(remote.explore_one, *args, self.run_timeout, pure=False)
-        elif fn is work.shrink_one:  # (schedule, impl, max_runs, seconds, race)
-            timeout = float(args[3]) + self.run_timeout
-            task = self._client.submit(remote.shrink_one, *args, timeout, pure=False)
+        if fn is work.explore_one:  # (seed, impl, race, run_timeout)
+            task = self._client.submit(remote.explore_one, *args, pure=False)
+        elif fn is work.shrink_one:  # (schedule, impl, max_runs, seconds, race, run_timeout)
+            task = self._client.submit(remote.shrink_one, *args, pure=False)
         else:
             raise ValueError(f"no Dask task for {fn!r}")
         with self._lock:

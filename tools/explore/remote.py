@@ -49,31 +49,41 @@ def _discard() -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def explore_one(seed: int, impl: Any, race: bool, timeout: float) -> dict[str, Any]:
-    """:func:`tools.explore.work.explore_one` in this thread's child process."""
+def explore_one(seed: int, impl: Any, race: bool, run_timeout: float) -> dict[str, Any]:
+    """:func:`tools.explore.work.explore_one` in this thread's child process.
+
+    The run itself is guarded there (:mod:`tools.explore.guard`: a Raft that ends its
+    process or hangs is a finding); the checks here are for the child itself."""
     try:
-        return _child().submit(work.explore_one, seed, impl, race).result(timeout=timeout)
+        return _child().submit(work.explore_one, seed, impl, race,
+                               run_timeout).result(timeout=run_timeout + 60)
     except FutureTimeout:
         _discard()
         return {"seed": seed, "outcome": "error", "monitor": "hang",
-                "message": f"no result within {timeout:.0f} s of wall time (a loop that never "
-                           f"blocks?); its process on the Dask worker was killed",
+                "message": f"no result within {run_timeout + 60:.0f} s of wall time; its "
+                           f"process on the Dask worker was killed",
                 "virtual_s": 0.0}
     except BrokenProcessPool as exc:
         _discard()
-        return {"seed": seed, "outcome": "error", "monitor": "crash",
-                "message": f"the run's process on the Dask worker died ({exc}); a Raft that "
-                           f"exits its process does this",
+        return {"seed": seed, "outcome": "error", "monitor": "exit",
+                "message": f"the run's process on the Dask worker died ({exc})",
                 "virtual_s": 0.0}
 
 
 def shrink_one(schedule_json: dict[str, Any], impl: Any, max_runs: int, seconds: float,
-               race: bool, timeout: float) -> dict[str, Any]:
+               race: bool, run_timeout: float) -> dict[str, Any]:
     """:func:`tools.explore.work.shrink_one` in this thread's child process."""
     try:
-        return _child().submit(work.shrink_one, schedule_json, impl, max_runs,
-                               seconds, race).result(timeout=timeout)
+        return _child().submit(work.shrink_one, schedule_json, impl, max_runs, seconds, race,
+                               run_timeout).result(timeout=shrink_limit(seconds, run_timeout))
     except (FutureTimeout, BrokenProcessPool) as exc:
         _discard()
         return {"error": f"shrinking did not finish on the Dask worker "
-                         f"({type(exc).__name__}: a run hung or killed its process)"}
+                         f"({type(exc).__name__}: its process hung or died)",
+                "unshrunk": schedule_json}
+
+
+def shrink_limit(seconds: float, run_timeout: float) -> float:
+    """Wall seconds one shrink may take: two passes (:func:`tools.explore.work._shrink`)
+    and the runs that end them, each at most ``run_timeout``."""
+    return 2 * seconds + 4 * run_timeout + 60

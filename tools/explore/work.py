@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from labtests.explore.generator import generate
-from labtests.explore.runner import RunResult, run_schedule
+from labtests.explore.runner import RACE_SLOWDOWN, RunResult
 from labtests.explore.schedule import Schedule
 from labtests.explore.shrink import Shrinker
 from labtests.impl_loader import Implementation, load
 from labtests.options import looks_like_path
+from tools.explore.guard import GuardError, run_guarded
 
 _IMPLS: dict[str | None, Implementation] = {}
 # One simulation at a time per process: a simulation patches module attributes
@@ -113,12 +114,23 @@ def record(seed: int | None, schedule: Schedule, result: RunResult) -> dict[str,
     }
 
 
-def explore_one(seed: int, impl: str | Shipped | None, race: bool = False) -> dict[str, Any]:
-    """Generate the schedule of ``seed`` and run it (a failing record carries the schedule);
-    ``race``: with the data-race detector."""
+def default_run_timeout(race: bool) -> float:
+    """Wall seconds after which one run counts as hung (``--run-timeout``'s default)."""
+    return 300.0 * (RACE_SLOWDOWN if race else 1.0)
+
+
+def explore_one(seed: int, impl: str | Shipped | None, race: bool = False,
+                run_timeout: float | None = None) -> dict[str, Any]:
+    """Generate the schedule of ``seed`` and run it in a guarded child process (a failing
+    record carries the schedule); ``race``: with the data-race detector."""
     schedule = generate(seed)
+    timeout = default_run_timeout(race) if run_timeout is None else run_timeout
     with _SIM_LOCK:
-        result = run_schedule(schedule, implementation(impl), race=race)
+        try:
+            result = run_guarded(schedule, implementation(impl), race=race, timeout=timeout)
+        except GuardError as exc:
+            return {"seed": seed, "outcome": "error", "monitor": "crash",
+                    "message": f"the run could not start: {exc}", "virtual_s": 0.0}
     rec = record(seed, schedule, result)
     if result.violation is not None:
         rec["schedule"] = schedule.to_json()
@@ -126,29 +138,68 @@ def explore_one(seed: int, impl: str | Shipped | None, race: bool = False) -> di
 
 
 def shrink_one(schedule_json: dict[str, Any], impl: str | Shipped | None, max_runs: int,
-               seconds: float, race: bool = False) -> dict[str, Any]:
-    """Shrink a failing schedule; return the minimal one, its violation and debug log."""
+               seconds: float, race: bool = False,
+               run_timeout: float | None = None) -> dict[str, Any]:
+    """Shrink a failing schedule; return the minimal one, its violation and debug log.
+
+    At most ``2 * seconds`` plus a few runs: see :func:`_shrink`."""
+    timeout = default_run_timeout(race) if run_timeout is None else run_timeout
     with _SIM_LOCK:
-        return _shrink(schedule_json, implementation(impl), max_runs, seconds, race)
+        try:
+            return _shrink(schedule_json, implementation(impl), max_runs, seconds, race, timeout)
+        except GuardError as exc:
+            return {"error": f"not shrunk: a run could not start ({exc})",
+                    "unshrunk": schedule_json}
 
 
 def _shrink(schedule_json: dict[str, Any], impl_obj: Implementation, max_runs: int,
-            seconds: float, race: bool) -> dict[str, Any]:
+            seconds: float, race: bool, timeout: float) -> dict[str, Any]:
+    """Shrink without debug logging (faster), then run the minimal schedule with it, as its
+    replay will.  Should that run fail otherwise (a Raft whose debug-log calls change
+    what it does), shrink again from the start with every run logging, so that the
+    schedule written always fails, when replayed, the monitor it was found by."""
     schedule = Schedule.from_json(schedule_json)
-    first = run_schedule(schedule, impl_obj, race=race)
+
+    def run(s: Schedule, debug: bool = False) -> RunResult:
+        return run_guarded(s, impl_obj, timeout=timeout, race=race, debug=debug)
+
+    first = run(schedule)
     if first.violation is None:
-        return {"error": "the schedule did not fail again when rerun"}
-    shrinker = Shrinker(lambda s: run_schedule(s, impl_obj, race=race), first.violation.monitor,
-                        max_runs=max_runs, deadline=time.monotonic() + seconds)
-    got = shrinker.shrink(schedule, first)
-    final = run_schedule(got.schedule, impl_obj, debug=True, race=race, timeline=True)
+        return {"error": "the schedule did not fail again when rerun", "unshrunk": schedule_json}
+    monitor = first.violation.monitor
+    got = Shrinker(run, monitor, max_runs=max_runs,
+                   deadline=time.monotonic() + seconds).shrink(schedule, first)
+    final = run_guarded(got.schedule, impl_obj, timeout=timeout, race=race, debug=True,
+                        timeline=True)
+    note = None
+    if final.violation != got.result.violation:
+        note = (f"shrunk again with debug logging on: without it the minimal schedule broke "
+                f"{_said(got.result)}, with it {_said(final)}")
+        first = run(schedule, debug=True)
+        if first.violation is None or first.violation.monitor != monitor:
+            return {"error": f"not shrunk: with debug logging on (as its replay runs) the "
+                             f"schedule {_said(first)} instead of [{monitor}]; the Raft "
+                             f"behaves differently when its debug log is on",
+                    "unshrunk": schedule_json}
+        got = Shrinker(lambda s: run(s, debug=True), monitor, max_runs=max_runs,
+                       deadline=time.monotonic() + seconds).shrink(schedule, first)
+        final = run_guarded(got.schedule, impl_obj, timeout=timeout, race=race, debug=True,
+                            timeline=True)
     same = final.violation is not None and final.violation == got.result.violation
-    return {
+    out = {
         "schedule": got.schedule.to_json(),
-        "monitor": first.violation.monitor,
+        "monitor": monitor,
         "violation": (final.violation or got.result.violation).headline(),
         "original_steps": got.steps_before, "steps": got.steps_after,
         "shrink_runs": got.runs, "replay_matches": same,
         "log": final.log or [],
         "timeline": final.timeline,
     }
+    if note:
+        out["note"] = note
+    return out
+
+
+def _said(result: RunResult) -> str:
+    v = result.violation
+    return "passed" if v is None else f"broke [{v.monitor}] ({v.message.splitlines()[0]})"

@@ -1,0 +1,245 @@
+"""One run of a schedule in a forked child process: a Raft that ends its process is a finding.
+
+Why: the Raft under test runs inside explore's own worker.  A Raft that calls
+``os._exit(3)`` or sends itself SIGKILL took the worker with it, so the pool
+restarted it and the seed came back, forever.  Here each run happens in a child
+forked from the worker (which has already imported the implementation, so a fork
+costs milliseconds and every run starts from the same untouched module state):
+
+* the child runs :func:`~labtests.explore.runner.run_schedule` and leaves its
+  :class:`~labtests.explore.runner.RunResult` in a file; a child that dies
+  first becomes a violation of monitor ``exit`` (kind error) that names the
+  exit status or signal and the step the run was in (shared memory the runner
+  updates, :data:`~labtests.explore.runner.OnStep`);
+* with ``debug`` the child writes each debug-log line to a file as it goes, so
+  the log of a run that died is kept up to its last line -- and the replay of
+  that run shows the same lines and the same finding;
+* the child's stdout and stderr go to a pipe that this process drains, keeping
+  only a count and the last few KB: a Raft that prints 50 MB never floods
+  explore's display;
+* after ``timeout`` wall seconds the child is killed and the run is a ``hang``;
+* the child ends with ``os._exit``, so threads the Raft left behind (daemon or
+  not) cannot keep it alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing import RawArray
+from typing import Any
+
+from labtests.explore.monitors import Violation
+from labtests.explore.runner import RunResult, run_schedule
+from labtests.explore.schedule import Schedule
+from labtests.impl_loader import Implementation
+from raft import debuglog
+
+TAIL_BYTES = 4096  # of the Raft's own output, kept for the report
+_POLL = 0.05  # s between checks for a child's end where pidfd_open is missing
+
+
+class GuardError(RuntimeError):
+    """The run could not start (e.g. the implementation failed to load); the message says why."""
+
+
+class _Drain(threading.Thread):
+    """Reads the child's stdout/stderr pipe to its end, keeping the byte count and the tail."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(name="explore-guard-drain", daemon=True)
+        self.fd = fd
+        self.total = 0
+        self.tail = b""
+
+    def run(self) -> None:
+        try:
+            while True:
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    return
+                self.total += len(chunk)
+                self.tail = (self.tail + chunk)[-TAIL_BYTES:]
+        except OSError:
+            return
+        finally:
+            os.close(self.fd)
+
+    def text(self) -> str:
+        return self.tail.decode("utf-8", "replace")
+
+
+class _LineFile(logging.Handler):
+    """Each debug-log line written at once (unbuffered): a child that dies keeps its log."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        data = (record.getMessage() + "\n").encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self.fd, data):]
+
+
+def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, out_fd: int,
+           kwargs: dict[str, Any]) -> None:
+    """The forked child: run, leave the result in ``work_dir``, end without cleanup."""
+    code = 0
+    try:
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        os.close(out_fd)
+        if kwargs.get("debug"):
+            fd = os.open(os.path.join(work_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+            debuglog.logger.addHandler(_LineFile(fd))
+
+        def on_step(k: int, at: float) -> None:
+            where[0], where[1] = float(k), at
+
+        def on_time(now: float) -> None:
+            where[2] = now
+
+        try:
+            result: Any = run_schedule(schedule, impl, on_step=on_step, on_time=on_time,
+                                       **kwargs)
+        except Exception as exc:  # noqa: BLE001 - handed to the parent as text
+            result = GuardError(f"{type(exc).__name__}: {exc}")
+        tmp = os.path.join(work_dir, "result.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.rename(tmp, os.path.join(work_dir, "result"))
+    except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+        code = 70
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - a closed or broken stream
+            pass
+        os._exit(code)
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    """The child's wait status, or None if it is still running after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None
+    try:
+        while True:
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got == pid:
+                return status
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            if pidfd is not None:
+                select.select([pidfd], [], [], left)
+            else:
+                time.sleep(min(_POLL, left))
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def ended_how(status: int) -> str:
+    """``exit status 3`` or ``signal 9 (SIGKILL)``."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "?"
+    return f"signal {-code} ({name})"
+
+
+def _where(schedule: Schedule, k: int, at: float) -> str:
+    steps = schedule.steps
+    if k < 0:
+        return "while the peers started, before the first step"
+    if k >= len(steps):
+        return f"after the heal at {schedule.horizon:.3f}s, in the liveness checks"
+    what = steps[k].describe().strip().split("  ", 1)[-1]
+    return f"after step {k + 1} of {len(steps)} began ({what}, at {steps[k].at:.3f}s)"
+
+
+def _died(schedule: Schedule, status: int, where: Any, drain: _Drain, log: list[str] | None,
+          wall: float) -> RunResult:
+    k, at = int(where[0]), max(float(where[1]), float(where[2]), 0.0)
+    message = (f"the Raft ended the run's process: {ended_how(status)} "
+               f"{_where(schedule, k, at)}")
+    if drain.total:
+        message += (f"\nits last output ({drain.total} bytes written in all):\n"
+                    f"{drain.text()[-1000:]}")
+    v = Violation("exit", round(at, 3), message)
+    if log is not None:
+        log.append(debuglog.format_line("TEST", "--", f"FAIL: {v.headline().splitlines()[0]}",
+                                        int(at * 1000)))
+    return RunResult(v, round(at, 3), wall, 0, log, None, drain.total, drain.text())
+
+
+def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
+                debug: bool = False, race: bool = False, timeline: bool = False) -> RunResult:
+    """:func:`run_schedule` in a forked child; a child that dies or hangs is the violation.
+
+    ``impl`` must be loaded already (its import happens once, in this process).
+    Raises :class:`GuardError` if the run could not start at all.
+    """
+    kwargs: dict[str, Any] = {"debug": debug, "race": race, "timeline": timeline}
+    work_dir = tempfile.mkdtemp(prefix="raftlab-explore-run-")
+    where = RawArray("d", [-1.0, 0.0, 0.0])  # step begun, its time, last sample's time
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (measured by the tests through its effects)
+            os.close(r)
+            _child(schedule, impl, where, work_dir, w, kwargs)
+        os.close(w)
+        drain = _Drain(r)
+        drain.start()
+        status = _wait(pid, timeout)
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            drain.join(5)
+            v = Violation("hang", 0.0, f"no result within {timeout:.0f} s of wall time (a loop "
+                                       f"that never blocks?); its process was killed "
+                                       f"{_where(schedule, int(where[0]), where[1])}")
+            return RunResult(v, 0.0, time.perf_counter() - t0, 0, [] if debug else None, None,
+                             drain.total, drain.text())
+        drain.join(5)  # the pipe ends with the child (unless the Raft forked a process)
+        wall = time.perf_counter() - t0
+        path = os.path.join(work_dir, "result")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                got = pickle.load(f)
+            if isinstance(got, GuardError):
+                raise got
+            got.output_bytes, got.output_tail = drain.total, drain.text()
+            return got
+        log = None
+        if debug:
+            log_path = os.path.join(work_dir, "log")
+            log = []
+            if os.path.exists(log_path):
+                with open(log_path, encoding="utf-8", errors="replace") as f:
+                    log = f.read().splitlines()
+        return _died(schedule, status, where, drain, log, wall)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
