@@ -23,6 +23,8 @@ from labtests.timeline.debuglines import parse
 from labtests.timeline.recorder import (
     BULK_HEAD,
     BULK_TAIL,
+    RPC_HEAD,
+    RPC_TAIL,
     Recorder,
     dump_jsonl,
     header,
@@ -308,8 +310,10 @@ def test_the_sampler_thread_runs_and_stops_promptly():
 # -- the renderer ---------------------------------------------------------------------
 
 
-def synthetic_run(seconds: float = 35.0, peers: int = 5, rpcs: int = 1000) -> list[dict[str, Any]]:
-    """Events like the longest graded test's: 5 peers, 35 s, partitions, crashes, applies."""
+def synthetic_run(seconds: float = 35.0, peers: int = 5, rpcs: int = 1000,
+                  msgs: int = RPC_HEAD + RPC_TAIL) -> list[dict[str, Any]]:
+    """Events like the longest graded test's: 5 peers, 35 s, partitions, crashes, applies,
+    candidates, and as many individual RPC events as the recorder keeps."""
     evs: list[dict[str, Any]] = [{"t": 0.0, "k": "net", "reliable": False}]
     evs += [{"t": 0.001, "k": "start", "p": p, "gen": 1} for p in range(peers)]
     evs.append({"t": 0.002, "k": "begin", "desc": "Test (2C): Figure 8 (unreliable)"})
@@ -319,6 +323,8 @@ def synthetic_run(seconds: float = 35.0, peers: int = 5, rpcs: int = 1000) -> li
         evs.append({"t": t, "k": "check", "name": "one", "id": cid, "phase": "begin",
                     "cmd": str(index)})
         leader = cid % peers
+        evs.append({"t": t, "k": "state", "p": leader, "term": term, "role": "candidate",
+                    "src": "rpc"})
         for p in range(peers):
             evs.append({"t": t + 0.001, "k": "state", "p": p, "term": term,
                         "role": "leader" if p == leader else "follower", "src": "sample"})
@@ -335,6 +341,12 @@ def synthetic_run(seconds: float = 35.0, peers: int = 5, rpcs: int = 1000) -> li
         term += cid % 5 == 0
     step = seconds / rpcs
     evs += [{"t": i * step, "k": "rpc", "p": i % peers, "n": 1} for i in range(rpcs)]
+    outcomes = ("sent", "replied", "sent", "replied", "dropped", "unreachable", "reply-lost")
+    evs += [{"t": round(i * seconds / max(msgs, 1), 6), "k": "msg", "p": i % peers,
+             "to": (i + 1 + i // peers) % peers if (i + 1 + i // peers) % peers != i % peers
+             else (i + 2) % peers,
+             "m": "Raft.request_vote" if i % 9 == 0 else "Raft.append_entries",
+             "o": outcomes[i % len(outcomes)], "b": 180 + i % 300} for i in range(msgs)]
     evs.append({"t": seconds, "k": "fail", "msg": "one(42) failed to reach agreement",
                 "first": "one(42) failed to reach agreement", "check": "one"})
     return sorted(evs, key=lambda ev: ev["t"])

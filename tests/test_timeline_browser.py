@@ -4,7 +4,9 @@ A failing toy run (real time and --sim) writes a bundle; Chromium opens its
 ``timeline.html`` from disk, runs the page's script and dumps the resulting DOM
 (``--dump-dom``), in which the lanes, the crash and disconnection intervals,
 the roles and the failure marker must be *rendered* (the SVG the script drew,
-not the JSON it was given).  The page of the longest graded test's size must
+not the JSON it was given); opened zoomed in on an election (``#t=a,b``), the
+candidate segments and each RPC (a line per request and per reply, its method
+and outcome on hover) must be drawn too.  The page of the longest graded test's size must
 open in under 2 s.  A screenshot of each is saved and its path printed.
 
 Chromium is Debian's ``chromium`` package; ``.ci/run`` installs it (with
@@ -25,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from labtests.timeline import html
-from labtests.timeline.recorder import header
+from labtests.timeline.recorder import header, load_jsonl
 from tests.test_timeline import synthetic_run
 
 TESTS = Path(__file__).parent
@@ -43,26 +45,28 @@ def chromium() -> str:
                 "`apt-get install -y chromium chromium-driver` (.ci/run does this in CI)")
 
 
-def _browser(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _browser(page: Path, profile: Path, *args: str,
+             view: str = "") -> subprocess.CompletedProcess[str]:
     cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
            "--no-first-run", "--disable-extensions", f"--user-data-dir={profile}",
-           "--window-size=1400,640", *args, page.as_uri()]
+           "--window-size=1400,640", *args, page.as_uri() + view]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def dump_dom(page: Path, profile: Path) -> tuple[str, float]:
-    """The DOM after the page's script ran, and the wall time Chromium took."""
+def dump_dom(page: Path, profile: Path, view: str = "") -> tuple[str, float]:
+    """The DOM after the page's script ran (opened on ``view``, e.g. ``#t=1,2``), and the
+    wall time Chromium took."""
     t0 = time.monotonic()
-    done = _browser(page, profile, "--dump-dom")
+    done = _browser(page, profile, "--dump-dom", view=view)
     wall = time.monotonic() - t0
     assert done.returncode == 0 and "<body" in done.stdout, done.stderr[-2000:]
     return done.stdout, wall
 
 
-def screenshot(page: Path, profile: Path, name: str) -> Path:
+def screenshot(page: Path, profile: Path, name: str, view: str = "") -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / f"{name}.png"
-    done = _browser(page, profile, f"--screenshot={shot}")
+    done = _browser(page, profile, f"--screenshot={shot}", view=view)
     assert done.returncode == 0 and shot.is_file() and shot.stat().st_size > 5000, \
         done.stderr[-2000:]
     print(f"screenshot: {shot}")
@@ -107,6 +111,24 @@ def test_a_failing_runs_timeline_renders_lanes_intervals_and_the_failure(mode, t
     print(f"{mode}: rendered in {body_attr(dom, 'data-render-ms')} ms "
           f"(Chromium's wall time {wall:.2f} s)")
     screenshot(page, tmp_path / "profile", f"timeline-{mode}")
+    # zoomed in on the first election after a restart: the candidates and each RPC
+    _head, events = load_jsonl((page.parent / "events.jsonl").read_text())
+    restart = next(ev["t"] for ev in events if ev["k"] == "start" and ev["gen"] > 1)
+    campaign = next(ev["t"] for ev in events if ev["k"] == "state" and ev["t"] > restart
+                    and ev["role"] == "candidate")
+    view = f"#t={max(0.0, campaign - 0.3):.3f},{campaign + 0.7:.3f}"
+    dom, _wall = dump_dom(page, tmp_path / "profile", view)
+    assert re.search(r'<rect class="seg seg-candidate" x="[\d.]+" y="\d+" width="[\d.]+"', dom), \
+        f"no candidate segment drawn at {view}"
+    lines = re.findall(r'<line class="rpc-msg rpc-o-([a-z-]+)( rpc-vote)?" x1="[\d.]+" '
+                       r'x2="[\d.]+" y1="[\d.]+" y2="[\d.]+" data-m="([^"]+)" data-o="[a-z-]+" '
+                       r'data-tip="S(\d)', dom)
+    assert lines, f"no individual RPC drawn at {view}"
+    assert any(vote for _o, vote, _m, _p in lines), "the candidate's vote requests are drawn"
+    assert {m for _o, _v, m, _p in lines} <= {"Raft.request_vote", "Raft.append_entries",
+                                               "Raft.install_snapshot"}
+    assert "RPC events drawn" in dom
+    screenshot(page, tmp_path / "profile", f"timeline-{mode}-election", view)
 
 
 def test_the_longest_graded_tests_timeline_is_small_and_opens_in_under_two_seconds(tmp_path):
@@ -122,4 +144,9 @@ def test_the_longest_graded_tests_timeline_is_small_and_opens_in_under_two_secon
           f"{load_ms:.0f} ms, drawing {render_ms:.0f} ms, Chromium wall {wall:.2f} s")
     assert load_ms < OPEN_BUDGET_MS
     assert dom.count('class="apply"') > 100 and 'id="failure-marker"' in dom
+    assert '<line class="rpc-msg rpc-o-' not in dom and "zoom in to see each" in dom, \
+        "10,000 RPC events are too many to draw one by one at the whole test's scale"
     screenshot(page, tmp_path / "profile", "timeline-longest")
+    dom, _wall = dump_dom(page, tmp_path / "profile", "#t=30,31")
+    assert 150 < dom.count('<line class="rpc-msg rpc-o-') <= 700, "a 1 s view draws each RPC"
+    assert float(body_attr(dom, "data-load-ms")) < OPEN_BUDGET_MS
