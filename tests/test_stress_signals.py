@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.session_procs import in_sessions, sessions_of
 from tools.stress.termination import (
     EXIT_CTRL_C,
     Terminated,
@@ -35,39 +36,6 @@ from tools.stress.termination import (
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS_PER_TEST = 1000
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, session id) of a process, or None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[3])
-
-
-def _all_pids() -> list[int]:
-    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-
-
-def _in_sessions(sessions: set[int]) -> dict[int, str]:
-    """Live (non-zombie) processes whose session is one of ``sessions``: pid -> state."""
-    found = {}
-    for pid in _all_pids():
-        st = _stat(pid)
-        if st is not None and st[2] in sessions and st[0] != "Z":
-            found[pid] = st[0]
-    return found
-
-
-def _descendants(root: int) -> set[int]:
-    parents = {pid: st[1] for pid in _all_pids() if (st := _stat(pid)) is not None}
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
 
 
 def _stress(out: Path) -> subprocess.Popen[str]:
@@ -95,8 +63,7 @@ def test_a_stop_signal_ends_stress_like_ctrl_c_and_leaves_no_process(tmp_path, s
     try:
         _wait_first_result(proc, results)
         # The command's session, and every session its children made (pytest's own).
-        sessions = {proc.pid} | {s[2] for pid in _descendants(proc.pid)
-                                 if (s := _stat(pid)) is not None}
+        sessions = sessions_of(proc.pid)
         assert len(sessions) >= 2, "the runs' pytest should be in a session of its own"
         proc.send_signal(sig)
         text, _ = proc.communicate(timeout=120)
@@ -107,9 +74,9 @@ def test_a_stop_signal_ends_stress_like_ctrl_c_and_leaves_no_process(tmp_path, s
     name = signal.Signals(sig).name
     assert proc.returncode == 128 + sig, text[-3000:]
     deadline = time.monotonic() + 5  # a killed worker may still be on its way out
-    while _in_sessions(sessions) and time.monotonic() < deadline:
+    while in_sessions(sessions) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _in_sessions(sessions) == {}, f"left behind: {_in_sessions(sessions)}\n{text[-3000:]}"
+    assert in_sessions(sessions) == {}, f"left behind: {in_sessions(sessions)}\n{text[-3000:]}"
     assert f"terminated by {name}: stopping runs" in text
     assert f"INTERRUPTED (terminated by {name}) after" in text
     rows = [json.loads(line) for line in results.read_text().splitlines()]  # each line parses

@@ -48,6 +48,12 @@ from tools.machine import machine_cores
 from tools.stress.backends.base import BackendError, BackendUnavailable
 from tools.stress.backends.factory import BACKENDS, check_backend
 from tools.stress.results import safe_file_part
+from tools.stress.termination import (
+    Terminated,
+    describe,
+    exit_status,
+    stop_signals_as_interrupts,
+)
 
 EXIT_FULL, EXIT_LOST, EXIT_USAGE, EXIT_UNGRADED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -100,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+    """``raftlab grade``; SIGTERM and SIGHUP end it like Ctrl-C (tools.stress.termination):
+    the running tests stopped and swept, finished reports kept, exit 128 + the signal."""
+    with stop_signals_as_interrupts():
+        try:
+            return _main(argv, console)
+        except Terminated as exc:  # before or after the runs: nothing of ours is running
+            make_console(stderr=True).print(f"raftlab grade: {describe(exc)}", markup=False)
+            return exit_status(exc)
+
+
+def _main(argv: list[str] | None, console: Console | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -161,10 +178,13 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         err.print(f"note: {grader.fallback_why}", markup=False, soft_wrap=True)
     try:
         return _grade_all(args, grader, outdir, console, err)
-    except KeyboardInterrupt:
-        err.print("raftlab grade: interrupted; the running tests were stopped and the "
-                  "reports of finished submissions kept")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        try:
+            err.print(f"raftlab grade: {describe(exc)}; the running tests were stopped and "
+                      "the reports of finished submissions kept", markup=False)
+        except OSError:  # the terminal is gone
+            pass
+        return exit_status(exc)  # EXIT_INTERRUPTED for Ctrl-C, 128 + N for signal N
 
 
 def _grade_all(args: argparse.Namespace, grader: Grader, outdir: Path, console: Console,
