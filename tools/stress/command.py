@@ -93,9 +93,12 @@ DEFAULT_RETRIES = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raftlab stress",
-        description="Run Raft tests many times in parallel (pytest-xdist), each run with its "
-        "own seed; keep failure logs with a rerun command; print per-test statistics. "
-        "Options after '--' go to pytest unchanged.",
+        description="Run Raft tests many times in parallel (warm forked workers of one pytest "
+        "session, or a Dask cluster), each run with its own seed; keep failure logs with a "
+        "rerun command; print per-test statistics. Options after '--' go to pytest "
+        "unchanged. Exit status: 0 all passed, 1 a run failed, 2 usage, 3 backend error, "
+        "6 no failure but runs still inconclusive after reruns, 130 Ctrl-C, 143 SIGTERM, "
+        "129 SIGHUP (partial table written in each case).",
     )
     parser.add_argument("tests", nargs="*", metavar="TEST",
                         help="parts (2A..2D, 2a, part2a), all, or graded test names with or "
@@ -140,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-live", action="store_true", help="no live progress display")
     cluster = parser.add_argument_group("cluster (pip install '.[cluster]' in a raftlab checkout)")
     cluster.add_argument("--backend", choices=BACKENDS, default="local",
-                         help="where runs execute: local (pytest-xdist on this machine, "
-                         "default) or dask (one task per run on a Dask cluster)")
+                         help="where runs execute: local (workers forked from one pytest "
+                         "session on this machine, default; RAFTLAB_STRESS_XDIST=1 uses "
+                         "pytest-xdist instead) or dask (one task per run on a Dask cluster)")
     cluster.add_argument("--scheduler", metavar="ADDR",
                          help="dask scheduler address (tcp://HOST:8786) or scheduler JSON file")
     cluster.add_argument("--workers-per-host", type=int, metavar="N",

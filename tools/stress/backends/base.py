@@ -4,7 +4,8 @@
 seed each) and hand them to a backend; the backend calls ``on_result`` once per
 finished run, from its own thread.  Nothing else crosses the interface, so the
 commands, the display and the output files do not know whether runs happen in a
-local ``pytest -n`` (:mod:`.xdist`) or on a Dask cluster (:mod:`.dask_client`).
+local pytest session (:mod:`.xdist`: forked workers, or ``pytest -n``) or on a
+Dask cluster (:mod:`.dask_client`).
 
 This module is the neutral ground both commands import (the grader never imports
 the stress *command*); it imports no backend, so no backend can form a cycle with
