@@ -10,7 +10,8 @@ its children started is alive afterwards (read from /proc).
 
 Load-proof as the Ctrl-C test: 3 x 1,000 simulated runs on 2 workers are over a
 minute of CPU on an idle machine, and the signal goes out as soon as the first
-result is written; a loaded machine only makes the remaining work longer.
+result is written; a loaded machine only makes the remaining work longer.  A
+SIGKILL, which no handler sees, still leaves nothing: pytest dies with the command.
 """
 
 from __future__ import annotations
@@ -85,6 +86,28 @@ def test_a_stop_signal_ends_stress_like_ctrl_c_and_leaves_no_process(tmp_path, s
     summary = (out / "summary.txt").read_text()
     assert f"INTERRUPTED (terminated by {name}) after {len(rows)} of {3 * RUNS_PER_TEST}" \
         in summary
+
+
+def test_a_killed_stress_takes_its_pytest_and_workers_with_it(tmp_path):
+    """SIGKILL leaves no handler to run: pytest dies with the command (PR_SET_PDEATHSIG,
+    set before its exec), and its forked workers with pytest."""
+    out = tmp_path / "out"
+    proc = _stress(out)
+    try:
+        _wait_first_result(proc, out / "results.jsonl")
+        sessions = sessions_of(proc.pid)
+        assert len(sessions) >= 2, "the runs' pytest should be in a session of its own"
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while in_sessions(sessions) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert in_sessions(sessions) == {}, f"left behind: {in_sessions(sessions)}"
 
 
 def test_the_handlers_raise_terminated_and_are_restored():
