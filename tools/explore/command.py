@@ -31,15 +31,16 @@ import shlex
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.markup import escape
 
 from labtests.explore import timeline
 from labtests.explore.schedule import Schedule
-from labtests.options import OptionError, from_env
+from labtests.options import OptionError, from_env, looks_like_path
 from tools.console import make_console
 from tools.explore import display, work
 from tools.explore.guard import GuardError, run_guarded
@@ -89,54 +90,62 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeline", metavar="FILE",
                    help="with --replay: also write the run's timeline page (HTML) here")
     args = p.parse_args(argv)
+
+    def error(message: str) -> NoReturn:
+        # One line, no usage block: the option was spelled right, its value is wrong.
+        p.exit(2, f"raftlab explore: error: {message}\n")
+
     if args.schedules is not None and args.time_budget is not None:
-        p.error("give --schedules or --time-budget, not both")
+        error("give --schedules or --time-budget, not both")
     if args.schedules is not None and args.schedules < 1:
-        p.error(f"--schedules must be at least 1 (got {args.schedules})")
+        error(f"--schedules must be at least 1 (got {args.schedules})")
     if args.time_budget is not None and not args.time_budget > 0:  # also NaN
-        p.error(f"--time-budget must be a positive number of seconds (got {args.time_budget})")
+        error(f"--time-budget must be a positive number of seconds (got {args.time_budget})")
     if args.workers < 1:
-        p.error(f"--workers must be at least 1 (got {args.workers})")
+        error(f"--workers must be at least 1 (got {args.workers})")
     for name in ("shrink_runs", "shrink_time", "run_timeout"):
         value = getattr(args, name)
         if value is not None and not value > 0:
-            p.error(f"--{name.replace('_', '-')} must be positive (got {value})")
+            error(f"--{name.replace('_', '-')} must be positive (got {value})")
     if args.run_timeout is None:
         args.run_timeout = work.default_run_timeout(args.race)
     if (args.log or args.timeline) and not args.replay:
-        p.error("--log and --timeline go with --replay FILE")
+        error("--log and --timeline go with --replay FILE")
     if args.backend == "dask" and not args.scheduler and not args.replay:
-        p.error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
+        error("--backend dask needs --scheduler tcp://HOST:8786 (or a scheduler file)")
     if args.scheduler and args.backend != "dask":
-        p.error("--scheduler needs --backend dask")
+        error("--scheduler needs --backend dask")
     if args.impl is None:  # else RAFTLAB_IMPL, else the project's [tool.raftlab] impl
         try:
             args.impl = from_env().impl
         except OptionError as exc:
-            p.error(str(exc))
+            error(str(exc))
     if args.replay:
-        args.schedule = _read_schedule(p, args.replay)
+        args.schedule = _read_schedule(error, args.replay)
     # Loaded here once (local workers inherit it): an --impl that does not import is a
-    # usage error now, not a traceback from every worker later.
-    args.implementation = work.implementation(args.impl)
-    if args.implementation.error is not None:
-        p.error(args.implementation.error.strip().splitlines()[0])
+    # usage error now, not a traceback from every worker later.  (A module name given
+    # to Dask need only import on the workers.)
+    args.implementation = None
+    if args.backend == "local" or args.replay or looks_like_path(args.impl or ""):
+        args.implementation = work.implementation(args.impl)
+        if args.implementation.error is not None:
+            error(args.implementation.error.strip().splitlines()[0])
     return args
 
 
-def _read_schedule(p: argparse.ArgumentParser, path: str) -> Schedule:
+def _read_schedule(error: Callable[[str], NoReturn], path: str) -> Schedule:
     """The schedule file given to --replay, or a usage error that says what is wrong."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError as exc:
-        p.error(f"--replay {path}: cannot read it ({exc.strerror or exc})")
+        error(f"--replay {path}: cannot read it ({exc.strerror or exc})")
     try:
         return Schedule.loads(text)
     except KeyError as exc:
-        p.error(f"--replay {path}: not a schedule raftlab explore wrote (no field {exc})")
+        error(f"--replay {path}: not a schedule raftlab explore wrote (no field {exc})")
     except (ValueError, TypeError, AttributeError) as exc:  # ScheduleError is a ValueError
-        p.error(f"--replay {path}: not a schedule raftlab explore wrote ({exc})")
+        error(f"--replay {path}: not a schedule raftlab explore wrote ({exc})")
 
 
 def replay_command(path: str, impl: str | None, race: bool = False) -> str:
@@ -203,11 +212,12 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
         shrunk["timeline_file"] = html_file
 
 
-def _write_unshrunk(out: str, monitor: str, schedule_json: dict[str, Any]) -> None:
+def _write_unshrunk(out: str, monitor: str, schedule_json: dict[str, Any]) -> str:
     path = os.path.join(out, "failures", f"{monitor}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         fh.write(Schedule.from_json(schedule_json).dumps())
+    return path
 
 
 def _lost(exc: BaseException) -> str | None:
@@ -367,7 +377,9 @@ def explore(args: argparse.Namespace) -> int:
                     if "schedule" in shrunk:
                         _write_failure(out, monitor, shrunk, args.impl, args.race)
                     else:  # not shrunk: the schedule found is kept as it was
-                        _write_unshrunk(out, monitor, first_failure[monitor]["schedule"])
+                        shrunk.pop("unshrunk", None)
+                        shrunk["schedule_file"] = _write_unshrunk(
+                            out, monitor, first_failure[monitor]["schedule"])
                     minimal[monitor] = shrunk
             elif first_failure:
                 for monitor, f in first_failure.items():

@@ -51,10 +51,16 @@ def summary(console: Console, *, runs: int, elapsed: float, counts: Counter[str]
             table.add_row(monitor, kind_of(monitor), str(count), steps,
                           escape(m.get("replay", "-")))
         console.print(table)
-        for _monitor, m in sorted(minimal.items()):
+        for monitor, m in sorted(minimal.items()):
             if "description" not in m:
+                if "error" in m:
+                    console.print(f"\n[bold red]{escape(monitor)}[/]: {escape(m['error'])}")
+                if "schedule_file" in m:
+                    console.print(f"schedule (not shrunk): {escape(m['schedule_file'])}")
                 continue
             console.print(f"\n[bold red]{escape(m['violation'].splitlines()[0])}[/]")
+            if "note" in m:
+                console.print(escape(m["note"]))
             console.print(m["description"], markup=False)
             console.print(f"replay: [bold]{escape(m['replay'])}[/]")
             console.print(f"debug log: {escape(m['log_file'])}")

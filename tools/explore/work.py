@@ -103,7 +103,7 @@ def implementation(spec: str | Shipped | None) -> Implementation:
 def record(seed: int | None, schedule: Schedule, result: RunResult) -> dict[str, Any]:
     """One line of ``results.jsonl``."""
     v = result.violation
-    return {
+    rec = {
         "seed": seed, "peers": schedule.n, "steps": len(schedule.steps),
         "horizon": schedule.horizon, "run_seed": schedule.seed,
         "outcome": "pass" if v is None else v.kind,
@@ -112,6 +112,9 @@ def record(seed: int | None, schedule: Schedule, result: RunResult) -> dict[str,
         "virtual_s": result.virtual_s, "wall_s": round(result.wall_s, 3),
         "commits": result.commits,
     }
+    if result.output_bytes:  # what the Raft printed (kept off explore's output)
+        rec["output_bytes"] = result.output_bytes
+    return rec
 
 
 def default_run_timeout(race: bool) -> float:
