@@ -117,11 +117,14 @@ class TestContext:
             return
         self._finished = True
         try:
-            deadline = watchdog.cleanup_deadline(self.options.timeout_s)
-            cleanup = watchdog.run_bounded(self._cleanup_configs, deadline,
+            base = watchdog.cleanup_deadline(self.options.timeout_s)
+            # Like the leak check's grace: the bound grows with the machine's lag, so a
+            # starved machine cannot make a correct kill() look stuck (a stuck one still is).
+            cleanup = watchdog.run_bounded(self._cleanup_configs,
+                                           lambda: leak_grace_s(base, self._lag),
                                            f"raftlab-cleanup-{self.name}", self.thread_report)
             if not cleanup.finished:
-                self._cleanup_stuck(cleanup, deadline)
+                self._cleanup_stuck(cleanup, base, leak_grace_s(base, self._lag) - base)
             else:
                 if cleanup.error is not None:
                     exc = cleanup.error
@@ -145,7 +148,8 @@ class TestContext:
             except (RaftTestFailure, HelperThreadExit):
                 pass  # recorded in the channel; delivered by finish()
 
-    def _cleanup_stuck(self, cleanup: watchdog.Bounded, deadline: float) -> None:
+    def _cleanup_stuck(self, cleanup: watchdog.Bounded, deadline: float,
+                       for_lag: float = 0.0) -> None:
         """The cleanup did not end: fail the test with the stacks and leave it behind."""
         if cleanup.interrupted is not None:
             why = (f"had not ended after {cleanup.elapsed_s:.1f} s when the wait was "
@@ -156,6 +160,8 @@ class TestContext:
             f"cleanup {why}: a kill() that does not return (or a Raft thread it waits "
             "for) blocks it; the stacks below show where"
         )
+        if cleanup.interrupted is None and for_lag >= 0.05:
+            headline += f" (it was given {for_lag:.1f} s more for the machine's timer lag)"
         report = headline + "\n\n" + cleanup.stacks
         already_failed = self.failures.failed
         self.failures.record(report)

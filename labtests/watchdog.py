@@ -62,9 +62,13 @@ def cleanup_deadline(watchdog_s: float | None) -> float:
 ThreadReport = Callable[[str], "str | None"]  # headline -> a report, or None (real threads)
 
 
-def run_bounded(fn: Callable[[], object], deadline_s: float, name: str,
+def run_bounded(fn: Callable[[], object], deadline_s: float | Callable[[], float], name: str,
                 thread_report: ThreadReport | None = None) -> Bounded:
     """Run ``fn()`` in a daemon thread named ``name``; wait for it at most ``deadline_s``.
+
+    ``deadline_s`` may be a function, asked again every half second of the wait:
+    a bound that grows with what is measured meanwhile (the machine's timer lag,
+    for a cleanup on a starved machine).
 
     If the wait itself is interrupted (the per-test watchdog's exception, a
     failure the simulation posts to the main thread), the call counts as not
@@ -90,7 +94,10 @@ def run_bounded(fn: Callable[[], object], deadline_s: float, name: str,
         body()  # then unbounded, as if there were no watchdog, rather than not at all
     interrupted: BaseException | None = None
     try:
-        finished = done.wait(deadline_s)
+        if callable(deadline_s):
+            finished = _wait_within(done, deadline_s, start)
+        else:
+            finished = done.wait(deadline_s)
     except BaseException as exc:  # noqa: BLE001 - the watchdog or the simulation
         finished, interrupted = done.is_set(), exc
     elapsed = time.monotonic() - start
@@ -99,6 +106,16 @@ def run_bounded(fn: Callable[[], object], deadline_s: float, name: str,
     return Bounded(False, elapsed, interrupted=interrupted,
                    stacks=all_stacks(f"{name} had not ended after {elapsed:.1f} s",
                                      thread_report))
+
+
+def _wait_within(done: threading.Event, bound: Callable[[], float], start: float) -> bool:
+    """Wait for ``done`` until ``bound()`` seconds after ``start`` (re-read as it goes)."""
+    while True:
+        remaining = bound() - (time.monotonic() - start)
+        if remaining <= 0:
+            return done.is_set()
+        if done.wait(min(remaining, 0.5)):
+            return True
 
 
 def all_stacks(headline: str, thread_report: ThreadReport | None = None) -> str:

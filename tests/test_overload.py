@@ -264,11 +264,16 @@ def test_on_a_quiet_machine_every_broken_toy_still_fails(tmp_path):
 def test_out_of_threads_is_the_machines_fault_only_with_few_threads_of_our_own():
     msg = "uncaught exception in thread 'raft-S1-ticker': RuntimeError(\"can't start new thread\")"
     few = LagSummary(measured=True, max_ms=900.0, threads_max=60)
-    many = LagSummary(measured=True, max_ms=900.0, threads_max=overload.MANY_THREADS)
+    many = LagSummary(measured=True, max_ms=900.0, threads_max=overload.many_threads())
     quiet = LagSummary(measured=True, max_ms=5.0, threads_max=60)
     assert overload.is_inconclusive(few, msg)
     assert not overload.is_inconclusive(many, msg)  # a Raft that leaks threads: its own fault
     assert not overload.is_inconclusive(quiet, msg)  # a quiet machine: not overload
+    # The reference Raft's peak in test_many_elections_2a at 1 s of lag (96 parallel runs):
+    # the machine's fault wherever the machine allows the usual 32768 pids or more.
+    if (overload.machine_thread_limit() or 0) >= 32768:
+        assert overload.is_inconclusive(
+            LagSummary(measured=True, max_ms=1011.7, threads_max=1120), msg)
     s = LagSampler(interval_s=0.01).start()
     time.sleep(0.1)
     assert s.stop().threads_max >= 2  # the sampler and this thread, at least

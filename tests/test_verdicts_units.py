@@ -52,6 +52,24 @@ def test_a_call_that_blocks_is_abandoned_with_every_threads_stack():
         release.set()
 
 
+def test_a_bound_that_grows_while_waiting_lets_a_slow_call_finish():
+    """The cleanup's bound follows the lag measured during the wait (a starved machine)."""
+    release = threading.Event()
+    lag_seen = threading.Event()
+
+    def slow() -> None:
+        lag_seen.set()  # meanwhile the machine is measured to lag: the bound grows
+        release.wait(0.8)
+
+    grown = watchdog.run_bounded(slow, lambda: 3.0 if lag_seen.is_set() else 0.3, "late")
+    assert grown.finished and 0.8 <= grown.elapsed_s < 3.0
+    try:
+        fixed = watchdog.run_bounded(lambda: toy_blocked_here(release), lambda: 0.3, "stuck")
+        assert not fixed.finished and 0.3 <= fixed.elapsed_s < 3.0  # a stuck call still is
+    finally:
+        release.set()
+
+
 def test_the_hook_report_replaces_the_real_threads_stacks():
     release = threading.Event()
     try:
