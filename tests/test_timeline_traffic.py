@@ -23,6 +23,7 @@ from labtests.timeline.recorder import (
     Recorder,
     header,
 )
+from labtests.timeline.rpcring import RpcRing
 from labtests.timeline.traffic import Traffic, is_vote
 
 VOTE, APPEND = "Raft.request_vote", "Raft.append_entries"
@@ -212,3 +213,70 @@ def test_a_simulated_election_test_shows_each_rpc_and_the_candidates():
     # and the page draws them: candidate segments, and each RPC when zoomed in
     page = html.render(header(3, test="test_re_election_2a", seed=1, mode="sim"), evs)
     assert '"role":"candidate"' in page and '"k":"msg"' in page
+
+
+# -- the compact store --------------------------------------------------------------------
+
+
+def test_the_ring_keeps_every_event_of_concurrent_callers_and_hostile_values():
+    import threading
+
+    ring = RpcRing(100, 400)
+    ring.allocate()
+    seq = iter(range(10**9))
+
+    def caller(p: int) -> None:
+        for i in range(50):
+            ring.add(next(seq), float(i), p, None if i % 7 == 0 else 300, f"Raft.m{i % 3}",
+                     "sent" if i % 2 else "no-such-outcome", 2**40, stale=i % 5 == 0)
+
+    threads = [threading.Thread(target=caller, args=(p,)) for p in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    items = ring.items()
+    assert len(items) == 400 and ring.taken == 400 and ring.cut == 0
+    assert len({it[0] for it in items}) == 400, "no slot written twice"
+    assert {it[3] for it in items} == {None}, "a callee that is no peer index is None"
+    assert {it[5] for it in items} == {"sent", "failed"}  # an unknown outcome: "failed"
+    assert {it[6] for it in items} == {2**40}
+    assert sum(it[7] for it in items) == 8 * 10
+
+
+def test_a_hostile_raft_with_endless_method_names_stays_bounded():
+    ring = RpcRing(10, 10)
+    for i in range(70_000):
+        ring.add(i, 0.0, 0, 1, f"Raft.m{i}", "sent", 1, False)
+    assert len(ring._names) == 0xFFFF and ring.cut == 70_000 - 20
+    assert ring.items()[-1][4] == "(other methods)"
+
+
+def test_what_the_recorder_keeps_costs_a_few_megabytes_at_its_caps():
+    """Measured, not assumed: a recorder filled to its bulk caps with applies (plus the
+    RPC ring full) holds less than 10 MB (a dict per event held ~25 MB at the old caps)."""
+    import gc
+    import tracemalloc
+
+    from labtests.timeline.recorder import BULK_HEAD, BULK_TAIL
+
+    commands = [10**18 + i for i in range(BULK_HEAD + BULK_TAIL)]  # the tester's log holds them
+    indices = list(range(1000, 1000 + len(commands)))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        rec, clock = _rec(5)
+        for n, (i, c) in enumerate(zip(indices, commands, strict=True)):
+            clock.t = n * 1e-3
+            rec.add("apply", n % 5, i=i, c=c)
+        for n in range(RPC_HEAD + RPC_TAIL):
+            rec.rpc(n % 5, (n + 1) % 5, APPEND, "sent", 200 + n)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert rec.cut == 0 and rec.rpc_cut == 0
+    assert held < 10_000_000, f"{held / 1e6:.1f} MB"
+    print(f"{BULK_HEAD + BULK_TAIL} applies and {RPC_HEAD + RPC_TAIL} RPCs: {held / 1e6:.1f} MB")
+    applies = [ev for ev in rec.events() if ev["k"] == "apply"]
+    assert applies[0]["c"] == str(commands[0]), "a command is still written as text"

@@ -43,27 +43,36 @@ from collections.abc import Iterator
 from typing import Any
 
 from labtests.timeline import simstate
+from labtests.timeline.rpcring import RpcRing
 
 ESSENTIAL_CAP = 50_000
-BULK_HEAD = 20_000
-BULK_TAIL = 60_000
+BULK_HEAD = 10_000
+BULK_TAIL = 30_000
 RPC_HEAD = 2_000  # individual RPCs: the first ones...
 RPC_TAIL = 8_000  # ...and the last ones (each request and each reply is one)
 CANDIDATE_QUIET_S = 1.0  # no vote-ish RPC for this long: no longer a candidate
 SHORT_VALUE = 40  # characters of a command kept in an event
 MAX_MESSAGE = 4_000  # characters of a failure message kept in an event
 REQUEST_OUTCOMES = frozenset({"sent", "dropped", "unreachable"})  # the rest are replies
+RPC_KEYS = (("to", "m", "o", "b"), ("to", "m", "o", "b", "old"))  # an RPC event's fields
 NOT_CAMPAIGNING = ("leader", "unresponsive")  # last roles that a vote request does not change
 BULK_KINDS = frozenset({"state", "apply", "rpc", "dbg", "snapshot"})
 # What makes the sampler look closely again (labtests.timeline.sampler): faults and roles.
 CHANGE_KINDS = frozenset({"crash", "start", "connect", "disconnect", "net", "state", "fail"})
 
+Event = tuple[Any, ...]  # (seq, t, kind, peer, field names, *field values)
+
 # Thread-name prefixes of the tester's helpers -> the check a failure there belongs to.
 HELPER_CHECKS = (("tester-applier", "apply"),)
 
 
-def short(value: Any) -> str:
-    """A command as the timeline shows it: Go-like ``%v``, cut to :data:`SHORT_VALUE`."""
+def short(value: Any) -> str | int:
+    """A command as the timeline shows it: Go-like ``%v``, cut to :data:`SHORT_VALUE`.
+
+    A plain int is kept as it is: the very object the tester's log holds already,
+    so an apply event costs no string (:meth:`Recorder.events` writes it as text)."""
+    if type(value) is int:
+        return value
     if isinstance(value, str):
         text = value if len(value) <= SHORT_VALUE else f"<str {len(value)}>"
     elif value is None:
@@ -85,10 +94,12 @@ class Recorder:
         self._clock = simstate.clock()
         self.t0 = self._clock()
         self._seq = itertools.count()
-        self._essential: list[tuple[int, float, str, int | None, dict[str, Any]]] = []
-        self._bulk_head: list[tuple[int, float, str, int | None, dict[str, Any]]] = []
-        self._bulk_tail: deque[tuple[int, float, str, int | None, dict[str, Any]]] = deque(
-            maxlen=BULK_TAIL)
+        # An event is (seq, t, kind, peer, field names, *field values): one flat tuple, its
+        # names tuple shared by every event with the same fields (a dict cost ~180 bytes).
+        self._essential: list[Event] = []
+        self._bulk_head: list[Event] = []
+        self._bulk_tail: deque[Event] = deque(maxlen=BULK_TAIL)
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._bulk_seen = 0
         self._essential_cut = 0
         self._checks: dict[int, list[tuple[int, str]]] = {}  # thread ident -> open checks
@@ -98,11 +109,7 @@ class Recorder:
         self.failed_check: str | None = None
         self.failure_message: str | None = None
         self._last_state: dict[int, tuple[Any, str]] = {}
-        # Individual RPCs: (seq, t, caller, callee, method, outcome, bytes, stale instance).
-        self._rpc_head: list[tuple[int, float, int, Any, str, str, int, bool]] = []
-        self._rpc_tail: deque[tuple[int, float, int, Any, str, str, int, bool]] = deque(
-            maxlen=RPC_TAIL)
-        self._rpc_seen = 0
+        self.rpcs = RpcRing(RPC_HEAD, RPC_TAIL)  # individual RPCs (labtests.timeline.traffic)
         self._campaigns: dict[int, float] = {}  # candidate peer -> its last vote-ish RPC
         self.enabled = True
 
@@ -119,7 +126,9 @@ class Recorder:
         """Record one event at time ``t`` (None: now); events are shown in time order."""
         if not self.enabled:
             return
-        ev = (next(self._seq), self.now() if t is None else t, kind, peer, fields)
+        keys = tuple(fields)
+        ev = (next(self._seq), self.now() if t is None else t, kind, peer,
+              self._keys.setdefault(keys, keys), *fields.values())
         if kind in CHANGE_KINDS:
             self.changes += 1
             if self.on_change is not None and fields.get("src") != "sample":
@@ -211,13 +220,8 @@ class Recorder:
         method is vote-ish; ``stale``: the caller's end belongs to a crashed instance."""
         if not self.enabled:
             return
-        t = self.now()
-        ev = (next(self._seq), t, caller, callee, method, outcome, nbytes, stale)
-        self._rpc_seen += 1
-        if len(self._rpc_head) < RPC_HEAD:
-            self._rpc_head.append(ev)
-        else:
-            self._rpc_tail.append(ev)
+        t = self._clock() - self.t0  # rounded when read: this is the hot path
+        self.rpcs.add(next(self._seq), t, caller, callee, method, outcome, nbytes, stale)
         if stale:
             return
         campaigns = self._campaigns
@@ -230,7 +234,7 @@ class Recorder:
             self._expire(callee, t)
             if request and outcome == "sent" and not vote \
                     and self._last_state.get(caller, (None, ""))[1] == "leader":
-                self._end_campaign(callee, t)  # heard from the leader: a follower again
+                self._end_campaign(callee, round(t, 6))  # heard from the leader: a follower
         if not vote:
             return
         if caller in campaigns:
@@ -239,7 +243,7 @@ class Recorder:
             campaigns[caller] = t
             term = self._last_state.get(caller, (None, ""))[0]
             self._last_state[caller] = (term, "candidate")
-            self.add_at(t, "state", caller, term=term, role="candidate", src="rpc")
+            self.add_at(round(t, 6), "state", caller, term=term, role="candidate", src="rpc")
         if request and outcome == "sent" and isinstance(callee, int) and callee in campaigns:
             campaigns[callee] = t  # a candidate that receives a vote request is still in it
 
@@ -272,9 +276,7 @@ class Recorder:
         self._bulk_tail.clear()
         self._bulk_seen = 0
         self._essential_cut = 0
-        self._rpc_head = []
-        self._rpc_tail.clear()
-        self._rpc_seen = 0
+        self.rpcs.clear()
         self._campaigns.clear()
 
     # -- reading -----------------------------------------------------------------------
@@ -288,7 +290,7 @@ class Recorder:
     @property
     def rpc_cut(self) -> int:
         """How many individual RPC events the ring dropped."""
-        return self._rpc_seen - len(self._rpc_head) - len(self._rpc_tail)
+        return self.rpcs.cut
 
     def events(self) -> list[dict[str, Any]]:
         """Every kept event in order, as JSON-ready dicts (plus a ``cut`` note if any).
@@ -296,18 +298,20 @@ class Recorder:
         An individual RPC is ``{"k": "msg", "p": caller, "to": callee, "m": method,
         "o": outcome, "b": bytes}`` (plus ``"old": true`` from a crashed instance's end).
         """
-        rpcs = [(seq, t, "msg", caller, {"to": callee, "m": method, "o": outcome, "b": nbytes,
-                                          **({"old": True} if stale else {})})
-                for seq, t, caller, callee, method, outcome, nbytes, stale
-                in itertools.chain(self._rpc_head, self._rpc_tail)]
+        rpcs = [(seq, round(t, 6), "msg", caller, RPC_KEYS[stale], callee, method, outcome,
+                 nbytes, True)[:9 + stale]
+                for seq, t, caller, callee, method, outcome, nbytes, stale in self.rpcs.items()]
         merged = sorted(itertools.chain(self._essential, self._bulk_head, self._bulk_tail, rpcs),
                         key=lambda ev: (ev[1], ev[0]))  # by time, then by recording order
         out = []
-        for _seq, t, kind, peer, fields in merged:
+        for stored in merged:
+            _seq, t, kind, peer, keys = stored[:5]
             ev: dict[str, Any] = {"t": t, "k": kind}
             if peer is not None:
                 ev["p"] = peer
-            ev.update(fields)
+            ev.update(zip(keys, stored[5:], strict=True))
+            if type(ev.get("c")) is int:
+                ev["c"] = str(ev["c"])  # a command (see short), text as before
             out.append(ev)
         end = out[-1]["t"] if out else 0.0
         if self.cut:

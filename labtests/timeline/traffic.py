@@ -43,6 +43,7 @@ class Traffic:
         self.net: Any = None
 
     def install(self, net: Any) -> Traffic:
+        self.rec.rpcs.allocate()  # here, in the tester's thread, before any RPC
         self.net = net
         net.on_rpc = self
         return self

@@ -1,0 +1,107 @@
+"""Individual RPC events, bounded and compact: the first ``head`` and the last ``tail``.
+
+Why columns of :mod:`array` rather than a tuple per event: a test makes
+thousands of RPCs and pytest keeps every test's context until the session
+ends, so the timeline must cost a few MB at most.  A tuple per event costs
+~200 bytes (the tuple, its float, its ints); a slot here costs 29 (time,
+order, caller, callee, method code, outcome and flags, bytes), allocated once
+for ``head + tail`` slots: ~290 KB per test, whatever its length.
+
+No lock (a lock would be a simulated one under ``--sim`` and change the
+schedule): each event takes a unique slot number from :func:`itertools.count`,
+atomic under the GIL, so two callers never write the same slot at once; the
+reader sorts the written slots by their order number.  :attr:`taken` (for the
+"cut" note) may miss a concurrent writer's event in real time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from typing import Any
+
+OUTCOMES = ("sent", "dropped", "unreachable", "replied", "reply-lost", "failed")
+_OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
+_STALE = 0x80  # flag: the caller's end belongs to a crashed instance
+_NO_PEER = -1
+_OTHER = 0xFFFF  # method code once 65,535 distinct names were seen (a hostile Raft)
+
+
+class RpcRing:
+    """The kept RPC events of one test (see the module docstring)."""
+
+    def __init__(self, head: int, tail: int) -> None:
+        self.head, self.tail = head, tail
+        self._slots = itertools.count()
+        self.taken = 0  # events offered so far
+        self._codes: dict[str, int] = {}
+        self._names: list[str] = []
+        self._cols: tuple[array[Any], ...] | None = None
+
+    def allocate(self) -> None:
+        """Allocate the columns now (before the traffic starts), not on the first event."""
+        if self._cols is None:
+            size = self.head + self.tail
+            self._cols = (array("q", [-1]) * size, array("d", bytes(8 * size)),
+                          array("b", bytes(size)), array("b", bytes(size)),
+                          array("H", bytes(2 * size)), array("B", bytes(size)),
+                          array("q", bytes(8 * size)))
+
+    def add(self, seq: int, t: float, caller: int, callee: Any, method: str, outcome: str,
+            nbytes: int, stale: bool) -> None:
+        if self._cols is None:
+            self.allocate()
+        cols = self._cols
+        assert cols is not None
+        n = next(self._slots)
+        if n >= self.taken:
+            self.taken = n + 1
+        slot = n if n < self.head else self.head + (n - self.head) % self.tail
+        code = self._codes.get(method)
+        if code is None:
+            code = self._code(method)
+        cols[0][slot] = -1  # being written: a reader skips it
+        cols[1][slot] = t
+        cols[2][slot] = caller if isinstance(caller, int) and 0 <= caller < 128 else _NO_PEER
+        cols[3][slot] = callee if isinstance(callee, int) and 0 <= callee < 128 else _NO_PEER
+        cols[4][slot] = code
+        cols[5][slot] = _OUTCOME_CODES.get(outcome, len(OUTCOMES) - 1) | (_STALE if stale else 0)
+        cols[6][slot] = nbytes
+        cols[0][slot] = seq
+
+    def _code(self, method: str) -> int:
+        if len(self._names) >= _OTHER:
+            return _OTHER
+        code = self._codes.setdefault(method, len(self._names))
+        if code == len(self._names):
+            self._names.append(method)
+        return code
+
+    @property
+    def cut(self) -> int:
+        """How many events were dropped (those between the first and the last kept)."""
+        return max(0, self.taken - self.head - self.tail)
+
+    def items(self) -> list[tuple[int, float, int | None, int | None, str, str, int, bool]]:
+        """The kept events in recording order: (seq, t, caller, callee, method, outcome,
+        bytes, stale)."""
+        if self._cols is None:
+            return []
+        seqs, ts, callers, callees, methods, flags, sizes = self._cols
+        out = []
+        for slot in range(min(self.taken, self.head + self.tail)):
+            seq = seqs[slot]
+            if seq < 0:
+                continue
+            code = methods[slot]
+            method = self._names[code] if code < len(self._names) else "(other methods)"
+            out.append((seq, ts[slot], None if callers[slot] < 0 else callers[slot],
+                        None if callees[slot] < 0 else callees[slot], method,
+                        OUTCOMES[flags[slot] & ~_STALE], sizes[slot], bool(flags[slot] & _STALE)))
+        out.sort()
+        return out
+
+    def clear(self) -> None:
+        self._cols = None
+        self.taken = 0
+        self._slots = itertools.count()
