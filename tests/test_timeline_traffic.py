@@ -280,3 +280,30 @@ def test_what_the_recorder_keeps_costs_a_few_megabytes_at_its_caps():
     print(f"{BULK_HEAD + BULK_TAIL} applies and {RPC_HEAD + RPC_TAIL} RPCs: {held / 1e6:.1f} MB")
     applies = [ev for ev in rec.events() if ev["k"] == "apply"]
     assert applies[0]["c"] == str(commands[0]), "a command is still written as text"
+
+
+def test_under_isolate_the_tester_still_sees_each_rpc_and_the_candidates(tmp_path):
+    """Isolated peers send through the tester's network (``call_raw``): the observer sees
+    their RPCs, and the bundle's events show them and the candidates they make."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    toy = Path(__file__).parent / "toys_timeline" / "forgets_state.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--pyargs",
+           "labtests", "-k", "test_persist2_2c", "--raft-impl", str(toy), "--seed", "7",
+           "--isolate", "--raftlab-bundle-dir", str(tmp_path / "bundles")]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    bundles = list((tmp_path / "bundles").glob("*/events.jsonl"))
+    assert len(bundles) == 1, done.stdout[-3000:]
+    lines = bundles[0].read_text().splitlines()
+    assert json.loads(lines[0])["mode"] == "isolate"
+    evs = [json.loads(line) for line in lines[1:]]
+    msgs = [ev for ev in evs if ev["k"] == "msg"]
+    assert {m["m"] for m in msgs} == {"Raft.request_vote", "Raft.append_entries"}
+    assert {m["o"] for m in msgs} >= {"sent", "replied", "unreachable"}
+    assert any(ev["k"] == "state" and ev["role"] == "candidate" for ev in evs)
