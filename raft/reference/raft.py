@@ -361,8 +361,7 @@ class Raft:
                 args = self._start_election()
             for p in range(self.n):
                 if p != self.me:
-                    self._rpc(p, "Raft.request_vote", args,
-                              lambda reply, p=p, a=args: self._vote_reply(p, a, reply))
+                    self._spawn(lambda p=p, a=args: self._send_vote(p, a))
 
     def _start_election(self) -> RequestVoteArgs:
         self.term += 1
@@ -376,6 +375,14 @@ class Raft:
             self._become_leader()
         return RequestVoteArgs(self.term, self.me, self.log.last_index, self.log.last_term)
 
+    def _spawn(self, task: Any) -> None:
+        """Run ``task`` (which sends an RPC) concurrently: with ``call_async`` it returns
+        at once, so here; else on a pool thread, as the call blocks (see :meth:`_rpc`)."""
+        if self._async:
+            task()
+        else:
+            self.pool.submit(task)
+
     def _rpc(self, p: int, method: str, args: Any, on_reply: Any) -> None:
         """Send ``method(args)`` to ``p``; ``on_reply(reply or None)`` runs when it settles.
 
@@ -385,14 +392,18 @@ class Raft:
         With labrpc's ``call_async`` (real time, in-process ends) the network's
         timer waits instead and ``on_reply`` runs on a network thread; otherwise
         (isolated peers, simulated time, the race detector, where threads cost
-        nothing and recorded schedules must stay as they were) a pool thread makes
-        the blocking call.  Either way nothing is sent once this peer is killed.
+        nothing and recorded schedules must stay as they were) this is a pool
+        thread (:meth:`_spawn`) and makes the blocking call.  With ``call_async``
+        nothing is sent once this peer is killed (the closed pool does that otherwise).
         """
         if self._async:
             if not self._dead.is_set():
                 self.peers[p].call_async(method, args, on_reply)
         else:
-            self.pool.submit(lambda: on_reply(self.peers[p].call(method, args)))
+            on_reply(self.peers[p].call(method, args))
+
+    def _send_vote(self, p: int, args: RequestVoteArgs) -> None:
+        self._rpc(p, "Raft.request_vote", args, lambda reply: self._vote_reply(p, args, reply))
 
     def _vote_reply(self, p: int, args: RequestVoteArgs, reply: Any) -> None:
         if reply is None:
@@ -426,7 +437,7 @@ class Raft:
                 if task is None:
                     cond.wait(timeout)
                     continue
-            task()
+            self._spawn(task)
 
     def _next_send(self, p: int) -> tuple[Any, float]:
         """(the RPC to send to ``p`` now, or None; how long to wait otherwise)."""
@@ -441,21 +452,18 @@ class Raft:
                 sargs = InstallSnapshotArgs(self.term, self.me, self.log.base_index,
                                             self.log.base_term, self.snapshot_data)
                 dlog("SNAP", self.me, "send snapshot %d to S%d", self.log.base_index, p)
-                return (lambda: self._rpc(p, "Raft.install_snapshot", sargs,
-                                          lambda r: self._snapshot_reply(p, sargs, seq, r))), 0.0
+                return (lambda: self._send_snapshot(p, sargs, seq)), 0.0
             args = AppendEntriesArgs(self.term, self.me, nxt - 1, self.log.term_at(nxt - 1),
                                      self.log.slice(nxt), self.commit_index)
             dlog("LOG1", self.me, "send %d entries after %d to S%d", len(args.entries), nxt - 1, p)
-            return (lambda: self._rpc(p, "Raft.append_entries", args,
-                                      lambda r: self._append_reply(p, args, seq, r))), 0.0
+            return (lambda: self._send_append(p, args, seq)), 0.0
         due = self.last_sent[p] + HEARTBEAT
         if now >= due:
             self.last_sent[p] = now
             prev = max(nxt - 1, self.log.base_index)
             args = AppendEntriesArgs(self.term, self.me, prev, self.log.term_at(prev), [],
                                      self.commit_index)
-            return (lambda: self._rpc(p, "Raft.append_entries", args,
-                                      lambda r: self._append_reply(p, args, 0, r))), 0.0
+            return (lambda: self._send_append(p, args, 0)), 0.0
         wake = due
         if self.retry_at[p] > now:  # entries start() adds meanwhile go out at retry_at
             wake = min(wake, self.retry_at[p])
@@ -483,6 +491,10 @@ class Raft:
             return False
         return self.role == LEADER and self.term == sent_term
 
+    def _send_append(self, p: int, args: AppendEntriesArgs, seq: int) -> None:
+        self._rpc(p, "Raft.append_entries", args,
+                  lambda reply: self._append_reply(p, args, seq, reply))
+
     def _append_reply(self, p: int, args: AppendEntriesArgs, seq: int, reply: Any) -> None:
         with self.mu:
             if not self._reply_counts(p, seq, reply, args.term):
@@ -500,6 +512,10 @@ class Raft:
             dlog("LOG1", self.me, "S%d rejected prev %d: next %d", p, args.prev_index,
                  self.next_index[p])
             self.repl_conds[p].notify()
+
+    def _send_snapshot(self, p: int, args: InstallSnapshotArgs, seq: int) -> None:
+        self._rpc(p, "Raft.install_snapshot", args,
+                  lambda reply: self._snapshot_reply(p, args, seq, reply))
 
     def _snapshot_reply(self, p: int, args: InstallSnapshotArgs, seq: int, reply: Any) -> None:
         with self.mu:
