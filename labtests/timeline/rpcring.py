@@ -24,6 +24,7 @@ OUTCOMES = ("sent", "dropped", "unreachable", "replied", "reply-lost", "failed")
 _OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
 _STALE = 0x80  # flag: the caller's end belongs to a crashed instance
 _NO_PEER = -1
+_FAILED = _OUTCOME_CODES["failed"]  # an outcome this version does not know
 _OTHER = 0xFFFF  # method code once 65,535 distinct names were seen (a hostile Raft)
 
 
@@ -51,23 +52,25 @@ class RpcRing:
             nbytes: int, stale: bool) -> None:
         if self._cols is None:
             self.allocate()
-        cols = self._cols
-        assert cols is not None
+        seqs, ts, callers, callees, methods, flags, sizes = self._cols  # type: ignore[misc]
         n = next(self._slots)
         if n >= self.taken:
             self.taken = n + 1
         slot = n if n < self.head else self.head + (n - self.head) % self.tail
         code = self._codes.get(method)
-        if code is None:
-            code = self._code(method)
-        cols[0][slot] = -1  # being written: a reader skips it
-        cols[1][slot] = t
-        cols[2][slot] = caller if isinstance(caller, int) and 0 <= caller < 128 else _NO_PEER
-        cols[3][slot] = callee if isinstance(callee, int) and 0 <= callee < 128 else _NO_PEER
-        cols[4][slot] = code
-        cols[5][slot] = _OUTCOME_CODES.get(outcome, len(OUTCOMES) - 1) | (_STALE if stale else 0)
-        cols[6][slot] = nbytes
-        cols[0][slot] = seq
+        ts[slot] = t
+        methods[slot] = self._code(method) if code is None else code
+        flags[slot] = _OUTCOME_CODES.get(outcome, _FAILED) | (_STALE if stale else 0)
+        sizes[slot] = nbytes
+        try:
+            callers[slot] = caller
+        except (TypeError, OverflowError):  # not a peer index (no end the tester made)
+            callers[slot] = _NO_PEER
+        try:
+            callees[slot] = callee
+        except (TypeError, OverflowError):
+            callees[slot] = _NO_PEER
+        seqs[slot] = seq  # last: a slot with seq -1 was never written
 
     def _code(self, method: str) -> int:
         if len(self._names) >= _OTHER:
