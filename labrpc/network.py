@@ -24,6 +24,7 @@ per-request goroutine, so a delay never holds up another request):
 3. Unreachable (disabled, unconnected, or no server): fail after a random
    0-99 ms, or 0-6999 ms when ``long_delays`` is on (the Raft tester always
    turns it on, so a leader that sends RPCs synchronously is caught out).
+   ``on_rpc`` (below) hears ``"unreachable"`` before the delay.
 4. Reachable: when unreliable, wait 0-26 ms, then drop the request with
    probability 10 % (the handler never runs).  Otherwise the server counts the
    RPC and runs the handler on a pool thread, concurrently with every other
@@ -36,11 +37,13 @@ per-request goroutine, so a delay never holds up another request):
    whose persister was replaced.  (Go's caller polls every 100 ms instead.)
    A route that died between step 2
    and the delivery still gets its handler run and counted, and the call
-   fails without waiting for it.
+   fails without waiting for it.  ``on_rpc`` hears ``"dropped"``, or
+   ``"sent"`` just before the handler is handed over.
 5. After the handler: fail if the server is dead; when unreliable, lose the
    reply with probability 10 % (the handler did run); when ``long_reordering``
    is on, delay 2/3 of replies by 200 + U[0, U[0, 1999]] ms.  The reply bytes
-   count only when the reply is delivered.
+   count only when the reply is delivered.  ``on_rpc`` hears ``"replied"``,
+   ``"reply-lost"`` or ``"failed"``.
 
 Every random draw comes from the ``random.Random`` the network is given, so a
 test's seed decides the faults (their real-time interleaving still varies).
@@ -61,7 +64,8 @@ in real time, ``threading`` when it is patched) is :mod:`labrpc.wake`'s
 business; it changes the cost of a call, not its outcome.
 
 Watching the traffic (the failure timeline, labtests.timeline): when
-:attr:`Network.on_rpc` is set it is called on the caller's thread with
+:attr:`Network.on_rpc` is set it is called (on the thread doing that step:
+the caller's, or for ``call_async`` the network's) with
 ``(end name, server name, "Service.method", outcome, bytes)`` once when the
 request's fate is known -- ``"unreachable"`` (step 3, before the failure
 delay), ``"dropped"`` (step 4) or ``"sent"`` (delivered to the server, its

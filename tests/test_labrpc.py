@@ -766,3 +766,33 @@ def test_on_rpc_draws_nothing_from_the_network_random_stream():
             net.cleanup()
 
     assert run(True) == run(False)
+
+
+def test_on_rpc_sees_call_async_requests_and_replies_once_each():
+    net = Network(random.Random(4))
+    _serve(net, "s")
+    net.reliable(False)
+    seen = _observed(net)
+    end = _end(net, "e", "s")
+    _end(net, "off", "s", enabled=False)
+    done: list[object] = []
+    finished = threading.Event()
+
+    def callback(reply: object) -> None:
+        done.append(reply)
+        if len(done) == 120:
+            finished.set()
+
+    try:
+        for i in range(100):
+            end.call_async("JunkServer.handler2", i, callback)
+        for i in range(20):
+            net._ends["off"].call_async("JunkServer.handler2", i, callback)
+        assert finished.wait(30), f"{len(done)} of 120 callbacks"
+    finally:
+        net.cleanup()
+    kinds = [a[3] for a in seen]
+    assert sum(k in ("sent", "dropped", "unreachable") for k in kinds) == 120
+    assert kinds.count("unreachable") >= 20
+    assert kinds.count("sent") == sum(k in ("replied", "reply-lost", "failed") for k in kinds)
+    assert kinds.count("replied") == sum(r is not None for r in done)
