@@ -29,7 +29,7 @@ from labtests.explore.schedule import FORMAT, Schedule, Step  # noqa: E402
 from labtests.impl_loader import load  # noqa: E402
 from tools.explore import work  # noqa: E402
 from tools.explore.command import main  # noqa: E402
-from tools.explore.guard import run_guarded  # noqa: E402
+from tools.explore.guard import GuardError, run_guarded  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -104,6 +104,30 @@ def test_exit_finding_names_the_step_and_keeps_the_debug_log_up_to_the_end():
     assert " leader in term " in logged.log[-2]
     assert logged.log[-1].endswith(plain.violation.headline().splitlines()[0])
     assert run_guarded(schedule, impl, timeout=120).violation == plain.violation  # repeatable
+
+
+MAKE_EXITS = """
+import sys
+
+def make(peers, me, persister, apply_ch):
+    sys.exit(4)
+"""
+
+
+def test_sys_exit_where_the_run_starts_peers_ends_the_process_as_it_would(tmp_path):
+    path = tmp_path / "explore_make_exits.py"
+    path.write_text(MAKE_EXITS)
+    got = run_guarded(generate(1), load(str(path)), timeout=60)
+    assert got.violation == Violation(
+        "exit", 0.0, "the Raft ended the run's process: exit status 4 while the peers "
+                     "started, before the first step")
+
+
+def test_a_run_that_cannot_start_is_an_error_not_an_exit_finding(tmp_path):
+    path = tmp_path / "explore_no_make.py"
+    path.write_text("x = 1\n")
+    with pytest.raises(GuardError, match="lacks module function"):
+        run_guarded(generate(1), load(str(path)), timeout=60)
 
 
 def test_sys_exit_in_a_thread_is_an_exit_finding_not_a_silent_thread_death():

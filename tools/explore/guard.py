@@ -95,6 +95,9 @@ def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, 
     """The forked child: run, leave the result in ``work_dir``, end without cleanup."""
     code = 0
     try:
+        # Ctrl-C reaches the whole process group: the parent stops (and kills) this
+        # child, which must not turn the interrupt into a finding of its own.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
@@ -111,14 +114,22 @@ def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, 
         try:
             result: Any = run_schedule(schedule, impl, on_step=on_step, on_time=on_time,
                                        **kwargs)
+        except SystemExit as exc:  # sys.exit() where the run's main thread was: a process would end
+            code = exc.code if isinstance(exc.code, int) else 1
+            return
         except Exception as exc:  # noqa: BLE001 - handed to the parent as text
             result = GuardError(f"{type(exc).__name__}: {exc}")
         tmp = os.path.join(work_dir, "result.tmp")
         with open(tmp, "wb") as f:
             pickle.dump(result, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.rename(tmp, os.path.join(work_dir, "result"))
-    except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+    except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
         code = 70
+        try:  # the guard's own failure, not the Raft's: the parent raises it
+            with open(os.path.join(work_dir, "error"), "w") as f:
+                f.write(f"the guarded run's child failed: {type(exc).__name__}: {exc}")
+        except BaseException:  # noqa: BLE001
+            pass
     finally:
         try:
             sys.stdout.flush()
@@ -152,6 +163,15 @@ def _wait(pid: int, timeout: float) -> int | None:
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL our child (by its pid) and reap it."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def ended_how(status: int) -> str:
@@ -213,10 +233,13 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
         os.close(w)
         drain = _Drain(r)
         drain.start()
-        status = _wait(pid, timeout)
+        try:
+            status = _wait(pid, timeout)
+        except BaseException:  # e.g. Ctrl-C: the child does not outlive this process's run
+            _kill(pid)
+            raise
         if status is None:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            _kill(pid)
             drain.join(5)
             v = Violation("hang", 0.0, f"no result within {timeout:.0f} s of wall time (a loop "
                                        f"that never blocks?); its process was killed "
@@ -225,6 +248,9 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
                              drain.total, drain.text())
         drain.join(5)  # the pipe ends with the child (unless the Raft forked a process)
         wall = time.perf_counter() - t0
+        if os.path.exists(os.path.join(work_dir, "error")):
+            with open(os.path.join(work_dir, "error")) as f:
+                raise GuardError(f.read())
         path = os.path.join(work_dir, "result")
         if os.path.exists(path):
             with open(path, "rb") as f:

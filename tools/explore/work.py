@@ -133,7 +133,7 @@ def explore_one(seed: int, impl: str | Shipped | None, race: bool = False,
             result = run_guarded(schedule, implementation(impl), race=race, timeout=timeout)
         except GuardError as exc:
             return {"seed": seed, "outcome": "error", "monitor": "crash",
-                    "message": f"the run could not start: {exc}", "virtual_s": 0.0}
+                    "message": f"the run gave no result: {exc}", "virtual_s": 0.0}
     rec = record(seed, schedule, result)
     if result.violation is not None:
         rec["schedule"] = schedule.to_json()
@@ -151,7 +151,7 @@ def shrink_one(schedule_json: dict[str, Any], impl: str | Shipped | None, max_ru
         try:
             return _shrink(schedule_json, implementation(impl), max_runs, seconds, race, timeout)
         except GuardError as exc:
-            return {"error": f"not shrunk: a run could not start ({exc})",
+            return {"error": f"not shrunk: a run gave no result ({exc})",
                     "unshrunk": schedule_json}
 
 
