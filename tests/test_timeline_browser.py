@@ -114,8 +114,9 @@ def test_a_failing_runs_timeline_renders_lanes_intervals_and_the_failure(mode, t
     # zoomed in on the first election after a restart: the candidates and each RPC
     _head, events = load_jsonl((page.parent / "events.jsonl").read_text())
     restart = next(ev["t"] for ev in events if ev["k"] == "start" and ev["gen"] > 1)
-    campaign = next(ev["t"] for ev in events if ev["k"] == "state" and ev["t"] > restart
-                    and ev["role"] == "candidate")
+    campaigns = [ev["t"] for ev in events if ev["k"] == "state" and ev["role"] == "candidate"]
+    assert campaigns, "no candidate recorded: the first election has one at least"
+    campaign = next((t for t in campaigns if t > restart), campaigns[0])
     view = f"#t={max(0.0, campaign - 0.3):.3f},{campaign + 0.7:.3f}"
     dom, _wall = dump_dom(page, tmp_path / "profile", view)
     assert re.search(r'<rect class="seg seg-candidate" x="[\d.]+" y="\d+" width="[\d.]+"', dom), \
