@@ -16,6 +16,7 @@ import json
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,15 @@ def test_sys_exit_in_a_thread_is_an_exit_finding_not_a_silent_thread_death():
     v = run_schedule(generate(0), load(toy("sysexit_thread"))).violation
     assert v is not None and v.monitor == "exit"
     assert "called sys.exit(5): SystemExit ends only that thread" in v.message
+
+
+def test_a_finding_names_an_unnamed_thread_the_same_whatever_ran_before():
+    impl = load(toy("unnamed_thread_raises"))
+    first = run_schedule(generate(0), impl).violation
+    threading.Thread(target=lambda: None).start()  # another Thread-N meanwhile
+    again = run_schedule(generate(0), impl).violation
+    assert first is not None and "uncaught exception in thread 'Thread-1 (_boom)'" in first.message
+    assert again == first
 
 
 def test_the_bundled_raft_passes_guarded_as_it_does_in_process():

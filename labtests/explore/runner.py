@@ -14,6 +14,7 @@ The run stops at the first violation.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import threading
@@ -252,6 +253,15 @@ def _race_verdict(monitors: Monitors, det: Any, now: float) -> None:
                                    f"fields\n{text}")
 
 
+def _restart_thread_names() -> None:
+    """Unnamed threads are named ``Thread-N`` from a process-wide counter: restarted for
+    each run, so a thread's name in a finding (``uncaught exception in thread
+    'Thread-2 (_boom)'``) does not depend on what the process ran before -- a replay
+    in a fresh process names it the same."""
+    if callable(getattr(threading, "_counter", None)):
+        threading._counter = itertools.count(1).__next__  # type: ignore[attr-defined]
+
+
 def sim_seed(seed: int) -> int:
     return random.Random(f"{seed}:explore-scheduler").getrandbits(63)
 
@@ -311,6 +321,7 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
     # is gone) may raise on their way out; that is the end of the run, not a finding.
     prev_hook = threading.excepthook
     threading.excepthook = _after_the_run
+    _restart_thread_names()
     try:
         with activate(sim_seed(schedule.seed), time_limit=limit, wall_limit=wall_limit,
                       **(sim_options or {})) as sched:
