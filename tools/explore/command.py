@@ -9,7 +9,13 @@ repeatable and two runs with different ``--seed`` explore different schedules.
 Each distinct failure (one per monitor) is shrunk to a minimal schedule, written
 to ``<out>/failures/<monitor>.json`` with the debug log of its run next to it,
 and printed with the command that replays it exactly.  The exit status is 1 if
-any monitor reported a violation, 0 otherwise.
+any monitor reported a violation, 2 for a usage error (one line: a bad option
+value, a --replay file that is not a schedule, an --impl that does not import),
+0 otherwise.
+
+Every run, replays included, happens in a forked child (:mod:`tools.explore.guard`):
+a Raft that ends its process is a finding of monitor ``exit``, its output is
+counted and not shown, and a hung run is killed where it runs.
 
 With ``--backend dask --scheduler ADDR`` (the spelling of ``raftlab stress``)
 each schedule is one task on a Dask cluster and shrinking runs there too; the

@@ -13,9 +13,9 @@ the workers (e.g. the bundled Raft of an installed raftlab).
 
 On a worker, each task runs in a child process of the worker thread
 (:mod:`tools.explore.remote`): that keeps runs repeatable (the same seed gives
-the same run as locally) and lets a hung run be killed there after
-``--run-timeout``.  Should a whole task still give no result, the client
-cancels it and reports ``hang``.
+the same run as locally); each run is guarded there as locally
+(:mod:`tools.explore.guard`).  Should a whole task still give no result, the
+client cancels it and reports ``hang``.
 """
 
 from __future__ import annotations

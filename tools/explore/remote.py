@@ -8,9 +8,10 @@ printed replay command would not reproduce it.  Each worker thread therefore
 keeps one spawned child process (a clean interpreter with the worker's
 ``sys.path``) and runs the schedules there, one at a time.
 
-The child also makes a hung run stoppable: after ``timeout`` seconds it is
-killed and replaced, and the task returns a ``hang`` record like a local run's,
-so the worker thread is free again.
+Each run is guarded inside that child as it is locally (:mod:`tools.explore.guard`:
+a Raft that ends its process or hangs is a finding and the child lives on); should
+the child itself die or stop answering, it is killed and replaced, and the task
+returns an ``exit`` or ``hang`` record, so the worker thread is free again.
 """
 
 from __future__ import annotations
