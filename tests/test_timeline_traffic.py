@@ -244,12 +244,21 @@ def test_the_ring_keeps_every_event_of_concurrent_callers_and_hostile_values():
     assert sum(it[7] for it in items) == 8 * 10
 
 
-def test_a_hostile_raft_with_endless_method_names_stays_bounded():
-    ring = RpcRing(10, 10)
-    for i in range(70_000):
-        ring.add(i, 0.0, 0, 1, f"Raft.m{i}", "sent", 1, False)
-    assert len(ring._names) == 0xFFFF and ring.cut == 70_000 - 20
+def test_a_hostile_raft_with_endless_or_huge_method_names_stays_bounded():
+    from labtests.timeline.rpcring import MAX_METHODS, MAX_NAME
+
+    rec, _clock = _rec()
+    traffic = Traffic(rec, {"e": (0, 1, 1)}, [1, 1, 1])
+    huge = "Raft." + "v" * 1_000_000
+    traffic("e", 1, huge, "sent", 1)
+    for i in range(5_000):
+        traffic("e", 1, f"Raft.m{i}", "sent", 1)
+    ring = rec.rpcs
+    assert len(ring._names) == MAX_METHODS and ring.taken == 5_001 and ring.cut == 0
+    assert max(len(name) for name in ring._names) == MAX_NAME
+    assert len(traffic._votes) == MAX_METHODS
     assert ring.items()[-1][4] == "(other methods)"
+    assert ring.items()[0][4].endswith("...")
 
 
 def test_what_the_recorder_keeps_costs_a_few_megabytes_at_its_caps():

@@ -25,7 +25,9 @@ _OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOMES)}
 _STALE = 0x80  # flag: the caller's end belongs to a crashed instance
 _NO_PEER = -1
 _FAILED = _OUTCOME_CODES["failed"]  # an outcome this version does not know
-_OTHER = 0xFFFF  # method code once 65,535 distinct names were seen (a hostile Raft)
+MAX_METHODS = 1_000  # distinct method names kept (a hostile Raft may invent any number)...
+MAX_NAME = 80  # ...each cut to this many characters
+_OTHER = 0xFFFF  # the code of every method after MAX_METHODS
 
 
 class RpcRing:
@@ -73,11 +75,15 @@ class RpcRing:
         seqs[slot] = seq  # last: a slot with seq -1 was never written
 
     def _code(self, method: str) -> int:
-        if len(self._names) >= _OTHER:
+        name = method if len(method) <= MAX_NAME else method[:MAX_NAME - 3] + "..."
+        code = self._codes.get(name)
+        if code is not None:
+            return code
+        if len(self._names) >= MAX_METHODS:
             return _OTHER
-        code = self._codes.setdefault(method, len(self._names))
+        code = self._codes.setdefault(name, len(self._names))
         if code == len(self._names):
-            self._names.append(method)
+            self._names.append(name)
         return code
 
     @property

@@ -23,6 +23,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from labtests.timeline.recorder import Recorder
+from labtests.timeline.rpcring import MAX_METHODS
 
 
 def is_vote(method: str) -> bool:
@@ -60,6 +61,8 @@ class Traffic:
         caller, callee, generation = route
         vote = self._votes.get(method)
         if vote is None:
-            vote = self._votes[method] = is_vote(method)
+            vote = is_vote(method)
+            if len(self._votes) < MAX_METHODS:  # a hostile Raft may invent any number
+                self._votes[method] = vote
         stale = generation != self.generations[caller]
         self.rec.rpc(caller, callee, method, outcome, nbytes, vote=vote, stale=stale)
