@@ -28,6 +28,7 @@ from labtests.explore.monitors import Violation, kind_of  # noqa: E402
 from labtests.explore.runner import RunResult, run_schedule  # noqa: E402
 from labtests.explore.schedule import FORMAT, Schedule, Step  # noqa: E402
 from labtests.impl_loader import load  # noqa: E402
+from tests.test_explore import PURE_SPIN  # noqa: E402
 from tools.explore import work  # noqa: E402
 from tools.explore.command import main  # noqa: E402
 from tools.explore.guard import GuardError, run_guarded  # noqa: E402
@@ -154,11 +155,25 @@ def test_the_bundled_raft_passes_guarded_as_it_does_in_process():
     assert guarded.log == direct.log and guarded.virtual_s == direct.virtual_s
 
 
-def test_a_run_that_spins_past_the_timeout_is_killed_as_hung():
-    # A guard timeout shorter than the run: the child is killed, the verdict is hang.
-    got = run_guarded(generate(2), load(None), timeout=0.001)
+def test_a_run_past_the_timeout_is_killed_as_hung_with_its_log_so_far(tmp_path):
+    path = tmp_path / "explore_pure_spin.py"
+    path.write_text(PURE_SPIN)  # get_state never returns nor blocks
+    got = run_guarded(generate(2), load(str(path)), timeout=3.0, debug=True)
     assert got.violation is not None and got.violation.monitor == "hang"
-    assert "its process was killed" in got.violation.message
+    assert got.violation.message.startswith(
+        "no result within 3 s of wall time (a loop that never blocks?); its process was "
+        "killed while the peers started, before the first step")
+    assert got.log and got.log[0].endswith("=== explore: 5 peers, seed 1806787700")
+
+
+def test_a_replay_timeline_of_a_run_that_died_says_there_is_none(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(generate(0).dumps())
+    proc = explore("--replay", str(path), "--impl", toy("exit3"), "--log", str(tmp_path / "l"),
+                   "--timeline", str(tmp_path / "t.html"))
+    assert proc.returncode == 1
+    assert "no timeline written: the run's process ended" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "t.html").exists()
 
 
 # -- output floods and leftover threads -----------------------------------------------

@@ -176,6 +176,9 @@ def replay(args: argparse.Namespace) -> int:
     if args.timeline and result.timeline is not None:
         with open(args.timeline, "w") as f:
             f.write(timeline.page(*result.timeline))
+    elif args.timeline:
+        console.print(f"no timeline written: the run's process ended before it could build "
+                      f"one ({args.timeline})", markup=False)
     text = "\n".join(result.log or []) + "\n"
     if args.log:
         with open(args.log, "w") as f:

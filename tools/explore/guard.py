@@ -165,6 +165,17 @@ def _wait(pid: int, timeout: float) -> int | None:
             os.close(pidfd)
 
 
+def _log(work_dir: str, debug: bool) -> list[str] | None:
+    """The debug log a child wrote line by line before it died or was killed."""
+    if not debug:
+        return None
+    try:
+        with open(os.path.join(work_dir, "log"), encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
 def _kill(pid: int) -> None:
     """SIGKILL our child (by its pid) and reap it."""
     try:
@@ -244,7 +255,7 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
             v = Violation("hang", 0.0, f"no result within {timeout:.0f} s of wall time (a loop "
                                        f"that never blocks?); its process was killed "
                                        f"{_where(schedule, int(where[0]), where[1])}")
-            return RunResult(v, 0.0, time.perf_counter() - t0, 0, [] if debug else None, None,
+            return RunResult(v, 0.0, time.perf_counter() - t0, 0, _log(work_dir, debug), None,
                              drain.total, drain.text())
         drain.join(5)  # the pipe ends with the child (unless the Raft forked a process)
         wall = time.perf_counter() - t0
@@ -259,13 +270,6 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
                 raise got
             got.output_bytes, got.output_tail = drain.total, drain.text()
             return got
-        log = None
-        if debug:
-            log_path = os.path.join(work_dir, "log")
-            log = []
-            if os.path.exists(log_path):
-                with open(log_path, encoding="utf-8", errors="replace") as f:
-                    log = f.read().splitlines()
-        return _died(schedule, status, where, drain, log, wall)
+        return _died(schedule, status, where, drain, _log(work_dir, debug), wall)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
