@@ -331,3 +331,12 @@ def test_a_bad_replay_file_is_a_one_line_usage_error(content, message, tmp_path,
     line = _usage_error(["--replay", str(path)], capsys)
     assert line.startswith(f"raftlab explore: error: --replay {path}: ")
     assert message in line
+
+
+def test_an_output_directory_that_cannot_be_written_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["-n", "1", "-o", str(blocker / "out")]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert err == (f"raftlab explore: error: cannot write the output directory "
+                   f"{blocker / 'out'}: Not a directory")

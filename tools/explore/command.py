@@ -240,7 +240,13 @@ def _lost(exc: BaseException) -> str | None:
 def explore(args: argparse.Namespace) -> int:
     console = make_console()
     out = args.output or time.strftime("explore-%Y%m%d-%H%M%S")
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "results.jsonl"), "w").close()  # noqa: SIM115 - a probe
+    except OSError as exc:
+        make_console(stderr=True).print(f"raftlab explore: error: cannot write the output "
+                                        f"directory {out}: {exc.strerror or exc}", markup=False)
+        return 2
     total = args.schedules if args.time_budget is None else None
     if total is None and args.time_budget is None:
         total = DEFAULT_SCHEDULES
