@@ -244,8 +244,8 @@ def explore(args: argparse.Namespace) -> int:
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, "results.jsonl"), "w").close()  # noqa: SIM115 - a probe
     except OSError as exc:
-        make_console(stderr=True).print(f"raftlab explore: error: cannot write the output "
-                                        f"directory {out}: {exc.strerror or exc}", markup=False)
+        sys.stderr.write(f"raftlab explore: error: cannot write the output directory {out}: "
+                         f"{exc.strerror or exc}\n")
         return 2
     total = args.schedules if args.time_budget is None else None
     if total is None and args.time_budget is None:
@@ -261,7 +261,7 @@ def explore(args: argparse.Namespace) -> int:
         pool = make_pool(args.backend, workers=args.workers, scheduler=args.scheduler,
                          impl=args.impl, run_timeout=args.run_timeout)
     except (PoolError, ValueError) as exc:
-        make_console(stderr=True).print(f"raftlab explore: {exc}", markup=False)
+        sys.stderr.write(f"raftlab explore: error: {exc}\n")  # one line, never wrapped
         return 2
     if pool.kind == "dask":
         console.print(pool.description, markup=False)
