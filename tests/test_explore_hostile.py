@@ -13,10 +13,13 @@ time is deterministic, so these verdicts do not depend on the machine's load).
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +96,62 @@ def test_a_raft_that_ends_its_process_is_one_exit_finding_per_schedule(name, how
     if name == "exit3":
         proc = replay_matches(out, "exit", tmp_path)
         assert "exit status 3" in " ".join(proc.stderr.split())  # rich wraps long lines
+
+
+def test_a_raft_that_kills_its_process_group_kills_only_its_run(tmp_path):
+    out = tmp_path / "out"
+    # A session of its own: if the guard failed, the kill would end that session only.
+    proc = subprocess.run([sys.executable, "-m", "tools.explore", "--impl", toy("killpg"),
+                           "-n", "2", "-p", "1", "-o", str(out), "--no-shrink"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240, start_new_session=True)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    for r in rows(out):
+        assert r["monitor"] == "exit" and "signal 9 (SIGKILL)" in r["message"], r
+
+
+GUARDED_SPIN = """
+import sys
+from labtests.explore.generator import generate
+from labtests.impl_loader import load
+from tools.explore.guard import run_guarded
+run_guarded(generate(0), load(sys.argv[1]), timeout=120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" in f.read()  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc: Linux")
+def test_a_guarded_run_does_not_outlive_a_killed_explore(tmp_path):
+    spin = tmp_path / "explore_pure_spin.py"
+    spin.write_text(PURE_SPIN)
+    parent = subprocess.Popen([sys.executable, "-c", GUARDED_SPIN, str(spin)], cwd=ROOT)
+    try:
+        child = None
+        for _ in range(300):  # the fork comes once the implementation is loaded
+            got = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                 text=True).stdout.split()
+            if got:
+                child = int(got[0])
+                break
+            time.sleep(0.1)
+        assert child is not None, "the guarded run never started"
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(100):
+        if _gone(child):
+            break
+        time.sleep(0.1)
+    outlived = not _gone(child)
+    if outlived:
+        os.kill(child, signal.SIGKILL)  # ours: it must not spin on after the test
+    assert not outlived, f"the spinning child {child} outlived its killed parent"
 
 
 def test_exit_finding_names_the_step_and_keeps_the_debug_log_up_to_the_end():

@@ -19,7 +19,9 @@ costs milliseconds and every run starts from the same untouched module state):
   explore's display;
 * after ``timeout`` wall seconds the child is killed and the run is a ``hang``;
 * the child ends with ``os._exit``, so threads the Raft left behind (daemon or
-  not) cannot keep it alive.
+  not) cannot keep it alive;
+* the child leads a process group of its own, so a Raft that signals its group
+  ends only itself.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from labtests.explore.schedule import Schedule
 from labtests.impl_loader import Implementation
 from raft import debuglog
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 TAIL_BYTES = 4096  # of the Raft's own output, kept for the report
 _POLL = 0.05  # s between checks for a child's end where pidfd_open is missing
 
@@ -90,14 +93,30 @@ class _LineFile(logging.Handler):
             data = data[os.write(self.fd, data):]
 
 
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this child when its parent ends (Linux; elsewhere a no-op):
+    outside the parent's process group, a child of a killed explore would run on."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent ended before the call above
+        os._exit(0)
+
+
 def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, out_fd: int,
-           kwargs: dict[str, Any]) -> None:
+           kwargs: dict[str, Any], parent: int) -> None:
     """The forked child: run, leave the result in ``work_dir``, end without cleanup."""
     code = 0
     try:
-        # Ctrl-C reaches the whole process group: the parent stops (and kills) this
-        # child, which must not turn the interrupt into a finding of its own.
+        # A process group of its own: a Raft that signals its group (os.killpg(0, ...))
+        # ends only this child, and Ctrl-C at the terminal reaches the parent only,
+        # which kills this child; the interrupt is never a finding of its own.
+        os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _die_with(parent)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
@@ -237,10 +256,11 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
     try:
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child (measured by the tests through its effects)
             os.close(r)
-            _child(schedule, impl, where, work_dir, w, kwargs)
+            _child(schedule, impl, where, work_dir, w, kwargs, parent)
         os.close(w)
         drain = _Drain(r)
         drain.start()
