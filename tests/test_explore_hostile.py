@@ -191,6 +191,28 @@ def test_a_run_that_cannot_start_is_an_error_not_an_exit_finding(tmp_path):
         run_guarded(generate(1), load(str(path)), timeout=60)
 
 
+def test_each_run_starts_from_the_untouched_module(tmp_path):
+    """tests/toys_explore/module_state.py crashes a second run in the same process
+    (module-level state); run after run in one worker, explore's runs all pass, as
+    their replays (fresh processes) do."""
+    impl = load(toy("module_state"))
+    assert [run_guarded(generate(s), impl, timeout=120).violation for s in range(3)] == \
+        [None, None, None]
+    out = tmp_path / "out"
+    proc = explore("--impl", toy("module_state"), "-n", "3", "-p", "1", "-o", str(out))
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert [r["monitor"] for r in rows(out)] == [None, None, None]
+
+
+def test_a_make_that_raises_is_a_crash_finding_not_an_error_of_explore(tmp_path):
+    path = tmp_path / "explore_make_raises.py"
+    path.write_text("def make(peers, me, persister, apply_ch):\n"
+                    "    raise RuntimeError('not today')\n")
+    v = run_schedule(generate(1), load(str(path))).violation
+    assert v is not None and v.monitor == "crash"
+    assert v.message.startswith("S0: make() raised RuntimeError('not today')")
+
+
 def test_sys_exit_in_a_thread_is_an_exit_finding_not_a_silent_thread_death():
     v = run_schedule(generate(0), load(toy("sysexit_thread"))).violation
     assert v is not None and v.monitor == "exit"

@@ -262,7 +262,14 @@ class Cluster:
         snap_index, commands = (decode_snapshot(snapshot) if snapshot else (0, None))
         self.monitors.restarted(i, snap_index, commands, self.now())
         dlog("TEST", None, "explore: start S%d (run %d)", i, inc)
-        rf = self.impl.make(ends, i, persister, ch)
+        try:
+            rf = self.impl.make(ends, i, persister, ch)
+        except Exception as exc:  # noqa: BLE001 - the Raft's error, reported as a violation
+            with self.mu:
+                self.alive[i] = False
+            self.monitors.fail("crash", self.now(),
+                               f"S{i}: make() raised {exc!r}\n{traceback.format_exc()}")
+            return
         proxy = _handler_proxy(rf, lambda name: self._event(i, inc, rpc_event(name)))
         with self.mu:
             self.rafts[i] = rf
