@@ -213,6 +213,31 @@ def test_a_make_that_raises_is_a_crash_finding_not_an_error_of_explore(tmp_path)
     assert v.message.startswith("S0: make() raised RuntimeError('not today')")
 
 
+START_RETURNS_NONE = """
+from raft.reference import raft as reference
+
+
+class Raft(reference.Raft):
+    def start(self, command):
+        return None  # not (index, term, is_leader)
+
+
+def make(peers, me, persister, apply_ch):
+    return Raft(peers, me, persister, apply_ch)
+"""
+
+
+def test_a_start_that_returns_junk_to_the_driver_is_a_crash_finding(tmp_path):
+    path = tmp_path / "explore_start_junk.py"
+    path.write_text(START_RETURNS_NONE)
+    schedule = Schedule(3, 1, (), 1.0)  # no clients: the liveness probe calls start()
+    v = run_guarded(schedule, load(str(path)), timeout=120).violation
+    assert v is not None and v.monitor == "crash", v
+    assert v.message.startswith("uncaught exception in explore's driver, in a call into the "
+                                "Raft (see the traceback): TypeError('cannot unpack")
+    assert "index, term, ok = rf.start(cmd)" in v.message
+
+
 def test_sys_exit_in_a_thread_is_an_exit_finding_not_a_silent_thread_death():
     v = run_schedule(generate(0), load(toy("sysexit_thread"))).violation
     assert v is not None and v.monitor == "exit"

@@ -232,6 +232,15 @@ def _drive(schedule: Schedule, impl: Implementation, monitors: Monitors,
             _heal(cluster)
             _liveness_phase(cluster)
         return cluster.now()
+    except SimFailure:
+        raise  # the simulation's verdicts (deadlock, limits): run_schedule reports them
+    except Exception as exc:  # noqa: BLE001 - e.g. get_state() or start() raised, or returned junk
+        import traceback
+
+        monitors.fail("crash", cluster.now(),
+                      f"uncaught exception in explore's driver, in a call into the Raft "
+                      f"(see the traceback): {exc!r}\n{traceback.format_exc()}")
+        return cluster.now()
     finally:
         cluster.cleanup()
         threading.excepthook = prev_hook
