@@ -133,8 +133,8 @@ def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, 
         try:
             result: Any = run_schedule(schedule, impl, on_step=on_step, on_time=on_time,
                                        **kwargs)
-        except SystemExit as exc:  # sys.exit() where the run's main thread was: a process would end
-            code = exc.code if isinstance(exc.code, int) else 1
+        except SystemExit as exc:  # sys.exit() in the run's main thread: a process would end
+            code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
             return
         except Exception as exc:  # noqa: BLE001 - handed to the parent as text
             result = GuardError(f"{type(exc).__name__}: {exc}")
