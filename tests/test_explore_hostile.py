@@ -154,6 +154,24 @@ def test_a_guarded_run_does_not_outlive_a_killed_explore(tmp_path):
     assert not outlived, f"the spinning child {child} outlived its killed parent"
 
 
+def test_a_raft_that_kills_explores_worker_is_reported_after_two_deaths(tmp_path):
+    """The guard cannot stop a Raft that kills its parent (the worker): the seed is
+    retried once, then reported, never retried for ever; its schedule is kept."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "tools.explore", "--impl",
+                           toy("kill_parent"), "-n", "1", "-p", "1", "-o", str(out),
+                           "--shrink-runs", "3"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240, start_new_session=True)
+    assert proc.returncode == 1, proc.stderr
+    assert [(r["monitor"], r["message"]) for r in rows(out)] == [
+        ("exit", "the worker process running it died 2 times (it or a run beside it ended "
+                 "the worker)")]
+    assert Schedule.loads((out / "failures" / "exit.json").read_text()) == generate(0)
+    minimal = json.loads((out / "summary.json").read_text())["minimal"]["exit"]
+    assert minimal["error"] == ("shrinking did not finish (a run hung or ended its worker "
+                                "process)")
+
+
 def test_exit_finding_names_the_step_and_keeps_the_debug_log_up_to_the_end():
     impl = load(toy("exit3"))
     schedule = generate(0)

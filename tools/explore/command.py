@@ -45,6 +45,7 @@ from typing import Any, NoReturn
 from rich.markup import escape
 
 from labtests.explore import timeline
+from labtests.explore.generator import generate
 from labtests.explore.schedule import Schedule
 from labtests.options import OptionError, from_env, looks_like_path
 from tools.console import make_console
@@ -320,7 +321,7 @@ def explore(args: argparse.Namespace) -> int:
                                          "message": f"the worker process running it died "
                                                     f"{died[seed]} times (it or a run beside "
                                                     f"it ended the worker)",
-                                         "virtual_s": 0.0})
+                                         "virtual_s": 0.0}, generate(seed).to_json())
                             continue
                         except Exception as exc:  # noqa: BLE001 - a Dask task that was lost
                             why = _lost(exc)
@@ -381,7 +382,8 @@ def explore(args: argparse.Namespace) -> int:
                         shrunk = fut.result(timeout=shrink_limit(args.shrink_time,
                                                                  args.run_timeout))
                     except (TimeoutError, BrokenProcessPool):
-                        shrunk = {"error": "shrinking did not finish (a run hung)"}
+                        shrunk = {"error": "shrinking did not finish (a run hung or ended "
+                                           "its worker process)"}
                         pool.cancel(fut)
                         pool.replace_workers()
                     except Exception as exc:  # noqa: BLE001 - a lost Dask task
