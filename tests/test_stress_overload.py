@@ -246,7 +246,7 @@ def test_stress_reruns_a_real_inconclusive_run_and_says_so(tmp_path, monkeypatch
 
 
 KILLER_SUITE = '''
-import os, signal
+import os, signal, time
 from pathlib import Path
 
 def test_a():
@@ -254,9 +254,16 @@ def test_a():
 
 def test_kills_pytest():
     # The first run kills the xdist controller (the worker's parent), as an overloaded
-    # machine's crash does; the restarted session's runs pass.
+    # machine's crash does; the restarted session's runs pass.  It waits until stress
+    # has recorded test_a's 3 runs: a worker's lines still on their way to a session
+    # killed under load would be lost, and the session would have made no progress.
     marker = Path(os.environ["RAFTLAB_TEST_MARKER"])
+    results = Path(os.environ["RAFTLAB_TEST_RESULTS"])
     if not marker.exists():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+                results.exists() and results.read_text().count("\\n") >= 3):
+            time.sleep(0.05)
         marker.touch()
         os.kill(os.getppid(), signal.SIGKILL)
 '''
@@ -269,6 +276,7 @@ def test_pytest_dying_part_way_is_restarted_for_the_runs_without_a_result(tmp_pa
     (root / "test_k.py").write_text(KILLER_SUITE)
     monkeypatch.setenv("RAFTLAB_TEST_MARKER", str(tmp_path / "killed"))
     out = tmp_path / "o"
+    monkeypatch.setenv("RAFTLAB_TEST_RESULTS", str(out / "results.jsonl"))
     rc, text = run_stress(["test_k.py", "-n", "3", "-p", "1", "-s", "--seed", "5", "-o",
                            str(out), "--no-live", *NO_HARNESS], cwd=root)
     assert (tmp_path / "killed").exists()
