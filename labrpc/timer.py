@@ -14,12 +14,14 @@ A callback runs on this thread, so it must not block for long (the reference
 Raft's take its lock briefly).  It runs exactly once: at its deadline, or at
 once when its end is deleted or the timer is closed (network cleanup), as the
 blocking call's wait ends early then.  Only ``threading`` and ``heapq`` are
-used, ``threading`` looked up when the timer is made, so simulated time can
-stand in for it.
+used, ``threading`` looked up at the first :meth:`Timer.after`, so simulated time
+can stand in for it; a timer never used makes no lock at all, so a network whose
+calls all block leaves a simulated run exactly as it was.
 """
 
 from __future__ import annotations
 
+import _thread
 import heapq
 import itertools
 import threading
@@ -36,7 +38,8 @@ class Timer:
 
     def __init__(self, name: str = "labrpc-timer") -> None:
         self._name = name
-        self._cond = threading.Condition(threading.Lock())
+        self._guard = _thread.allocate_lock()  # only guards making _cond, never blocks long
+        self._cond: threading.Condition | None = None
         self._heap: list[tuple[float, int, Hashable, Callback]] = []
         self._seq = itertools.count()  # ties keep submission order
         self._thread: threading.Thread | None = None
@@ -46,7 +49,11 @@ class Timer:
     def after(self, delay: float, key: Hashable, callback: Callback) -> None:
         """Run ``callback(None)`` on the timer thread in ``delay`` seconds (at once, on
         this thread, once the timer is closed); ``key`` names the end, for :meth:`fire`."""
-        with self._cond:
+        with self._guard:
+            if self._cond is None:
+                self._cond = threading.Condition(threading.Lock())
+            cond = self._cond
+        with cond:
             if not self._closed:
                 heapq.heappush(self._heap, (self._clock() + delay, next(self._seq), key,
                                             callback))
@@ -55,13 +62,16 @@ class Timer:
                                                      daemon=True)
                     self._thread.start()
                 elif self._heap[0][3] is callback:
-                    self._cond.notify()  # the new deadline is the earliest
+                    cond.notify()  # the new deadline is the earliest
                 return
         _run_one(callback)  # closed: the call fails at once, as after cleanup
 
     def fire(self, key: Hashable) -> None:
         """Make every callback registered under ``key`` due now (its end was deleted)."""
-        with self._cond:
+        cond = self._cond
+        if cond is None:
+            return  # nothing was ever parked
+        with cond:
             now = self._clock()
             changed = False
             for i, (at, seq, k, cb) in enumerate(self._heap):
@@ -70,30 +80,36 @@ class Timer:
                     changed = True
             if changed:
                 heapq.heapify(self._heap)
-                self._cond.notify()
+                cond.notify()
 
     def close(self) -> None:
         """Run every pending callback now and let the thread end (network cleanup)."""
-        with self._cond:
+        with self._guard:
             self._closed = True
+            cond = self._cond
+        if cond is None:
+            return
+        with cond:
             pending, self._heap = self._heap, []
-            self._cond.notify()
+            cond.notify()
         for _, _, _, callback in sorted(pending):
             _run_one(callback)
 
     def _run(self) -> None:
+        cond = self._cond
+        assert cond is not None  # made before the thread is started
         while True:
-            with self._cond:
+            with cond:
                 while True:
                     if not self._heap:
                         if self._closed:
                             return
-                        self._cond.wait()
+                        cond.wait()
                         continue
                     wait = self._heap[0][0] - self._clock()
                     if wait <= 0:
                         break
-                    self._cond.wait(wait)
+                    cond.wait(wait)
                 _, _, _, callback = heapq.heappop(self._heap)
             _run_one(callback)
 
