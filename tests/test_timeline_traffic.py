@@ -11,6 +11,7 @@ limit, a vote RPC named otherwise, is pinned by ``test_vote_ish_is_the_method_na
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -298,7 +299,6 @@ def test_under_isolate_the_tester_still_sees_each_rpc_and_the_candidates(tmp_pat
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     toy = Path(__file__).parent / "toys_timeline" / "forgets_state.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
@@ -316,3 +316,25 @@ def test_under_isolate_the_tester_still_sees_each_rpc_and_the_candidates(tmp_pat
     assert {m["m"] for m in msgs} == {"Raft.request_vote", "Raft.append_entries"}
     assert {m["o"] for m in msgs} >= {"sent", "replied", "unreachable"}
     assert any(ev["k"] == "state" and ev["role"] == "candidate" for ev in evs)
+
+
+def test_with_the_sampler_on_the_observer_still_changes_no_simulated_schedule(monkeypatch):
+    """The candidate events it infers neither wake the sampler nor count as changes (which
+    set the sampler's pace), so a simulated run with the sampler makes the same steps with
+    and without the observer.  (When they woke it, the schedule of a deposed-leader toy
+    run depended on a deadlocked run made before it in the same process.)"""
+    from labtests import test_2b, timeline
+    from labtests.driver import run_graded
+
+    start_watch = timeline.start_watch
+    toy = str(Path(__file__).parent / "toys_sim" / "no_step_down.py")
+    runs = {}
+    for traffic in (True, False):
+        monkeypatch.setattr(timeline, "start_watch", lambda cfg, traffic=traffic, **kw:
+                            start_watch(cfg, **{**kw, "traffic": traffic}))
+        for name, fn, impl in (("bundled", test_2b.test_rejoin_2b, None),
+                               ("toy", test_2b.test_rejoin_2b, toy)):
+            run = run_graded(fn, 3, impl)
+            runs[name, traffic] = (run.switches, run.virtual_s, run.figures)
+    assert runs["bundled", True] == runs["bundled", False]
+    assert runs["toy", True] == runs["toy", False]

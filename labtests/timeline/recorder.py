@@ -26,7 +26,10 @@ not: a peer not known to lead that sends a vote request (a method whose name
 contains "vote") is a candidate from then on, until it is seen to lead, is
 crashed, receives a request from the peer last seen leading, or takes no part
 in any vote-ish RPC (sent or received) for :data:`CANDIDATE_QUIET_S`; then it
-is drawn as a follower again from the end of that quiet time.  Its limits: a
+is drawn as a follower again from the end of that quiet time.  Such an
+inferred event neither wakes the sampler nor counts as a change, so the
+sampler's rounds (part of a simulated run) are the same without the observer.
+Its limits: a
 Raft whose vote RPC is named otherwise shows no candidates; one whose election
 timeout exceeds :data:`CANDIDATE_QUIET_S` shows gaps between its elections; a
 leader that campaigns again without being sampled as a follower first stays
@@ -59,6 +62,9 @@ NOT_CAMPAIGNING = ("leader", "unresponsive")  # last roles that a vote request d
 BULK_KINDS = frozenset({"state", "apply", "rpc", "dbg", "snapshot"})
 # What makes the sampler look closely again (labtests.timeline.sampler): faults and roles.
 CHANGE_KINDS = frozenset({"crash", "start", "connect", "disconnect", "net", "state", "fail"})
+# Roles inferred from RPCs (src "rpc") neither count as changes nor wake the sampler: the
+# sampler's rounds, part of a simulated run, stay what they are without the observer.
+INFERRED = "rpc"
 
 Event = tuple[Any, ...]  # (seq, t, kind, peer, field names, *field values)
 
@@ -129,7 +135,7 @@ class Recorder:
         keys = tuple(fields)
         ev = (next(self._seq), self.now() if t is None else t, kind, peer,
               self._keys.setdefault(keys, keys), *fields.values())
-        if kind in CHANGE_KINDS:
+        if kind in CHANGE_KINDS and fields.get("src") != INFERRED:
             self.changes += 1
             if self.on_change is not None and fields.get("src") != "sample":
                 self.on_change()
@@ -243,7 +249,7 @@ class Recorder:
             campaigns[caller] = t
             term = self._last_state.get(caller, (None, ""))[0]
             self._last_state[caller] = (term, "candidate")
-            self.add_at(round(t, 6), "state", caller, term=term, role="candidate", src="rpc")
+            self.add_at(round(t, 6), "state", caller, term=term, role="candidate", src=INFERRED)
         if request and outcome == "sent" and isinstance(callee, int) and callee in campaigns:
             campaigns[callee] = t  # a candidate that receives a vote request is still in it
 
@@ -265,7 +271,7 @@ class Recorder:
         term, role = self._last_state.get(peer, (None, "candidate"))
         if role == "candidate":
             self._last_state[peer] = (term, "follower")
-            self.add_at(t, "state", peer, term=term, role="follower", src="rpc")
+            self.add_at(t, "state", peer, term=term, role="follower", src=INFERRED)
 
     def clear(self) -> None:
         """Drop every event and record nothing more (the report is made: free the memory,
