@@ -92,13 +92,29 @@ def test_hearing_from_the_leader_or_crashing_ends_a_candidacy():
     rec.rpc(2, 0, VOTE, "sent", 40, vote=True)
     clock.t = 1.05
     rec.rpc(0, 1, APPEND, "sent", 90)  # the leader's heartbeat reaches S1
-    rec.rpc(2, 1, APPEND, "sent", 90)  # S2 is no leader: this ends nothing
     clock.t = 1.1
     rec.crash(2)
     assert _roles(rec, 1)[-1] == (1.05, "follower", 5)
     assert _roles(rec, 2)[-1] == (1.0, "candidate", 5)  # the crash event ends the lane
     assert 2 not in rec._campaigns
     assert _roles(rec, 0) == [(0.0, "leader", 5)], "a leader's vote request ends nothing"
+
+
+def test_a_candidate_that_sends_entries_has_won_until_a_sample_says_otherwise():
+    rec, clock = _rec()
+    rec.state(1, 2, False, "sample")
+    clock.t = 1.0
+    rec.rpc(1, 0, VOTE, "sent", 40, vote=True)
+    clock.t = 1.01
+    rec.rpc(1, 0, VOTE, "replied", 20, vote=True)
+    rec.rpc(1, 2, APPEND, "unreachable", 90)  # only a leader sends entries
+    clock.t = 1.3
+    rec.state(1, 3, True, "sample")  # the sample confirms, with the term
+    clock.t = 2.0
+    rec.state(1, 4, False, "sample")
+    assert _roles(rec, 1) == [(0.0, "follower", 2), (1.0, "candidate", 2), (1.01, "leader", 2),
+                              (1.3, "leader", 3), (2.0, "follower", 4)]
+    assert rec.changes == 3, "inferred roles are no changes (they set no sampling pace)"
 
 
 def test_non_vote_traffic_and_a_crashed_instance_make_no_candidate():

@@ -26,7 +26,10 @@ not: a peer not known to lead that sends a vote request (a method whose name
 contains "vote") is a candidate from then on, until it is seen to lead, is
 crashed, receives a request from the peer last seen leading, or takes no part
 in any vote-ish RPC (sent or received) for :data:`CANDIDATE_QUIET_S`; then it
-is drawn as a follower again from the end of that quiet time.  Such an
+is drawn as a follower again from the end of that quiet time.  A candidate
+that sends any other request (only a leader sends AppendEntries or
+InstallSnapshot) has won: it is drawn as leader from then on, until a sample
+says otherwise.  Such an
 inferred event neither wakes the sampler nor counts as a change, so the
 sampler's rounds (part of a simulated run) are the same without the observer.
 Its limits: a
@@ -236,6 +239,8 @@ class Recorder:
         request = outcome in REQUEST_OUTCOMES
         if caller in campaigns:
             self._expire(caller, t)
+            if request and not vote and caller in campaigns:
+                self._end_campaign(caller, round(t, 6), won=True)  # only leaders send these
         if isinstance(callee, int) and callee in campaigns:
             self._expire(callee, t)
             if request and outcome == "sent" and not vote \
@@ -265,13 +270,14 @@ class Recorder:
         if since is not None and now - since > CANDIDATE_QUIET_S:
             self._end_campaign(peer, round(since + CANDIDATE_QUIET_S, 6))
 
-    def _end_campaign(self, peer: int, t: float) -> None:
+    def _end_campaign(self, peer: int, t: float, won: bool = False) -> None:
         if self._campaigns.pop(peer, None) is None:
             return
         term, role = self._last_state.get(peer, (None, "candidate"))
         if role == "candidate":
-            self._last_state[peer] = (term, "follower")
-            self.add_at(t, "state", peer, term=term, role="follower", src=INFERRED)
+            role = "leader" if won else "follower"
+            self._last_state[peer] = (term, role)
+            self.add_at(t, "state", peer, term=term, role=role, src=INFERRED)
 
     def clear(self) -> None:
         """Drop every event and record nothing more (the report is made: free the memory,
