@@ -10,6 +10,7 @@ without ``--race`` the preemption alone, so the two costs can be told apart.
 
     python benchmarks/race_bench.py                 # parts 2A and 2B
     python benchmarks/race_bench.py --parts 2A 2B 2C 2D --seed 7
+    python benchmarks/race_bench.py -k test_figure8_unreliable_2c --no-real   # one test
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def _child_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(parts: list[str], seed: int, extra: list[str]) -> tuple[float, float, int, str]:
-    keyword = " or ".join(p.lower() for p in parts)
+def run(parts: list[str], seed: int, extra: list[str],
+        keyword: str | None = None) -> tuple[float, float, int, str]:
+    keyword = keyword or " or ".join(p.lower() for p in parts)
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-k", keyword,
            "--seed", str(seed), "-q", "-p", "no:cacheprovider", *extra]
     t0, cpu0 = time.perf_counter(), _child_cpu()
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["2A", "2B"])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-real", action="store_true", help="only the --sim modes")
+    parser.add_argument("-k", dest="keyword", help="a pytest -k expression instead of --parts")
     args = parser.parse_args(argv)
     modes = [("sim", ["--sim"]), ("sim --race", ["--sim", "--race"]),
              ("sim --race (no preemption)", ["--sim", "--race", "--sim-preempt", "0"]),
@@ -51,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_real:
         modes = [("real", []), ("real --race", ["--race"]), *modes]
     base: dict[str, tuple[float, float]] = {}
-    print(f"parts {' '.join(args.parts)}, seed {args.seed}; wall and CPU time of the pytest "
+    chosen = f"-k {args.keyword!r}" if args.keyword else f"parts {' '.join(args.parts)}"
+    print(f"{chosen}, seed {args.seed}; wall and CPU time of the pytest "
           "process, ratio to the same clock without --race or preemption")
     for label, extra in modes:
-        wall, cpu, status, last = run(args.parts, args.seed, extra)
+        wall, cpu, status, last = run(args.parts, args.seed, extra, args.keyword)
         clock = "sim" if "--sim" in extra else "real"
         wall0, cpu0 = base.setdefault(clock, (wall, cpu))
         print(f"{label:<28} wall {wall:6.1f} s x{wall / wall0:5.2f}  cpu {cpu:6.1f} s "

@@ -77,6 +77,7 @@ class Detector:
     def __init__(self, *, simulated: bool = False) -> None:
         self._simulated = simulated  # current_thread() is safe (patched) in --sim
         self._mu = _thread.allocate_lock()
+        self._sched: Any = None  # the simulation's scheduler (see use_scheduler)
         self._threads: dict[int, _ThreadState] = {}  # thread ident -> state
         self._by_thread: dict[int, tuple[Any, _ThreadState]] = {}  # id(Thread) -> its state
         self._pending_start: dict[int, tuple[Any, dict[int, int]]] = {}
@@ -96,8 +97,18 @@ class Detector:
     # creates a dummy Thread, whose Event reports here again.  Nothing that can
     # synchronise is called while ``_mu`` is held.
 
+    def use_scheduler(self, sched: Any) -> None:
+        """--sim: every simulated thread runs in this one OS thread, so the
+        current thread is ``sched.current`` (no call into the patched ``get_ident``)."""
+        self._sched = sched
+
+    def _ident(self) -> int:
+        sched = self._sched
+        return sched.current.ident if sched is not None else threading.get_ident()
+
     def _state(self) -> _ThreadState:
-        ident = threading.get_ident()
+        sched = self._sched
+        ident = sched.current.ident if sched is not None else threading.get_ident()
         ts = self._threads.get(ident)
         if ts is None:
             ts = self._new_state(ident, _thread_name(ident, self._simulated), [])
@@ -121,7 +132,7 @@ class Detector:
 
     def begins(self, child: Any) -> None:
         """``child`` (started after :meth:`forked`) runs its first line in this thread."""
-        ident = threading.get_ident()
+        ident = self._ident()
         name = getattr(child, "name", "?")
         with self._mu:
             start = self._pending_start.pop(id(child), None)
@@ -190,37 +201,52 @@ class Detector:
         """
         with self._mu:
             self.accesses += 1
-            ts = self._state()
+            sched = self._sched
+            ts = self._threads.get(sched.current.ident if sched is not None
+                                   else threading.get_ident())
+            if ts is None:
+                ts = self._state()
             key = (id(obj), name)
             shadow = self._shadow.get(key)
             if shadow is None or shadow[0] is not obj:
                 shadow = self._shadow[key] = [obj, None, {}, label]
             vc = ts.vc
-            now = vc[ts.tid]
-            last = shadow[1]
+            tid = ts.tid
+            now = vc[tid]
+            last = shadow[1]  # an _Rec tuple, see _ACCESS_FIELDS
             reads = shadow[2]
             if write:
-                if (last is not None and last.tid == ts.tid and last.clock == now
-                        and (not reads or (len(reads) == 1 and ts.tid in reads))):
+                if (last is not None and last[0] == tid and last[1] == now
+                        and (not reads or (len(reads) == 1 and tid in reads))):
                     return
             else:
-                mine = reads.get(ts.tid)
-                if mine is not None and mine.clock == now:
+                mine = reads.get(tid)
+                if mine is not None and mine[1] == now:
                     return
-            me = Access(ts.tid, now, ts.name, write, _stack(depth + 1), tuple(ts.held))
-            if last is not None and last.tid != ts.tid and last.clock > _at(vc, last.tid):
+            # the stack, as (code, line) pairs of up to STACK_DEPTH frames: rendered
+            # (file, line, function) only if a race is reported (_report)
+            f: Any = sys._getframe(depth)
+            frames: list[Any] = []
+            while f is not None and len(frames) < 2 * STACK_DEPTH:
+                frames += (f.f_code, f.f_lineno)
+                f = f.f_back
+            me = (tid, now, ts.name, write, frames, tuple(ts.held))
+            n = len(vc)
+            if last is not None and last[0] != tid and last[1] > (vc[last[0]] if last[0] < n
+                                                                  else 0):
                 self._report(obj, name, last, me, label)
             if write:
                 for read in reads.values():
-                    if read.tid != ts.tid and read.clock > _at(vc, read.tid):
+                    if read[0] != tid and read[1] > (vc[read[0]] if read[0] < n else 0):
                         self._report(obj, name, read, me, label)
                 shadow[1] = me
                 shadow[2] = {}
             else:
-                reads[ts.tid] = me
+                reads[tid] = me
 
-    def _report(self, obj: Any, name: str, earlier: Access, later: Access,
-                label: str | None = None) -> None:
+    def _report(self, obj: Any, name: str, earlier_rec: tuple[Any, ...],
+                later_rec: tuple[Any, ...], label: str | None = None) -> None:
+        earlier, later = _rendered(earlier_rec), _rendered(later_rec)
         field = f"{label}{name}" if label else f"{type(obj).__qualname__}.{name}"
         a, b = sorted([earlier.where, later.where])
         key = (field, a, b)
@@ -271,10 +297,6 @@ def _merge(into: list[int], other: list[int]) -> None:
     into[:n] = [a if a > b else b for a, b in zip(into, other, strict=False)]
 
 
-def _at(vc: list[int], tid: int) -> int:
-    return vc[tid] if tid < len(vc) else 0
-
-
 def _is_lock(obj: Any) -> bool:
     return type(obj).__name__ in ("Lock", "RLock", "lock", "RLock", "TrackedLock",
                                   "TrackedRLock")
@@ -291,15 +313,10 @@ def _lock_name(obj: Any) -> str:
 _HERE = __file__.rsplit("/", 1)[0]
 
 
-def _stack(depth: int) -> tuple[tuple[str, int, str], ...]:
-    try:
-        frame: Any = sys._getframe(depth)
-    except ValueError:
-        return ()
-    out = []
-    while frame is not None and len(out) < STACK_DEPTH:
-        code = frame.f_code
-        if not code.co_filename.startswith(_HERE):
-            out.append((code.co_filename, frame.f_lineno, code.co_name))
-        frame = frame.f_back
-    return tuple(out)
+def _rendered(rec: tuple[Any, ...]) -> Access:
+    """The :class:`Access` of a shadow record (its stack as (file, line, function))."""
+    tid, clock, thread, write, frames, locks = rec
+    stack = tuple((code.co_filename, line, code.co_name)
+                  for code, line in zip(frames[::2], frames[1::2], strict=True)
+                  if not code.co_filename.startswith(_HERE))
+    return Access(tid, clock, thread, write, stack, locks)

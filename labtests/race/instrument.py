@@ -78,8 +78,17 @@ def _make_getattribute(orig: Callable[[Any, str], Any]) -> Callable[[Any, str], 
     def __getattribute__(self: Any, name: str) -> Any:  # noqa: N807 - the hook's own name
         value = orig(self, name)
         det = ACTIVE
-        if det is not None and name[:2] != "__" and _is_own(self, name):
-            det.access(self, name, False)
+        if det is not None and name[:2] != "__":
+            # _is_own, inlined: this runs on every attribute lookup, methods included
+            try:
+                own = name in _obj_getattribute(self, "__dict__")
+            except AttributeError:
+                own = False
+            if not own:
+                slots = _SLOTS.get(type(self))
+                own = name in (slots if slots is not None else slot_names(type(self)))
+            if own:
+                det.access(self, name, False)
         return value
     return __getattribute__
 
@@ -319,6 +328,7 @@ def _sim_sync(det: Detector) -> Iterator[None]:
     if state is None or getattr(state, "SCHED", None) is None:
         raise RuntimeError("simulated=True but no simulation is active")
     state.SYNC = det
+    det.use_scheduler(state.SCHED)
     try:
         yield
     finally:
