@@ -32,6 +32,7 @@ from typing import Any
 
 STACK_DEPTH = 4  # frames kept per access (the report shows them)
 MAX_RACES = 20  # distinct races kept per test; more are counted, not kept
+_LOCKISH: dict[type, bool] = {}  # type -> is it a lock (held locks are listed per access)
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,15 @@ class Detector:
 
     def released(self, obj: Any) -> None:
         with self._mu:
-            ts = self._state()
+            sched = self._sched
+            ts = self._threads.get(sched.current.ident if sched is not None
+                                   else threading.get_ident()) or self._state()
             self._publish(ts, obj)
-            if getattr(obj, "_race_lock", False) or _is_lock(obj):
+            lockish = _LOCKISH.get(type(obj))
+            if lockish is None:
+                lockish = _LOCKISH[type(obj)] = bool(getattr(obj, "_race_lock", False)
+                                                     or _is_lock(obj))
+            if lockish:
                 try:
                     ts.held.remove(id(obj))
                 except ValueError:
@@ -162,12 +169,18 @@ class Detector:
 
     def acquired(self, obj: Any) -> None:
         with self._mu:
-            ts = self._state()
+            sched = self._sched
+            ts = self._threads.get(sched.current.ident if sched is not None
+                                   else threading.get_ident()) or self._state()
             sync = self._syncs.get(id(obj))
             if sync is not None and sync[0] is obj and ts.seen.get(id(obj)) != sync[2]:
                 _merge(ts.vc, sync[1])
                 ts.seen[id(obj)] = sync[2]
-            if getattr(obj, "_race_lock", False) or _is_lock(obj):
+            lockish = _LOCKISH.get(type(obj))
+            if lockish is None:
+                lockish = _LOCKISH[type(obj)] = bool(getattr(obj, "_race_lock", False)
+                                                     or _is_lock(obj))
+            if lockish:
                 ts.held.append(id(obj))
                 if id(obj) not in self._lock_names:
                     self._lock_names[id(obj)] = _lock_name(obj)
