@@ -213,6 +213,32 @@ def test_a_deadlocked_peer_is_unresponsive_the_rest_are_sampled_and_nothing_hang
     assert not left[0].is_alive()
 
 
+def test_stop_while_a_sampling_thread_is_being_replaced_does_not_raise():
+    """The supervisor may register a fresh sampling thread while stop() runs (seen at
+    192 parallel runs): stop() must neither join a thread not yet started nor trip
+    over the registry changing under it, and a machine out of threads only ends sampling."""
+    cfg = _Cfg([_Peer(1, False)])
+    sampler = StateSampler(cfg, cfg.timeline, isolated=False, interval_s=0.01).start()
+    sampler._threads[99] = threading.Thread(target=lambda: None)  # registered, never started
+    assert sampler.stop() == []
+
+    out = StateSampler(cfg, cfg.timeline, isolated=False, interval_s=0.01)
+    real_start = threading.Thread.start
+
+    def refuse(self):  # noqa: ANN001 - stands in for Thread.start
+        if self.name.startswith("raftlab-timeline-sampler"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    threading.Thread.start = refuse  # type: ignore[method-assign]
+    try:
+        out.start()
+    finally:
+        threading.Thread.start = real_start  # type: ignore[method-assign]
+    assert out.stop() == []
+    assert any("can't start new thread" in str(ev.get("msg")) for ev in cfg.timeline.events())
+
+
 def test_a_peer_that_answers_again_is_sampled_again():
     slow = _Deadlocked()
     cfg = _Cfg([slow])

@@ -137,8 +137,13 @@ class StateSampler:
         generation = self._generation
         thread = threading.Thread(target=self._run, args=(generation,), daemon=True,
                                   name=f"raftlab-timeline-sampler-{generation}")
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the machine is out of pids
+            self.rec.add("note", None, msg=f"state sampling stopped: {exc!r}")
+            return
+        # Registered once started: stop() (on another thread) joins only started threads.
         self._threads[generation] = thread
-        thread.start()
 
     def _run(self, generation: int) -> None:
         cpu0 = time.thread_time()
@@ -291,8 +296,8 @@ class StateSampler:
             if self.cfg.rafts[call.peer] is call.rf:
                 self._record_stuck(call.peer, call.t)
         stuck = []
-        for generation, thread in self._threads.items():
-            if thread is me:
+        for generation, thread in list(self._threads.items()):  # the supervisor may add
+            if thread is me or thread.ident is None:
                 continue
             thread.join(0.0 if generation in self._calls else join_s)
             if thread.is_alive():
