@@ -300,10 +300,11 @@ class Raft:
             self.next[p] = max(1, min(self.next[p] - 1, reply.conflict or self.next[p] - 1))
 
     def _advance_commit(self) -> None:
-        for i in range(self._last(), max(self.commit, self.base), -1):
-            if self._term_at(i) == self.term and sum(m >= i for m in self.match) * 2 > self.n:
-                self.commit = i
-                return
+        """Commit the highest index a majority holds, if it is of this term (terms only
+        grow along the log, so no lower index is of this term then either)."""
+        majority = sorted(self.match)[(self.n - 1) // 2]  # held by n - (n-1)//2 peers
+        if majority > self.commit and self._term_at(majority) == self.term:
+            self.commit = majority
 
     # -- snapshots --------------------------------------------------------------------
     def _on_snapshot(self, x: tuple[int, bytes]) -> None:
