@@ -6,7 +6,8 @@
 
 Schedule ``k`` of a run is generated from seed ``seed + k``, so a run is
 repeatable and two runs with different ``--seed`` explore different schedules.
-Each distinct failure (one per monitor) is shrunk to a minimal schedule, written
+Each distinct failure (one per monitor; of its schedules, the lowest seed's, so the
+choice does not depend on the workers' timing) is shrunk to a minimal schedule, written
 to ``<out>/failures/<monitor>.json`` with the debug log of its run next to it,
 and printed with the command that replays it exactly.  The exit status is 1 if
 any monitor reported a violation, 2 for a usage error (one line: a bad option
@@ -289,7 +290,10 @@ def explore(args: argparse.Namespace) -> int:
                 results.write(json.dumps(rec) + "\n")
                 if rec["monitor"]:
                     counts[rec["monitor"]] += 1
-                    if rec["monitor"] not in first_failure and schedule is not None:
+                    # The lowest seed, not the first to finish: the same failure is shrunk
+                    # whatever the workers' timing (locally, on Dask, at any -p).
+                    kept = first_failure.get(rec["monitor"])
+                    if schedule is not None and (kept is None or rec["seed"] < kept["seed"]):
                         first_failure[rec["monitor"]] = {**rec, "schedule": schedule}
 
             try:
