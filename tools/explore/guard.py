@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import select
 import shutil
 import signal
 import sys
@@ -43,11 +42,10 @@ from labtests.explore.monitors import Violation
 from labtests.explore.runner import RunResult, run_schedule
 from labtests.explore.schedule import Schedule
 from labtests.impl_loader import Implementation
+from labtests.isolation import procs
 from raft import debuglog
 
-_PR_SET_PDEATHSIG = 1  # prctl(2)
 TAIL_BYTES = 4096  # of the Raft's own output, kept for the report
-_POLL = 0.05  # s between checks for a child's end where pidfd_open is missing
 
 
 class GuardError(RuntimeError):
@@ -97,9 +95,7 @@ def _die_with(parent: int) -> None:
     """Have the kernel kill this child when its parent ends (Linux; elsewhere a no-op):
     outside the parent's process group, a child of a killed explore would run on."""
     try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        procs.die_with_parent()
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:  # the parent ended before the call above
@@ -160,7 +156,6 @@ def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, 
 
 def _wait(pid: int, timeout: float) -> int | None:
     """The child's wait status, or None if it is still running after ``timeout`` s."""
-    end = time.monotonic() + timeout
     pidfd = None
     if hasattr(os, "pidfd_open"):
         try:
@@ -168,17 +163,7 @@ def _wait(pid: int, timeout: float) -> int | None:
         except OSError:
             pidfd = None
     try:
-        while True:
-            got, status = os.waitpid(pid, os.WNOHANG)
-            if got == pid:
-                return status
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            if pidfd is not None:
-                select.select([pidfd], [], [], left)
-            else:
-                time.sleep(min(_POLL, left))
+        return procs.wait_exit(pid, timeout, pidfd)
     finally:
         if pidfd is not None:
             os.close(pidfd)
