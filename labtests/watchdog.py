@@ -32,8 +32,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
 CLEANUP_DEADLINE_S = 10.0  # how long a test's cleanup (every kill(), closing down) may take
+_CAPTURE_SWITCH_INTERVAL_S = 1.0  # the GIL is kept this long at most while stacks are walked
 _MAX_STACK_THREADS = 60  # stacks shown in full; beyond that only names (a Raft may start 1000s)
 
 
@@ -123,34 +125,75 @@ def all_stacks(headline: str, thread_report: ThreadReport | None = None) -> str:
 
     ``thread_report`` answers first (in simulated time, the simulation's own
     report: each simulated thread, what it waits for, lock cycles); otherwise
-    the interpreter's frames of every real thread, by name.
+    the interpreter's frames of every real thread, by name, as they were at
+    one instant (:func:`capture_stacks`), formatted only afterwards.
     """
     if thread_report is not None:
         report = thread_report(headline)
         if report is not None:
             return report
-    frames = sys._current_frames()
     me = threading.current_thread()  # the harness, waiting: its stack says nothing
     threads = sorted((t for t in threading.enumerate() if t is not me), key=lambda t: t.name)
-    with _abandoned_lock:
-        abandoned = dict(_abandoned)
+    captured = capture_stacks()
+    abandoned = _abandoned_notes()
     lines = [f"{headline}; stacks of the {len(threads)} threads:"]
     for t in threads[:_MAX_STACK_THREADS]:
-        frame = frames.get(t.ident) if t.ident is not None else None
+        entries = captured.get(t.ident) if t.ident is not None else None
         lines.append("")
         earlier = f", {abandoned[t.ident]}" if t.ident in abandoned else ""
         lines.append(f"thread {t.name!r} (daemon={t.daemon}{earlier}):")
-        if frame is not None:
-            lines.extend(s.rstrip("\n") for s in traceback.format_stack(frame))
+        if entries is not None:
+            summary = traceback.StackSummary.from_list(
+                [(file, line, func, None) for file, line, func in entries])
+            lines.extend(s.rstrip("\n") for s in summary.format())
     if len(threads) > _MAX_STACK_THREADS:
         rest = [t.name for t in threads[_MAX_STACK_THREADS:]]
         lines.append(f"\n... and {len(rest)} more threads: {', '.join(rest[:20])}")
     return "\n".join(lines)
 
 
+StackEntries = list[tuple[str, int, str]]  # (file, line, function), outermost first
+
+
+def capture_stacks() -> dict[int, StackEntries]:
+    """Every thread's (file, line, function) frames, taken as close to one instant as possible.
+
+    Why not ``traceback.format_stack(frame)`` thread by thread: formatting reads
+    source files (I/O, which lets the other threads run), and a frame's
+    ``f_lineno`` is read when it is formatted, not when it was captured; a thread
+    that moved on meanwhile shows a line it reached later under frames it has
+    already left (``run()``'s ``finally`` under a deeper call).  So every frame of
+    every thread is walked first -- plain attribute reads, no I/O, no source, with
+    the interpreter's switch interval raised so that the walk keeps the GIL -- and
+    only the caller formats, afterwards.
+    """
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(max(interval, _CAPTURE_SWITCH_INTERVAL_S))
+    try:
+        captured: dict[int, StackEntries] = {}
+        for ident, frame in sys._current_frames().items():
+            entries: StackEntries = []
+            f: FrameType | None = frame
+            while f is not None:
+                code = f.f_code
+                entries.append((code.co_filename, f.f_lineno or 0, code.co_name))
+                f = f.f_back
+            entries.reverse()
+            captured[ident] = entries
+    finally:
+        sys.setswitchinterval(interval)
+    return captured
+
+
 # -- abandoned threads (real time only) ---------------------------------------------------
 
-_abandoned: dict[int, str] = {}  # thread ident -> "left blocked by test X"
+# thread ident -> (the Thread, "left blocked by test X").  The Thread object is kept
+# because an ident alone does not name a thread for long: the OS reuses the ident of
+# a thread that ended, and simulated threads are numbered from the same value in
+# every simulated run, so a later test's new thread could carry an abandoned one's
+# ident -- and be left out of that test's leak check (a simulated run after one
+# that abandoned a thread then joined one thread fewer than the same run alone).
+_abandoned: dict[int, tuple[threading.Thread, str]] = {}
 _abandoned_lock = threading.Lock()
 
 
@@ -160,18 +203,30 @@ def abandon(threads: list[threading.Thread], test: str) -> list[str]:
     with _abandoned_lock:
         for t in threads:
             if t.ident is not None and t.is_alive():
-                _abandoned[t.ident] = f"left blocked by {test}"
+                _abandoned[t.ident] = (t, f"left blocked by {test}")
                 names.append(t.name)
     return names
 
 
 def abandoned_idents() -> set[int]:
-    """Idents of abandoned threads that are still alive (left out of leak checks)."""
-    alive = {t.ident for t in threading.enumerate()}
+    """Idents of abandoned threads that are still alive (left out of leak checks).
+
+    An entry is forgotten once its thread has ended or its ident belongs to
+    another thread: only the very thread that was abandoned is ever left out.
+    """
+    current = {t.ident: t for t in threading.enumerate()}
     with _abandoned_lock:
-        for ident in [i for i in _abandoned if i not in alive]:
-            del _abandoned[ident]
+        for ident, (thread, _) in list(_abandoned.items()):
+            if current.get(ident) is not thread or not thread.is_alive():
+                del _abandoned[ident]
         return set(_abandoned)
+
+
+def _abandoned_notes() -> dict[int, str]:
+    """ident -> why, for the abandoned threads still alive (see :func:`abandoned_idents`)."""
+    idents = abandoned_idents()
+    with _abandoned_lock:
+        return {ident: why for ident, (_, why) in _abandoned.items() if ident in idents}
 
 
 def threads_keeping_process_alive() -> list[threading.Thread]:
