@@ -1,47 +1,38 @@
-"""Seeded preemption at line granularity, inside the implementation's own files only.
+"""Seeded preemption at statement granularity, inside the implementation's own files only.
 
 Why: without it a simulated thread runs from one blocking point to the next
 without interruption, so a check-then-act race between two blocking points (a
 field read outside the lock, acted on after re-acquiring it) can never show.
-With probability ``p`` per executed line of a file in scope, the current thread
-yields to the scheduler, which picks the next thread from the seed as at any
-switch.  The draws come from their own ``random.Random`` seeded from the run's
-seed, and the sequence of lines is itself decided by the seed, so replay stays
-exact.  One draw per preemption, not per line: the number of lines up to the
-next switch is drawn from the geometric distribution with parameter ``p``,
-which is exactly the law of "the first line whose Bernoulli(p) draw succeeds".
+With probability ``p`` per executed statement of a file in scope, the current
+thread yields to the scheduler, which picks the next thread from the seed as at
+any switch.  The draws come from their own ``random.Random`` seeded from the
+run's seed, and the sequence of statements is itself decided by the seed, so
+replay stays exact.  One draw per preemption, not per statement: the number of
+statements up to the next switch is drawn from the geometric distribution with
+parameter ``p``, which is exactly the law of "the first statement whose
+Bernoulli(p) draw succeeds".
 
-How, and what it costs: ``sys.settrace`` installs a global trace function in
-the simulation's OS thread that looks at each new frame once (``call`` event)
-and returns a local tracer only for code whose file is in scope (cached per
-code object); frames of the harness, labrpc and the standard library get no
-local tracer, so they pay only for the ``call`` event (and, in CPython 3.11,
-for running unspecialised while a trace function is set).
-
-An interpreter detail: a switch made inside a trace function leaves tracing
-suspended for the whole OS thread (CPython counts "inside a tracer" per
-thread, and greenlets share it) until the preempted thread is resumed and its
-tracer returns.  The threads that run in that window are not preempted, and
-frames they create get no local tracer.  So while a thread is preempted a
-``greenlet.settrace`` hook notes which simulated threads run, and when it
-resumes, only their frames created in the window (the top of their stacks, down
-to the first frame in scope that already has its tracer) are given the local
-tracer (``frame.f_trace``).  A thread can therefore only be preempted while no
-other is suspended in a preemption, which still makes every "preempted between
-check and act" interleaving reachable.  (``sys.call_tracing`` would re-enable
-tracing for the window, but in CPython 3.11 it does not.)
+How: the functions of the modules in scope get, for the simulation's duration,
+code with a call to :meth:`LinePreemption` 's tick before each statement, at
+each ``while`` condition check and each comprehension step
+(:mod:`labtests.sim.ticks`); no trace function, so the rest of the program runs
+at full speed.  A statement is the unit where a line tracer saw a line: one
+point per simple statement, per ``if``/``elif`` test, per ``while`` re-check
+and loop iteration; a statement spread over several lines is one point, and a
+``for`` loop's next item is fetched just before its body's first point rather
+than after a point of its own.
 """
 
 from __future__ import annotations
 
+import _thread
 import math
 import random
 import sys
 from collections.abc import Callable
-from types import CodeType, FrameType
 from typing import Any
 
-import greenlet
+from labtests.sim.ticks import Swapped
 
 __all__ = ["LinePreemption"]
 
@@ -58,81 +49,50 @@ class LinePreemption:
         self.p = p
         self.rng = random.Random(f"{seed}:line-preempt")
         self.switches = 0
-        self._scope: dict[CodeType, bool] = {}
-        self._previous: Any = None
-        self._installed = False
+        self._swapped = Swapped()
         self._log_q = math.log1p(-p) if 0.0 < p < 1.0 else 0.0
 
     def gap(self) -> int:
-        """Lines up to and including the next preempted one (geometric, >= 1)."""
+        """Statements up to and including the next preempted one (geometric, >= 1)."""
         if self.p >= 1.0:
             return 1
         u = self.rng.random()  # in [0, 1): 1 - u in (0, 1]
         return int(math.log1p(-u) / self._log_q) + 1
 
+    @property
+    def instrumented(self) -> int:
+        """How many functions run ticked code now."""
+        return len(self._swapped)
+
     def start(self) -> None:
         if self.p <= 0.0:
             return
-        self._previous = sys.gettrace()
-        sys.settrace(self._tracer())
-        self._installed = True
+        modules = [m for m in list(sys.modules.values())
+                   if isinstance(getattr(m, "__file__", None), str)
+                   and self.in_scope(m.__file__)]
+        self._swapped.install(modules, self._tick())
 
     def stop(self) -> None:
-        if self._installed:
-            sys.settrace(self._previous)
-            self._installed = False
+        self._swapped.undo()
 
-    def _tracer(self) -> Callable[[FrameType, str, Any], Any]:
-        """The global trace function; closures, so a traced line costs one Python call."""
-        known = self._scope
-        in_scope = self.in_scope
+    def _tick(self) -> Callable[[], bool]:
+        """The function called before each statement in scope; a closure, for speed."""
         sched = self.sched
         yield_now = sched.yield_now
-        left = self.gap()
+        gap = self.gap
+        home = _thread.get_ident()  # the simulation's OS thread
+        get_ident = _thread.get_ident
+        left = gap()
 
-        def local(frame: FrameType, event: str, arg: Any) -> Any:
+        def tick() -> bool:
             nonlocal left
-            if event == "line":
-                left -= 1
-                if left <= 0:
-                    left = self.gap()
-                    if not sched.dying and sched.failure is None:
-                        self.switches += 1
-                        ran: set[Any] = set()
-                        previous = greenlet.settrace(lambda _event, args: ran.add(args[1]))
-                        try:
-                            yield_now()
-                        finally:
-                            greenlet.settrace(previous)
-                            self._rearm(ran, local)
-            return local
+            left -= 1
+            if left <= 0:
+                left = gap()
+                if (not sched.dying and sched.failure is None
+                        and get_ident() == home):
+                    self.switches += 1
+                    yield_now()
+            return True
 
-        def global_(frame: FrameType, event: str, arg: Any) -> Any:
-            code = frame.f_code
-            covered = known.get(code)
-            if covered is None:
-                covered = known[code] = bool(in_scope(code.co_filename))
-            return local if covered else None
-
-        return global_
-
-    def _rearm(self, ran: set[Any], local: Any) -> None:
-        """Give the frames created while tracing was suspended their local tracer."""
-        me = greenlet.getcurrent()
-        covers = self._covers
-        for glet in ran:
-            if glet is me:
-                continue  # it was suspended all along: its frames are as they were
-            frame = getattr(glet, "gr_frame", None)
-            while frame is not None:
-                if covers(frame.f_code):
-                    if frame.f_trace is not None:
-                        break  # older frames were there before the preemption
-                    frame.f_trace = local
-                frame = frame.f_back
-
-    def _covers(self, code: CodeType) -> bool:
-        known = self._scope.get(code)
-        if known is None:
-            known = self._scope[code] = bool(self.in_scope(code.co_filename))
-        return known
+        return tick
