@@ -4,12 +4,13 @@ The graded tests are timing-based: a leader's heartbeat that fires 300 ms late
 looks, to its followers, like a dead leader.  On a machine asked to run more
 than it can (96 parallel runs on 2 cores), a correct Raft fails this way and
 nothing in its code is wrong.  So instead of guessing from the load average,
-the harness *measures* what the Raft experiences: a light sampler thread in the
-test process waits a fixed interval (:data:`SAMPLE_INTERVAL_S`) over and over
-and records how much later than asked each wait returned.  A Raft's own timers
-(sleeps, timed waits on conditions) are late by the same amount, because the
-lateness comes from the operating system not running the process, or from the
-thread that holds the GIL having been preempted.
+the harness *measures* what the Raft experiences: a light sampler in the
+test process (a job of its one harness thread, :mod:`labtests.ticker`) waits a
+fixed interval (:data:`SAMPLE_INTERVAL_S`) over and over and records how much
+later than asked each wait returned.  A Raft's own timers (sleeps, timed waits
+on conditions) are late by the same amount, because the lateness comes from the
+operating system not running the process, or from the thread that holds the
+GIL having been preempted.
 
 Lateness the process caused itself is set apart.  A Raft that spins the CPU
 makes the sampler wait for the GIL too, but then the process was *running*.
@@ -38,6 +39,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from labtests import ticker
 
 SAMPLE_INTERVAL_S = 0.05  # fine enough next to a 100 ms heartbeat; 20 wake-ups a second
 LEAK_GRACE_LAG_FACTOR = 10.0  # a thread needs a few late wake-ups to notice kill() and return
@@ -91,7 +94,9 @@ class LagSummary:
 
 
 class LagSampler:
-    """A daemon thread measuring how late a fixed-interval wait returns (see module doc).
+    """Measures how late a fixed-interval wait returns (see module doc), as a job of the
+    process's one harness thread (:mod:`labtests.ticker`) shared with the timeline's
+    supervisor: no thread of its own to start, wake and end with every test.
 
     ``clock`` and ``cpu_clock`` are seams for tests; the harness uses the defaults.
     """
@@ -105,15 +110,17 @@ class LagSampler:
         self.machine_lags: list[float] = []  # seconds, one per sample
         self.self_max_s = 0.0
         self._max_s = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: ticker.Job | None = None
+        self._t0 = self._c0 = 0.0
         self._load_start: tuple[float, ...] = ()
         self.threads_max = 0
 
     def start(self) -> LagSampler:
+        """Start sampling: a job of the process's one harness thread (:mod:`labtests.ticker`)."""
         self._load_start = loadavg()
-        self._thread = threading.Thread(target=self._run, name="raftlab-timer-lag", daemon=True)
-        self._thread.start()
+        self._t0, self._c0 = self.clock(), self.cpu_clock()
+        self._job = ticker.TICKER.at(time.monotonic() + self.interval_s, self._tick,
+                                     name="timer-lag")
         return self
 
     @property
@@ -130,21 +137,18 @@ class LagSampler:
         if machine > self._max_s:
             self._max_s = machine
 
-    def _run(self) -> None:
-        clock, cpu_clock, interval, stop = self.clock, self.cpu_clock, self.interval_s, self._stop
-        while True:
-            t0, c0 = clock(), cpu_clock()
-            if stop.wait(interval):
-                return
-            t1, c1 = clock(), cpu_clock()
-            self.record(t1 - t0 - interval, c1 - c0)
-            self.threads_max = max(self.threads_max, threading.active_count())
+    def _tick(self) -> float | None:
+        """One sample: how much later than asked this wake-up came; when to wake next."""
+        t1, c1 = self.clock(), self.cpu_clock()
+        self.record(t1 - self._t0 - self.interval_s, c1 - self._c0)
+        self.threads_max = max(self.threads_max, threading.active_count())
+        self._t0, self._c0 = self.clock(), self.cpu_clock()
+        return time.monotonic() + self.interval_s
 
     def stop(self) -> LagSummary:
-        """End the thread (at once: it waits on an event) and summarise."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        """Stop sampling (at once: the job is taken off the harness thread) and summarise."""
+        if self._job is not None:
+            ticker.TICKER.cancel(self._job)
         return self.summary()
 
     def summary(self) -> LagSummary:

@@ -16,12 +16,15 @@ a change the tester makes wakes it at once (the recorder's ``on_change``).
 
 * In real time the sampling thread calls the in-process peers' ``get_state()``
   itself, one after the other: one wake-up per round, no hand-off to another
-  thread.  A *supervisor* thread looks every :data:`SUPERVISE_S` (sooner after
+  thread.  A *supervisor* looks every :data:`SUPERVISE_S` (sooner after
   it found one) for a call that has run longer than :data:`STUCK_AFTER_S`: that
   peer (a deadlocked Raft) is recorded as ``unresponsive`` from the moment of
   the call, left out of later rounds, and a fresh sampling thread takes over
   the others.  If the stuck call returns after all, its answer is recorded,
-  the peer is asked again, and the old thread ends.  Exceptions are swallowed:
+  the peer is asked again, and the old thread ends.  The supervisor is not a
+  thread of its own but a job of the process's one harness thread
+  (:mod:`labtests.ticker`, shared with the timer-lag probe): it never blocks.
+  Exceptions are swallowed:
   the tester's own calls report them.
 * An isolated peer (``--isolate``) is asked through its proxy's asynchronous
   request slot, waited for at most :data:`STUCK_AFTER_S`, never through the
@@ -46,7 +49,7 @@ import threading
 import time
 from typing import Any
 
-from labtests import watchdog
+from labtests import ticker, watchdog
 from labtests.timeline import simstate
 from labtests.timeline.recorder import Recorder
 
@@ -106,16 +109,15 @@ class StateSampler:
         self._counts: list[int] = [0] * cfg.n
         self._count_owner: list[Any] = [None] * cfg.n
         self._cpu: dict[int, float] = {}  # generation -> CPU time of that thread
-        self.supervisor: threading.Thread | None = None
+        self.supervisor: ticker.Job | None = None  # a job of the process's harness thread
         self.rounds = 0
 
     def start(self) -> StateSampler:
         self.rec.on_change = self._signal
         self._spawn()
         if not self.direct_sim and not self.isolated:
-            self.supervisor = threading.Thread(target=self._supervise, daemon=True,
-                                               name="raftlab-timeline-supervisor")
-            self.supervisor.start()
+            self.supervisor = ticker.TICKER.at(time.monotonic() + SUPERVISE_S, self._supervise,
+                                               name="timeline-supervisor")
         return self
 
     @property
@@ -257,10 +259,12 @@ class StateSampler:
 
     # -- the supervisor (real time) --------------------------------------------------------
 
-    def _supervise(self) -> None:
-        wait = SUPERVISE_S
-        while not self._stop.wait(wait):
-            wait = SUPERVISE_AFTER_STUCK_S if self.check_stuck() else SUPERVISE_S
+    def _supervise(self) -> float | None:
+        """A job of the harness thread (never blocks): look, and say when to look again."""
+        if self._stop.is_set():
+            return None
+        wait = SUPERVISE_AFTER_STUCK_S if self.check_stuck() else SUPERVISE_S
+        return time.monotonic() + wait
 
     def check_stuck(self) -> bool:
         """Is the current sampling thread stuck in a call?  Then mark its peer and replace it."""
@@ -290,8 +294,8 @@ class StateSampler:
         self._stop.set()
         self._signal()
         me = threading.current_thread()
-        if self.supervisor is not None and self.supervisor is not me:
-            self.supervisor.join(join_s)
+        if self.supervisor is not None:
+            ticker.TICKER.cancel(self.supervisor)  # returns once a check under way has ended
         for call in list(self._calls.values()):  # stuck right now: say since when
             if self.cfg.rafts[call.peer] is call.rf:
                 self._record_stuck(call.peer, call.t)
@@ -302,6 +306,4 @@ class StateSampler:
             thread.join(0.0 if generation in self._calls else join_s)
             if thread.is_alive():
                 stuck.append(thread)
-        if self.supervisor is not None and self.supervisor.is_alive():
-            stuck.append(self.supervisor)
         return watchdog.abandon(stuck, self.test or "the timeline sampler")
