@@ -39,7 +39,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, NoReturn
 
@@ -50,7 +50,7 @@ from labtests.explore.generator import generate
 from labtests.explore.schedule import Schedule
 from labtests.options import OptionError, from_env, looks_like_path
 from tools.console import make_console
-from tools.explore import display, work
+from tools.explore import display, hashseed, work
 from tools.explore.guard import GuardError, run_guarded
 from tools.explore.pools import PoolError, make_pool
 from tools.explore.remote import shrink_limit
@@ -129,7 +129,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         except OptionError as exc:
             error(str(exc))
     if args.replay:
-        args.schedule = _read_schedule(error, args.replay)
+        args.schedule, args.hash_seed = _read_schedule(error, args.replay)
     # Loaded here once (local workers inherit it): an --impl that does not import is a
     # usage error now, not a traceback from every worker later.  (A module name given
     # to Dask need only import on the workers.)
@@ -141,15 +141,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _read_schedule(error: Callable[[str], NoReturn], path: str) -> Schedule:
-    """The schedule file given to --replay, or a usage error that says what is wrong."""
+def _read_schedule(error: Callable[[str], NoReturn], path: str) -> tuple[Schedule, int]:
+    """The schedule file given to --replay and the hash seed it records, or a usage error
+    that says what is wrong."""
     try:
         with open(path) as f:
             text = f.read()
     except OSError as exc:
         error(f"--replay {path}: cannot read it ({exc.strerror or exc})")
     try:
-        return Schedule.loads(text)
+        data = json.loads(text)
+        return Schedule.from_json(data), hashseed.recorded(data)
     except KeyError as exc:
         error(f"--replay {path}: not a schedule raftlab explore wrote (no field {exc})")
     except (ValueError, TypeError, AttributeError) as exc:  # ScheduleError is a ValueError
@@ -165,13 +167,33 @@ def replay_command(path: str, impl: str | None, race: bool = False) -> str:
     return shlex.join(cmd)
 
 
+def _guarded_replay(schedule_json: dict[str, Any], impl: str | None, timeout: float,
+                    race: bool, timeline: bool) -> Any:
+    """The replay's guarded run, in a process started with the recorded hash seed."""
+    return run_guarded(Schedule.from_json(schedule_json), work.implementation(impl),
+                       timeout=timeout, debug=True, race=race, timeline=timeline)
+
+
+def _replay_run(schedule: Schedule, args: argparse.Namespace) -> Any:
+    """Run the schedule as explore ran it: under the hash seed its file records.
+
+    In this process if it started with that seed; else in a process spawned with it
+    (strings hash, and sets of strings iterate, as in the run explore found).
+    """
+    if hashseed.current() == args.hash_seed:
+        return run_guarded(schedule, args.implementation, timeout=args.run_timeout,
+                           debug=True, race=args.race, timeline=bool(args.timeline))
+    with ProcessPoolExecutor(1, mp_context=hashseed.pinned_context(args.hash_seed)) as pool:
+        return pool.submit(_guarded_replay, schedule.to_json(), args.impl, args.run_timeout,
+                           args.race, bool(args.timeline)).result()
+
+
 def replay(args: argparse.Namespace) -> int:
     schedule: Schedule = args.schedule
     console = make_console(stderr=True)
     try:
         # Guarded as every explore run is: a Raft that ends its process is the finding.
-        result = run_guarded(schedule, args.implementation, timeout=args.run_timeout,
-                             debug=True, race=args.race, timeline=bool(args.timeline))
+        result = _replay_run(schedule, args)
     except GuardError as exc:
         console.print(f"raftlab explore: the run could not start: {exc}", markup=False)
         return 2
@@ -205,7 +227,7 @@ def _write_failure(out: str, monitor: str, shrunk: dict[str, Any], impl: str | N
     path = os.path.join(fdir, f"{monitor}.json")
     schedule = Schedule.from_json(shrunk["schedule"])
     with open(path, "w") as f:
-        f.write(schedule.dumps())
+        f.write(hashseed.with_hash_seed(schedule.dumps()))
     log_file = os.path.join(fdir, f"{monitor}.log")
     replay = replay_command(path, impl, race)
     with open(log_file, "w") as f:
@@ -227,7 +249,7 @@ def _write_unshrunk(out: str, monitor: str, schedule_json: dict[str, Any]) -> st
     path = os.path.join(out, "failures", f"{monitor}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
-        fh.write(Schedule.from_json(schedule_json).dumps())
+        fh.write(hashseed.with_hash_seed(Schedule.from_json(schedule_json).dumps()))
     return path
 
 

@@ -25,12 +25,17 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
-from tools.explore import remote, work
+from tools.explore import hashseed, remote, work
 from tools.explore.work import Shipped, ship
 
 
 class PoolError(RuntimeError):
     """The pool cannot be used (e.g. no Dask scheduler at that address); the message says why."""
+
+
+def _pinned_executor(workers: int) -> ProcessPoolExecutor:
+    """Worker processes spawned with explore's hash seed (:mod:`tools.explore.hashseed`)."""
+    return ProcessPoolExecutor(workers, mp_context=hashseed.pinned_context())
 
 
 class LocalPool:
@@ -42,7 +47,7 @@ class LocalPool:
         self.slots = workers
         self.impl_arg: Any = impl
         self.description = f"{workers} local worker process(es)"
-        self._executor = ProcessPoolExecutor(workers)
+        self._executor = _pinned_executor(workers)
 
     def submit(self, fn: Any, *args: Any) -> Future[Any]:
         return self._executor.submit(fn, *args)
@@ -58,7 +63,7 @@ class LocalPool:
         for proc in procs:
             proc.join(5)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor = ProcessPoolExecutor(self.slots)
+        self._executor = _pinned_executor(self.slots)
 
     def shutdown(self) -> None:
         self._executor.shutdown(cancel_futures=True)

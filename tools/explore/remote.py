@@ -6,7 +6,8 @@ threads draw from it too, so a run inside the worker process would not be
 repeatable -- the same seed would give another run than locally, and the
 printed replay command would not reproduce it.  Each worker thread therefore
 keeps one spawned child process (a clean interpreter with the worker's
-``sys.path``) and runs the schedules there, one at a time.
+``sys.path`` and explore's hash seed, :mod:`tools.explore.hashseed`) and runs
+the schedules there, one at a time.
 
 Each run is guarded inside that child as it is locally (:mod:`tools.explore.guard`:
 a Raft that ends its process or hangs is a finding and the child lives on); should
@@ -16,14 +17,13 @@ returns an ``exit`` or ``hang`` record, so the worker thread is free again.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from tools.explore import work
+from tools.explore import hashseed, work
 
 _local = threading.local()
 
@@ -31,8 +31,8 @@ _local = threading.local()
 def _child() -> ProcessPoolExecutor:
     pool = getattr(_local, "pool", None)
     if pool is None:
-        pool = _local.pool = ProcessPoolExecutor(
-            1, mp_context=multiprocessing.get_context("spawn"))
+        # Spawned, with explore's hash seed (tools/explore/hashseed.py): as locally.
+        pool = _local.pool = ProcessPoolExecutor(1, mp_context=hashseed.pinned_context())
     return pool
 
 
