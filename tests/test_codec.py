@@ -147,3 +147,71 @@ def test_the_cache_of_accepted_classes_is_bounded():
         with pytest.raises(CodecError, match=rf"^value: tests\.test_codec\.Made{i} cannot be"):
             encode(type(f"Made{i}", (), {"__module__": __name__})())
     assert len(codec._ACCEPTED) <= codec._ACCEPTED_MAX
+
+
+# -- reused picklers (labrpc.codec._SPARE): no state carries from one message to the next --
+
+
+def test_reused_picklers_give_pickles_bytes_after_shared_objects_and_refusals():
+    import pickle
+
+    from labrpc.codec import PROTOCOL
+    shared = T3(7)
+    first = T2([shared, shared], {"again": shared}, shared)  # memoised within one message
+    assert encode(first) == pickle.dumps(first, PROTOCOL)
+    # The next message holds the same object: a memo left over would make it a
+    # back-reference (shorter bytes, and a decode error on the other side).
+    second = T2([shared], {}, None)
+    assert encode(second) == pickle.dumps(second, PROTOCOL)
+    assert decode(encode(second)) == second
+    for bad in (T2([], {}, threading.Lock()), T2([], {}, lambda: None), T2([], {}, io.StringIO())):
+        with pytest.raises(CodecError):
+            encode(bad, "args")  # fails half-way through a pickler ...
+        after = T2([T3(1)], {"k": "v"}, 3)  # ... and the next message is whole
+        assert encode(after) == pickle.dumps(after, PROTOCOL)
+        assert decode(encode(after)) == after
+
+
+def test_reused_picklers_keep_no_message_alive_and_no_big_buffer():
+    import gc
+    import weakref
+
+    from labrpc import codec
+    value = T2([T3(i) for i in range(5)], {}, None)
+    ref = weakref.ref(value.t2slice[0])
+    encode(value)
+    del value
+    gc.collect()
+    assert ref() is None, "a spare pickler's memo still holds the last message"
+    codec._SPARE.clear()
+    encode(T2([b"x" * (codec._SPARE_BUFFER_MAX * 4)], {}, None))  # a snapshot-sized message
+    assert codec._SPARE == [], "a pickler whose buffer grew to a snapshot's size was kept"
+    encode(T2([b"x"], {}, None))
+    assert len(codec._SPARE) == 1
+    assert all(buf.tell() == 0 and buf.getbuffer().nbytes == 0 for _, buf in codec._SPARE)
+    with pytest.raises(CodecError):
+        encode(T2([], {}, threading.Lock()))
+    assert len(codec._SPARE) == 0, "a pickler that failed half-way went back for reuse"
+
+
+def test_threads_encoding_at_once_never_mix_their_messages():
+    import pickle
+
+    from labrpc.codec import PROTOCOL
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        for i in range(300):
+            value = T2([T3(k), T1(k, i, str(k), "x" * (i % 40))], {"i": i}, T3(-k))
+            data = encode(value)
+            if data != pickle.dumps(value, PROTOCOL) or decode(data) != value:
+                errors.append(f"thread {k} message {i}")
+                return
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
