@@ -796,3 +796,109 @@ def test_on_rpc_sees_call_async_requests_and_replies_once_each():
     assert kinds.count("unreachable") >= 20
     assert kinds.count("sent") == sum(k in ("replied", "reply-lost", "failed") for k in kinds)
     assert kinds.count("replied") == sum(r is not None for r in done)
+
+
+# -- session 5 (issue 19): the merged lock holds and the handler cache keep every count ---
+
+
+def test_bytes_and_counts_stay_exact_while_routes_die_under_reliable_calls():
+    """Real time, reliable: registration shares step 2's lock hold and the reply bytes
+    the last route check's.  Whatever a racing disable/delete does, the network's bytes
+    are exactly the requests plus the replies delivered, and every counted RPC ran."""
+    from labrpc.codec import encode
+
+    net = Network(random.Random(11))
+    junk, server = _serve(net, "s")
+    ends = [_end(net, f"e{i}", "s") for i in range(6)]
+    outcomes: dict[int, list[object]] = {i: [] for i in range(6)}
+    stop = threading.Event()
+
+    def caller(i: int) -> None:
+        for j in range(150):
+            outcomes[i].append((j, ends[i].call("JunkServer.handler2", j)))
+
+    def killer() -> None:
+        rng = random.Random(5)
+        while not stop.is_set():
+            name = f"e{rng.randrange(6)}"
+            net.enable(name, False)
+            time.sleep(0.0005)
+            net.enable(name, True)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(6)]
+    chaos = threading.Thread(target=killer)
+    try:
+        chaos.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        stop.set()
+        chaos.join(10)
+        assert not any(t.is_alive() for t in threads)
+        calls = [(j, reply) for i in outcomes for j, reply in outcomes[i]]
+        assert len(calls) == 900 and net.get_total_count() == 900
+        delivered = [(j, r) for j, r in calls if r is not None]
+        assert all(r == f"handler2-{j}" for j, r in delivered)
+        assert 0 < len(delivered) < 900, "the race never happened: make the killer faster"
+        expected = sum(len(encode(j, "args")) for j, _ in calls) + sum(
+            len(encode(r, "reply")) for _, r in delivered)
+        assert net.get_total_bytes() == expected
+        deadline = time.monotonic() + 5  # failed calls do not wait for their handlers
+        while len(junk.log2) < server.get_count() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(junk.log2) == server.get_count() >= len(delivered)
+    finally:
+        stop.set()
+        net.cleanup()
+
+
+def test_a_service_added_or_replaced_after_calls_is_the_one_called(net):
+    """The server caches each "Service.method"'s handler; add_service must drop it."""
+    class Other:
+        def ping(self, args: int) -> str:
+            return f"other-{args}"
+
+    class Replacement:
+        def handler2(self, args: int) -> str:
+            return f"replaced-{args}"
+
+    _, server = _serve(net, "s")
+    end = _end(net, "e", "s")
+    assert end.call("JunkServer.handler2", 1) == "handler2-1"
+    with pytest.raises(UnknownMethodError, match="unknown service 'Other'"):
+        end.call("Other.ping", 1)
+    server.add_service(Service(Other()))
+    assert end.call("Other.ping", 2) == "other-2"
+    server.add_service(Service(Replacement(), name="JunkServer"))
+    assert end.call("JunkServer.handler2", 3) == "replaced-3"
+    with pytest.raises(UnknownMethodError, match="unknown method 'handler1'"):
+        end.call("JunkServer.handler1", "4")  # the old service's other methods are gone
+    assert server.get_count() == 5  # unknown ones counted too, as in the lab
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/fd"), reason="needs /proc")
+def test_pipes_given_back_while_the_stock_closes_are_all_closed():
+    """PipeStock has no lock: a give racing close() must still close every pipe."""
+    from labrpc.wake import PipeStock
+
+    before = _open_fds()
+    for _ in range(20):
+        stock = PipeStock()
+        taken = [stock.take() for _ in range(40)]
+        start = threading.Barrier(5)
+
+        def give_back(part: list, s: PipeStock = stock, b: threading.Barrier = start) -> None:
+            b.wait()
+            for pipe in part:
+                s.give(pipe)
+
+        givers = [threading.Thread(target=give_back, args=(taken[k::4],)) for k in range(4)]
+        for g in givers:
+            g.start()
+        start.wait()
+        stock.close()
+        for g in givers:
+            g.join(10)
+        assert stock._free == []
+    assert _open_fds() == before, "a pipe given back during close() stayed open"
