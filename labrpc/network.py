@@ -615,9 +615,12 @@ class Network:
         # Reliable, no reordering: nothing can happen between the route check and the
         # delivery, so in real time the reply bytes are counted in the same hold.
         counted = reliable and not long_reordering and self._merge_holds
+        name = end.name
         with self._lock:
             del self._inflight[pending]
-            dead = pending.dead or self._is_dead(end, servername, server)
+            dead = (pending.dead or self._done or end._gone.is_set()  # _is_dead, inlined
+                    or not self._enabled.get(name, False)
+                    or self._servers.get(servername) is not server)
             if counted and not dead and pending.reply is not None:
                 self._total_bytes += len(pending.reply)
         if pending.dead or pending.reply is None or dead:

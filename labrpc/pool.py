@@ -124,15 +124,21 @@ class ThreadPool:
         try:
             if task is None:
                 task = self._next()
+            lock, tasks, read = self._lock, self._deque, os.read  # once per thread, not per task
             while task is not None:
                 try:
                     task()
                 except Exception:  # noqa: BLE001 - a bug in a task must not shrink the pool
                     traceback.print_exc()
                 task = None  # no reference to a finished task while idle
-                with self._lock:
+                with lock:
                     self._idle += 1
-                task = self._next()
+                    pipe = self._pipe
+                if pipe is None:  # patched threading: the queue
+                    task = self._next()
+                else:  # _next inlined: this runs once per task
+                    read(pipe[0], 1)
+                    task = tasks.popleft()
         finally:
             with self._lock:
                 self._live -= 1

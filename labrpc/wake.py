@@ -119,12 +119,18 @@ class Rendezvous:
 
     def wait(self) -> None:
         """Wait until the claimant wakes us; then the pipe goes back to the stock."""
+        pipe = self._pipe  # _block and _release inlined: this runs once per RPC
         try:
-            self._block()
+            if pipe is not None:
+                os.read(pipe[0], 1)
+            else:
+                self._event.wait()
         except BaseException:  # interrupted (KeyboardInterrupt in the main thread)
             self.abandon()
             raise
-        self._release()
+        if pipe is not None:
+            self._pipe = None
+            self._stock.give(pipe)
 
     def abandon(self) -> None:
         """Give up waiting: claim it ourselves, or wait out the claimant's imminent wake-up."""
