@@ -119,8 +119,7 @@ class LagSampler:
         """Start sampling: a job of the process's one harness thread (:mod:`labtests.ticker`)."""
         self._load_start = loadavg()
         self._t0, self._c0 = self.clock(), self.cpu_clock()
-        self._job = ticker.TICKER.at(time.monotonic() + self.interval_s, self._tick,
-                                     name="timer-lag")
+        self._job = ticker.TICKER.at(self._due(), self._tick, name="timer-lag")
         return self
 
     @property
@@ -142,8 +141,12 @@ class LagSampler:
         t1, c1 = self.clock(), self.cpu_clock()
         self.record(t1 - self._t0 - self.interval_s, c1 - self._c0)
         self.threads_max = max(self.threads_max, threading.active_count())
-        self._t0, self._c0 = self.clock(), self.cpu_clock()
-        return time.monotonic() + self.interval_s
+        self._t0, self._c0 = t1, c1  # the next wait starts now (one clock read less per tick)
+        return self._due()
+
+    def _due(self) -> float:
+        """When the wait that started at ``_t0`` ends, on the harness thread's clock."""
+        return (self._t0 if self.clock is time.monotonic else time.monotonic()) + self.interval_s
 
     def stop(self) -> LagSummary:
         """Stop sampling (at once: the job is taken off the harness thread) and summarise."""
