@@ -88,14 +88,23 @@ class Rendezvous:
     ``threading.Event`` (of the patched kind, when ``threading`` is patched):
     not a lock, which the simulation's deadlock report would take for one the
     waiter holds itself.
+
+    With a pipe, a second token says who came first, the claimant's wake-up or
+    the waiter's wait: whichever pops it.  A waiter that finds it gone knows the
+    outcome is set and no byte is coming, so it does not read; a claimant that
+    finds it gone knows the waiter reads, and writes.  With many concurrent
+    calls a handler often finishes before its caller gets to wait (the caller
+    lost the GIL in the pool's wake-up write): then the call makes two system
+    calls less.
     """
 
-    __slots__ = ("_claim", "_event", "_pipe", "_stock")
+    __slots__ = ("_claim", "_first", "_event", "_pipe", "_stock")
 
     def __init__(self, stock: PipeStock | None) -> None:
         # One token: claim() pops it, atomically under the GIL, so exactly one
         # party gets it (a lock's try-acquire did the same for twice the cost).
         self._claim = [True]
+        self._first = [True]  # pipes only: see the class docstring
         self._stock = stock
         self._pipe: tuple[int, int] | None = None
         self._event = None
@@ -112,21 +121,34 @@ class Rendezvous:
             return False
 
     def wake(self) -> None:
-        if self._pipe is not None:
-            os.write(self._pipe[1], b"\0")
+        """Called by the claimant once the outcome is set."""
+        pipe = self._pipe
+        if pipe is not None:
+            try:
+                self._first.pop()  # the waiter has not started waiting: it will not read
+            except IndexError:
+                os.write(pipe[1], b"\0")  # it reads (or is about to)
         else:
             self._event.set()
 
     def wait(self) -> None:
         """Wait until the claimant wakes us; then the pipe goes back to the stock."""
         pipe = self._pipe  # _block and _release inlined: this runs once per RPC
+        popped = False
         try:
             if pipe is not None:
-                os.read(pipe[0], 1)
+                try:
+                    popped = self._first.pop()
+                except IndexError:
+                    pass  # woken before we got here: the outcome is set, no byte comes
+                if popped:
+                    os.read(pipe[0], 1)
             else:
                 self._event.wait()
         except BaseException:  # interrupted (KeyboardInterrupt in the main thread)
-            self.abandon()
+            if not self.claim():
+                self._block(popped)  # the claimant's byte must not stay in the pipe
+            self._release()
             raise
         if pipe is not None:
             self._pipe = None
@@ -138,8 +160,14 @@ class Rendezvous:
             self._block()
         self._release()
 
-    def _block(self) -> None:
+    def _block(self, popped: bool = False) -> None:
+        """Wait for the claimant's wake-up; ``popped``: we already took the first token."""
         if self._pipe is not None:
+            if not popped:
+                try:
+                    self._first.pop()
+                except IndexError:
+                    return  # the claimant came first and wrote nothing
             os.read(self._pipe[0], 1)
         else:
             self._event.wait()
