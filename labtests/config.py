@@ -31,6 +31,7 @@ from typing import Any
 
 from labrpc import Network, Server, Service
 from labrpc.network import CODEC_ERROR
+from labtests import heap
 from labtests.artifacts import deposed_leader_submission, late_apply_after_restart
 from labtests.failures import FailureChannel, start_helper
 from labtests.impl_loader import Implementation
@@ -228,6 +229,7 @@ class Config:
     def sleep(self, seconds: float) -> None:
         """``time.Sleep`` that ends early (failing the test) if a helper failed."""
         __tracebackhide__ = True  # show the test line, not the harness plumbing
+        heap.maybe_trim()  # freed C heap back to the OS while waiting (labtests.heap)
         self.failures.sleep(seconds)
 
     def rand_int(self) -> int:
@@ -765,6 +767,7 @@ class Config:
         if isolated:
             # After the channels closed, as in-process: then no peer process is left.
             self.peer_leftover_threads = self.impl.shutdown(self)
+        heap.trim()  # the next test starts from what is live, not this one's free heap
         self.check_timeout()
 
 

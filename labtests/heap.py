@@ -1,0 +1,59 @@
+"""Hand the C heap's free pages back to the OS while a graded test runs (glibc ``malloc_trim``).
+
+Why: a test process's peak RSS was mostly memory already freed.  The Raft
+peers, the network's workers and the tester's appliers each allocate from
+glibc's per-thread arenas; the large short-lived buffers of a busy test
+(pickled RPCs, persisted state of a long log, the resized tables of the
+tester's logs) leave free holes there that glibc keeps, because it only gives
+back memory at the top of an arena.  Measured in the 2C churn test (3 000+
+commits): 24 MB of arenas of which 15 MB free at the peak (``mallinfo2``),
+against a Python-level peak of 9 MB (tracemalloc).  ``malloc_trim(0)`` returns
+every whole free page of every arena (``madvise``); the objects and their
+addresses do not change, so no semantics do.  Go's runtime does the same with
+its scavenger.
+
+:func:`maybe_trim` is cheap enough to call on every tester wait: it trims at
+most once per :data:`TRIM_PERIOD_S` of real time (a trim costs about 10 ms
+when it has 20 MB to hand back, well under 1 ms otherwise).  Where there is no
+glibc (macOS, musl) it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from time import monotonic as _real_monotonic  # the real clock, even under --sim
+
+TRIM_PERIOD_S = 0.5  # at most one trim per this many real seconds
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    try:
+        fn = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim this way
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_TRIM = _load_trim()
+_last = [float("-inf")]
+
+
+def available() -> bool:
+    """Whether this process's C library can trim (glibc)."""
+    return _TRIM is not None
+
+
+def trim() -> bool:
+    """Return the free pages of every malloc arena to the OS now; True if any were."""
+    _last[0] = _real_monotonic()
+    return bool(_TRIM(0)) if _TRIM is not None else False
+
+
+def maybe_trim() -> None:
+    """:func:`trim` if the last one is :data:`TRIM_PERIOD_S` old (racy by design: two
+    threads may both trim, which is harmless)."""
+    if _TRIM is not None and _real_monotonic() - _last[0] >= TRIM_PERIOD_S:
+        trim()
