@@ -48,7 +48,11 @@ class ThreadPool:
         self._name = name
         self._numbered = numbered
         self._lock = threading.Lock()
-        self._idle = 0  # threads waiting for a task
+        # One entry per thread waiting for a task.  A list, so that in real time an idle
+        # thread adds itself with one atomic append and no lock (submit takes one under
+        # its lock); under patched threading the append stays inside the lock, as the
+        # simulation's schedule counts every lock operation.
+        self._idlers: list[None] = []
         self._threads = 0  # threads started
         self._live = 0  # threads not yet exited
         self._closed = False
@@ -66,7 +70,7 @@ class ThreadPool:
         with self._lock:
             if self._closed:
                 return False
-            spawn = self._idle == 0
+            spawn = not self._idlers
             if spawn:
                 self._threads += 1
                 self._live += 1
@@ -74,7 +78,7 @@ class ThreadPool:
                 if self._queue is None and self._pipe is None:
                     self._pipe = os.pipe()
             else:
-                self._idle -= 1
+                self._idlers.pop()
             if self._queue is not None:
                 self._queue.put(task)  # a new thread too takes its first task from the queue
                 first: Task | None = None
@@ -115,6 +119,11 @@ class ThreadPool:
                 self._close_pipe()
 
     @property
+    def _idle(self) -> int:
+        """How many threads are waiting for a task (for tests and debugging)."""
+        return len(self._idlers)
+
+    @property
     def size(self) -> int:
         """How many threads the pool has started (its high-water mark of concurrency)."""
         with self._lock:
@@ -124,19 +133,22 @@ class ThreadPool:
         try:
             if task is None:
                 task = self._next()
-            lock, tasks, read = self._lock, self._deque, os.read  # once per thread, not per task
+            # Once per thread, not per task.  The pipe (real time) was made before the
+            # first thread started and is closed only after the last one exits.
+            lock, idle, tasks, read, pipe = (self._lock, self._idlers, self._deque, os.read,
+                                             self._pipe)
             while task is not None:
                 try:
                     task()
                 except Exception:  # noqa: BLE001 - a bug in a task must not shrink the pool
                     traceback.print_exc()
                 task = None  # no reference to a finished task while idle
-                with lock:
-                    self._idle += 1
-                    pipe = self._pipe
                 if pipe is None:  # patched threading: the queue
+                    with lock:
+                        idle.append(None)
                     task = self._next()
                 else:  # _next inlined: this runs once per task
+                    idle.append(None)
                     read(pipe[0], 1)
                     task = tasks.popleft()
         finally:
