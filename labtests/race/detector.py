@@ -19,6 +19,12 @@ detector).  Objects are kept alive while the detector runs so an id is never
 reused for a different object within one test.
 
 Thread-safe in real time: one real lock (not a tracked one) guards the state.
+In simulated time every simulated thread runs in one OS thread and none can be
+switched out inside the detector (it blocks on nothing and has no preemption
+points), so the hot entry points run without that lock.
+
+Clocks are :mod:`labtests.race.clock` chunked lists (cheap copies and merges);
+each thread also keeps its own entry as ``now``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from labtests.race import clock
+
+SHIFT, MASK = clock.SHIFT, clock.MASK  # entry t of a clock: vc[t >> SHIFT][t & MASK]
 STACK_DEPTH = 4  # frames kept per access (the report shows them)
 MAX_RACES = 20  # distinct races kept per test; more are counted, not kept
 _LOCKISH: dict[type, bool] = {}  # type -> is it a lock (held locks are listed per access)
@@ -62,18 +71,28 @@ class Race:
 
 
 class _ThreadState:
-    __slots__ = ("tid", "name", "vc", "held", "seen")
+    __slots__ = ("tid", "name", "vc", "now", "held", "seen")
 
-    def __init__(self, tid: int, name: str, vc: list[int]) -> None:
+    def __init__(self, tid: int, name: str, vc: clock.Clock) -> None:
         self.tid = tid
         self.name = name
-        self.vc = vc  # vc[t]: the last clock of thread t this thread has seen (0: none)
-        self.held: list[int] = []
+        self.vc = vc  # entry t: the last clock of thread t this thread has seen (0: none)
+        self.now = 1  # its own entry (only this thread advances it)
+        self.held: tuple[int, ...] = ()  # ids of the locks held, in acquisition order
         self.seen: dict[int, int] = {}  # id(sync object) -> the version of it merged last
 
 
 class Detector:
-    """Collects accesses and synchronisation of one test; ``races`` is the verdict."""
+    """Collects accesses and synchronisation of one test; ``races`` is the verdict.
+
+    ``Detector(simulated=True)`` makes a :class:`_SimulatedDetector` (the same
+    without the lock on the hot paths).
+    """
+
+    def __new__(cls, *, simulated: bool = False) -> Detector:
+        if simulated and cls is Detector:
+            cls = _SimulatedDetector
+        return super().__new__(cls)
 
     def __init__(self, *, simulated: bool = False) -> None:
         self._simulated = simulated  # current_thread() is safe (patched) in --sim
@@ -115,12 +134,10 @@ class Detector:
             ts = self._new_state(ident, _thread_name(ident, self._simulated), [])
         return ts
 
-    def _new_state(self, ident: int, name: str, vc: list[int]) -> _ThreadState:
+    def _new_state(self, ident: int, name: str, vc: clock.Clock) -> _ThreadState:
         tid = self._next_tid
         self._next_tid += 1
-        if len(vc) <= tid:
-            vc.extend([0] * (tid + 1 - len(vc)))
-        vc[tid] = 1
+        clock.set_entry(vc, tid, 1)
         ts = self._threads[ident] = _ThreadState(tid, name, vc)
         return ts
 
@@ -129,7 +146,8 @@ class Detector:
         with self._mu:
             ts = self._state()
             self._pending_start[id(child)] = (child, list(ts.vc))
-            ts.vc[ts.tid] += 1
+            ts.now += 1
+            clock.set_entry(ts.vc, ts.tid, ts.now)
 
     def begins(self, child: Any) -> None:
         """``child`` (started after :meth:`forked`) runs its first line in this thread."""
@@ -147,43 +165,49 @@ class Detector:
             ts = self._state()
             entry = self._by_thread.get(id(child))
             if entry is not None and entry[0] is child:
-                _merge(ts.vc, entry[1].vc)
+                clock.merge(ts.vc, entry[1].vc)
 
     # -- synchronisation ---------------------------------------------------------
 
     def released(self, obj: Any) -> None:
         with self._mu:
-            sched = self._sched
-            ts = self._threads.get(sched.current.ident if sched is not None
-                                   else threading.get_ident()) or self._state()
-            self._publish(ts, obj)
-            lockish = _LOCKISH.get(type(obj))
-            if lockish is None:
-                lockish = _LOCKISH[type(obj)] = bool(getattr(obj, "_race_lock", False)
-                                                     or _is_lock(obj))
-            if lockish:
-                try:
-                    ts.held.remove(id(obj))
-                except ValueError:
-                    pass
+            self._released(obj)
+
+    def _released(self, obj: Any) -> None:
+        sched = self._sched
+        ts = self._threads.get(sched.current.ident if sched is not None
+                               else threading.get_ident()) or self._state()
+        self._publish(ts, obj)
+        lockish = _LOCKISH.get(type(obj))
+        if lockish is None:
+            lockish = _LOCKISH[type(obj)] = bool(getattr(obj, "_race_lock", False)
+                                                 or _is_lock(obj))
+        if lockish:
+            held = ts.held
+            if id(obj) in held:
+                i = held.index(id(obj))
+                ts.held = held[:i] + held[i + 1:]
 
     def acquired(self, obj: Any) -> None:
         with self._mu:
-            sched = self._sched
-            ts = self._threads.get(sched.current.ident if sched is not None
-                                   else threading.get_ident()) or self._state()
-            sync = self._syncs.get(id(obj))
-            if sync is not None and sync[0] is obj and ts.seen.get(id(obj)) != sync[2]:
-                _merge(ts.vc, sync[1])
-                ts.seen[id(obj)] = sync[2]
-            lockish = _LOCKISH.get(type(obj))
-            if lockish is None:
-                lockish = _LOCKISH[type(obj)] = bool(getattr(obj, "_race_lock", False)
-                                                     or _is_lock(obj))
-            if lockish:
-                ts.held.append(id(obj))
-                if id(obj) not in self._lock_names:
-                    self._lock_names[id(obj)] = _lock_name(obj)
+            self._acquired(obj)
+
+    def _acquired(self, obj: Any) -> None:
+        sched = self._sched
+        ts = self._threads.get(sched.current.ident if sched is not None
+                               else threading.get_ident()) or self._state()
+        sync = self._syncs.get(id(obj))
+        if sync is not None and sync[0] is obj and ts.seen.get(id(obj)) != sync[2]:
+            clock.merge(ts.vc, sync[1])
+            ts.seen[id(obj)] = sync[2]
+        lockish = _LOCKISH.get(type(obj))
+        if lockish is None:
+            lockish = _LOCKISH[type(obj)] = bool(getattr(obj, "_race_lock", False)
+                                                 or _is_lock(obj))
+        if lockish:
+            ts.held += (id(obj),)
+            if id(obj) not in self._lock_names:
+                self._lock_names[id(obj)] = _lock_name(obj)
 
     def _publish(self, ts: _ThreadState, obj: Any) -> None:
         sync = self._syncs.get(id(obj))
@@ -193,12 +217,13 @@ class Detector:
             sync[1] = list(ts.vc)
             up_to_date = True
         else:
-            _merge(sync[1], ts.vc)
+            clock.merge(sync[1], ts.vc)
             up_to_date = False
         sync[2] += 1
         if up_to_date:
             ts.seen[id(obj)] = sync[2]
-        ts.vc[ts.tid] += 1
+        ts.now += 1
+        clock.set_entry(ts.vc, ts.tid, ts.now)
 
     # -- accesses ----------------------------------------------------------------
 
@@ -213,49 +238,58 @@ class Detector:
         counted and dropped before its stack is taken -- that is most of them.
         """
         with self._mu:
-            self.accesses += 1
-            sched = self._sched
-            ts = self._threads.get(sched.current.ident if sched is not None
-                                   else threading.get_ident())
-            if ts is None:
-                ts = self._state()
-            key = (id(obj), name)
-            shadow = self._shadow.get(key)
-            if shadow is None or shadow[0] is not obj:
-                shadow = self._shadow[key] = [obj, None, {}, label]
-            vc = ts.vc
-            tid = ts.tid
-            now = vc[tid]
-            last = shadow[1]  # an _Rec tuple, see _ACCESS_FIELDS
-            reads = shadow[2]
-            if write:
-                if (last is not None and last[0] == tid and last[1] == now
-                        and (not reads or (len(reads) == 1 and tid in reads))):
-                    return
-            else:
-                mine = reads.get(tid)
-                if mine is not None and mine[1] == now:
-                    return
-            # the stack, as (code, line) pairs of up to STACK_DEPTH frames: rendered
-            # (file, line, function) only if a race is reported (_report)
-            f: Any = sys._getframe(depth)
-            frames: list[Any] = []
-            while f is not None and len(frames) < 2 * STACK_DEPTH:
-                frames += (f.f_code, f.f_lineno)
-                f = f.f_back
-            me = (tid, now, ts.name, write, frames, tuple(ts.held))
-            n = len(vc)
-            if last is not None and last[0] != tid and last[1] > (vc[last[0]] if last[0] < n
-                                                                  else 0):
+            self._access(obj, name, write, depth + 1, label)
+
+    def _access(self, obj: Any, name: str, write: bool, depth: int = 2,
+                label: str | None = None) -> None:
+        self.accesses += 1
+        sched = self._sched
+        ts = self._threads.get(sched.current.ident if sched is not None
+                               else threading.get_ident())
+        if ts is None:
+            ts = self._state()
+        key = (id(obj), name)
+        shadow = self._shadow.get(key)
+        if shadow is None or shadow[0] is not obj:
+            shadow = self._shadow[key] = [obj, None, {}, label]
+        tid = ts.tid
+        now = ts.now
+        last = shadow[1]  # an _Rec tuple, see _ACCESS_FIELDS
+        reads = shadow[2]
+        if write:
+            if (last is not None and last[0] == tid and last[1] == now
+                    and (not reads or (len(reads) == 1 and tid in reads))):
+                return
+        else:
+            mine = reads.get(tid)
+            if mine is not None and mine[1] == now:
+                return
+        # the stack, as (code, instruction offset) pairs of up to STACK_DEPTH
+        # frames: rendered (file, line, function) only if a race is reported
+        # (_report; a frame's line is computed from its offset, so it costs
+        # nothing until then)
+        f: Any = sys._getframe(depth)
+        frames: list[Any] = []
+        while f is not None and len(frames) < 2 * STACK_DEPTH:
+            frames += (f.f_code, f.f_lasti)
+            f = f.f_back
+        me = (tid, now, ts.name, write, frames, ts.held)
+        vc = ts.vc
+        n = len(vc)
+        if last is not None:
+            u = last[0]
+            if u != tid and last[1] > (vc[u >> SHIFT][u & MASK] if u >> SHIFT < n else 0):
                 self._report(obj, name, last, me, label)
-            if write:
-                for read in reads.values():
-                    if read[0] != tid and read[1] > (vc[read[0]] if read[0] < n else 0):
-                        self._report(obj, name, read, me, label)
-                shadow[1] = me
-                shadow[2] = {}
-            else:
-                reads[tid] = me
+        if write:
+            for read in reads.values():
+                u = read[0]
+                if u != tid and read[1] > (vc[u >> SHIFT][u & MASK] if u >> SHIFT < n
+                                           else 0):
+                    self._report(obj, name, read, me, label)
+            shadow[1] = me
+            shadow[2] = {}
+        else:
+            reads[tid] = me
 
     def _report(self, obj: Any, name: str, earlier_rec: tuple[Any, ...],
                 later_rec: tuple[Any, ...], label: str | None = None) -> None:
@@ -282,6 +316,15 @@ class Detector:
         self.races.append(Race(field, earlier, later, names))
 
 
+class _SimulatedDetector(Detector):
+    """In simulated time: one OS thread, and no switch inside the detector (it
+    blocks on nothing and has no preemption points), so no lock is needed."""
+
+    access = Detector._access  # type: ignore[assignment]
+    acquired = Detector._acquired  # type: ignore[assignment]
+    released = Detector._released  # type: ignore[assignment]
+
+
 def _thread_name(ident: int, simulated: bool) -> str:
     """A thread's name without creating a dummy Thread (see Detector._state)."""
     if simulated:  # the engine's current_thread() never creates one
@@ -301,15 +344,6 @@ def _lock_attributes(obj: Any) -> dict[int, str]:
     return {id(v): f"{cls}.{k}" for k, v in list(attrs.items()) if _is_lock(v)}
 
 
-def _merge(into: list[int], other: list[int]) -> None:
-    """``into`` = the element-wise max (clocks are lists indexed by thread number:
-    the merge runs at C speed, and a long test creates thousands of threads)."""
-    n = len(other)
-    if len(into) < n:
-        into.extend([0] * (n - len(into)))
-    into[:n] = [a if a > b else b for a, b in zip(into, other, strict=False)]
-
-
 def _is_lock(obj: Any) -> bool:
     return type(obj).__name__ in ("Lock", "RLock", "lock", "RLock", "TrackedLock",
                                   "TrackedRLock")
@@ -326,10 +360,19 @@ def _lock_name(obj: Any) -> str:
 _HERE = __file__.rsplit("/", 1)[0]
 
 
+def line_at(code: Any, offset: int) -> int:
+    """The source line of the instruction at byte ``offset`` of ``code`` (what a
+    frame's ``f_lineno`` is when it stopped there, no trace function being set)."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
 def _rendered(rec: tuple[Any, ...]) -> Access:
     """The :class:`Access` of a shadow record (its stack as (file, line, function))."""
-    tid, clock, thread, write, frames, locks = rec
-    stack = tuple((code.co_filename, line, code.co_name)
-                  for code, line in zip(frames[::2], frames[1::2], strict=True)
+    tid, when, thread, write, frames, locks = rec
+    stack = tuple((code.co_filename, line_at(code, offset), code.co_name)
+                  for code, offset in zip(frames[::2], frames[1::2], strict=True)
                   if not code.co_filename.startswith(_HERE))
-    return Access(tid, clock, thread, write, stack, locks)
+    return Access(tid, when, thread, write, stack, locks)

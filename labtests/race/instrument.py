@@ -146,8 +146,13 @@ def _threads(det: Detector) -> Iterator[None]:
         run = self.run
 
         def traced_run() -> None:
-            det.begins(self)
-            run()
+            try:
+                det.begins(self)
+                run()
+            finally:
+                # break the cycle thread -> traced_run -> thread, which kept each
+                # test's detector and all it saw alive until a full collection
+                vars(self).pop("run", None)
 
         self.run = traced_run  # type: ignore[method-assign]
         start(self)
