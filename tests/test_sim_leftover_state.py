@@ -97,3 +97,29 @@ def test_a_failed_simulated_run_leaves_nothing_that_changes_the_next(
     assert after["switches"] == alone["switches"]
     assert after["virtual"] == alone["virtual"]
     assert after["log"] == alone["log"]  # byte for byte, line for line
+
+
+def _unnamed_thread_names() -> list[str]:
+    import threading
+
+    threads = [threading.Thread(target=lambda: None) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [t.name for t in threads]
+
+
+def test_unnamed_threads_are_numbered_from_1_in_every_simulation_and_the_real_count_goes_on():
+    """``Thread-N`` comes from a process-wide counter: a deadlock report naming
+    'Thread-57 (ticker)' in a suite would read 'Thread-3 (ticker)' in its replay alone."""
+    import threading
+
+    from labtests.sim import run_in_simulation
+
+    first = run_in_simulation(_unnamed_thread_names, 1)
+    real = threading.Thread(target=lambda: None).name  # a real thread between two runs
+    again = run_in_simulation(_unnamed_thread_names, 1)
+    assert first == again == ["Thread-1 (<lambda>)", "Thread-2 (<lambda>)"]
+    after = threading.Thread(target=lambda: None).name
+    assert int(after.split("-")[1].split()[0]) == int(real.split("-")[1].split()[0]) + 1

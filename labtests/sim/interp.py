@@ -33,6 +33,7 @@ this module as the thing to update.
 from __future__ import annotations
 
 import _threading_local
+import itertools
 import queue
 import sys
 import threading
@@ -94,8 +95,16 @@ def report_thread_exception(thread: threading.Thread, exc: BaseException) -> Non
 
 def patch_entries(monotonic: Callable[[], float],
                   current_thread: Callable[[], threading.Thread]) -> list[tuple[Any, str, Any]]:
-    """(object, attribute, simulated value) for the private names the simulation replaces."""
+    """(object, attribute, simulated value) for the private names the simulation replaces.
+
+    ``threading._counter`` numbers unnamed threads (``Thread-N``) for the whole
+    process: each simulation counts from 1 again (and the real count goes on
+    after it), so a thread's name in a report or a debug log does not depend on
+    what the process ran before -- a run in a suite names its threads as its
+    replay alone does.
+    """
     return [
+        (threading, "_counter", itertools.count(1).__next__),
         (threading, "_time", monotonic),
         (queue, "time", monotonic),
         (threading, "local", _threading_local.local),
@@ -117,6 +126,18 @@ def caller_frame(depth: int) -> FrameType | None:
 # -- the checks ----------------------------------------------------------------------------
 
 
+def _names_from_counter() -> bool:
+    """Whether an unnamed Thread takes its number from ``threading._counter``."""
+    real = threading.__dict__.get("_counter")
+    if not callable(real):
+        return False
+    threading._counter = itertools.count(4242).__next__  # type: ignore[attr-defined]
+    try:
+        return threading.Thread(target=lambda: None).name.startswith("Thread-4242")
+    finally:
+        threading._counter = real  # type: ignore[attr-defined]
+
+
 def problems() -> list[str]:
     """Each assumption above that the running interpreter breaks (empty if none)."""
     found: list[str] = []
@@ -128,6 +149,8 @@ def problems() -> list[str]:
                      "clock under another name)")
     if getattr(_threading_local, "current_thread", None) is not threading.current_thread:
         found.append("_threading_local no longer looks up threading.current_thread")
+    if not _names_from_counter():
+        found.append("threading no longer names unnamed threads from threading._counter")
     if not hasattr(threading, "ExceptHookArgs"):
         found.append("threading.ExceptHookArgs is gone")
     thread = threading.Thread(target=lambda: None, name="interp-probe")
