@@ -1,10 +1,13 @@
 """Print labrpc's speed and cost per RPC, optionally side by side with another commit.
 
 Figures: wall µs per sequential RPC; RPCs/s with 1 and with 20 concurrent
-callers; CPU (user + system) µs per RPC; context switches (voluntary +
-involuntary) per RPC.  Each round runs in a fresh child process.  With
-``--baseline REV`` the ``labrpc`` package of commit REV (``git archive``, the
-repository is not touched) is measured by the same code in the same
+callers; CPU (user + system, and the system part alone: the kernel's share,
+mostly thread wake-ups and switches) µs per RPC; context switches (voluntary +
+involuntary) per RPC.  ``--profile FILE`` instead runs the 20-caller case once
+in this process with cProfile on every thread and writes the merged profile
+(``python -m pstats FILE``), printing its top functions.  Each round runs in a
+fresh child process.  With ``--baseline REV`` the ``labrpc`` package of commit
+REV (``git archive``, the repository is not touched) is measured by the same code in the same
 invocation, rounds interleaved so that the machine's load hits both alike,
 and the ratios are printed.  Go's labrpc is the reference: 14.5 µs per
 sequential RPC on the 2-core lab machine (issue #19), or measured when
@@ -42,10 +45,10 @@ class Echo:
         return f"handler2-{args}"
 
 
-def _usage() -> tuple[float, int]:
-    """(CPU seconds user + system, context switches) of this process so far."""
+def _usage() -> tuple[float, float, int]:
+    """(CPU seconds user + system, system alone, context switches) of this process so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
+    return r.ru_utime + r.ru_stime, r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
 
 
 def _run(callers: int, calls_each: int) -> dict[str, float]:
@@ -69,7 +72,7 @@ def _run(callers: int, calls_each: int) -> dict[str, float]:
             assert end.call("Echo.handler2", j) == f"handler2-{j}"
 
     try:
-        cpu0, switches0 = _usage()
+        cpu0, sys0, switches0 = _usage()
         start = time.perf_counter()
         if callers == 1:
             client(ends[0])  # the caller is the main thread, as in Go's TestBenchmark
@@ -81,13 +84,14 @@ def _run(callers: int, calls_each: int) -> dict[str, float]:
             for t in threads:
                 t.join()
         wall = time.perf_counter() - start
-        cpu1, switches1 = _usage()
+        cpu1, sys1, switches1 = _usage()
     finally:
         net.cleanup()
     calls = callers * calls_each
     assert server.get_count() == calls + 1
     return {"us_per_rpc": wall / calls * 1e6, "rpcs_per_s": calls / wall,
             "cpu_us_per_rpc": (cpu1 - cpu0) / calls * 1e6,
+            "sys_us_per_rpc": (sys1 - sys0) / calls * 1e6,
             "switches_per_rpc": (switches1 - switches0) / calls}
 
 
@@ -96,6 +100,42 @@ def child(calls: int, callers: int) -> dict[str, Any]:
     seq = _run(1, calls)
     conc = _run(callers, max(1, calls // callers))
     return {"sequential": seq, "concurrent": conc}
+
+
+def profile(path: str, calls: int, callers: int) -> None:
+    """The concurrent case once, with cProfile on every thread; merged stats into ``path``.
+
+    Times are per thread and include waits (``posix.read`` is where a thread sleeps),
+    so read ``tottime`` of Python functions as their cost and calls per RPC as counts.
+    """
+    import cProfile
+    import pstats
+
+    sys.path.insert(0, str(ROOT))
+    profiles: list[cProfile.Profile] = []
+    run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:
+        prof = cProfile.Profile()
+        profiles.append(prof)  # list.append: atomic, no lock needed
+        prof.enable()
+        try:
+            run(self)
+        finally:
+            prof.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    try:
+        figures = _run(callers, max(1, calls // callers))
+    finally:
+        threading.Thread.run = run  # type: ignore[method-assign]
+    stats = pstats.Stats(profiles[0])
+    for prof in profiles[1:]:
+        stats.add(prof)
+    stats.dump_stats(path)
+    print(f"{callers} callers under cProfile: {figures['rpcs_per_s']:.0f} RPCs/s, "
+          f"{figures['cpu_us_per_rpc']:.1f} CPU µs/RPC (profiled); wrote {path}")
+    stats.sort_stats("tottime").print_stats(15)
 
 
 def _round(tree: Path, calls: int, callers: int) -> dict[str, Any]:
@@ -130,6 +170,8 @@ def summarise(rounds: list[dict[str, Any]]) -> dict[str, float]:
         "rpcs_per_s_20": _median(rounds, "concurrent", "rpcs_per_s"),
         "cpu_us_per_rpc_1": _median(rounds, "sequential", "cpu_us_per_rpc"),
         "cpu_us_per_rpc_20": _median(rounds, "concurrent", "cpu_us_per_rpc"),
+        "sys_us_per_rpc_1": _median(rounds, "sequential", "sys_us_per_rpc"),
+        "sys_us_per_rpc_20": _median(rounds, "concurrent", "sys_us_per_rpc"),
         "switches_per_rpc_1": _median(rounds, "sequential", "switches_per_rpc"),
         "switches_per_rpc_20": _median(rounds, "concurrent", "switches_per_rpc"),
     }
@@ -168,10 +210,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per tree (median kept)")
     parser.add_argument("--baseline", metavar="REV", help="also measure labrpc of this commit")
     parser.add_argument("--json", metavar="FILE", help="write the figures here")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="profile the concurrent case of this tree (every thread) into FILE")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.calls, args.callers)))
+        return
+    if args.profile:
+        profile(args.profile, args.calls, args.callers)
         return
 
     trees: dict[str, Path] = {"current": ROOT}
@@ -193,6 +240,8 @@ def main() -> None:
             (f"RPCs/s, {args.callers} callers", "rpcs_per_s_20", ".0f"),
             ("CPU µs/RPC, 1 caller", "cpu_us_per_rpc_1", ".1f"),
             (f"CPU µs/RPC, {args.callers} callers", "cpu_us_per_rpc_20", ".1f"),
+            ("  of which system, 1 caller", "sys_us_per_rpc_1", ".1f"),
+            (f"  of which system, {args.callers}", "sys_us_per_rpc_20", ".1f"),
             ("switches/RPC, 1 caller", "switches_per_rpc_1", ".2f"),
             (f"switches/RPC, {args.callers} callers", "switches_per_rpc_20", ".2f")]
     for label, key, fmt in rows:
