@@ -61,29 +61,52 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from labtests.sim import interp, state
-from labtests.sim.interp import UnsupportedInterpreter
-from labtests.sim.preempt import LinePreemption
-from labtests.sim.scheduler import (
-    STEP_COST,
-    Scheduler,
-    SimDeadlock,
-    SimFailure,
-    SimOverloaded,
-    SimTimeLimit,
-    SimUnsupported,
-)
+
+if TYPE_CHECKING:
+    from labtests.sim.scheduler import Scheduler
 
 __all__ = [
     "Scheduler", "SimDeadlock", "SimFailure", "SimOverloaded", "SimTimeLimit", "SimUnsupported",
     "UnsupportedInterpreter",
     "activate", "run_in_simulation", "active", "sim_seed", "DEFAULT_TIME_LIMIT", "STEP_COST",
 ]
+
+# The scheduler (greenlet: a C extension and libstdc++, 1.5 MB of RSS with the rest of the
+# engine) is imported on first use, not with the package: the ``--sim`` pytest plugin is a
+# module of this package, loaded by every pytest run, and a real-time run never needs it
+# (docs/performance.md, Session 5: memory).  ``interp`` and ``state`` stay eager: interp
+# binds the real threading functions at import, before anything patches them.
+_LAZY = {
+    "STEP_COST": "labtests.sim.scheduler", "Scheduler": "labtests.sim.scheduler",
+    "SimDeadlock": "labtests.sim.scheduler", "SimFailure": "labtests.sim.scheduler",
+    "SimOverloaded": "labtests.sim.scheduler", "SimTimeLimit": "labtests.sim.scheduler",
+    "SimUnsupported": "labtests.sim.scheduler", "UnsupportedInterpreter": "labtests.sim.interp",
+    "LinePreemption": "labtests.sim.preempt",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The engine's classes and constants, imported on first use (see :data:`_LAZY`)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def load_engine() -> None:
+    """Import the scheduler now (the ``--sim`` plugin does, before the first test)."""
+    importlib.import_module("labtests.sim.scheduler")
+    importlib.import_module("labtests.sim.preempt")
+
 
 DEFAULT_TIME_LIMIT = 600.0  # virtual seconds: go test's own 10-minute limit
 T = TypeVar("T")
@@ -109,7 +132,7 @@ def activate(
     wall_limit: float | None = None,
     preempt: float = 0.0,
     preempt_scope: Callable[[str], bool] | None = None,
-    step_cost: float = STEP_COST,
+    step_cost: float | None = None,
     seed_random: bool = True,
 ) -> Iterator[Scheduler]:
     """Run the body as the main thread of a simulation seeded with ``seed``.
@@ -129,7 +152,11 @@ def activate(
     (:mod:`labtests.sim.preempt`).
     """
     from labtests.sim.patch import patched
+    from labtests.sim.preempt import LinePreemption
+    from labtests.sim.scheduler import STEP_COST, Scheduler
 
+    if step_cost is None:
+        step_cost = STEP_COST
     if state.SCHED is not None:
         raise RuntimeError("a simulation is already active in this process")
     interp.ensure_supported()

@@ -44,12 +44,13 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
-from greenlet import GreenletExit
 
 from labtests.overload import DETAIL_KEY, INCONCLUSIVE, VERDICT_KEY
 from labtests.plugin import _implementation, harness_options, seed_for_test
-from labtests.race.scope import Scope
-from labtests.sim import DEFAULT_TIME_LIMIT, SimOverloaded, SimTimeLimit, activate, sim_seed
+
+# The engine (labtests.sim: greenlet, a C extension with libstdc++) and the race
+# detector are imported only when --sim is on: a real-time run's process is
+# 1.5 MB smaller without them (docs/performance.md, Session 5: memory).
 
 RACE_PREEMPT = 0.02  # --sim --race: line preemption probability unless --sim-preempt is given
 CPU_LIMIT_FACTOR = 0.8  # default --sim-cpu-limit: this x --raft-timeout, in CPU seconds
@@ -71,8 +72,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sim-time-limit", dest="raft_sim_time_limit", type=float,
-        default=DEFAULT_TIME_LIMIT, metavar="S",
-        help=f"virtual seconds before a test fails as hung (default {DEFAULT_TIME_LIMIT:.0f})",
+        default=None, metavar="S",
+        help="virtual seconds before a test fails as hung (default "
+        "labtests.sim.DEFAULT_TIME_LIMIT: 600, go test's limit)",
     )
     group.addoption(
         "--sim-cpu-limit", dest="raft_sim_cpu_limit", type=float, default=None, metavar="S",
@@ -88,6 +90,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def sim_enabled(config: pytest.Config) -> bool:
     return harness_options(config).sim
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """With --sim, import the engine before the first test, as the plugin's own import
+    did when it was eager (a bad option is still reported by the raftlab plugin)."""
+    try:
+        enabled = sim_enabled(config)
+    except Exception:  # noqa: BLE001 - an option error is the raftlab plugin's to report
+        return
+    if enabled:
+        from labtests.sim import load_engine
+
+        load_engine()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -138,6 +154,8 @@ def _preemption(config: pytest.Config) -> tuple[float, Any]:
     module = getattr(impl, "module", None)
     if module is None:
         return preempt, None
+    from labtests.race.scope import Scope  # --sim only (see the imports)
+
     return preempt, Scope(module, impl.is_bundled).predicate()
 
 
@@ -145,15 +163,18 @@ def _preemption(config: pytest.Config) -> tuple[float, Any]:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None, Any, Any]:
     if not (sim_enabled(item.config) and _graded(item)):
         return (yield)
+    from labtests.sim import DEFAULT_TIME_LIMIT, activate, sim_seed  # --sim only
+
     config = item.config
     seed = seed_for_test(item)
     preempt, scope = _preemption(config)
+    time_limit = config.getoption("raft_sim_time_limit")
     cm = activate(
         sim_seed(seed),
         cpu_scale=config.getoption("raft_sim_cpu"),
         preempt=preempt,
         preempt_scope=scope,
-        time_limit=config.getoption("raft_sim_time_limit"),
+        time_limit=DEFAULT_TIME_LIMIT if time_limit is None else time_limit,
         cpu_limit=cpu_limit(config),
         wall_limit=wall_limit(config),
     )
@@ -190,6 +211,10 @@ def _judge_alarms(item: pytest.Item, period: float) -> None:
     and the main thread raises the failure next (raised there, pytest's own
     exception would only have ended that thread, and the test could pass).
     """
+    from greenlet import GreenletExit  # --sim only (see the imports)
+
+    from labtests.sim import SimTimeLimit
+
     original = signal.getsignal(signal.SIGALRM)
     if not callable(original):
         return
@@ -232,8 +257,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     item), with the same property every tool reads for an inconclusive verdict.
     """
     sched = item.stash.get(_SCHED, None)
-    if (sched is None or call.excinfo is None or call.when != "call"
-            or not isinstance(sched.failure, SimOverloaded)):
+    if sched is None or call.excinfo is None or call.when != "call":
+        return
+    from labtests.sim import SimOverloaded  # imported already: a simulation ran
+
+    if not isinstance(sched.failure, SimOverloaded):
         return
     item.user_properties.append((VERDICT_KEY, INCONCLUSIVE))
     item.user_properties.append((DETAIL_KEY, sched.failure.detail))
