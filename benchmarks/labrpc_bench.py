@@ -95,6 +95,66 @@ def _run(callers: int, calls_each: int) -> dict[str, float]:
             "switches_per_rpc": (switches1 - switches0) / calls}
 
 
+def floor(callers: int, calls_each: int) -> dict[str, float]:
+    """Two bare pipe hand-offs per "RPC", no network code: what labrpc cannot go below.
+
+    Each caller hands a task to a pool of sleeping threads through one shared pipe and
+    a deque, and sleeps on its own pipe until the task writes to it: labrpc's two
+    hand-offs (the handler runs on a pool thread so that a dead server's call can fail
+    at once) with nothing else.  The rest of labrpc's cost is Python: codec, locks,
+    counts and the route checks.
+    """
+    from collections import deque
+
+    tasks: deque[Any] = deque()
+    pool_r, pool_w = os.pipe()
+
+    def worker() -> None:
+        while True:
+            os.read(pool_r, 1)
+            task = tasks.popleft()
+            if task is None:
+                return
+            task()
+
+    def client() -> None:
+        reply_r, reply_w = os.pipe()
+
+        def task() -> None:
+            os.write(reply_w, b"\0")
+
+        for _ in range(calls_each):
+            tasks.append(task)
+            os.write(pool_w, b"\0")
+            os.read(reply_r, 1)
+        os.close(reply_r)
+        os.close(reply_w)
+
+    workers = [threading.Thread(target=worker) for _ in range(callers)]
+    for t in workers:
+        t.start()
+    clients = [threading.Thread(target=client) for _ in range(callers)]
+    cpu0, sys0, switches0 = _usage()
+    start = time.perf_counter()
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
+    wall = time.perf_counter() - start
+    cpu1, sys1, switches1 = _usage()
+    for _ in workers:
+        tasks.append(None)
+        os.write(pool_w, b"\0")
+    for t in workers:
+        t.join()
+    os.close(pool_r)
+    os.close(pool_w)
+    calls = callers * calls_each
+    return {"rpcs_per_s": calls / wall, "cpu_us_per_rpc": (cpu1 - cpu0) / calls * 1e6,
+            "sys_us_per_rpc": (sys1 - sys0) / calls * 1e6,
+            "switches_per_rpc": (switches1 - switches0) / calls}
+
+
 def child(calls: int, callers: int) -> dict[str, Any]:
     """One round in this process: sequential (1 caller), then ``callers`` callers."""
     seq = _run(1, calls)
@@ -138,10 +198,11 @@ def profile(path: str, calls: int, callers: int) -> None:
     stats.sort_stats("tottime").print_stats(15)
 
 
-def _round(tree: Path, calls: int, callers: int) -> dict[str, Any]:
+def _round(tree: Path, calls: int, callers: int, bare: bool = False) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run(
-        [sys.executable, __file__, "--child", "--calls", str(calls), "--callers", str(callers)],
+        [sys.executable, __file__, "--child", "--calls", str(calls), "--callers", str(callers)]
+        + (["--floor"] if bare else []),
         env=env, cwd=tree, capture_output=True, text=True, timeout=600, check=False,
     )
     if out.returncode != 0:
@@ -213,9 +274,12 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE",
                         help="profile the concurrent case of this tree (every thread) into FILE")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.calls, args.callers)))
+        result = (floor(args.callers, max(1, args.calls // args.callers)) if args.floor
+                  else child(args.calls, args.callers))
+        print(json.dumps(result))
         return
     if args.profile:
         profile(args.profile, args.calls, args.callers)
@@ -226,9 +290,11 @@ def main() -> None:
         if args.baseline:
             trees["baseline"] = _export(args.baseline, Path(tmp))
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+        floors: list[dict[str, Any]] = []
         for _ in range(args.rounds):
             for name, tree in trees.items():  # interleaved: load hits both alike
                 rounds[name].append(_round(tree, args.calls, args.callers))
+            floors.append(_round(ROOT, args.calls, args.callers, bare=True))
     figures = {name: summarise(r) for name, r in rounds.items()}
     go_us, go_source = go_sequential_us()
 
@@ -246,13 +312,17 @@ def main() -> None:
             (f"switches/RPC, {args.callers} callers", "switches_per_rpc_20", ".2f")]
     for label, key, fmt in rows:
         print(_line(label, fmt, now[key], base[key] if base else None))
+    bare = {key: statistics.median(f[key] for f in floors) for key in floors[0]}
+    print(f"  floor, two bare pipe hand-offs per RPC, {args.callers} callers: "
+          f"{bare['rpcs_per_s']:.0f} RPCs/s, {bare['cpu_us_per_rpc']:.1f} CPU µs/RPC "
+          f"({bare['sys_us_per_rpc']:.1f} system), {bare['switches_per_rpc']:.2f} switches/RPC")
     print(f"  Go labrpc: {go_us:.1f} µs/RPC ({go_source}); target <= {TARGET_FACTOR * go_us:.1f}"
           f" µs; now {now['sequential_us'] / go_us:.2f}x Go")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "rounds": args.rounds, "calls": args.calls, "callers": args.callers,
             "baseline_rev": args.baseline, "go_sequential_us": go_us, "go_source": go_source,
-            "figures": figures, "raw": rounds,
+            "figures": figures, "floor": bare, "raw": rounds, "raw_floor": floors,
         }, indent=2) + "\n")
         print(f"  wrote {args.json}")
 
