@@ -164,12 +164,32 @@ def test_a_raft_that_kills_explores_worker_is_reported_after_two_deaths(tmp_path
                           timeout=240, start_new_session=True)
     assert proc.returncode == 1, proc.stderr
     assert [(r["monitor"], r["message"]) for r in rows(out)] == [
-        ("exit", "the worker process running it died 2 times (it or a run beside it ended "
-                 "the worker)")]
+        ("exit", "the worker process running it died 2 times while it ran alone (its run "
+                 "ended the worker)")]
     assert Schedule.loads((out / "failures" / "exit.json").read_text()) == generate(0)
     minimal = json.loads((out / "summary.json").read_text())["minimal"]["exit"]
     assert minimal["error"] == ("shrinking did not finish (a run hung or ended its worker "
                                 "process)")
+
+
+def test_a_worker_killed_by_one_seed_blames_that_seed_only(tmp_path):
+    """At -p 2 other seeds are in flight (running or queued) when the run of one seed
+    kills the worker: they are rerun one at a time and pass; only the killer is blamed
+    (the toy kills its worker on seed 1's schedule only)."""
+    out = tmp_path / "out"
+    env = dict(os.environ, RAFTLAB_TOY_KILL_SEED=str(generate(1).seed))
+    proc = subprocess.run([sys.executable, "-m", "tools.explore", "--impl",
+                           toy("kill_worker_on_one_seed"), "-n", "4", "-p", "2", "-o",
+                           str(out), "--no-shrink"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240, start_new_session=True, env=env)
+    assert proc.returncode == 1, proc.stderr
+    got = {r["seed"]: r for r in rows(out)}
+    assert sorted(got) == [0, 1, 2, 3]  # each seed accounted once
+    assert [s for s, r in got.items() if r["outcome"] != "pass"] == [1], got
+    assert got[1]["monitor"] == "exit"
+    assert got[1]["message"] == ("the worker process running it died 2 times while it ran "
+                                 "alone (its run ended the worker)")
+    assert json.loads((out / "summary.json").read_text())["violations"] == {"exit": 1}
 
 
 def test_exit_finding_names_the_step_and_keeps_the_debug_log_up_to_the_end():

@@ -56,7 +56,7 @@ from tools.explore.pools import PoolError, make_pool
 from tools.explore.remote import shrink_limit
 
 DEFAULT_SCHEDULES = 1000
-MAX_WORKER_DEATHS = 2  # a seed whose worker process died this often is reported, not retried
+MAX_WORKER_DEATHS = 2  # a seed whose worker died this often while it ran alone is reported
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -296,10 +296,14 @@ def explore(args: argparse.Namespace) -> int:
             task = progress.add_task("explore", total=total, failures=display.failures_text(counts))
             pending: dict[Future[dict[str, Any]], tuple[int, float]] = {}
             retry: list[int] = []
-            died: Counter[int] = Counter()
+            # Seeds that were in flight when a worker process died, to be rerun one at a
+            # time: a worker's death is blamed only on a run that was alone in the pool.
+            suspects: list[int] = []
+            died: Counter[int] = Counter()  # worker deaths while the seed ran alone
+            alone: set[Future[dict[str, Any]]] = set()  # a suspect's run: nothing beside it
 
             def more() -> bool:
-                if retry:
+                if retry or suspects:
                     return True
                 if total is not None:
                     return next_seed - args.seed < total
@@ -320,7 +324,14 @@ def explore(args: argparse.Namespace) -> int:
 
             try:
                 while True:
-                    while len(pending) < 2 * pool.slots and more():
+                    if suspects and not pending:
+                        seed = suspects.pop(0)
+                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race,
+                                          args.run_timeout)
+                        pending[fut] = (seed, time.monotonic())
+                        alone.add(fut)
+                    while not suspects and not alone and len(pending) < 2 * pool.slots \
+                            and more():
                         seed = retry.pop() if retry else next_seed
                         if seed == next_seed:
                             next_seed += 1
@@ -330,24 +341,16 @@ def explore(args: argparse.Namespace) -> int:
                     if not pending:
                         break
                     done, _ = wait(set(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                    broken = False
+                    broken: list[int] = []  # seeds whose future says the pool broke
                     for fut in done:
                         seed, _t = pending.pop(fut)
+                        alone.discard(fut)
                         try:
                             rec = fut.result()
                         except BrokenProcessPool:
                             # Runs are guarded (tools/explore/guard.py), so a worker that
-                            # dies is rare; a seed whose worker died twice is reported.
-                            broken = True
-                            died[seed] += 1
-                            if died[seed] < MAX_WORKER_DEATHS:
-                                retry.append(seed)
-                            else:
-                                account({"seed": seed, "outcome": "error", "monitor": "exit",
-                                         "message": f"the worker process running it died "
-                                                    f"{died[seed]} times (it or a run beside "
-                                                    f"it ended the worker)",
-                                         "virtual_s": 0.0}, generate(seed).to_json())
+                            # dies is rare: see _worker_died below.
+                            broken.append(seed)
                             continue
                         except Exception as exc:  # noqa: BLE001 - a Dask task that was lost
                             why = _lost(exc)
@@ -377,7 +380,27 @@ def explore(args: argparse.Namespace) -> int:
                                                 f"{limit:.0f} s of wall time (the worker is "
                                                 f"stuck or gone); cancelled",
                                      "virtual_s": 0.0})
-                    elif hung or broken:
+                    elif broken:
+                        # Every run in flight (the pool's other futures break too) is a
+                        # suspect; only one that was alone is blamed.
+                        flight = broken + [s for s, _t in pending.values()]
+                        pending.clear()
+                        alone.clear()
+                        pool.replace_workers()
+                        if len(flight) > 1:
+                            suspects.extend(sorted(flight))
+                        else:
+                            seed = flight[0]
+                            died[seed] += 1
+                            if died[seed] < MAX_WORKER_DEATHS:
+                                suspects.append(seed)
+                            else:
+                                account({"seed": seed, "outcome": "error", "monitor": "exit",
+                                         "message": f"the worker process running it died "
+                                                    f"{died[seed]} times while it ran alone "
+                                                    f"(its run ended the worker)",
+                                         "virtual_s": 0.0}, generate(seed).to_json())
+                    elif hung:
                         # A run that never blocks cannot be stopped inside the simulation:
                         # replace the workers, count the oldest run as hung, retry the others.
                         for f, s in hung[:1]:
@@ -388,6 +411,7 @@ def explore(args: argparse.Namespace) -> int:
                                      "virtual_s": 0.0})
                         retry.extend(s for s, _t in pending.values())
                         pending.clear()
+                        alone.clear()
                         pool.replace_workers()
                     progress.update(task, completed=runs,
                                     failures=display.failures_text(counts))
