@@ -770,6 +770,29 @@ class Config:
         heap.trim()  # the next test starts from what is live, not this one's free heap
         self.check_timeout()
 
+    def release(self) -> None:
+        """Drop the finished cluster's state once the test's report is made.
+
+        pytest keeps each test's context, so its Configs, until the session ends:
+        without this every earlier test's Raft instances (and their logs), the
+        tester's logs and the persisted state stayed in memory during the later
+        tests (2C's churn: megabytes each).  What the report and the tools read
+        afterwards stays: the figures, description, warnings, counters and the
+        timeline (which the plugin clears itself).  Only after :meth:`cleanup`.
+        """
+        if not self._cleaned:
+            return
+        for i in range(self.n):
+            self.net.delete_server(i)  # the network's servers hold the Raft instances
+        with self.mu:
+            self.rafts = [None] * self.n
+            self.logs = [{} for _ in range(self.n)]
+            self.saved = [None] * self.n
+            self._channels = []
+            self._last_applied_by = [None] * self.n
+            self._reader_start = {}
+        heap.trim()
+
 
 def passed_line(f: dict[str, Any]) -> str:
     """The lab's summary line: Go's ``"  ... Passed --"`` + ``"  %4.1f  %d %4d %7d %4d"``."""

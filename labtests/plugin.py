@@ -299,6 +299,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         cfg.timeline.clear()  # pytest keeps the context for the session; the events can go
         if cfg.watch is not None:
             cfg.watch.release()
+        cfg.release()  # and so can the cluster (Raft instances, logs, persisted state)
     return report
 
 
