@@ -1,6 +1,6 @@
 """The reference Raft's threads that have nothing to do do not wake up (real time).
 
-A follower's replicators and an applier with nothing committed used to wake every
+A follower's replicator and an applier with nothing committed used to wake every
 IDLE_WAIT (1 s) to look again; in a 7-peer test that is about 40 wake-ups a second
 for nothing, each tens of microseconds of CPU.  Every state change they wait for
 is notified under the lock, so in real time they now sleep until notified.  Under
@@ -36,7 +36,7 @@ def test_idle_replicators_and_appliers_sleep_until_notified():
                 if (t.name.startswith("raft-S") and "-repl" in t.name
                     and not t.name.startswith(f"raft-S{leader}-"))
                 or (t.name.startswith("raft-S") and t.name.endswith("-applier"))]
-        assert len(idle) == 2 * 2 + 3, [t.name for t in idle]
+        assert len(idle) == 2 + 3, [t.name for t in idle]  # followers' replicators, appliers
         before = {t.name: _switches(t) for t in idle}
         time.sleep(2.5 * IDLE_WAIT)
         woke = {t.name: _switches(t) - before[t.name] for t in idle}

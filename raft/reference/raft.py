@@ -4,9 +4,11 @@ Threads of one peer (all named, all ended promptly by :meth:`Raft.kill`):
 
 * ``raft-S{me}-ticker`` starts elections when no leader has been heard from
   within a randomised timeout;
-* ``raft-S{me}-repl{p}`` (one per other peer) decides, while this peer leads,
-  what peer ``p`` needs next -- entries, a snapshot, or a heartbeat -- and hands
-  the RPC to the sender pool (the shared :class:`labrpc.pool.ThreadPool`);
+* ``raft-S{me}-repl`` decides, while this peer leads, what each other peer
+  needs next -- entries, a snapshot, or a heartbeat -- and sends it (see
+  :meth:`Raft._spawn`).  One thread for all followers, not one each: sending
+  never blocks it, and one wake-up serves every follower due at once (a
+  wake-up of a Python thread costs more CPU than the decision it wakes for);
 * ``raft-S{me}-rpc`` pool threads make the RPCs (which may block for seconds)
   and process the replies -- in real time only when the ends lack labrpc's
   ``call_async``: with it no thread waits for an RPC's outcome (see :meth:`Raft._rpc`);
@@ -138,7 +140,7 @@ class Raft:
 
         self.ticker_cond = threading.Condition(self.mu)
         self.apply_cond = threading.Condition(self.mu)
-        self.repl_conds = [threading.Condition(self.mu) for _ in range(self.n)]
+        self.repl_cond = threading.Condition(self.mu)  # wakes the replicator
         self.pool = ThreadPool(f"raft-S{me}-rpc")
         # See _rpc: asynchronous calls in real time, where a waiting thread costs a pid.
         self._async = real_threading() and all(hasattr(p, "call_async") for p in peers)
@@ -155,10 +157,9 @@ class Raft:
             threading.Thread(target=self._ticker, name=f"raft-S{me}-ticker", daemon=True),
             threading.Thread(target=self._applier, name=f"raft-S{me}-applier", daemon=True),
         ]
-        for p in range(self.n):
-            if p != me:
-                self._threads.append(threading.Thread(
-                    target=self._replicator, args=(p,), name=f"raft-S{me}-repl{p}", daemon=True))
+        if self.n > 1:
+            self._threads.append(threading.Thread(target=self._replicator,
+                                                  name=f"raft-S{me}-repl", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -178,12 +179,12 @@ class Raft:
             self.match_index[self.me] = index
             self._persist()
             dlog("LOG1", self.me, "start: index %d term %d", index, self.term)
-            # Wake only replicators that may send now: one with an RPC of entries
-            # outstanding (or backing off) wakes when it settles or at retry_at.
+            # Wake the replicator only if a follower may be sent entries now: one with an
+            # RPC of entries outstanding (or backing off) is served when it settles or at
+            # retry_at.
             now = time.monotonic()
-            for p in range(self.n):
-                if p != self.me and now >= self.retry_at[p]:
-                    self.repl_conds[p].notify()
+            if any(p != self.me and now >= self.retry_at[p] for p in range(self.n)):
+                self.repl_cond.notify()
             if self.n == 1:
                 self._advance_commit()
             return index, self.term, True
@@ -204,8 +205,7 @@ class Raft:
             self._dead.set()
             self.ticker_cond.notify_all()
             self.apply_cond.notify_all()
-            for cond in self.repl_conds:
-                cond.notify_all()
+            self.repl_cond.notify_all()
         self.pool.close()
         dlog("INFO", self.me, "killed")
 
@@ -340,7 +340,7 @@ class Raft:
             for p in range(self.n):
                 if p != self.me and self.last_sent[p] > push:
                     self.last_sent[p] = push
-                    self.repl_conds[p].notify()
+                    self.repl_cond.notify()
 
     def _become_leader(self) -> None:
         dlog("LEAD", self.me, "leader in term %d, log %r", self.term, self.log)
@@ -350,7 +350,7 @@ class Raft:
             self.match_index[p] = 0
             self.retry_at[p] = 0.0
             self.last_sent[p] = 0.0
-            self.repl_conds[p].notify()
+        self.repl_cond.notify()
         self.match_index[self.me] = self.log.last_index
 
     # ------------------------------------------------------------ elections
@@ -430,9 +430,9 @@ class Raft:
 
     # ---------------------------------------------------------- replication
 
-    def _replicator(self, p: int) -> None:
-        """Decide what peer ``p`` needs while we lead; the RPC itself runs in the pool."""
-        cond = self.repl_conds[p]
+    def _replicator(self) -> None:
+        """Decide what each follower needs while we lead, and send it (:meth:`_spawn`)."""
+        cond = self.repl_cond
         while True:
             with self.mu:
                 if self._dead.is_set():
@@ -440,11 +440,19 @@ class Raft:
                 if self.role != LEADER:
                     cond.wait(self._idle)
                     continue
-                task, timeout = self._next_send(p)
-                if task is None:
+                tasks, timeout = [], HEARTBEAT
+                for p in range(self.n):
+                    if p != self.me:
+                        task, wait = self._next_send(p)
+                        if task is None:
+                            timeout = min(timeout, wait)
+                        else:
+                            tasks.append(task)
+                if not tasks:
                     cond.wait(timeout)
                     continue
-            self._spawn(task)
+            for task in tasks:
+                self._spawn(task)
 
     def _next_send(self, p: int) -> tuple[Any, float]:
         """(the RPC to send to ``p`` now, or None; how long to wait otherwise)."""
@@ -480,7 +488,7 @@ class Raft:
         """The outstanding replication RPC ``seq`` to ``p`` ended: allow the next one."""
         if seq and seq == self.send_seq[p]:
             self.retry_at[p] = 0.0 if ok else time.monotonic() + FAIL_BACKOFF
-            self.repl_conds[p].notify()
+            self.repl_cond.notify()
 
     def _reply_counts(self, p: int, seq: int, reply: Any, sent_term: int) -> bool:
         """Lock held.  Settle the RPC ``seq`` to ``p``; may its reply still change state?
@@ -518,7 +526,7 @@ class Raft:
                 self.log, reply.conflict_term, reply.conflict_index, self.match_index[p])
             dlog("LOG1", self.me, "S%d rejected prev %d: next %d", p, args.prev_index,
                  self.next_index[p])
-            self.repl_conds[p].notify()
+            self.repl_cond.notify()
 
     def _send_snapshot(self, p: int, args: InstallSnapshotArgs, seq: int) -> None:
         self._rpc(p, "Raft.install_snapshot", args,
