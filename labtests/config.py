@@ -20,6 +20,7 @@ artifact of the lab's tests is marked as such (:mod:`labtests.artifacts`).
 from __future__ import annotations
 
 import base64
+import gc
 import os
 import pickle
 import random
@@ -791,6 +792,10 @@ class Config:
             self._channels = []
             self._last_applied_by = [None] * self.n
             self._reader_start = {}
+        self.watch = None  # its sampler's probes hold the Raft instances too
+        # The instances sit in reference cycles (threads, bound methods): collect them
+        # now, so that the trim below hands their memory back before the next test.
+        gc.collect()
         heap.trim()
 
 
