@@ -56,22 +56,43 @@ def _records(out: Path) -> dict[int, tuple[str | None, str | None]]:
     return {r["seed"]: (r["monitor"], r["message"]) for r in rows}
 
 
-def test_dask_run_reports_what_a_local_run_does_and_shrinks_the_same(cluster, tmp_path, capsys):
-    impl = materialize("vote_no_timer", str(tmp_path / "mutants"))
-    common = ["--impl", impl, "-n", "24", "--shrink-runs", "25"]
+def _local_and_dask(cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                    common: list[str], monitor: str) -> tuple[Path, Path, str]:
+    """Explore with ``common`` options locally (-p 2), then on the cluster; both must find
+    failures, report the same per seed and keep the same minimal ``monitor`` schedule.
+    Returns the two output directories and what the Dask run printed."""
     local, remote = tmp_path / "local", tmp_path / "dask"
     assert main([*common, "-p", "2", "-o", str(local)]) == 1
     capsys.readouterr()
     assert main([*common, "--backend", "dask", "--scheduler", cluster.address,
                  "-o", str(remote)]) == 1
     printed = capsys.readouterr().out
+    assert _records(remote) == _records(local)
+    assert ((remote / "failures" / f"{monitor}.json").read_text()
+            == (local / "failures" / f"{monitor}.json").read_text())
+    return local, remote, printed
+
+
+def _replay_shows_the_kept_log(out: Path, monitor: str, replay: str, tmp_path: Path) -> None:
+    """The printed replay command, run locally, fails with ``monitor`` and the kept log."""
+    log = tmp_path / "replay.log"
+    proc = subprocess.run([sys.executable, "-m", "tools.explore", *shlex.split(replay)[2:],
+                           "--log", str(log)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert f"[{monitor}]" in proc.stderr
+    kept = (out / "failures" / f"{monitor}.log").read_text().splitlines()
+    assert [x for x in kept if not x.startswith("# ")] == log.read_text().splitlines()
+
+
+def test_dask_run_reports_what_a_local_run_does_and_shrinks_the_same(cluster, tmp_path, capsys):
+    impl = materialize("vote_no_timer", str(tmp_path / "mutants"))
+    common = ["--impl", impl, "-n", "24", "--shrink-runs", "25"]
+    _, remote, printed = _local_and_dask(cluster, tmp_path, capsys, common, "early-election")
     assert f"dask {cluster.address}: 2 worker(s)" in printed and "shipping vote_no_timer" in printed
-    assert _records(remote) == _records(local) and len(_records(remote)) == 24
+    assert len(_records(remote)) == 24
     assert "early-election" in {m for m, _ in _records(remote).values()}
-    for name in ("early-election.json", "early-election.log"):
-        assert (remote / "failures" / name).exists(), name
-    assert ((remote / "failures" / "early-election.json").read_text()
-            == (local / "failures" / "early-election.json").read_text())
+    assert (remote / "failures" / "early-election.log").exists()
     summary = json.loads((remote / "summary.json").read_text())["minimal"]["early-election"]
     assert summary["replay_matches"]
     # The printed replay command is the local one (the client's path), and it reproduces
@@ -80,14 +101,7 @@ def test_dask_run_reports_what_a_local_run_does_and_shrinks_the_same(cluster, tm
     assert replay == shlex.join(["raftlab", "explore", "--replay",
                                  str(remote / "failures" / "early-election.json"),
                                  "--impl", impl])
-    argv = shlex.split(replay)[2:]
-    log = tmp_path / "replay.log"
-    proc = subprocess.run([sys.executable, "-m", "tools.explore", *argv, "--log", str(log)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
-    assert "[early-election]" in proc.stderr
-    kept = (remote / "failures" / "early-election.log").read_text().splitlines()
-    assert [x for x in kept if not x.startswith("# ")] == log.read_text().splitlines()
+    _replay_shows_the_kept_log(remote, "early-election", replay, tmp_path)
 
 
 def test_ship_carries_a_package_or_a_file_and_not_a_module_name(tmp_path):
@@ -167,24 +181,11 @@ def test_dask_reports_shrinks_and_replays_a_raft_that_ends_its_process_as_locall
     the same minimal schedule, and a replay (local) that shows the same finding."""
     toy = str(REPO / "tests" / "toys_explore" / "sigkill.py")
     common = ["--impl", toy, "-n", "3", "--shrink-runs", "30"]
-    local, remote = tmp_path / "local", tmp_path / "dask"
-    assert main([*common, "-p", "2", "-o", str(local)]) == 1
-    assert main([*common, "--backend", "dask", "--scheduler", cluster.address,
-                 "-o", str(remote)]) == 1
-    capsys.readouterr()
-    assert _records(remote) == _records(local)
+    _, remote, _ = _local_and_dask(cluster, tmp_path, capsys, common, "exit")
     assert {m for m, _ in _records(remote).values()} == {"exit"}
-    assert ((remote / "failures" / "exit.json").read_text()
-            == (local / "failures" / "exit.json").read_text())
     summary = json.loads((remote / "summary.json").read_text())["minimal"]["exit"]
     assert summary["replay_matches"] and "signal 9 (SIGKILL)" in summary["violation"]
-    log = tmp_path / "replay.log"
-    proc = subprocess.run([sys.executable, "-m", "tools.explore",
-                           *shlex.split(summary["replay"])[2:], "--log", str(log)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
-    kept = (remote / "failures" / "exit.log").read_text().splitlines()
-    assert [x for x in kept if not x.startswith("# ")] == log.read_text().splitlines()
+    _replay_shows_the_kept_log(remote, "exit", summary["replay"], tmp_path)
 
 
 def test_dask_race_reports_and_shrinks_a_race_as_locally(cluster, tmp_path, capsys):
@@ -192,15 +193,8 @@ def test_dask_race_reports_and_shrinks_a_race_as_locally(cluster, tmp_path, caps
     the same verdicts as locally, and a replay command that carries --race."""
     toy = str(REPO / "tests" / "toys_race" / "unlocked_get_state.py")
     common = ["--impl", toy, "-n", "2", "--race", "--shrink-runs", "4"]
-    local, remote = tmp_path / "local", tmp_path / "dask"
-    assert main([*common, "-p", "2", "-o", str(local)]) == 1
-    assert main([*common, "--backend", "dask", "--scheduler", cluster.address,
-                 "-o", str(remote)]) == 1
-    capsys.readouterr()
-    assert _records(remote) == _records(local)
+    _, remote, _ = _local_and_dask(cluster, tmp_path, capsys, common, "data-race")
     assert {m for m, _ in _records(remote).values()} == {"data-race"}
     summary = json.loads((remote / "summary.json").read_text())["minimal"]["data-race"]
     assert summary["replay_matches"]
     assert summary["replay"].endswith(" --race")
-    assert ((remote / "failures" / "data-race.json").read_text()
-            == (local / "failures" / "data-race.json").read_text())
