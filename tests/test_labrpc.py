@@ -902,3 +902,45 @@ def test_pipes_given_back_while_the_stock_closes_are_all_closed():
             g.join(10)
         assert stock._free == []
     assert _open_fds() == before, "a pipe given back during close() stayed open"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/fd"), reason="needs /proc")
+def test_the_pool_runs_every_accepted_task_while_it_closes_and_leaves_nothing():
+    """Idle pool threads register without a lock now: submits racing close() must still
+    run every task they were promised exactly once, and no thread or pipe may stay."""
+    from labrpc.pool import ThreadPool
+
+    before = _open_fds()
+    for round_ in range(15):
+        name = f"test-s5-pool-close-{round_}"
+        pool = ThreadPool(name)
+        ran: list[tuple[int, int]] = []
+        accepted: list[tuple[int, int]] = []
+        start = threading.Barrier(5)
+
+        def submitter(k: int, p: ThreadPool = pool, b: threading.Barrier = start,
+                      ran: list = ran, accepted: list = accepted) -> None:
+            b.wait()
+            for i in range(300):
+                if not p.submit(lambda k=k, i=i: ran.append((k, i))):
+                    return
+                accepted.append((k, i))
+                if i % 7 == 0:
+                    time.sleep(0)  # let pool threads go idle and re-register
+
+        threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        start.wait()
+        time.sleep(0.002 * (round_ % 4))  # close early, mid-way or late
+        pool.close()
+        for t in threads:
+            t.join(10)
+        deadline = time.monotonic() + 5
+        while (any(t.name.startswith(name) for t in threading.enumerate())
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        assert not [t.name for t in threading.enumerate() if t.name.startswith(name)]
+        assert sorted(ran) == sorted(accepted), "an accepted task did not run exactly once"
+        assert not pool.submit(lambda: None)
+    assert _open_fds() == before, "a closed pool left its pipe open"
