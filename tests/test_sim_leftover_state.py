@@ -123,3 +123,54 @@ def test_unnamed_threads_are_numbered_from_1_in_every_simulation_and_the_real_co
     assert first == again == ["Thread-1 (<lambda>)", "Thread-2 (<lambda>)"]
     after = threading.Thread(target=lambda: None).name
     assert int(after.split("-")[1].split()[0]) == int(real.split("-")[1].split()[0]) + 1
+
+
+# -- the same through pytest --sim, after a test the per-test watchdog ended ----------------
+
+SPINS_IN_ONE_TEST = os.path.join(HERE, "toys", "spins_in_one_test.py")
+RECORDER = '''
+import json, os
+import pytest
+from labtests.sim import pytest_plugin as sim_plugin
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        return (yield)
+    finally:
+        sched = item.stash.get(sim_plugin._SCHED, None)
+        if sched is not None:
+            with open(os.environ["RAFTLAB_SWITCH_FILE"], "a") as f:
+                f.write(json.dumps([item.name, sched.switches, sched.now]) + "\\n")
+'''
+
+
+def _pytest_sim(tmp_path, selection: str) -> tuple[dict, list[str], str]:
+    """Run ``selection`` of the graded tests with the spinning toy in one pytest --sim
+    process; (test -> [switches, virtual s], test_re_election_2a's debug log, stdout)."""
+    (tmp_path / "switch_recorder.py").write_text(RECORDER)
+    record = tmp_path / f"switches-{len(selection)}.jsonl"
+    env = dict(os.environ, RAFTLAB_SWITCH_FILE=str(record), PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]),
+        RAFTLAB_TOY_SPIN_TEST="test_initial_election_2a")
+    for name in ("RAFTLAB_SIM", "RAFTLAB_DEBUG"):
+        env.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "labtests", "--sim", "-p", "switch_recorder",
+         "-k", selection, "--raft-impl", SPINS_IN_ONE_TEST, "--seed", "4", "--raft-timeout",
+         "5", "-q", "-s", "--raft-debug", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    got = {name: [switches, now] for name, switches, now in
+           (json.loads(line) for line in record.read_text().splitlines())}
+    log = proc.stderr.split("=== test_re_election_2a", 1)[-1].splitlines()
+    return got, [x for x in log if x[:6].isdigit()], proc.stdout
+
+
+def test_a_test_the_watchdog_ended_leaves_nothing_that_changes_the_next(tmp_path):
+    after, after_log, out = _pytest_sim(tmp_path, "test_initial_election_2a or test_re_election_2a")
+    assert "1 failed, 1 passed" in out, out[-3000:]
+    assert "SimTimeLimit: CPU-time limit of 4 s exceeded" in out  # the alarm, judged
+    alone, alone_log, out = _pytest_sim(tmp_path, "test_re_election_2a")
+    assert "1 passed" in out, out[-3000:]
+    assert after["test_re_election_2a"] == alone["test_re_election_2a"]
+    assert len(alone_log) > 20 and after_log == alone_log
