@@ -153,6 +153,7 @@ def all_stacks(headline: str, thread_report: ThreadReport | None = None) -> str:
 
 
 StackEntries = list[tuple[str, int, str]]  # (file, line, function), outermost first
+_capture_lock = threading.Lock()
 
 
 def capture_stacks() -> dict[int, StackEntries]:
@@ -167,21 +168,22 @@ def capture_stacks() -> dict[int, StackEntries]:
     the interpreter's switch interval raised so that the walk keeps the GIL -- and
     only the caller formats, afterwards.
     """
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(max(interval, _CAPTURE_SWITCH_INTERVAL_S))
-    try:
-        captured: dict[int, StackEntries] = {}
-        for ident, frame in sys._current_frames().items():
-            entries: StackEntries = []
-            f: FrameType | None = frame
-            while f is not None:
-                code = f.f_code
-                entries.append((code.co_filename, f.f_lineno or 0, code.co_name))
-                f = f.f_back
-            entries.reverse()
-            captured[ident] = entries
-    finally:
-        sys.setswitchinterval(interval)
+    with _capture_lock:  # two captures at once must not restore each other's interval
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(max(interval, _CAPTURE_SWITCH_INTERVAL_S))
+        try:
+            captured: dict[int, StackEntries] = {}
+            for ident, frame in sys._current_frames().items():
+                entries: StackEntries = []
+                f: FrameType | None = frame
+                while f is not None:
+                    code = f.f_code
+                    entries.append((code.co_filename, f.f_lineno or 0, code.co_name))
+                    f = f.f_back
+                entries.reverse()
+                captured[ident] = entries
+        finally:
+            sys.setswitchinterval(interval)
     return captured
 
 

@@ -101,3 +101,39 @@ def test_abandoned_thread_is_named_only_while_that_very_thread_lives(
     finally:
         stop.set()
         blocked.join(5)
+
+
+def test_captures_at_once_leave_the_switch_interval_as_it_was(monkeypatch: pytest.MonkeyPatch):
+    """The capture raises the interpreter's switch interval for its walk; a second capture
+    that starts while the first walks and ends after it must not leave it raised
+    (threads would then switch once a second)."""
+    import sys
+
+    before = sys.getswitchinterval()
+    real = sys._current_frames
+    inside_second, first_done = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def current_frames() -> dict:
+        if threading.current_thread().name == "second-capture":
+            inside_second.set()  # it has read the interval by now
+            first_done.wait(10)  # and ends after the first one
+        elif not calls:
+            calls.append("first")
+            second.start()
+            inside_second.wait(0.5)  # a capture running alongside would be inside by now
+        return real()
+
+    second = threading.Thread(target=watchdog.capture_stacks, name="second-capture")
+    monkeypatch.setattr(sys, "_current_frames", current_frames)
+    try:
+        watchdog.capture_stacks()
+        first_done.set()
+        second.join(10)
+    finally:
+        monkeypatch.undo()
+        first_done.set()
+    after = sys.getswitchinterval()
+    sys.setswitchinterval(before)  # whatever happened, not for the tests that follow
+    assert calls == ["first"] and not second.is_alive()
+    assert after == before
