@@ -116,6 +116,41 @@ def test_a_tests_detector_is_freed_when_the_test_ends() -> None:
             gc.enable()
 
 
+def test_has_dict_tells_slotted_classes_from_the_others() -> None:
+    """The field hook skips the ``__dict__`` lookup (an exception each time) only for
+    classes whose instances cannot have one; their slot fields are still seen.  A
+    subclass in scope runs its base's hook once, not a hook wrapped in a hook (each
+    access counted twice, and the report's stack one frame short)."""
+    from labtests.race.instrument import has_dict, instrumented
+
+    class Slotted:
+        __slots__ = ("x",)
+
+        def __init__(self) -> None:
+            self.x = 1
+
+    class Child(Slotted):  # no __slots__: its instances have a __dict__
+        pass
+
+    class Plain:
+        pass
+
+    assert not has_dict(Slotted) and has_dict(Child) and has_dict(Plain)
+    mod = type(sys)("race_slots")
+    for cls in (Slotted, Child):
+        cls.__module__ = mod.__name__
+    mod.Slotted, mod.Child = Slotted, Child  # type: ignore[attr-defined]
+    det = Detector()
+    obj, child = Slotted(), Child()
+    with instrumented(det, [mod], simulated=False):
+        before = det.accesses
+        assert obj.x == 1 and child.x == 1
+        child.y = 2  # type: ignore[attr-defined]
+        assert child.y == 2  # type: ignore[attr-defined]
+    assert det.accesses - before == 4  # two slot reads, one write, one dict read
+    assert "__getattribute__" not in vars(Child) and "__setattr__" not in vars(Child)
+
+
 def test_simulated_detector_is_a_detector_without_the_lock() -> None:
     det = Detector(simulated=True)
     assert isinstance(det, Detector) and type(det) is not Detector

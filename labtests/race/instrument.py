@@ -64,13 +64,27 @@ def slot_names(cls: type) -> frozenset[str]:
     return names
 
 
+_DICTS: dict[type, bool] = {}
+
+
+def has_dict(cls: type) -> bool:
+    """Can instances of ``cls`` have a ``__dict__``?  (Not a class whose MRO is all
+    ``__slots__``: asking such an object for its ``__dict__`` raises, and an exception
+    per attribute lookup was the costliest line of the field hook.)"""
+    found = _DICTS.get(cls)
+    if found is None:
+        found = _DICTS[cls] = any("__dict__" in vars(k) for k in cls.__mro__)
+    return found
+
+
 def _is_own(obj: Any, name: str) -> bool:
     """Is ``name`` an instance attribute of ``obj`` (state), not a method or property?"""
-    try:
-        if name in _obj_getattribute(obj, "__dict__"):
-            return True
-    except AttributeError:
-        pass
+    if has_dict(type(obj)):
+        try:
+            if name in _obj_getattribute(obj, "__dict__"):
+                return True
+        except AttributeError:
+            pass
     return name in slot_names(type(obj))
 
 
@@ -80,13 +94,19 @@ def _make_getattribute(orig: Callable[[Any, str], Any]) -> Callable[[Any, str], 
         det = ACTIVE
         if det is not None and name[:2] != "__":
             # _is_own, inlined: this runs on every attribute lookup, methods included
-            try:
-                own = name in _obj_getattribute(self, "__dict__")
-            except AttributeError:
-                own = False
+            cls = type(self)
+            dicts = _DICTS.get(cls)
+            own = False
+            if dicts is None or dicts:
+                if dicts is None:
+                    dicts = has_dict(cls)
+                try:
+                    own = dicts and name in _obj_getattribute(self, "__dict__")
+                except AttributeError:
+                    pass
             if not own:
-                slots = _SLOTS.get(type(self))
-                own = name in (slots if slots is not None else slot_names(type(self)))
+                slots = _SLOTS.get(cls)
+                own = name in (slots if slots is not None else slot_names(cls))
             if own:
                 det.access(self, name, False)
         return value
@@ -116,15 +136,28 @@ def classes_in(modules: Iterable[ModuleType]) -> list[type]:
     return found
 
 
+def _inherits_hook(cls: type, name: str, hooked: set[type]) -> bool:
+    """Does ``cls`` get ``name`` from a class that has the hook?  (Then a hook of its
+    own would only run the same check twice per access.)"""
+    for klass in cls.__mro__[1:]:
+        if name in klass.__dict__:
+            return klass in hooked
+    return False
+
+
 @contextmanager
 def _fields(classes: list[type]) -> Iterator[None]:
     saved: list[tuple[type, str, Any]] = []
+    hooked: dict[str, set[type]] = {"__getattribute__": set(), "__setattr__": set()}
     try:
-        for cls in classes:
+        for cls in sorted(classes, key=lambda c: len(c.__mro__)):  # bases first
             for name, make in (("__getattribute__", _make_getattribute),
                                ("__setattr__", _make_setattr)):
+                if name not in cls.__dict__ and _inherits_hook(cls, name, hooked[name]):
+                    continue
                 saved.append((cls, name, cls.__dict__.get(name)))
                 setattr(cls, name, make(getattr(cls, name)))
+                hooked[name].add(cls)
         yield
     finally:
         for cls, name, old in reversed(saved):
