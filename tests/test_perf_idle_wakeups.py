@@ -50,3 +50,23 @@ def test_idle_replicators_and_appliers_sleep_until_notified():
     for t in idle:  # kill() still ends every one of them promptly
         t.join(2.0)
     assert not [t.name for t in idle if t.is_alive()]
+
+
+def test_a_forked_child_finds_the_reference_already_loaded():
+    """raftlab stress forks its workers from a session that never calls make(): the
+    reference is loaded once before the fork, not compiled again in every worker."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, raft\n"
+        "assert 'raft.reference' not in sys.modules, 'the API types alone load it'\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0 if 'raft.reference.raft' in sys.modules else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
