@@ -116,6 +116,7 @@ class Config:
         seed: int,
         failures: FailureChannel | None = None,
     ) -> None:
+        heap.freeze_once()  # the collector skips what outlives every test (labtests.heap)
         self.failures = failures or FailureChannel()
         self.impl = impl
         self.seed = seed

@@ -21,6 +21,7 @@ glibc (macOS, musl) it does nothing.
 from __future__ import annotations
 
 import ctypes
+import gc
 from collections.abc import Callable
 from time import monotonic as _real_monotonic  # the real clock, even under --sim
 
@@ -39,6 +40,7 @@ def _load_trim() -> Callable[[int], int] | None:
 
 _TRIM = _load_trim()
 _last = [float("-inf")]
+_frozen: list[bool] = []
 
 
 def available() -> bool:
@@ -50,6 +52,21 @@ def trim() -> bool:
     """Return the free pages of every malloc arena to the OS now; True if any were."""
     _last[0] = _real_monotonic()
     return bool(_TRIM(0)) if _TRIM is not None else False
+
+
+def freeze_once() -> None:
+    """Move every object alive now to the collector's permanent generation, once per process.
+
+    Called when the first cluster of the process is built: what is alive then
+    (pytest, the collected tests, the modules: about 34 000 tracked objects) lives
+    to the end anyway.  The cyclic collector then no longer traverses it: a full
+    collection costs 0.3-1 ms instead of about 22 ms, both the one
+    :meth:`labtests.config.Config.release` makes after each test and the
+    interpreter's own.  (A child forked after this inherits the frozen set.)
+    """
+    if not _frozen:
+        _frozen.append(True)
+        gc.freeze()
 
 
 def maybe_trim() -> None:

@@ -12,6 +12,8 @@ import gc
 import os
 import subprocess
 import sys
+import threading
+import time
 import weakref
 from pathlib import Path
 
@@ -99,7 +101,18 @@ def _cluster() -> Config:
     return cfg
 
 
+def _wait_threads(before: set[threading.Thread]) -> None:
+    """Let the killed peers' threads end (the harness's leak check does this in a test)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left:
+            return
+        left[0].join(0.1)
+
+
 def test_release_drops_the_raft_instances_and_logs_but_keeps_the_figures():
+    before = set(threading.enumerate())
     cfg = _cluster()
     try:
         cfg.begin("Test: release")
@@ -107,6 +120,7 @@ def test_release_drops_the_raft_instances_and_logs_but_keeps_the_figures():
         cfg.end()
     finally:
         cfg.cleanup()
+    _wait_threads(before)
     refs = [weakref.ref(rf) for rf in cfg.rafts]
     figures = dict(cfg.figures or {})
     cfg.release()
@@ -167,3 +181,29 @@ def test_trim_hands_freed_heap_back():
     after = rss_kb()
     assert before - after > 10_000, f"trim gave back only {before - after} kB"
     assert len(keep) == 334
+
+
+def test_freeze_once_freezes_once(monkeypatch):
+    """The objects alive at the first cluster go to the permanent generation once; a
+    second cluster does not freeze what its predecessor left (that must stay
+    collectable)."""
+    calls = []
+    monkeypatch.setattr(heap, "_frozen", [])
+    monkeypatch.setattr(heap.gc, "freeze", lambda: calls.append(1))
+    heap.freeze_once()
+    heap.freeze_once()
+    assert calls == [1]
+
+
+def test_the_graded_process_freezes_before_its_first_cluster():
+    code = ("import gc, sys, pytest\n"
+            "class P:\n"
+            "    def pytest_runtest_logfinish(self, nodeid, location):\n"
+            "        print('FROZEN', gc.get_freeze_count())\n"
+            "pytest.main(['-q', '-p', 'no:cacheprovider', '--sim', '--pyargs', 'labtests',\n"
+            "             '-k', 'test_initial_election_2a'], plugins=[P()])\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=600).stdout
+    frozen = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("FROZEN ")]
+    assert frozen and frozen[0] > 10_000, out[-2000:]
