@@ -229,3 +229,41 @@ def test_same_seed_same_interleaving_log() -> None:
     logs = [run(seed) for seed in range(4)]
     assert logs == [run(seed) for seed in range(4)]
     assert len({tuple(log) for log in logs}) > 1
+
+
+def test_same_seed_same_debug_log_of_a_graded_test_under_sim_race() -> None:
+    """Exact replay on a whole graded test: the bundled Raft's debug log (every vote,
+    append and commit, with virtual timestamps) under --sim --race with preemption is
+    the same line for line for the same seed, and differs without the preemption."""
+    import logging
+
+    from labtests import test_2b
+    from raft import debuglog
+    from tests.race_support import run_with_race
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    def run(seed: int, preempt: float = 0.02) -> list[str]:
+        keep = Keep()
+        debuglog.logger.addHandler(keep)
+        was = debuglog.enabled()
+        debuglog.enable(True)
+        try:
+            det = run_with_race(test_2b.test_concurrent_starts_2b, seed, None, preempt=preempt)
+        finally:
+            debuglog.enable(was)
+            debuglog.logger.removeHandler(keep)
+        assert det.races == []
+        return keep.lines
+
+    first, again, other = run(8), run(8), run(9)
+    assert len(first) > 50
+    assert first == again
+    assert first != other
+    assert first != run(8, preempt=0.0)
