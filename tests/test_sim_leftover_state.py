@@ -81,7 +81,7 @@ def _normal_run_after(before: str) -> dict:
 def alone() -> dict:
     run = _normal_run_after("nothing")
     assert run["failed"] is None
-    assert any("applier ended" in line for line in run["log"])  # the toy's threads linger
+    assert any("replicator ended" in line for line in run["log"])  # the toy's threads linger
     return run
 
 
