@@ -191,6 +191,14 @@ def _parts_json(ctx: Ctx, out: str) -> None:
     assert row["exit"] == 0 and "3 passed" in row["result"], row
 
 
+def _stress_cpu_json(ctx: Ctx, out: str) -> None:
+    assert ctx.checkout is not None
+    data = json.loads((ctx.checkout / "stress-cpu.json").read_text())
+    (step,) = data["rounds"]["new"]
+    assert step["runs"] == 3 and step["cpu_s"] > 0, step
+    assert data["median_cpu_per_run_s"]["new"] == step["cpu_per_run_s"]
+
+
 def _ceiling_json(ctx: Ctx, out: str) -> None:
     """ceiling.json counts the 6 runs of the step, under the forked process model."""
     assert ctx.checkout is not None
@@ -334,6 +342,14 @@ TABLE = [
         check=_ceiling_json,
         why="2 concurrent 2A workers (6 real-time runs) instead of up to 192: the same code, "
             "without loading the shared machine"),
+    Row("python benchmarks/stress_cpu.py new=. -n 12 --rounds 3 --json stress-cpu.json", VARIANT,
+        ("round 1        new: 3 runs (0 failed", "median CPU per run"),
+        run="{python} benchmarks/stress_cpu.py new=. -n 1 --rounds 1 --json stress-cpu.json",
+        where="checkout", check=_stress_cpu_json,
+        why="1 worker (3 real-time runs) in one round instead of 12 in three: the same code, "
+            "without loading the shared machine"),
+    Row("python benchmarks/wakeup_cost.py", AS_IS,
+        ("Lock.acquire(timeout=)", "timer-lag probe tick"), where="checkout"),
 ]
 ROWS = {row.readme: row for row in TABLE}
 
