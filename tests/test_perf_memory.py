@@ -29,19 +29,26 @@ BALLAST_MB = 4  # tests/toys_memory/ballast_raft.py: per Raft instance
 ENGINE = ("greenlet", "labtests.sim.scheduler", "labtests.race.detector")
 
 
+_HWM = ("import sys, pytest\n"
+        "code = pytest.main(sys.argv[1:])\n"
+        "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0]\n"
+        "print('VMHWM', hwm.split()[1])\n"
+        "sys.exit(code)\n")
+
+
 def _peak_rss(args: list[str]) -> tuple[int, float, str]:
-    """Run ``pytest args`` in a child and return (exit, its own peak RSS MB, output)."""
+    """Run ``pytest args`` in a child: (exit status, its peak RSS in MB, output).
+
+    The child reads its own ``VmHWM``: ``wait4``'s ``ru_maxrss`` would not do here,
+    since Linux carries the parent's peak into a child across exec (this test
+    process, grown by the tests before, would be measured too)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    chunks = []
-    assert proc.stdout is not None
-    for chunk in iter(lambda: proc.stdout.read(65536), b""):
-        chunks.append(chunk)
-    _, status, ru = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru.ru_maxrss / 1024, b"".join(chunks).decode(errors="replace")
+    proc = subprocess.run([sys.executable, "-c", _HWM, "-p", "no:cacheprovider", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    kb = [int(ln.split()[1]) for ln in proc.stdout.splitlines() if ln.startswith("VMHWM ")]
+    assert kb, out[-3000:]
+    return proc.returncode, kb[-1] / 1024, out
 
 
 _MODULES = ("import sys, pytest\n"
@@ -70,8 +77,9 @@ def test_sim_still_imports_the_engine_before_the_first_test():
 
 
 def test_the_graded_process_before_its_first_test_stays_under_the_budget():
-    """pytest (29 MB) + plugins + the harness + collection, measured 37.2 MB here
-    (38.6 before the engine became lazy); the part's budget is 40 MB in all."""
+    """pytest (29 MB) + plugins + the harness + collection: 36.4 MB of VmHWM here
+    (37.2 by ru_maxrss; 38.6 before the engine became lazy); the part's budget is
+    40 MB in all."""
     code, rss, out = _peak_rss(["--co", "-q", "--pyargs", "labtests", "-m", "part2a"])
     assert code == 0, out[-2000:]
     assert rss < 39.0, f"pytest --co of 2A peaked at {rss:.1f} MB (was 37.2 MB)"
