@@ -25,13 +25,13 @@ than after a point of its own.
 
 from __future__ import annotations
 
-import _thread
 import math
 import random
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from labtests.sim.interp import os_thread_ident
 from labtests.sim.ticks import Swapped
 
 __all__ = ["LinePreemption"]
@@ -80,8 +80,8 @@ class LinePreemption:
         sched = self.sched
         yield_now = sched.yield_now
         gap = self.gap
-        home = _thread.get_ident()  # the simulation's OS thread
-        get_ident = _thread.get_ident
+        get_ident = os_thread_ident
+        home = get_ident()  # the simulation's OS thread
         left = gap()
 
         def tick() -> bool:
