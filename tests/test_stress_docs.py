@@ -17,7 +17,7 @@ import pytest
 
 from labtests.overload import EXIT_INCONCLUSIVE
 from tools.stress import command as stress
-from tools.stress.termination import Terminated, exit_status
+from tools.termination import Terminated, exit_status
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.session_procs import in_sessions, sessions_of
-from tools.stress.termination import (
+from tools.termination import (
     EXIT_CTRL_C,
     Terminated,
     describe,

@@ -41,6 +41,21 @@ def die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def dies_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that must not outlive ``parent`` (the caller's pid).
+
+    The child gets SIGKILL when the thread that started it ends, however it ends
+    (SIGKILL and the OOM killer included), so start it from a thread that lives as
+    long as the process.  If the parent died before the prctl took effect, the
+    child exits at once instead of running orphaned.
+    """
+    def preexec() -> None:
+        die_with_parent()
+        if os.getppid() != parent:
+            os._exit(1)
+    return preexec
+
+
 def become_subreaper() -> None:
     """Adopt every orphaned descendant of this process (idempotent)."""
     _prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -48,7 +48,7 @@ from tools.machine import machine_cores
 from tools.stress.backends.base import BackendError, BackendUnavailable
 from tools.stress.backends.factory import BACKENDS, check_backend
 from tools.stress.results import safe_file_part
-from tools.stress.termination import (
+from tools.termination import (
     Terminated,
     describe,
     exit_status,
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:
-    """``raftlab grade``; SIGTERM and SIGHUP end it like Ctrl-C (tools.stress.termination):
+    """``raftlab grade``; SIGTERM and SIGHUP end it like Ctrl-C (tools.termination):
     the running tests stopped and swept, finished reports kept, exit 128 + the signal."""
     with stop_signals_as_interrupts():
         try:

@@ -78,7 +78,7 @@ from tools.stress.calibrate import PROBE_TEST, calibrate
 from tools.stress.planning import plan_jobs
 from tools.stress.reruns import RerunRound, Reruns
 from tools.stress.run import StressRun
-from tools.stress.termination import (
+from tools.termination import (
     Terminated,
     describe,
     exit_status,
@@ -177,7 +177,7 @@ def _run_backend(backend: Backend, jobs: Sequence[Job], results: queue.Queue) ->
 
 def main(argv: list[str] | None = None, console: Console | None = None,
          backend: Backend | None = None) -> int:
-    """``raftlab stress``; SIGTERM and SIGHUP end it like Ctrl-C (tools.stress.termination)."""
+    """``raftlab stress``; SIGTERM and SIGHUP end it like Ctrl-C (tools.termination)."""
     with stop_signals_as_interrupts():
         try:
             return _main(argv, console, backend)

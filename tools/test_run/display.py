@@ -121,6 +121,17 @@ class Display:
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             self.line(f"not run (the test process had ended): {names}{more}", "yellow")
 
+    def stopped(self, state: RunState, how: str) -> None:
+        """The command was stopped (SIGTERM, SIGHUP): say so, during which test, and
+        which tests did not run.  No test is failed for it: the Raft did nothing."""
+        running = ", ".join(short_name(t.nodeid) for t in state.running())
+        missing = state.not_run()
+        names = ", ".join(short_name(n) for n in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        during = f" during {running}" if running else ""
+        rest = f"; not run: {names}{more}" if missing else ""
+        self.line(f"raftlab: {how}: the test process was stopped{during}{rest}", "yellow")
+
     def child_output(self, title: str, text: str) -> None:
         if text.strip():
             self.line(f"---- {title} ----")

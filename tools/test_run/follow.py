@@ -5,12 +5,19 @@ printing a verdict: when the child ends before its session finished (it
 called ``os._exit``, was killed by a signal, crashed), the test that was
 running fails with the exit status or signal named, the tests not yet run are
 listed as not run, and the exit status is non-zero.
+
+Nor can the command end without its child: SIGTERM and SIGHUP stop the child the
+way Ctrl-C does (it reports, the command prints the summary and exits with 128 +
+the signal), a second stop signal kills it, and if the command itself is killed
+outright the child gets SIGKILL from the kernel (``PR_SET_PDEATHSIG``), so no
+pytest is left running graded code with nobody reading its verdict.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labtests.isolation.procs import dies_with
 from labtests.options import HarnessOptions
+from tools.termination import Terminated, describe, exit_status, stop_signals_as_interrupts
 from tools.test_run.display import Display
 from tools.test_run.events import ENV_EVENTS
 from tools.test_run.state import RunState
@@ -84,29 +93,39 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         events = Path(tmp) / "events.jsonl"
         events.touch()
         out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        with open(out_path, "wb") as out, open(err_path, "wb") as err, \
+                stop_signals_as_interrupts():
             proc = subprocess.Popen(
                 child_command(pytest_args), env={**os.environ, ENV_EVENTS: str(events)},
-                stdout=None if passthrough else out, stderr=None if passthrough else err)
-            returncode = _follow(proc, EventReader(events), state, display)
+                stdout=None if passthrough else out, stderr=None if passthrough else err,
+                preexec_fn=dies_with(os.getpid()))
+            returncode, stop = _follow(proc, EventReader(events), state, display)
         elapsed = time.monotonic() - start
         # pytest refused to start (a usage error, an internal error before the session):
         # its own message says why, and no test was running.
         refused = state.header is None and returncode in PYTEST_ERRORS
-        crashed = state.exitstatus is None and not refused
+        # Stopped by SIGTERM/SIGHUP: the child ended because it was told to, not by
+        # anything the Raft did, so no test is blamed for it.
+        terminated = isinstance(stop, Terminated)
+        crashed = state.exitstatus is None and not refused and not terminated
         if not passthrough:
             # pytest's own words matter when it could not run the tests (a usage or
             # internal error, a file that does not import); after a crash they hold
             # only its progress lines (the test's output died in its capture).
-            if (not crashed and returncode not in (0, 1, 5, 6)) or state.collect_errors:
+            if (not crashed and not terminated and returncode not in (0, 1, 5, 6)) \
+                    or state.collect_errors:
                 display.child_output("output of the test process",
                                      out_path.read_text(errors="replace"))
             display.child_output("stderr of the test process",
                                  err_path.read_text(errors="replace"))
     if crashed:
         display.ended_early(state, returncode)
+    if terminated:
+        display.stopped(state, describe(stop))
     if not refused and (crashed or not passthrough):
         display.summary(state, crashed, elapsed)
+    if terminated:
+        return exit_status(stop)
     if crashed:
         return EXIT_ENDED_EARLY if returncode in (0, EXIT_ENDED_EARLY) or returncode < 0 \
             else returncode
@@ -114,31 +133,38 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
 
 
 def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
-            display: Display) -> int:
+            display: Display) -> tuple[int, KeyboardInterrupt | None]:
     """Show events until the child has ended and every event it wrote was read.
 
-    A first Ctrl-C goes to the child as well (same terminal): pytest then stops
-    and reports; a second one kills the child.
+    Returns the child's exit status and the first interruption, if any.  A first
+    Ctrl-C reaches the child by itself (same terminal): pytest then stops and
+    reports.  A first SIGTERM or SIGHUP (:class:`~tools.termination.Terminated`)
+    was sent to the command only, so it is passed on to the child as SIGINT, with
+    the same effect.  A second interruption of either kind kills the child.
     """
     interrupts = 0
+    stop: KeyboardInterrupt | None = None
     while True:
         try:
-            returncode = proc.wait(timeout=POLL_S)
-        except subprocess.TimeoutExpired:
-            returncode = None
-        except KeyboardInterrupt:
-            interrupts += 1
-            if interrupts > 1:
-                proc.kill()
-            continue
-        for event in reader.read():
-            state.apply(event)
-            display.event(event, state)
-        if returncode is not None:
+            try:
+                returncode = proc.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                returncode = None
             for event in reader.read():
                 state.apply(event)
                 display.event(event, state)
-            return returncode
+            if returncode is not None:
+                for event in reader.read():
+                    state.apply(event)
+                    display.event(event, state)
+                return returncode, stop
+        except KeyboardInterrupt as exc:
+            interrupts += 1
+            stop = stop or exc
+            if interrupts > 1:
+                proc.kill()
+            elif isinstance(exc, Terminated) and proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
 
 
 def wants_pytest_output(extra: list[str]) -> bool:

@@ -19,26 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from labtests.isolation.procs import die_with_parent
+from labtests.isolation.procs import dies_with
 from labtests.overload import EXIT_INCONCLUSIVE
 from tools.stress.backends.base import BackendError, Job, RunOptions, RunResult, result_from_event
 from tools.stress.backends.pytest_runs import job_files, plugin_command, tail, write_jobs_file
-
-
-def _dies_with(parent: int) -> Callable[[], None]:
-    """What the pytest child runs before its exec: die when the command does.
-
-    pytest is in a session of its own (Ctrl-C must reach only the command, which
-    stops it in order), so nothing else would end it if the command were killed
-    outright (SIGKILL, the OOM killer); SIGTERM and SIGHUP are handled in the
-    command (:mod:`tools.stress.termination`).  The signal comes when the thread
-    that started pytest ends, and a backend's thread outlives its pytest.
-    """
-    def preexec() -> None:
-        die_with_parent()
-        if os.getppid() != parent:  # the command died before the line above
-            os._exit(1)
-    return preexec
 
 
 def fork_by_default() -> bool:
@@ -138,7 +122,7 @@ class XdistBackend:
                     self._proc = subprocess.Popen(
                         self.command(jobs_file, files), cwd=self.options.rootdir,
                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        start_new_session=True, preexec_fn=_dies_with(os.getpid()))
+                        start_new_session=True, preexec_fn=dies_with(os.getpid()))
                 self._follow(events, report)
             finally:
                 if out is not subprocess.DEVNULL:

@@ -1,10 +1,11 @@
-"""SIGTERM and SIGHUP end ``raftlab stress`` and ``raftlab grade`` the way Ctrl-C does.
+"""SIGTERM and SIGHUP end ``raftlab test``, ``stress`` and ``grade`` the way Ctrl-C does.
 
-Why: the runs' pytest is started in a session of its own (so that a Ctrl-C in the
-terminal reaches only the command, which then stops the runs in order), so the
-default action of SIGTERM (``kill``, a batch system's time limit, systemd) or SIGHUP
-(the terminal closed) would end the command at once and orphan that session: pytest
-and its workers kept running, and no summary was written.  Inside
+Why: the command's pytest runs in a child process (for stress and grade in a
+session of its own, so that a Ctrl-C in the terminal reaches only the command,
+which then stops the runs in order), so the default action of SIGTERM (``kill``, a
+batch system's time limit, systemd) or SIGHUP (the terminal closed) would end the
+command at once and orphan its child: pytest and its workers kept running, and no
+summary was written.  Inside
 :func:`stop_signals_as_interrupts` both signals raise :class:`Terminated`, a
 :class:`KeyboardInterrupt`, so every path that handles Ctrl-C (cancel the backend,
 drain results, write the partial table) handles them too; the exit status then says

@@ -1,0 +1,111 @@
+"""A stop signal or a kill of ``raftlab test`` never leaves its pytest child running.
+
+Found by running ``raftlab test --sim --race`` in the background and ending it with
+``kill``: the command died and its pytest child, re-parented to init, kept running the
+graded suite for half an hour with nobody reading its verdicts.  Now SIGTERM and
+SIGHUP stop the child the way Ctrl-C does (the command prints what was stopped and
+exits with 128 + the signal), and SIGKILL of the command takes the child with it
+(``PR_SET_PDEATHSIG``).
+
+Each test starts ``raftlab test 2A`` in real time in a session of its own, waits for
+the first test's line (the child is then running graded code), signals the command,
+and reads /proc: no live process may remain in that session.  Load-proof: the signal
+goes out once a test has started, and the three 2A tests take over 10 s even on an
+idle machine; a loaded machine only makes them longer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.session_procs import in_sessions
+
+REPO = Path(__file__).resolve().parents[1]
+FIRST_LINE_S = 300  # start-up only: importing and collecting on a loaded machine
+
+
+def _raftlab_test(tmp_path: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "test", "2A", "--seed", "5"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+
+
+def _wait_for_first_test(proc: subprocess.Popen[str]) -> str:
+    """Read the command's output until the first graded test has started."""
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + FIRST_LINE_S
+    while "Test (2A)" not in seen:
+        assert time.monotonic() < deadline, f"no test started in {FIRST_LINE_S} s:\n{seen}"
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            assert line, f"the command ended before a test started:\n{seen}"
+            seen += line
+    return seen
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _gone_within(session: int, seconds: float) -> dict[int, str]:
+    deadline = time.monotonic() + seconds
+    while in_sessions({session}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return in_sessions({session})
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig):
+    proc = _raftlab_test(tmp_path)
+    try:
+        head = _wait_for_first_test(proc)
+        assert _children(proc.pid), "raftlab test should run pytest in a child process"
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = head + rest
+    name = signal.Signals(sig).name
+    assert proc.returncode == 128 + sig, text[-3000:]
+    assert f"raftlab: terminated by {name}: the test process was stopped" in text, text[-3000:]
+    # The line names the test it stopped and the tests not run (the output shows a
+    # test's line once it has ended, so the stop came during the second or third
+    # test); nothing is blamed on the Raft.
+    stop_line = next(ln for ln in text.splitlines() if "the test process was stopped" in ln)
+    assert re.search(r"stopped during test_\w+_2a", stop_line), stop_line
+    assert "test_many_elections_2a" in stop_line, stop_line
+    assert "the test process ended with" not in text, text[-3000:]
+    assert _gone_within(proc.pid, 5) == {}, text[-3000:]
+
+
+def test_killing_the_command_outright_takes_its_test_process_with_it(tmp_path):
+    proc = _raftlab_test(tmp_path)
+    try:
+        _wait_for_first_test(proc)
+        assert _children(proc.pid), "raftlab test should run pytest in a child process"
+        proc.kill()  # SIGKILL: no handler runs; only the kernel can end the child now
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = _gone_within(proc.pid, 10)  # the session is the command's pid
+    for pid in left:  # do not leave a stray to the tests after this one
+        os.kill(pid, signal.SIGKILL)
+    assert left == {}, f"the test process outlived the command: {left}"
