@@ -131,10 +131,13 @@ class Raft:
     def _loop(self) -> None:
         next_beat = 0.0
         while True:
-            now = time.monotonic()
-            wait = max(0.0, min(self.deadline, next_beat if self.role == "leader" else 1e18) - now)
+            # Sleep until the next message or this role's own deadline, nothing else: a
+            # leader's election deadline is stale (it does not campaign), and waiting on
+            # it made the leader's loop spin; state only changes on a message or a timer,
+            # so no periodic poll is needed either.
+            due = next_beat if self.role == "leader" else self.deadline
             try:
-                kind, arg, answer = self.inbox.get(timeout=min(wait, 0.05))
+                kind, arg, answer = self.inbox.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
                 kind = None
             if kind == "kill":
