@@ -9,6 +9,10 @@ descendants made.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -48,3 +52,23 @@ def descendants(root: int) -> set[int]:
 def sessions_of(root: int) -> set[int]:
     """The session of ``root`` (when it leads one) and of every live descendant."""
     return {root} | {st[2] for pid in descendants(root) if (st := stat(pid)) is not None}
+
+
+def left_after(sessions: set[int], seconds: float) -> dict[int, str]:
+    """What is still alive in ``sessions`` after up to ``seconds`` (a killed process may
+    still be on its way out): pid -> state, empty when all are gone."""
+    deadline = time.monotonic() + seconds
+    while in_sessions(sessions) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return in_sessions(sessions)
+
+
+@contextmanager
+def killed_on_exit(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Never leave the command under test running past its test, whatever failed."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

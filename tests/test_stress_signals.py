@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.session_procs import in_sessions, sessions_of
+from tests.session_procs import killed_on_exit, left_after, sessions_of
 from tools.termination import (
     EXIT_CTRL_C,
     Terminated,
@@ -60,24 +60,17 @@ def _wait_first_result(proc: subprocess.Popen[str], results: Path) -> None:
 def test_a_stop_signal_ends_stress_like_ctrl_c_and_leaves_no_process(tmp_path, sig):
     out = tmp_path / "out"
     results = out / "results.jsonl"
-    proc = _stress(out)
-    try:
+    with killed_on_exit(_stress(out)) as proc:
         _wait_first_result(proc, results)
         # The command's session, and every session its children made (pytest's own).
         sessions = sessions_of(proc.pid)
         assert len(sessions) >= 2, "the runs' pytest should be in a session of its own"
         proc.send_signal(sig)
         text, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     name = signal.Signals(sig).name
     assert proc.returncode == 128 + sig, text[-3000:]
-    deadline = time.monotonic() + 5  # a killed worker may still be on its way out
-    while in_sessions(sessions) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert in_sessions(sessions) == {}, f"left behind: {in_sessions(sessions)}\n{text[-3000:]}"
+    left = left_after(sessions, 5)
+    assert left == {}, f"left behind: {left}\n{text[-3000:]}"
     assert f"terminated by {name}: stopping runs" in text
     assert f"INTERRUPTED (terminated by {name}) after" in text
     rows = [json.loads(line) for line in results.read_text().splitlines()]  # each line parses
@@ -92,22 +85,15 @@ def test_a_killed_stress_takes_its_pytest_and_workers_with_it(tmp_path):
     """SIGKILL leaves no handler to run: pytest dies with the command (PR_SET_PDEATHSIG,
     set before its exec), and its forked workers with pytest."""
     out = tmp_path / "out"
-    proc = _stress(out)
-    try:
+    with killed_on_exit(_stress(out)) as proc:
         _wait_first_result(proc, out / "results.jsonl")
         sessions = sessions_of(proc.pid)
         assert len(sessions) >= 2, "the runs' pytest should be in a session of its own"
         proc.kill()
         proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    deadline = time.monotonic() + 10
-    while in_sessions(sessions) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert in_sessions(sessions) == {}, f"left behind: {in_sessions(sessions)}"
+    left = left_after(sessions, 10)
+    assert left == {}, f"left behind: {left}"
 
 
 def test_the_handlers_raise_terminated_and_are_restored():

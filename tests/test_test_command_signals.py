@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.session_procs import in_sessions
+from tests.session_procs import killed_on_exit, left_after
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_LINE_S = 300  # start-up only: importing and collecting on a loaded machine
@@ -61,25 +61,13 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-def _gone_within(session: int, seconds: float) -> dict[int, str]:
-    deadline = time.monotonic() + seconds
-    while in_sessions({session}) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return in_sessions({session})
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig):
-    proc = _raftlab_test(tmp_path)
-    try:
+    with killed_on_exit(_raftlab_test(tmp_path)) as proc:
         head = _wait_for_first_test(proc)
         assert _children(proc.pid), "raftlab test should run pytest in a child process"
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = head + rest
     name = signal.Signals(sig).name
     assert proc.returncode == 128 + sig, text[-3000:]
@@ -91,21 +79,16 @@ def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig):
     assert re.search(r"stopped during test_\w+_2a", stop_line), stop_line
     assert "test_many_elections_2a" in stop_line, stop_line
     assert "the test process ended with" not in text, text[-3000:]
-    assert _gone_within(proc.pid, 5) == {}, text[-3000:]
+    assert left_after({proc.pid}, 5) == {}, text[-3000:]
 
 
 def test_killing_the_command_outright_takes_its_test_process_with_it(tmp_path):
-    proc = _raftlab_test(tmp_path)
-    try:
+    with killed_on_exit(_raftlab_test(tmp_path)) as proc:
         _wait_for_first_test(proc)
         assert _children(proc.pid), "raftlab test should run pytest in a child process"
         proc.kill()  # SIGKILL: no handler runs; only the kernel can end the child now
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    left = _gone_within(proc.pid, 10)  # the session is the command's pid
+    left = left_after({proc.pid}, 10)  # the session is the command's pid
     for pid in left:  # do not leave a stray to the tests after this one
         os.kill(pid, signal.SIGKILL)
     assert left == {}, f"the test process outlived the command: {left}"
