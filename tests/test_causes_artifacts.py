@@ -122,6 +122,13 @@ def _wait_failed(ctx: TestContext) -> None:
         time.sleep(0.01)
 
 
+def _wait_applied(cfg, server: int, index: int) -> None:
+    deadline = time.monotonic() + 10
+    while cfg.last_applied[server] < index:
+        assert time.monotonic() < deadline, f"server {server} never applied index {index}"
+        time.sleep(0.001)
+
+
 def _put(rf, index: int) -> None:
     assert rf.apply_ch.put(ApplyMsg(command_valid=True, command=100 + index,
                                     command_index=index))
@@ -137,6 +144,9 @@ def test_late_apply_of_a_crashed_instance_after_restart_names_the_artifact(scrip
         cfg.start1(0, cfg.applier_snap)  # crash and restart server 0
         new = cfg.rafts[0]
         _put(new, 1)  # the new instance starts over (nothing was persisted)
+        # put() returns once the tester's reader has the message, which may be before
+        # it has applied it: wait, so that the late apply below meets "expected 2".
+        _wait_applied(cfg, 0, 1)
         _put(old, 3)  # ... and the crashed one delivers one more, in its own order
         _wait_failed(ctx)
         message = ctx.failures.first_message()
