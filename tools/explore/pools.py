@@ -67,6 +67,7 @@ class LocalPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(cancel_futures=True)
+        hashseed.stop_resource_tracker()
 
 
 class DaskPool:
