@@ -33,12 +33,16 @@ REPO = Path(__file__).resolve().parents[1]
 FIRST_LINE_S = 300  # start-up only: importing and collecting on a loaded machine
 
 
-def _raftlab_test(tmp_path: Path) -> subprocess.Popen[str]:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's background job starts
+
+
+def _raftlab_test(tmp_path: Path, *, background: bool = False) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     return subprocess.Popen(
         [sys.executable, "-m", "tools.cli", "test", "2A", "--seed", "5"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_ignore_sigint if background else None)
 
 
 def _wait_for_first_test(proc: subprocess.Popen[str]) -> str:
@@ -61,9 +65,13 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig):
-    with killed_on_exit(_raftlab_test(tmp_path)) as proc:
+@pytest.mark.parametrize(("sig", "background"), [
+    (signal.SIGTERM, False), (signal.SIGHUP, False),
+    # `raftlab test ... &` in a script, then `kill`: the command starts with SIGINT
+    # ignored, and its child must still hear the SIGINT it is stopped with.
+    (signal.SIGTERM, True)], ids=["SIGTERM", "SIGHUP", "SIGTERM-background-job"])
+def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, background):
+    with killed_on_exit(_raftlab_test(tmp_path, background=background)) as proc:
         head = _wait_for_first_test(proc)
         assert _children(proc.pid), "raftlab test should run pytest in a child process"
         proc.send_signal(sig)

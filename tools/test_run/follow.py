@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
             proc = subprocess.Popen(
                 child_command(pytest_args), env={**os.environ, ENV_EVENTS: str(events)},
                 stdout=None if passthrough else out, stderr=None if passthrough else err,
-                preexec_fn=dies_with(os.getpid()))
+                preexec_fn=_child_setup(os.getpid()))
             returncode, stop = _follow(proc, EventReader(events), state, display)
         elapsed = time.monotonic() - start
         # pytest refused to start (a usage error, an internal error before the session):
@@ -130,6 +131,21 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         return EXIT_ENDED_EARLY if returncode in (0, EXIT_ENDED_EARLY) or returncode < 0 \
             else returncode
     return returncode
+
+
+def _child_setup(parent: int) -> Callable[[], None]:
+    """What the child runs before pytest: die with the command, and hear SIGINT.
+
+    SIGINT is how the command stops it; a command started with SIGINT ignored (a
+    background job of a script: ``raftlab test ... &``, then ``kill``) would pass the
+    ignoring on, and the child would run the whole suite to its end.
+    """
+    die = dies_with(parent)
+
+    def setup() -> None:
+        die()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return setup
 
 
 def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
