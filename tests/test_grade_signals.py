@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.session_procs import in_sessions, sessions_of
+from tests.session_procs import killed_on_exit, left_after, sessions_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_a_stop_signal_ends_grade_like_ctrl_c_and_leaves_no_process(tmp_path, si
              "--sim", "-p", "2", "-o", str(tmp_path / "report"), "--seed", "5"],
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with killed_on_exit(proc):
         deadline = time.monotonic() + 300  # start-up only: generous for a loaded machine
         while " seed " not in log.read_text():
             assert proc.poll() is None, log.read_text()
@@ -45,15 +45,9 @@ def test_a_stop_signal_ends_grade_like_ctrl_c_and_leaves_no_process(tmp_path, si
         assert len(sessions) >= 2, "the runs should be in a session of their own"
         proc.send_signal(sig)
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     text = log.read_text()
     name = signal.Signals(sig).name
     assert proc.returncode == 128 + sig, text[-3000:]
     assert f"raftlab grade: terminated by {name}; the running tests were stopped" in text
-    deadline = time.monotonic() + 30  # the supervisor may still be sweeping its run
-    while in_sessions(sessions) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert in_sessions(sessions) == {}, f"left behind: {in_sessions(sessions)}\n{text[-3000:]}"
+    left = left_after(sessions, 30)  # the supervisor may still be sweeping its run
+    assert left == {}, f"left behind: {left}\n{text[-3000:]}"
