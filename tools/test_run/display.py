@@ -117,19 +117,15 @@ class Display:
                       "finished (between tests)", "red")
         missing = state.not_run()
         if missing:
-            names = ", ".join(short_name(n) for n in missing[:10])
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            self.line(f"not run (the test process had ended): {names}{more}", "yellow")
+            self.line(f"not run (the test process had ended): {_names(missing)}", "yellow")
 
     def stopped(self, state: RunState, how: str) -> None:
         """The command was stopped (SIGTERM, SIGHUP): say so, during which test, and
         which tests did not run.  No test is failed for it: the Raft did nothing."""
         running = ", ".join(short_name(t.nodeid) for t in state.running())
         missing = state.not_run()
-        names = ", ".join(short_name(n) for n in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         during = f" during {running}" if running else ""
-        rest = f"; not run: {names}{more}" if missing else ""
+        rest = f"; not run: {_names(missing)}" if missing else ""
         self.line(f"raftlab: {how}: the test process was stopped{during}{rest}", "yellow")
 
     def child_output(self, title: str, text: str) -> None:
@@ -151,6 +147,12 @@ class Display:
             parts.append(f"{state.collect_errors} collection errors")
         colour = "green" if failed == 0 and not not_run and not crashed else "red"
         self.line(f"{', '.join(parts)} in {elapsed_s:.1f}s", colour)
+
+
+def _names(nodeids: list[str], shown: int = 10) -> str:
+    """The first ``shown`` tests by short name, and how many more there are."""
+    more = f" and {len(nodeids) - shown} more" if len(nodeids) > shown else ""
+    return ", ".join(short_name(n) for n in nodeids[:shown]) + more
 
 
 def _crash_reason(t: TestState, how: str) -> str:
