@@ -10,6 +10,7 @@ import time
 import pytest
 
 from labrpc import ClientEnd, CodecError, Network, Server, Service, UnknownMethodError
+from tests.fd_support import open_fds, opened_since
 
 
 @dataclasses.dataclass
@@ -634,13 +635,9 @@ def test_a_route_dead_before_delivery_still_runs_and_counts_the_handler():
         net.cleanup()
 
 
-def _open_fds() -> int:
-    return len(__import__("os").listdir("/proc/self/fd"))
-
-
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/fd"), reason="needs /proc")
 def test_cleanup_closes_every_pipe_of_the_network():
-    before = _open_fds()
+    before = open_fds()
     net = Network(random.Random(9))
     junk, _ = _serve(net, "s")
     ends = [_end(net, f"e{i}", "s") for i in range(8)]
@@ -651,12 +648,12 @@ def test_cleanup_closes_every_pipe_of_the_network():
     for t in threads:
         t.join(10)
     assert len(junk.log2) == 400
-    assert _open_fds() > before  # pipes in use: the handler pool's and the callers'
+    assert opened_since(before)  # pipes in use: the handler pool's and the callers'
     net.cleanup()
     deadline = time.monotonic() + 2
-    while _open_fds() > before and time.monotonic() < deadline:
+    while opened_since(before) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _open_fds() == before, "cleanup left pipes open"
+    assert opened_since(before) == set(), "cleanup left pipes open"
 
 
 def test_under_patched_threading_the_network_hands_off_through_threading(monkeypatch):
@@ -882,7 +879,7 @@ def test_pipes_given_back_while_the_stock_closes_are_all_closed():
     """PipeStock has no lock: a give racing close() must still close every pipe."""
     from labrpc.wake import PipeStock
 
-    before = _open_fds()
+    before = open_fds()
     for _ in range(20):
         stock = PipeStock()
         taken = [stock.take() for _ in range(40)]
@@ -901,7 +898,7 @@ def test_pipes_given_back_while_the_stock_closes_are_all_closed():
         for g in givers:
             g.join(10)
         assert stock._free == []
-    assert _open_fds() == before, "a pipe given back during close() stayed open"
+    assert opened_since(before) == set(), "a pipe given back during close() stayed open"
 
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/fd"), reason="needs /proc")
@@ -910,7 +907,7 @@ def test_the_pool_runs_every_accepted_task_while_it_closes_and_leaves_nothing():
     run every task they were promised exactly once, and no thread or pipe may stay."""
     from labrpc.pool import ThreadPool
 
-    before = _open_fds()
+    before = open_fds()
     for round_ in range(15):
         name = f"test-s5-pool-close-{round_}"
         pool = ThreadPool(name)
@@ -943,4 +940,4 @@ def test_the_pool_runs_every_accepted_task_while_it_closes_and_leaves_nothing():
         assert not [t.name for t in threading.enumerate() if t.name.startswith(name)]
         assert sorted(ran) == sorted(accepted), "an accepted task did not run exactly once"
         assert not pool.submit(lambda: None)
-    assert _open_fds() == before, "a closed pool left its pipe open"
+    assert opened_since(before) == set(), "a closed pool left its pipe open"

@@ -16,6 +16,7 @@ import pytest
 from labrpc import Network
 from labrpc.pool import ThreadPool
 from labrpc.wake import PipeStock, Rendezvous
+from tests.fd_support import open_fds, opened_since
 
 
 def _pool_threads(prefix: str) -> list[threading.Thread]:
@@ -108,26 +109,23 @@ def test_the_network_runs_its_handlers_on_the_shared_pool():
     assert not net._pool.submit(lambda: None)  # cleanup closed it
 
 
-def _fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs /proc")
 def test_the_pools_pipe_is_closed_by_the_last_thread_to_exit():
-    before = _fds()
+    before = open_fds()
     pool = ThreadPool("test-pool-fds")
     gate = threading.Event()
     for _ in range(3):
         pool.submit(lambda: gate.wait(5))
-    assert pool._pipe is not None and _fds() == before + 2  # one pipe, whatever the threads
+    # one pipe, whatever the threads
+    assert pool._pipe is not None and len(opened_since(before)) == 2
     pool.close()
     assert pool._pipe is not None, "closed while threads may still read it"
     gate.set()
     assert _wait_gone("test-pool-fds") == []
-    assert pool._pipe is None and _fds() == before
+    assert pool._pipe is None and opened_since(before) == set()
     unused = ThreadPool("test-pool-unused")
     unused.close()  # never started a thread: no pipe was ever made
-    assert unused._pipe is None and _fds() == before
+    assert unused._pipe is None and opened_since(before) == set()
 
 
 def test_many_tasks_handed_to_idle_threads_all_run_once():
