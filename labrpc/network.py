@@ -92,6 +92,7 @@ import random
 import sys
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -148,6 +149,59 @@ def signature_problem(function: Callable[..., Any]) -> str | None:
     return f"takes {signature.replace(parameters=params, return_annotation=signature.empty)}"
 
 
+# class -> (fingerprint, handler names, skipped methods with their reasons).  Reading
+# signatures (``inspect.signature``, eight public methods of a Raft) cost 0.3 ms per
+# Service, and the harness makes one per peer start: 13 per 2A test, the same class
+# every time.  Weak keys: a class defined inside a test is dropped with it.
+_TABLES: weakref.WeakKeyDictionary[type, tuple[tuple[Any, ...], tuple[str, ...],
+                                              dict[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(cls: type) -> tuple[Any, ...]:
+    """Everything the handler table of ``cls`` is derived from, compared by identity.
+
+    The attribute names and values of every class in the MRO (``object`` aside):
+    assigning, replacing or deleting a method on the class or a base changes it,
+    so a class patched after its first Service gets its table made again.
+    """
+    return tuple(item for klass in cls.__mro__[:-1] for item in klass.__dict__.items())
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and x[1] is y[1] for x, y in zip(a, b, strict=True))
+
+
+def _handler_table(cls: type) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The public handler names of ``cls`` and its skipped methods, made once per class."""
+    if type(cls) is not type:  # a metaclass may change what dir() lists: no cache
+        return _make_table(cls)
+    fingerprint = _fingerprint(cls)
+    cached = _TABLES.get(cls)
+    if cached is not None and _same(cached[0], fingerprint):
+        return cached[1], cached[2]
+    names, skipped = _make_table(cls)
+    _TABLES[cls] = (fingerprint, names, skipped)
+    return names, skipped
+
+
+def _make_table(cls: type) -> tuple[tuple[str, ...], dict[str, str]]:
+    names: list[str] = []
+    skipped: dict[str, str] = {}
+    for attr in dir(cls):
+        if attr.startswith("_"):
+            continue
+        static = inspect.getattr_static(cls, attr)
+        if not inspect.isfunction(static):
+            continue
+        problem = signature_problem(static)
+        if problem is None:
+            names.append(attr)
+        else:
+            skipped[attr] = problem
+    return tuple(names), skipped
+
+
 def _folded(name: str) -> str:
     return name.replace("_", "").lower()
 
@@ -164,19 +218,11 @@ class Service:
 
     def __init__(self, receiver: object, name: str | None = None) -> None:
         self.name = name if name is not None else type(receiver).__name__
-        self._methods: dict[str, Callable[[Any], Any]] = {}
-        self._skipped: dict[str, str] = {}
-        for attr in dir(type(receiver)):
-            if attr.startswith("_"):
-                continue
-            static = inspect.getattr_static(type(receiver), attr)
-            if not inspect.isfunction(static):
-                continue
-            problem = signature_problem(static)
-            if problem is None:
-                self._methods[attr] = getattr(receiver, attr)
-            else:
-                self._skipped[attr] = problem
+        names, skipped = _handler_table(type(receiver))
+        self._methods: dict[str, Callable[[Any], Any]] = {
+            attr: getattr(receiver, attr) for attr in names
+        }
+        self._skipped: dict[str, str] = dict(skipped)
 
     raw = False  # handlers take and return objects; RawService's take and return bytes
 

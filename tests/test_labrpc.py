@@ -474,6 +474,47 @@ def test_method_skipped_for_its_signature_says_why(net):
     assert "service 'Raft' has append_entries" in message
 
 
+def test_handler_table_is_read_once_per_class_and_again_after_a_patch(monkeypatch):
+    """The signatures of a class are read for its first Service only (a harness makes one
+    per peer start), but a method replaced, added or deleted afterwards is seen: a cached
+    table must never hand out a handler the class no longer has, or hide a new one."""
+    import labrpc.network as network
+
+    class Peer:
+        def request_vote(self, args):  # noqa: ANN001
+            return {"vote": args}
+
+        def tick(self):
+            pass
+
+    calls: list[str] = []
+    real = network.signature_problem
+    monkeypatch.setattr(network, "signature_problem",
+                        lambda fn: calls.append(fn.__name__) or real(fn))
+    first, second = Service(Peer()), Service(Peer())
+    assert calls == ["request_vote", "tick"]  # the second Service read nothing
+    assert first.method_names() == second.method_names() == ["request_vote"]
+    assert second.skipped() == {"tick": "takes no parameters"}
+
+    def tick(self, args, reply):  # noqa: ANN001 - Go style: left out, with the reason
+        return None
+
+    Peer.tick = tick
+    Peer.append_entries = lambda self, args: {"ok": args}
+    del Peer.request_vote
+    patched = Service(Peer())
+    assert patched.method_names() == ["append_entries"]
+    assert patched.skipped() == {"tick": "takes 2 parameters"}
+    assert first.method_names() == ["request_vote"]  # a Service made before keeps its own
+
+    class Child(Peer):  # a subclass has its own table, and a patched base reaches it
+        pass
+
+    assert Service(Child()).method_names() == ["append_entries"]
+    Peer.request_vote = lambda self, args: args
+    assert Service(Child()).method_names() == ["append_entries", "request_vote"]
+
+
 def test_unknown_method_suggests_the_snake_case_name(net):
     _serve(net, "s")
     end = _end(net, "e", "s")
