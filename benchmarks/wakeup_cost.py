@@ -5,7 +5,10 @@ heartbeat, take one timer-lag sample), so the wake-up itself -- the kernel timer
 the futex, the context switch, taking the GIL back, running cold code -- is most
 of their CPU.  This prints the thread CPU (``time.thread_time``) per wake-up of
 ``time.sleep``, ``Lock.acquire(timeout=)`` and ``Event.wait``, and of the harness's
-own timer-lag probe (a job of :mod:`labtests.ticker`), all at the probe's interval.
+own timer-lag probe (a job of :mod:`labtests.ticker`), all at the probe's interval,
+and of labrpc's timer thread (:mod:`labrpc.timer`) waiting on a ``Condition`` (as
+before session 6, and still when ``threading`` is patched) or on a held lock (real
+time since session 6), one callback due every interval.
 
 Usage::
 
@@ -61,6 +64,33 @@ def probe_us(interval: float, n: int) -> float:
     return 1e6 * cpu["h"] / max(1, ticks)
 
 
+def timer_us(interval: float, n: int, condition: bool) -> float:
+    """Thread CPU per callback of labrpc's timer thread, callbacks ``interval`` apart."""
+    from labrpc.timer import Timer
+
+    timer = Timer("bench-timer")
+    if condition:
+        timer._cond = threading.Condition(threading.Lock())
+    cpu: dict[str, float] = {}
+    done = threading.Event()
+    run = Timer._run
+
+    def timed(self):  # noqa: ANN001, ANN202 - wraps Timer._run on this timer only
+        t0 = time.thread_time()
+        try:
+            run(self)
+        finally:
+            cpu["t"] = time.thread_time() - t0
+
+    timer._run = timed.__get__(timer)  # type: ignore[method-assign]
+    for k in range(1, n + 1):
+        timer.after(k * interval, "bench", (lambda _r: done.set()) if k == n else (lambda _r: None))
+    done.wait(n * interval + 10)
+    timer.close()
+    timer._thread.join(5)
+    return 1e6 * cpu["t"] / n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--interval", type=float, default=0.05)
@@ -75,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.n)),
         ("Event.wait(timeout)", per_wakeup_us(lambda: event.wait(args.interval), args.n)),
         ("timer-lag probe tick", probe_us(args.interval, args.n)),
+        ("labrpc timer, Condition", timer_us(args.interval, args.n, condition=True)),
+        ("labrpc timer, held lock", timer_us(args.interval, args.n, condition=False)),
     ]
     for name, us in rows:
         print(f"{name:<24} {us:7.1f} us of CPU per wake-up (every {args.interval * 1000:g} ms)")

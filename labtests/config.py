@@ -342,9 +342,6 @@ class Config:
 
     # -- connectivity (docs/harness.md, Connectivity) ------------------------------------
 
-    def _enable(self, name: str, on: bool) -> None:
-        self.net.enable(name, on)
-
     def connect(self, i: int) -> None:
         """Attach server i to the connected group."""
         self._check()
@@ -352,14 +349,16 @@ class Config:
         self.timeline.add("connect", i)
         with self.mu:
             self.connected[i] = True
+            names = []  # switched in one network call (labrpc's enable_many)
             # outgoing ClientEnds
             for j in range(self.n):
                 if self.connected[j] and self.endnames[i] is not None:
-                    self._enable(self.endnames[i][j], True)
+                    names.append(self.endnames[i][j])
             # incoming ClientEnds
             for j in range(self.n):
                 if self.connected[j] and self.endnames[j] is not None:
-                    self._enable(self.endnames[j][i], True)
+                    names.append(self.endnames[j][i])
+            self.net.enable_many(names, True)
 
     def disconnect(self, i: int) -> None:
         """Detach server i from everyone, itself included."""
@@ -369,12 +368,14 @@ class Config:
             self.timeline.add("disconnect", i)
         with self.mu:
             self.connected[i] = False
+            names = []
             if self.endnames[i] is not None:
                 for j in range(self.n):
-                    self._enable(self.endnames[i][j], False)
+                    names.append(self.endnames[i][j])
             for j in range(self.n):
                 if self.endnames[j] is not None:
-                    self._enable(self.endnames[j][i], False)
+                    names.append(self.endnames[j][i])
+            self.net.enable_many(names, False)
 
     # -- statistics and network modes (docs/harness.md, Network modes and counts) --------
 

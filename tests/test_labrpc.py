@@ -515,6 +515,46 @@ def test_handler_table_is_read_once_per_class_and_again_after_a_patch(monkeypatc
     assert Service(Child()).method_names() == ["append_entries", "request_vote"]
 
 
+def test_enable_many_is_enable_per_name_and_wakes_only_the_calls_it_kills(net):
+    """connect/disconnect switch many ends in one network call: the routes end up as with
+    one enable() per name, a disable ends the waits of calls on those ends at once (not
+    the others'), and an unknown name raises KeyError after switching the names before it."""
+    junk, _server = _serve(net, "s")
+    ends = {name: _end(net, name, "s", enabled=False) for name in ("a", "b", "c")}
+    net.enable_many(["a", "b"], True)
+    assert ends["a"].call("JunkServer.handler2", 1) == "handler2-1"
+    assert ends["b"].call("JunkServer.handler2", 2) == "handler2-2"
+    t0 = time.monotonic()
+    assert ends["c"].call("JunkServer.handler2", 3) is None  # still disabled
+    assert time.monotonic() - t0 < 1.0  # unreachable: fails after U[0, 99] ms
+    outcomes: dict[str, list[object]] = {"a": [], "b": []}
+    callers = [threading.Thread(target=lambda n=n: outcomes[n].append(
+        ends[n].call("JunkServer.handler3", 7)), name=f"caller-{n}") for n in ("a", "b")]
+    try:
+        for t in callers:
+            t.start()
+        deadline = time.monotonic() + 5.0
+        while net.get_count("s") < 4 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert net.get_count("s") == 4, "both handler3 calls delivered"
+        t0 = time.monotonic()
+        net.enable_many(["a"], False)
+        callers[0].join(2.0)
+        assert outcomes["a"] == [None] and time.monotonic() - t0 < 1.0, \
+            "a disabled end's waiting call fails at once"
+        time.sleep(0.1)
+        assert callers[1].is_alive() and outcomes["b"] == [], "b's call was not on a killed end"
+        with pytest.raises(KeyError, match="no end named 'nope'"):
+            net.enable_many(["b", "nope", "c"], False)
+        callers[1].join(2.0)
+        assert outcomes["b"] == [None], "b was switched off before the unknown name"
+        assert ends["c"].call("JunkServer.handler2", 4) is None  # c, after it, untouched
+    finally:
+        junk.release_handler3.set()
+        for t in callers:
+            t.join(5.0)
+
+
 def test_unknown_method_suggests_the_snake_case_name(net):
     _serve(net, "s")
     end = _end(net, "e", "s")

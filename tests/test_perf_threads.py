@@ -172,6 +172,30 @@ def test_timer_runs_callbacks_in_deadline_order():
     assert order == [1, 2, 0]
 
 
+def test_timer_wakes_for_a_new_earliest_deadline_and_never_fires_early():
+    """In real time the timer thread waits on a held lock, not a Condition: a deadline
+    earlier than the one it waits for must still wake it, no callback may run before its
+    time, and a notify with nobody waiting (the first after()) must not lose one."""
+    timer = Timer("test-timer")
+    fired: dict[str, float] = {}
+    done = threading.Event()
+    t0 = time.monotonic()
+    due = {"late": 2.0, "early": 0.1, "middle": 0.3}
+    timer.after(due["late"], "k", lambda _r: (fired.setdefault("late", time.monotonic()),
+                                              done.set()))
+    time.sleep(0.05)  # the thread now waits for the 2 s deadline
+    for name in ("early", "middle"):
+        timer.after(due[name] - (time.monotonic() - t0), "k",
+                    lambda _r, name=name: fired.setdefault(name, time.monotonic()))
+    assert done.wait(5.0)
+    timer.close()
+    assert list(fired) == ["early", "middle", "late"]
+    for name, at in fired.items():
+        assert at - t0 >= due[name] - 0.002, f"{name} fired early"
+    assert fired["early"] - t0 < 1.0, "the earlier deadline woke the waiting thread"
+    assert type(timer._cond).__name__ == "_Wakeup"  # the real-time path was the one tested
+
+
 @pytest.mark.timeout(60)
 def test_reference_raft_keeps_few_threads_while_peers_are_disconnected():
     """5 peers, 2 disconnected for 3 s: before call_async, ~100 RPC threads slept at once."""
