@@ -9,8 +9,10 @@ replay in a fresh process with another ``PYTHONHASHSEED`` shows the same debug l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -112,3 +114,27 @@ def test_with_hash_seed_keeps_one_json_document():
     for bad in (True, -1, 2**32, 1.5):
         with pytest.raises(ValueError):
             hashseed.recorded({"hash_seed": bad})
+
+
+def test_a_replay_through_a_spawned_process_leaves_no_process_behind(finding, tmp_path):
+    """The spawn brings multiprocessing's resource tracker along; the replay must end it.
+
+    Without that the tracker outlived ``raftlab explore --replay`` for a moment (it ends
+    only once it reads EOF from the exited command): the README's Exploring test found it
+    alive in the command's process group under load.
+    """
+    from tests.readme_commands import group_members
+
+    path, _ = finding
+    env = dict(os.environ, PYTHONHASHSEED="1")  # not the recorded seed: the spawned path
+    proc = subprocess.Popen([sys.executable, "-m", "tools.explore", "--replay", str(path),
+                             "--impl", TOY, "--log", str(tmp_path / "replay.log")],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1 and "[exit]" in err, err
+        assert group_members(proc.pid) == [], "the replay left a process of its group running"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

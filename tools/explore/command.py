@@ -39,7 +39,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, NoReturn
 
@@ -183,7 +183,7 @@ def _replay_run(schedule: Schedule, args: argparse.Namespace) -> Any:
     if hashseed.current() == args.hash_seed:
         return run_guarded(schedule, args.implementation, timeout=args.run_timeout,
                            debug=True, race=args.race, timeline=bool(args.timeline))
-    with ProcessPoolExecutor(1, mp_context=hashseed.pinned_context(args.hash_seed)) as pool:
+    with hashseed.pinned_executor(1, args.hash_seed) as pool:
         return pool.submit(_guarded_replay, schedule.to_json(), args.impl, args.run_timeout,
                            args.race, bool(args.timeline)).result()
 

@@ -20,11 +20,14 @@ that start (:func:`pinned_context`); each run is then forked from a worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing.context as mp_context
 import os
 import sys
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 HASH_SEED = 0  # PYTHONHASHSEED of every run explore makes
@@ -69,6 +72,22 @@ def pinned_context(seed: int = HASH_SEED) -> mp_context.SpawnContext:
     """A multiprocessing context (for ``ProcessPoolExecutor(mp_context=...)``) whose
     processes start with ``PYTHONHASHSEED=seed``."""
     return _PinnedContext(seed)
+
+
+@contextlib.contextmanager
+def pinned_executor(workers: int, seed: int = HASH_SEED) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` spawned with ``PYTHONHASHSEED=seed``, for a ``with`` block.
+
+    On leaving it the pool is shut down and the resource tracker it brought along is
+    stopped (:func:`stop_resource_tracker`), so a command that used it ends with no
+    process of its left behind.
+    """
+    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
+        stop_resource_tracker()
 
 
 def stop_resource_tracker() -> None:
