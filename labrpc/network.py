@@ -185,6 +185,15 @@ def _handler_table(cls: type) -> tuple[tuple[str, ...], dict[str, str]]:
     return names, skipped
 
 
+def handler_names(cls: type) -> tuple[str, ...]:
+    """The methods of ``cls`` a :class:`Service` of one of its instances serves, by name.
+
+    For code that wraps a Raft's handlers (explore's cluster) and must offer exactly
+    what the network would call, by the same rule (:func:`signature_problem`).
+    """
+    return _handler_table(cls)[0]
+
+
 def _make_table(cls: type) -> tuple[tuple[str, ...], dict[str, str]]:
     names: list[str] = []
     skipped: dict[str, str] = {}

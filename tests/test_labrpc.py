@@ -513,6 +513,8 @@ def test_handler_table_is_read_once_per_class_and_again_after_a_patch(monkeypatc
     assert Service(Child()).method_names() == ["append_entries"]
     Peer.request_vote = lambda self, args: args
     assert Service(Child()).method_names() == ["append_entries", "request_vote"]
+    # handler_names (explore's proxy of a Raft's handlers) is the same table
+    assert list(network.handler_names(Child)) == ["append_entries", "request_vote"]
 
 
 def test_enable_many_is_enable_per_name_and_wakes_only_the_calls_it_kills(net):

@@ -23,7 +23,6 @@ Handler names are matched by substring to tell RPC kinds apart (``vote``,
 from __future__ import annotations
 
 import heapq
-import inspect
 import itertools
 import pickle
 import random
@@ -34,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labrpc import Network, Server, Service
+from labrpc.network import handler_names
 from labtests.explore.monitors import QUORUM_BOUND, Monitors
 from raft.apply_channel import ApplyChannel, ChannelClosed
 from raft.debuglog import dlog
@@ -80,19 +80,8 @@ class HookedPersister(Persister):
 
 def _handler_proxy(rf: Any, on_handled: Callable[[str], None]) -> Any:
     """An object with ``rf``'s RPC handlers (same names) that reports each handled call."""
-    attrs: dict[str, Any] = {}
-    cls = type(rf)
-    for name in dir(cls):
-        if name.startswith("_"):
-            continue
-        static = inspect.getattr_static(cls, name)
-        if not inspect.isfunction(static):
-            continue
-        params = list(inspect.signature(static).parameters.values())[1:]
-        if len(params) != 1 or params[0].kind not in (
-                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
-            continue
-        attrs[name] = _forward(getattr(rf, name), name, on_handled)
+    attrs = {name: _forward(getattr(rf, name), name, on_handled)
+             for name in handler_names(type(rf))}  # what labrpc would serve, by its rule
     return type("Raft", (), attrs)()
 
 
