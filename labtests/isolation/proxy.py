@@ -370,6 +370,11 @@ class PeerProxy:
         """The connection ended or the peer broke the protocol: find out how it died."""
         with self._lock:
             expected = self._terminated
+        # A peer whose make() failed said so, then exited: its failure is that message,
+        # which start_peer() reports.  This thread read both, so under load it could
+        # record the exit first and the verdict would lose the reason (CI saw "exited
+        # with status 0" instead of "lacks required method(s): snapshot").
+        make_failed = self._hello.kind == "error"
         if not expected:
             status = self._reap_if_exited()
             if status is None:  # alive but talking nonsense, or hung up: end it
@@ -379,7 +384,8 @@ class PeerProxy:
                 ended = procs.describe_status(status)
             self._death = f"{self.label} {ended} while the test was running"
             dlog("TEST", None, "%s", self._death)
-            self._failures.record(self._death)
+            if not make_failed:
+                self._failures.record(self._death)
         self._wake_all()
 
     # -- the peer's messages -----------------------------------------------------------
