@@ -187,6 +187,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
             cm.__exit__(None, None, None)
         except AssertionError:
             pass  # already reported by the call phase (see pytest_runtest_call)
+        finally:
+            # pytest keeps its items to the end of the session: a stress worker's
+            # thousands of runs must not keep a scheduler (and its threads) each.
+            del item.stash[_SCHED]
 
 
 @pytest.hookimpl(wrapper=True, optionalhook=True)
