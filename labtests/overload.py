@@ -13,7 +13,8 @@ election; an idle machine measures a few ms, a busy one tens of ms.
 Some failures no amount of lateness can cause in a correct Raft: a safety
 violation (two leaders in one term, different commands committed at one index,
 an apply out of order, a commit without a majority) or an error in the
-implementation itself (an exception, an argument that cannot cross the network
+implementation itself (an implementation that cannot be imported, an exception,
+an argument that cannot cross the network
 or cannot be encoded, an unknown method, a cleanup that did not end because a
 ``kill()`` never returned: the harness waits 10 s for it plus ten times the
 machine's measured timer lag, so lateness alone cannot cause it).
@@ -52,6 +53,7 @@ NEVER_TIMING = re.compile(
     r"|RPC handler .* raised"
     r"|kill\(\) raised"
     r"|lacks required method"
+    r"|cannot import the Raft implementation"  # labtests.impl_loader
     r"|wrong command type"
 )
 

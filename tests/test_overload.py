@@ -302,6 +302,17 @@ def test_an_argument_that_cannot_cross_the_network_is_never_inconclusive():
         assert not overload.timing_can_explain(message)
 
 
+def test_an_implementation_that_cannot_be_imported_is_never_inconclusive(tmp_path):
+    # The loader's own words (found by the machine-probe self-test: a missing file was
+    # reported as inconclusive on a machine whose timers were late).
+    from labtests.impl_loader import load
+
+    impl = load(str(tmp_path / "missing.py"))
+    assert impl.error is not None and "cannot import the Raft implementation" in impl.error
+    assert not overload.is_inconclusive(_LATE, impl.error)
+    assert not overload.timing_can_explain(impl.error)
+
+
 def test_a_value_that_cannot_be_encoded_is_never_inconclusive():
     inner = _codec_error({"view": memoryview(b"raft")})  # pickle itself refuses it
     assert "cannot be encoded" in inner, inner
