@@ -23,10 +23,8 @@ machine's.  The machine's lag is what the verdict (:mod:`labtests.overload`)
 and the leak check's grace (:func:`leak_grace_s`) use, so a CPU-hungry Raft
 cannot excuse itself.
 
-Cost: one wake-up every 50 ms, about 0.1 ms of CPU each on the 2-core machine of
-issue 19 (``benchmarks/wakeup_cost.py``), so about 0.3 % of a core per test
-process -- which adds up when a stress run forks a hundred workers: those share
-one probe process instead (:mod:`labtests.machine_probe`).  In simulated time there is no
+Cost: one wake-up every 50 ms (a few microseconds of CPU each, about 0.05 % of
+a core per test process), nothing else.  In simulated time there is no
 lateness to measure (virtual time advances only when every thread waits), so
 the sampler is not started there and reports ``measured=False``.
 """
@@ -40,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from labtests import ticker
 
@@ -57,7 +55,7 @@ def loadavg() -> tuple[float, float, float]:
         return (0.0, 0.0, 0.0)
 
 
-def percentile(values: list[float], q: float) -> float:
+def _percentile(values: list[float], q: float) -> float:
     """The nearest-rank ``q`` percentile (0 < q <= 1) of ``values``; 0 for none."""
     if not values:
         return 0.0
@@ -76,7 +74,6 @@ class LagSummary:
     p99_ms: float = 0.0  # 99th percentile of the machine's lag over all samples
     self_max_ms: float = 0.0  # the process's own part: late while it was using the CPU
     threads_max: int = 0  # the most threads this process had at a sample
-    probe: str = "process"  # "machine": one probe process for many forked workers (see below)
     loadavg_start: tuple[float, ...] = ()
     loadavg_end: tuple[float, ...] = ()
 
@@ -90,7 +87,6 @@ class LagSummary:
             ("timer_lag_p99_ms", self.p99_ms),
             ("timer_lag_self_max_ms", self.self_max_ms),
             ("timer_lag_samples", self.samples),
-            ("timer_lag_probe", self.probe),
             ("threads_max", self.threads_max),
             ("loadavg_start", list(self.loadavg_start)),
             ("loadavg_end", list(self.loadavg_end)),
@@ -163,7 +159,7 @@ class LagSampler:
         return LagSummary(
             measured=True, samples=len(lags),
             max_ms=round(1000 * max(lags, default=0.0), 1),
-            p99_ms=round(1000 * percentile(lags, 0.99), 1),
+            p99_ms=round(1000 * _percentile(lags, 0.99), 1),
             self_max_ms=round(1000 * self.self_max_s, 1),
             threads_max=self.threads_max,
             loadavg_start=tuple(round(x, 2) for x in self._load_start),
@@ -183,16 +179,7 @@ class NoSampler:
         return LagSummary(measured=False)
 
 
-class Sampler(Protocol):
-    """What a test's harness reads of its sampler (:class:`LagSampler`, :class:`NoSampler`,
-    :class:`labtests.machine_probe.SharedLagView`)."""
-
-    @property
-    def machine_max_s(self) -> float: ...
-
-    def stop(self) -> LagSummary: ...
-
-    def summary(self) -> LagSummary: ...
+Sampler = LagSampler | NoSampler
 
 
 def simulated() -> bool:
@@ -204,17 +191,10 @@ def simulated() -> bool:
 def start_sampler(sim: bool = False) -> Sampler:
     """The sampler of one test: measuring in real time, a stand-in in simulated time.
 
-    In a forked stress worker whose session installed a machine-wide probe
-    (:mod:`labtests.machine_probe`), the probe's samples during the test instead of
-    a probe of this process's own.  Module-level so a self-test can replace it (to
-    fake an overloaded machine).
+    Module-level so a self-test can replace it (to fake an overloaded machine).
     """
     if sim or simulated():
         return NoSampler()
-    shared = sys.modules.get("labtests.machine_probe")
-    probe = shared.installed() if shared is not None else None
-    if probe is not None:
-        return shared.SharedLagView(probe).start()
     return LagSampler().start()
 
 

@@ -12,9 +12,6 @@ event lines are exactly those of a single-process run; a child then ends with
 ``os._exit`` (its status: 0, or 1 if a run failed), and dies with the session
 (``PR_SET_PDEATHSIG``), as an xdist worker does.  Children are started a few
 milliseconds apart (``STAGGER_S``) so their first tests do not all start at once.
-The timer lag that decides an inconclusive verdict is measured once for all of
-them, by one probe process forked first (:mod:`labtests.machine_probe`), instead
-of by a probe in each worker.
 
 As under xdist, only the session process writes the stress plugin's event file:
 a child sends each event line (with its worker id, ``gw<k>``) down a pipe of its
@@ -40,7 +37,6 @@ from typing import Any
 
 import pytest
 
-from labtests import machine_probe
 from labtests.isolation.procs import die_with_parent
 
 STAGGER_S = 0.01  # between two forks: 192 workers start over ~2 s, not all in one instant
@@ -224,10 +220,6 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     n = min(forks, len(items))
     groups = [items[k::n] for k in range(n)]
     children: dict[int, int] = {}
-    # One timer-lag probe for every worker instead of one in each (labtests.machine_probe):
-    # forked first, installed before the workers fork, so each inherits it.
-    probe = machine_probe.MachineProbe().start()
-    machine_probe.install(probe)
     try:
         _fork_all(session, groups, children)
         _relay_events(session, children)
@@ -235,9 +227,6 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     except BaseException:
         _stop_children(children)
         raise
-    finally:
-        machine_probe.install(None)
-        probe.stop()
     session.testsfailed += failed
     if crashed:
         raise session.Failed(f"{crashed} forked worker(s) ended abnormally")
