@@ -55,7 +55,6 @@ from labtests.overload import (
     is_inconclusive,
     verdict_text,
 )
-from labtests.timeline.bundle import BUNDLE_KEY, write_bundle
 from labtests.verdicts import REASON_KEY, exit_description, failure_reason, verdict_lines
 from labtests.watchdog import threads_keeping_process_alive
 from raft import debuglog
@@ -313,7 +312,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 def _write_bundle(item: pytest.Item, ctx: TestContext, exc: BaseException,
                   report: pytest.TestReport) -> None:
     """The failure bundle (labtests.timeline.bundle): its path on the report and one line
-    in the failure's details; a bundle that cannot be written never changes the verdict."""
+    in the failure's details; a bundle that cannot be written never changes the verdict.
+
+    Imported here, by the first failure: the bundle and its HTML page are not needed by
+    a run that passes."""
+    from labtests.timeline.bundle import BUNDLE_KEY, write_bundle
+
     options = harness_options(item.config)
     props = dict(item.user_properties)
     try:

@@ -20,7 +20,18 @@ Modules, tester side first:
   the peer side (the only modules that import the implementation).
 """
 
+from typing import Any
+
 from labtests.isolation.launcher import IsolatedImplementation, IsolationError
-from labtests.isolation.proxy import PeerProxy
 
 __all__ = ["IsolatedImplementation", "IsolationError", "PeerProxy"]
+
+
+def __getattr__(name: str) -> Any:
+    """``PeerProxy`` on first use: every pytest process imports this package (the
+    harness checks whether an implementation is isolated), only --isolate needs the proxy."""
+    if name == "PeerProxy":
+        from labtests.isolation.proxy import PeerProxy
+
+        return PeerProxy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

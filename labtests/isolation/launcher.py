@@ -32,17 +32,22 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labrpc import ClientEnd
 from labrpc.pool import ThreadPool
 from labtests.failures import FailureChannel, RaftTestFailure
 from labtests.impl_loader import DEFAULT_IMPL
-from labtests.isolation import procs, wire
-from labtests.isolation.proxy import KILL_DEADLINE_S, PeerProxy
 from raft import debuglog
 from raft.apply_channel import ApplyChannel
 from raft.persister import Persister
+
+if TYPE_CHECKING:
+    from labtests.isolation.proxy import PeerProxy
+
+# procs, wire and proxy (about 850 lines) are imported by the methods that use them: the
+# harness imports this module in every pytest process (config.py's isinstance checks),
+# and only an --isolate run starts a template.
 
 TEMPLATE_START_S = 60.0  # importing the implementation (a slow disk, a big package)
 FORK_REPLY_S = 30.0  # a fork takes milliseconds; only a machine in overload comes near this
@@ -102,6 +107,7 @@ class IsolatedImplementation:
     # -- the template ----------------------------------------------------------------
 
     def _ensure_template(self) -> None:
+        from labtests.isolation import procs, wire
         with self._lock:
             if self._started:
                 return
@@ -131,6 +137,7 @@ class IsolatedImplementation:
             self._error = error or None
 
     def _ctl_send(self, message: tuple[Any, ...], fds: list[int] | None = None) -> None:
+        from labtests.isolation import wire
         assert self._ctl is not None
         data = wire.dumps(message)[4:]
         if fds:
@@ -139,6 +146,7 @@ class IsolatedImplementation:
             self._ctl.send(data)
 
     def _ctl_recv(self, timeout: float, doing: str) -> tuple[Any, ...]:
+        from labtests.isolation import procs, wire
         assert self._ctl is not None and self._template is not None
         self._ctl.settimeout(timeout)
         try:
@@ -189,6 +197,8 @@ class IsolatedImplementation:
     ) -> PeerProxy:
         """Fork a peer hosting server ``me``'s Raft; its proxy once make() has returned."""
         __tracebackhide__ = True
+        from labtests.isolation import wire
+        from labtests.isolation.proxy import PeerProxy
         if self.error is not None:
             raise RaftTestFailure(self.error)
         group = self._group(owner)
@@ -236,6 +246,7 @@ class IsolatedImplementation:
         return proxy
 
     def _group(self, owner: object) -> _Group:
+        from labtests.isolation import procs
         with self._lock:
             group = self._groups.get(id(owner))
             if group is None:
@@ -259,6 +270,7 @@ class IsolatedImplementation:
         Each must return within its deadline; a miss fails the test with that
         peer's stacks (recorded, not raised, so cleanup goes on).
         """
+        from labtests.isolation.proxy import KILL_DEADLINE_S
         with self._lock:
             group = self._groups.get(id(owner))
         if group is None:
@@ -289,6 +301,7 @@ class IsolatedImplementation:
         in-process leftovers), SIGKILLs every peer, then kills and reaps every
         other child of the tester that appeared since the cluster started.
         """
+        from labtests.isolation import procs
         with self._lock:
             group = self._groups.pop(id(owner), None)
         if group is None:
