@@ -14,7 +14,10 @@ Threads of one peer (all named, all ended promptly by :meth:`Raft.kill`):
   ``call_async``: with it no thread waits for an RPC's outcome (see :meth:`Raft._rpc`);
 * ``raft-S{me}-applier`` delivers committed commands and installed snapshots on
   the apply channel, never holding the lock while it blocks there (the tester
-  calls :meth:`Raft.snapshot` from the thread that takes the messages).
+  calls :meth:`Raft.snapshot` from the thread that takes the messages).  A
+  commit whose command a receiver already waiting can take at once is handed
+  over by the thread that made it, with a send that cannot block (see
+  :meth:`Raft._hand_over`): the usual single commit then wakes no applier.
 
 One lock (``self.mu``) guards all state; every condition variable shares it.
 Nothing waits while holding it, and every RPC reply is checked against the term
@@ -141,9 +144,19 @@ class Raft:
         self.ticker_cond = threading.Condition(self.mu)
         self.apply_cond = threading.Condition(self.mu)
         self.repl_cond = threading.Condition(self.mu)  # wakes the replicator
+        # Spare wake-ups in real time only (as _idle below): a Python thread's wake-up
+        # costs more CPU than the decision it wakes for.  In simulated time and under
+        # the race detector, where a wake-up costs nothing, the notifications and the
+        # deliveries stay where they were, and so do recorded schedules.
+        self._lazy = real_threading()
         # When the replicator's current wait ends (inf: no timeout; 0.0: it is not
         # waiting, so it rescans before it waits again).  See _wake_replicator.
         self._repl_wake = 0.0
+        # The applier holds messages taken out under the lock and not yet delivered.
+        self._delivering = False
+        # A send that cannot block (raftlab's ApplyChannel.try_put), if the channel has
+        # one, for _hand_over.
+        self._try_put = getattr(apply_ch, "try_put", None) if self._lazy else None
         self.pool = ThreadPool(f"raft-S{me}-rpc")
         # See _rpc: asynchronous calls in real time, where a waiting thread costs a pid.
         self._async = real_threading() and all(hasattr(p, "call_async") for p in peers)
@@ -332,20 +345,40 @@ class Raft:
         """Make the replicator look again by time ``at``: notify it only if its wait would
         end later.  A wake-up costs tens of microseconds of CPU (more than the decision it
         wakes for); one that finds nothing new to do is the commonest waste."""
-        if at < self._repl_wake:
+        if at < self._repl_wake or not self._lazy:
             self._repl_wake = 0.0
             self.repl_cond.notify()
 
     def _poke_replicator(self, p: int) -> None:
         """Follower ``p``'s state changed: wake the replicator if ``p`` has entries to be
         sent sooner than it planned to look (at ``retry_at[p]``, 0 meaning now)."""
-        if self.role == LEADER and self.next_index[p] <= self.log.last_index:
+        if self._lazy and self.role == LEADER and self.next_index[p] <= self.log.last_index:
             self._wake_replicator(self.retry_at[p])
 
     def _set_commit(self, index: int) -> None:
         dlog("CMIT", self.me, "commit %d -> %d", self.commit_index, index)
         self.commit_index = index
-        self.apply_cond.notify()
+        if not self._hand_over():
+            self.apply_cond.notify()
+
+    def _hand_over(self) -> bool:
+        """Deliver the next committed command from here if a receiver is already waiting.
+
+        Only while the applier holds nothing undelivered (so order is kept), with
+        a send that never blocks (so the lock may be held: the receiver takes the
+        message and runs on).  A wake-up of the applier thread costs more CPU than
+        the send it wakes for, and most commits add one command.  True if that
+        left nothing for the applier to deliver.
+        """
+        i = self.last_applied + 1
+        if (self._try_put is None or self._delivering or self.pending_snapshot is not None
+                or self._dead.is_set() or i <= self.log.base_index or i > self.commit_index):
+            return False
+        msg = ApplyMsg(command_valid=True, command=self.log.command_at(i), command_index=i)
+        if not self._try_put(msg):
+            return False
+        self.last_applied = i
+        return i >= self.commit_index
 
     def _advance_commit(self) -> None:
         self.match_index[self.me] = self.log.last_index
@@ -459,8 +492,7 @@ class Raft:
                 if self._dead.is_set():
                     return
                 if self.role != LEADER:
-                    self._repl_wake = (float("inf") if self._idle is None
-                                       else time.monotonic() + self._idle)
+                    self._repl_wake = float("inf")  # _idle: None in real time
                     cond.wait(self._idle)
                     self._repl_wake = 0.0
                     continue
@@ -473,7 +505,8 @@ class Raft:
                         else:
                             tasks.append(task)
                 if not tasks:
-                    self._repl_wake = time.monotonic() + timeout
+                    if self._lazy:
+                        self._repl_wake = time.monotonic() + timeout
                     cond.wait(timeout)
                     self._repl_wake = 0.0
                     continue
@@ -513,14 +546,16 @@ class Raft:
     def _finish_send(self, p: int, seq: int, ok: bool) -> None:
         """The outstanding replication RPC ``seq`` to ``p`` ended: allow the next one.
 
-        After a failure the entries go again after ``FAIL_BACKOFF``; after an answer
-        the reply's handler wakes the replicator once it knows what ``p`` still
-        lacks (:meth:`_poke_replicator`), so an answer that leaves ``p`` up to
-        date wakes nobody.
+        After a failure the entries go again after ``FAIL_BACKOFF``.  After an
+        answer, in real time, the reply's handler wakes the replicator once it knows
+        what ``p`` still lacks (:meth:`_poke_replicator`), so an answer that leaves
+        ``p`` up to date wakes nobody.
         """
         if seq and seq == self.send_seq[p]:
             self.retry_at[p] = 0.0 if ok else time.monotonic() + FAIL_BACKOFF
-            if not ok:
+            if not self._lazy:
+                self.repl_cond.notify()
+            elif not ok:
                 self._poke_replicator(p)
 
     def _reply_counts(self, p: int, seq: int, reply: Any, sent_term: int) -> bool:
@@ -534,13 +569,12 @@ class Raft:
         self._finish_send(p, seq, reply is not None)
         if reply is None:
             return False
+        if self.term != sent_term:  # sent before a later election: p may be sent to now
+            self._poke_replicator(p)
         if self._observe_term(reply.term):
             self._persist()
             return False
-        if self.term != sent_term:  # a leader again since: p may be sent to now
-            self._poke_replicator(p)
-            return False
-        return self.role == LEADER
+        return self.role == LEADER and self.term == sent_term
 
     def _send_append(self, p: int, args: AppendEntriesArgs, seq: int) -> None:
         self._rpc(p, "Raft.append_entries", args,
@@ -563,7 +597,10 @@ class Raft:
                 self.log, reply.conflict_term, reply.conflict_index, self.match_index[p])
             dlog("LOG1", self.me, "S%d rejected prev %d: next %d", p, args.prev_index,
                  self.next_index[p])
-            self._poke_replicator(p)
+            if self._lazy:
+                self._poke_replicator(p)
+            else:
+                self.repl_cond.notify()
 
     def _send_snapshot(self, p: int, args: InstallSnapshotArgs, seq: int) -> None:
         self._rpc(p, "Raft.install_snapshot", args,
@@ -586,6 +623,7 @@ class Raft:
         """Deliver snapshots and committed commands in order, without holding the lock."""
         while True:
             with self.mu:
+                self._delivering = False
                 while (not self._dead.is_set() and self.pending_snapshot is None
                        and self.last_applied >= self.commit_index):
                     self.apply_cond.wait(self._idle)
@@ -601,6 +639,7 @@ class Raft:
                             for i, (_, cmd) in zip(range(start, stop),
                                                    self.log.slice(start, stop), strict=True)]
                     self.last_applied = self.commit_index
+                self._delivering = True
             for msg in msgs:
                 if self._dead.is_set() or not self.apply_ch.put(msg):
                     return
