@@ -129,12 +129,17 @@ def outcomes(isolated_root: Path) -> dict[str, Outcome]:
     def run(name: str, case: Case) -> None:
         results[name] = _finish(*_start(name, case, root))
 
-    # One waiter per run, so each run's duration is its own.
-    waiters = [threading.Thread(target=run, args=item) for item in CASES.items()]
+    # One waiter per run, so each run's duration is its own.  The toys all at once; the
+    # bundled Raft after them: it must pass, and on a 2-core machine sixteen interpreters
+    # starting beside its first elections can make its timers late enough for an
+    # "inconclusive" (exit 6).  It failed once in session 6 beside a soak (output not kept).
+    toys = [item for item in CASES.items() if item[0] != "bundled"]
+    waiters = [threading.Thread(target=run, args=item) for item in toys]
     for w in waiters:
         w.start()
     for w in waiters:
         w.join()
+    run("bundled", CASES["bundled"])
     return results
 
 
