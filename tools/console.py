@@ -1,7 +1,10 @@
 """The tools' rich consoles: terminal width on a terminal, 120 columns elsewhere.
 
 Rich falls back to 80 columns when output goes to a file or a pipe (CI logs,
-``| tee``), which truncates the stress and grade tables; 120 fits them.
+``| tee``), which truncates the stress and grade tables; 120 fits them.  In a
+file or pipe, text is not wrapped either (``soft_wrap``): rich would otherwise cut
+a long path or a rerun command mid-word with a newline, and a command copied
+from a CI log must run as printed.  Tables still fit the width.
 """
 
 from __future__ import annotations
@@ -16,5 +19,6 @@ PIPE_WIDTH = 120
 
 def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
-    return Console(stderr=stderr, highlight=False, width=width)
+    terminal = stream.isatty()
+    width = None if terminal or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=not terminal)
