@@ -90,23 +90,6 @@ class ApplyChannel:
             self._offers.remove(offer)
             return False
 
-    def try_put(self, item: Any) -> bool:
-        """Send ``item`` only if a receiver is already waiting; never block.
-
-        Go's ``select`` with a ``default`` case: ``True`` if a waiting receiver
-        took ``item`` (the oldest such receiver), ``False`` if nothing was sent
-        (no receiver waiting, or the channel is closed).  Never blocking, it may
-        be called while holding a lock that the receiver takes after it returns.
-        """
-        with self._cond:
-            if self._closed or not self._receivers:
-                return False
-            receiver = self._receivers.popleft()
-            receiver.item = item
-            receiver.filled = True
-            self._cond.notify_all()
-            return True
-
     def get(self, timeout: float | None = None) -> Any:
         """Receive the next message, blocking until a sender offers one.
 

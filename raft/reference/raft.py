@@ -14,10 +14,7 @@ Threads of one peer (all named, all ended promptly by :meth:`Raft.kill`):
   ``call_async``: with it no thread waits for an RPC's outcome (see :meth:`Raft._rpc`);
 * ``raft-S{me}-applier`` delivers committed commands and installed snapshots on
   the apply channel, never holding the lock while it blocks there (the tester
-  calls :meth:`Raft.snapshot` from the thread that takes the messages).  A
-  commit whose command a receiver already waiting can take at once is handed
-  over by the thread that made it, with a send that cannot block (see
-  :meth:`Raft._hand_over`): the usual single commit then wakes no applier.
+  calls :meth:`Raft.snapshot` from the thread that takes the messages).
 
 One lock (``self.mu``) guards all state; every condition variable shares it.
 Nothing waits while holding it, and every RPC reply is checked against the term
@@ -144,19 +141,14 @@ class Raft:
         self.ticker_cond = threading.Condition(self.mu)
         self.apply_cond = threading.Condition(self.mu)
         self.repl_cond = threading.Condition(self.mu)  # wakes the replicator
-        # Spare wake-ups in real time only (as _idle below): a Python thread's wake-up
-        # costs more CPU than the decision it wakes for.  In simulated time and under
-        # the race detector, where a wake-up costs nothing, the notifications and the
-        # deliveries stay where they were, and so do recorded schedules.
+        # Spare the replicator's idle wake-ups in real time only (as _idle below): a
+        # Python thread's wake-up costs more CPU than the decision it wakes for.  In
+        # simulated time and under the race detector, where a wake-up costs nothing,
+        # every notify stays where it was, and so do recorded schedules.
         self._lazy = real_threading()
         # When the replicator's current wait ends (inf: no timeout; 0.0: it is not
         # waiting, so it rescans before it waits again).  See _wake_replicator.
         self._repl_wake = 0.0
-        # The applier holds messages taken out under the lock and not yet delivered.
-        self._delivering = False
-        # A send that cannot block (raftlab's ApplyChannel.try_put), if the channel has
-        # one, for _hand_over.
-        self._try_put = getattr(apply_ch, "try_put", None) if self._lazy else None
         self.pool = ThreadPool(f"raft-S{me}-rpc")
         # See _rpc: asynchronous calls in real time, where a waiting thread costs a pid.
         self._async = real_threading() and all(hasattr(p, "call_async") for p in peers)
@@ -358,27 +350,7 @@ class Raft:
     def _set_commit(self, index: int) -> None:
         dlog("CMIT", self.me, "commit %d -> %d", self.commit_index, index)
         self.commit_index = index
-        if not self._hand_over():
-            self.apply_cond.notify()
-
-    def _hand_over(self) -> bool:
-        """Deliver the next committed command from here if a receiver is already waiting.
-
-        Only while the applier holds nothing undelivered (so order is kept), with
-        a send that never blocks (so the lock may be held: the receiver takes the
-        message and runs on).  A wake-up of the applier thread costs more CPU than
-        the send it wakes for, and most commits add one command.  True if that
-        left nothing for the applier to deliver.
-        """
-        i = self.last_applied + 1
-        if (self._try_put is None or self._delivering or self.pending_snapshot is not None
-                or self._dead.is_set() or i <= self.log.base_index or i > self.commit_index):
-            return False
-        msg = ApplyMsg(command_valid=True, command=self.log.command_at(i), command_index=i)
-        if not self._try_put(msg):
-            return False
-        self.last_applied = i
-        return i >= self.commit_index
+        self.apply_cond.notify()
 
     def _advance_commit(self) -> None:
         self.match_index[self.me] = self.log.last_index
@@ -623,7 +595,6 @@ class Raft:
         """Deliver snapshots and committed commands in order, without holding the lock."""
         while True:
             with self.mu:
-                self._delivering = False
                 while (not self._dead.is_set() and self.pending_snapshot is None
                        and self.last_applied >= self.commit_index):
                     self.apply_cond.wait(self._idle)
@@ -639,7 +610,6 @@ class Raft:
                             for i, (_, cmd) in zip(range(start, stop),
                                                    self.log.slice(start, stop), strict=True)]
                     self.last_applied = self.commit_index
-                self._delivering = True
             for msg in msgs:
                 if self._dead.is_set() or not self.apply_ch.put(msg):
                     return
