@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from labtests import hookspecs
+from labtests import heap, hookspecs
 from labtests.artifacts import ARTIFACT_KEY
 from labtests.config import Config, cpu_warning, derive_seed
 from labtests.context import TestContext
@@ -126,6 +126,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config.stash[_SESSION] = session
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what lives to the session's end (pytest, the items, the modules) now, before
+    any test's objects exist (:func:`labtests.heap.freeze_once`).  Frozen any later, the
+    first test's context and cluster would stay in the permanent generation for good."""
+    heap.freeze_once()
 
 
 def _end_if_threads_left(config: pytest.Config, baseline: set[int | None]) -> None:

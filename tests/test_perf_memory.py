@@ -140,6 +140,26 @@ def test_finished_tests_leave_no_context_network_or_scheduler_behind():
     assert eval(live) == dict.fromkeys(names, 0)  # noqa: S307 - our own print of a dict
 
 
+def test_the_first_test_of_a_process_is_not_frozen_with_the_session():
+    """The collector's permanent generation (labtests.heap.freeze_once) holds what lives to
+    the session's end, not the first test's context and cluster: it is frozen once
+    collection is done, before any test runs.  (Frozen from inside the first Config, that
+    Config, its network and ends and the test's context stayed alive to the end.)"""
+    names = ["labtests.context.TestContext", "labtests.config.Config",
+             "labrpc.network.Network"]
+    args = ["-q", "-p", "no:cacheprovider", "--pyargs", "labtests", "--sim", "-k",
+            "test_initial_election_2a or test_re_election_2a"]
+    code = _LIVE.replace("gc.unfreeze()\n", "").format(args=args, names=names)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("LIVE ")), None)
+    assert line is not None, (proc.stdout + proc.stderr)[-3000:]
+    status, live = line[len("LIVE "):].split(" ", 1)
+    assert status == "0" and "2 passed" in proc.stdout, proc.stdout[-3000:]
+    assert eval(live) == dict.fromkeys(names, 0)  # noqa: S307 - our own print of a dict
+
+
 def _cluster() -> Config:
     cfg = Config(3, False, False, impl=load(DEFAULT_IMPL), seed=5)
     cfg.start_peers()
