@@ -105,7 +105,7 @@ def test_finished_tests_clusters_do_not_pile_up():
 
 _LIVE = ("import gc, sys, pytest\n"
          "code = pytest.main({args!r})\n"
-         "gc.unfreeze()\n"  # labtests.heap froze what lived before the first cluster
+         "{unfreeze}"
          "gc.collect()\n"
          "names = {names!r}\n"
          "live = {{n: 0 for n in names}}\n"
@@ -114,6 +114,23 @@ _LIVE = ("import gc, sys, pytest\n"
          "    if name in live:\n"
          "        live[name] += 1\n"
          "print('LIVE', code, live)\n")
+
+
+def _alive_after(tests: str, names: list[str], unfreeze: bool) -> tuple[dict[str, int], str]:
+    """Run ``tests`` under --sim in a fresh process, then count the live objects of each
+    type in ``names`` after a full collection (``unfreeze``: of the frozen ones too);
+    (the counts, pytest's output).  Asserts the run passed."""
+    args = ["-q", "-p", "no:cacheprovider", "--pyargs", "labtests", "--sim", "-k", tests]
+    # labtests.heap froze what lived before the first test: unfreezing counts it too.
+    code = _LIVE.format(args=args, names=names, unfreeze="gc.unfreeze()\n" if unfreeze else "")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("LIVE ")), None)
+    assert line is not None, (proc.stdout + proc.stderr)[-3000:]
+    status, live = line[len("LIVE "):].split(" ", 1)
+    assert status == "0", proc.stdout[-3000:]
+    return eval(live), proc.stdout  # noqa: S307 - our own print of a dict
 
 
 def test_finished_tests_leave_no_context_network_or_scheduler_behind():
@@ -125,19 +142,11 @@ def test_finished_tests_leave_no_context_network_or_scheduler_behind():
     names = ["labtests.context.TestContext", "labtests.config.Config",
              "labrpc.network.Network", "labrpc.network.ClientEnd",
              "labtests.sim.scheduler.Scheduler"]
-    args = ["-q", "-p", "no:cacheprovider", "--pyargs", "labtests", "--sim", "-k",
-            "test_initial_election_2a or test_re_election_2a or test_basic_agree_2b or "
-            "test_rpc_bytes_2b or test_fail_agree_2b or test_count_2b"]
-    code = _LIVE.format(args=args, names=names)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("LIVE ")), None)
-    assert line is not None, (proc.stdout + proc.stderr)[-3000:]
-    status, live = line[len("LIVE "):].split(" ", 1)
-    assert status == "0", proc.stdout[-3000:]
-    assert "6 passed" in proc.stdout
-    assert eval(live) == dict.fromkeys(names, 0)  # noqa: S307 - our own print of a dict
+    live, out = _alive_after("test_initial_election_2a or test_re_election_2a or "
+                             "test_basic_agree_2b or test_rpc_bytes_2b or test_fail_agree_2b "
+                             "or test_count_2b", names, unfreeze=True)
+    assert "6 passed" in out
+    assert live == dict.fromkeys(names, 0)
 
 
 def test_the_first_test_of_a_process_is_not_frozen_with_the_session():
@@ -147,17 +156,10 @@ def test_the_first_test_of_a_process_is_not_frozen_with_the_session():
     Config, its network and ends and the test's context stayed alive to the end.)"""
     names = ["labtests.context.TestContext", "labtests.config.Config",
              "labrpc.network.Network"]
-    args = ["-q", "-p", "no:cacheprovider", "--pyargs", "labtests", "--sim", "-k",
-            "test_initial_election_2a or test_re_election_2a"]
-    code = _LIVE.replace("gc.unfreeze()\n", "").format(args=args, names=names)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("LIVE ")), None)
-    assert line is not None, (proc.stdout + proc.stderr)[-3000:]
-    status, live = line[len("LIVE "):].split(" ", 1)
-    assert status == "0" and "2 passed" in proc.stdout, proc.stdout[-3000:]
-    assert eval(live) == dict.fromkeys(names, 0)  # noqa: S307 - our own print of a dict
+    live, out = _alive_after("test_initial_election_2a or test_re_election_2a", names,
+                             unfreeze=False)
+    assert "2 passed" in out
+    assert live == dict.fromkeys(names, 0)
 
 
 def _cluster() -> Config:
