@@ -6,9 +6,9 @@ wake (a heartbeat, a timer-lag sample, an election timer pushed back).  Linux
 lets a thread say how late its timers may fire ("timer slack", 50 us by
 default) and fires the timers that fall within each other's slack with one
 interrupt -- on a VM, one exit to the hypervisor instead of several.  With 1 ms
-instead of 50 us, 192 concurrent 2A runs took about 26 s of CPU instead of
-30-47 s and had no inconclusive run, against 5-44 (docs/performance.md, "Timer
-slack").
+instead of 50 us, 192 concurrent 2A runs took 25-30 s of CPU instead of
+37-47 s and had no inconclusive run, against 5-44 (docs/performance.md,
+"Session 7", "Timer slack").
 
 What it changes for the code under test: a sleep or timed wait may end up to
 1 ms later than asked.  The lab's timing works in units of 100 ms (ten

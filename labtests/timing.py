@@ -27,10 +27,11 @@ Cost: one wake-up every 50 ms, about 0.1 ms of CPU each on the 2-core VM of
 issue 19 (``benchmarks/wakeup_cost.py``): about 0.2 % of a core per test
 process.  Why not one probe for many processes: a process's threads also wait
 for the GIL behind a thread the machine preempted while holding it, and only a
-probe inside the process sees that (docs/performance.md, "Session 7": a shared
-probe saw a median 3.7x less lag than the workers' own).  In simulated time there is no
-lateness to measure (virtual time advances only when every thread waits), so
-the sampler is not started there and reports ``measured=False``.
+probe inside the process sees that (docs/performance.md, "Session 7": the
+workers' own probes saw a median 3.7x the lag a shared probe saw).  In
+simulated time there is no lateness to measure (virtual time advances only when
+every thread waits), so the sampler is not started there and reports
+``measured=False``.
 """
 
 from __future__ import annotations
