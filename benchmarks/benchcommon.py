@@ -1,4 +1,4 @@
-"""What several benchmark scripts share: timing a child process, and building the Go lab.
+"""What several benchmark scripts share: timing a child process, its bytecode, the Go lab.
 
 The scripts run as ``python benchmarks/<name>.py``, so this folder is on
 ``sys.path`` and they import this module by its plain name.
@@ -6,9 +6,11 @@ The scripts run as ``python benchmarks/<name>.py``, so this folder is on
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,3 +40,63 @@ def go_binary(lab: Path) -> Path | None:
     binary = Path(tempfile.mkdtemp(prefix="go-raft-")) / "raft.test"
     subprocess.run(["go", "test", "-c", "-o", str(binary)], cwd=lab, check=True)
     return binary
+
+
+# -- bytecode: what a child process finds compiled ---------------------------------------
+
+BYTECODE_MODE = (
+    "cached: each tree's children write and read bytecode in a fresh PYTHONPYCACHEPREFIX "
+    "of their own (PYTHONDONTWRITEBYTECODE dropped), filled by one unmeasured warm-up "
+    "(compileall of the tree, then a pytest collection that imports every labrpc, "
+    "labtests and raft module under pytest's assertion rewriting); so every measured run "
+    "is a second run of an installed lab, for every tree alike")
+
+
+def bytecode_env(env: dict[str, str], cache: Path) -> dict[str, str]:
+    """``env`` for children that keep their bytecode in ``cache`` (see :data:`BYTECODE_MODE`).
+
+    Why: with ``PYTHONDONTWRITEBYTECODE=1`` (set on the lab machine) every process
+    recompiles whatever has no bytecode yet -- and pytest's assertion rewriting keeps
+    its own ``*-pytest-*.pyc`` beside the plain ones -- so a tree that happens to have
+    a cache (the checkout) and one that has none (a fresh worktree of the baseline)
+    paid different start-up costs (0.2 s of CPU per process in session 8).  A cache
+    folder per tree, empty at first, gives every tree the same start.
+    """
+    out = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out["PYTHONPYCACHEPREFIX"] = str(cache)
+    return out
+
+
+def count_pycs(cache: Path) -> int:
+    """How many bytecode files ``cache`` holds (plain and pytest-rewritten)."""
+    return sum(1 for _ in cache.rglob("*.pyc")) if cache.exists() else 0
+
+
+def warm_bytecode(tree: Path, env: dict[str, str], cwd: Path | None = None,
+                  plugins: tuple[str, ...] = ()) -> dict[str, int]:
+    """Fill the bytecode cache of ``env`` (from :func:`bytecode_env`) for ``tree``.
+
+    ``env`` must put ``tree``'s packages first on ``PYTHONPATH`` as the measured runs
+    do, and ``cwd`` must be theirs: pytest decides which packages it rewrites from the
+    distributions it finds on ``sys.path``.  ``plugins``: the ``-p`` plugins of the
+    measured runs (they and what they import are compiled too).  Returns the pyc
+    counts after each step.
+    """
+    cache = Path(env["PYTHONPYCACHEPREFIX"])
+    packages = [str(tree / p) for p in ("labrpc", "labtests", "raft", "tools")
+                if (tree / p).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", *packages],
+                   env=env, cwd=cwd or tree, check=True, capture_output=True)
+    compiled = count_pycs(cache)
+    here = str(Path(__file__).resolve().parent)
+    warm_env = dict(env, PYTHONPATH=os.pathsep.join(
+        [*filter(None, env.get("PYTHONPATH", "").split(os.pathsep)), here]))
+    done = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q",
+                           "--collect-only", "-p", "no:cacheprovider",
+                           "-p", "bytecode_warmup_plugin",
+                           *[a for p in plugins for a in ("-p", p)]],
+                          env=warm_env, cwd=cwd or tree, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bytecode warm-up of {tree} failed (exit {done.returncode}):\n"
+                           f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return {"after_compileall": compiled, "after_warm_up": count_pycs(cache)}

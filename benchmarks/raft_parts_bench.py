@@ -14,6 +14,20 @@ figures (issue 19: same 2-core machine, Go 1.19, the 2022 lab with a public
 passing solution) are printed as the reference, or measured when
 ``RAFTLAB_GO_LAB`` names the Go lab's ``src/raft`` folder and ``go`` is on PATH.
 
+Bytecode: every measured run is a *second* run of an installed lab (Go's figures
+are for a compiled test binary).  Each tree's children keep their bytecode in a
+fresh ``PYTHONPYCACHEPREFIX`` of their own with ``PYTHONDONTWRITEBYTECODE``
+dropped, filled by one unmeasured warm-up per tree (``benchcommon.warm_bytecode``:
+compileall, then a collection importing every lab module under pytest's assertion
+rewriting).  Before session 8 the checkout found its ``__pycache__`` (when one had
+been written) while a baseline worktree compiled -- and pytest rewrote -- its
+modules in every process: about 0.2 s of CPU per part charged to one side only.
+The baseline worktree also gets a copy of the checkout's ``raftlab.egg-info``
+(left there by the editable install), so that pytest marks the same packages for
+assertion rewriting in both trees (all four, as in an installed lab; each run's
+marks and rewritten modules are in the JSON).  ``--bytecode as-is`` keeps the old
+behaviour (the environment and the trees' own caches) to measure what it costs.
+
     python benchmarks/raft_parts_bench.py                    # all four parts
     python benchmarks/raft_parts_bench.py 2A 2B --json out.json
     python benchmarks/raft_parts_bench.py --baseline f9fc2f4 --json cmp.json
@@ -32,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import go_binary
+from benchcommon import BYTECODE_MODE, bytecode_env, count_pycs, go_binary, warm_bytecode
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -72,20 +86,32 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict:
             "result": summary[-1].strip("= ") if summary else text.strip()[-200:]}
 
 
-def run_raftlab(part: str, tree: Path, impl: str | None, extra: list[str]) -> dict:
+def tree_env(tree: Path, cache: Path | None) -> dict[str, str]:
+    """The children's environment for ``tree``; with ``cache``, their bytecode goes there."""
+    env = dict(os.environ)
+    # The tree's own packages first (a worktree must not import this checkout's).
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
+    return bytecode_env(env, cache) if cache is not None else env
+
+
+def run_raftlab(part: str, tree: Path, impl: str | None, extra: list[str],
+                cache: Path | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="parts-bench-") as tmp:
         threads_json = Path(tmp) / "threads.json"
-        env = dict(os.environ)
-        # The tree's own packages first (a worktree must not import this checkout's).
-        env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
+        env = tree_env(tree, cache)
         env["RAFTLAB_THREAD_CPU_JSON"] = str(threads_json)
+        pycs = count_pycs(cache) if cache is not None else 0
         row = measure(pytest_command(part, impl, extra), tree, env)
+        if cache is not None:
+            # Bytecode this run had to compile after all (0 when the warm-up did it all).
+            row["pycs_written"] = count_pycs(cache) - pycs
         if threads_json.exists():
             threads = json.loads(threads_json.read_text())
             row["threads_created"] = threads["threads_created"]
             row["main_thread_s"] = threads["main_thread_s"]
             row["by_kind"] = threads["by_kind"]
             row["labtests"] = threads.get("labtests", "")
+            row["bytecode"] = threads.get("bytecode", {})
     return row
 
 
@@ -97,6 +123,9 @@ def make_worktree(rev: str) -> Path:
     path = Path(tempfile.mkdtemp(prefix="raftlab-baseline-")) / "tree"
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev],
                    check=True, capture_output=True)
+    # The same rewrite marks as the checkout (see the module docstring).
+    for info in REPO.glob("*.egg-info"):
+        shutil.copytree(info, path / info.name)
     return path
 
 
@@ -109,7 +138,8 @@ def remove_worktree(path: Path) -> None:
 def line(label: str, r: dict) -> str:
     return (f"  {label:<9} {r['real_s']:7.1f} {r['user_s']:6.2f} {r['system_s']:6.2f} "
             f"{r['cpu_s']:6.2f} {r['rss_mb']:6.1f} {r['voluntary_ctx']:8d} "
-            f"{r['involuntary_ctx']:7d} {r.get('threads_created', 0):7d}  {r['result']}")
+            f"{r['involuntary_ctx']:7d} {r.get('threads_created', 0):7d}  {r['result']}"
+            + (f" (compiled {r['pycs_written']} pyc)" if r.get("pycs_written") else ""))
 
 
 def ratio(a: float, b: float) -> str:
@@ -123,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure a git worktree of REV, alternating with this tree")
     parser.add_argument("--json", type=Path, help="write every figure here as JSON")
+    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
+                        help="cached (default): every tree's bytecode compiled by a warm-up "
+                             "first; as-is: the environment and the trees' own caches")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     parts = [p.upper() for p in args.parts]
@@ -133,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     binary = go_binary(Path(lab)) if lab else None
     base = make_worktree(args.baseline) if args.baseline else None
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
+    trees = {"current": REPO, **({"baseline": base} if base else {})}
+    caches: dict[str, Path | None] = dict.fromkeys(trees)
+    warm: dict[str, dict] = {}
+    cache_root = Path(tempfile.mkdtemp(prefix="parts-bench-pycache-"))
+    if args.bytecode == "cached":
+        for name, tree in trees.items():
+            caches[name] = cache_root / name
+            warm[name] = warm_bytecode(tree, tree_env(tree, caches[name]),
+                                       plugins=("thread_cpu_plugin",))
+        print(f"bytecode: {BYTECODE_MODE}; pyc files after warm-up: "
+              + ", ".join(f"{n} {w['after_warm_up']}" for n, w in warm.items()))
+    else:
+        print("bytecode: as-is (the environment's PYTHONDONTWRITEBYTECODE and each tree's "
+              "own __pycache__: the trees may not start alike)")
     print(f"  {'':<9} {'real s':>7} {'user':>6} {'sys':>6} {'CPU s':>6} {'RSS MB':>6} "
           f"{'vol.ctx':>8} {'inv.ctx':>7} {'threads':>7}  result")
     results: dict[str, dict] = {}
@@ -144,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             if k % 2:
                 order.reverse()
             for name, tree in order:
-                row[name] = run_raftlab(part, tree, args.impl, extra)
+                row[name] = run_raftlab(part, tree, args.impl, extra, caches[name])
             if binary is not None and lab:
                 row["go"] = run_go(part, binary, Path(lab))
             results[part] = row
@@ -173,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if base:
             remove_worktree(base)
+        shutil.rmtree(cache_root, ignore_errors=True)
     totals = {name: round(sum(r[name]["cpu_s"] for r in results.values() if name in r), 2)
               for name in ("current", "baseline", "go")}
     go_total = totals["go"] if binary else round(sum(GO[p][1] for p in parts), 2)
@@ -185,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             "parts": results, "cpu_total_s": totals, "go_reference": {
                 p: dict(zip(("real_s", "cpu_s", "rss_mb"), GO[p], strict=True)) for p in PARTS},
             "go_measured": binary is not None, "baseline": args.baseline, "targets": TARGET,
+            "bytecode": {"mode": args.bytecode,
+                         "description": BYTECODE_MODE if args.bytecode == "cached" else
+                         "as-is: the environment and each tree's own __pycache__",
+                         "warm_up_pycs": warm},
             "cores": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
     return 1 if failed else 0
 

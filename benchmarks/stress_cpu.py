@@ -16,6 +16,11 @@ say); its packages come first on ``PYTHONPATH``, so the installed venv's tools
 and dependencies serve every tree.  ``-n 1`` measures the fixed cost (the
 stress command, collection, one worker) to subtract: the marginal cost of a run
 is (CPU(N) - CPU(1)) / (3N - 3).
+
+Bytecode: each tree's commands keep their bytecode in a fresh cache of their own,
+filled by one unmeasured warm-up per tree (``benchcommon.BYTECODE_MODE``), so that a
+tree with a ``__pycache__`` (the checkout) and one without (an archive) start alike
+under ``PYTHONDONTWRITEBYTECODE=1``; ``--bytecode as-is`` measures the old way.
 """
 
 from __future__ import annotations
@@ -23,21 +28,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import run_child
+from benchcommon import BYTECODE_MODE, bytecode_env, run_child, warm_bytecode
 
 
-def one(tree: Path, n: int, seed: int) -> dict:
+def tree_env(tree: Path, cache: Path | None) -> dict[str, str]:
+    """The commands' environment for ``tree``; with ``cache``, their bytecode goes there."""
+    env = dict(os.environ, PYTHONPATH=str(tree.resolve()) + os.pathsep
+               + os.environ.get("PYTHONPATH", ""), RAFTLAB_STRESS_XDIST="0")
+    return bytecode_env(env, cache) if cache is not None else env
+
+
+def one(tree: Path, n: int, seed: int, cache: Path | None = None) -> dict:
     out = Path(tempfile.mkdtemp(prefix="stress-cpu-"))
     cmd = [sys.executable, "-m", "tools.stress", "-k", "2A", "-n", str(n), "-p", str(n),
            "--retries", "0", "--seed", str(seed), "--no-live", "-o", str(out)]
-    env = dict(os.environ, PYTHONPATH=str(tree.resolve()) + os.pathsep
-               + os.environ.get("PYTHONPATH", ""), RAFTLAB_STRESS_XDIST="0")
+    env = tree_env(tree, cache)
     load = os.getloadavg()[0]
     proc, wall, cpu = run_child(cmd, env, cwd=tree)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
@@ -56,12 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
+                        help="cached (default): each tree's bytecode compiled by a warm-up "
+                             "first; as-is: the environment and the trees' own caches")
     args = parser.parse_args(argv)
     trees = dict(t.split("=", 1) for t in args.trees)
     results: dict[str, list[dict]] = {name: [] for name in trees}
+    cache_root = Path(tempfile.mkdtemp(prefix="stress-cpu-pycache-"))
+    caches: dict[str, Path | None] = dict.fromkeys(trees)
+    warm: dict[str, dict] = {}
+    if args.bytecode == "cached":
+        for name, path in trees.items():
+            caches[name] = cache_root / name
+            tree = Path(path).resolve()
+            warm[name] = warm_bytecode(tree, tree_env(tree, caches[name]), cwd=Path(path))
+        print(f"bytecode: {BYTECODE_MODE}")
+    else:
+        print("bytecode: as-is (the environment's PYTHONDONTWRITEBYTECODE and each tree's "
+              "own __pycache__: the trees may not start alike)")
     for r in range(args.rounds):
         for name, path in trees.items():
-            step = one(Path(path), args.n, args.seed + r)
+            step = one(Path(path), args.n, args.seed + r, caches[name])
             results[name].append(step)
             print(f"round {r + 1} {name:>10}: {step['runs']} runs ({step['failed']} failed, "
                   f"{step['inconclusive']} inconclusive), CPU {step['cpu_s']} s = "
@@ -76,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "median_cpu_per_run_s": summary,
                                          "rounds": results, "trees": trees,
+                                         "bytecode": {"mode": args.bytecode,
+                                                      "warm_up_pycs": warm},
                                          "time": time.strftime("%Y-%m-%d %H:%M:%S")},
                                         indent=2))
+    shutil.rmtree(cache_root, ignore_errors=True)
     return 0
 
 

@@ -89,6 +89,29 @@ def _run(self: threading.Thread) -> None:
 threading.Thread.run = _run  # type: ignore[method-assign]
 
 
+_PACKAGES = ("labrpc", "labtests", "raft", "tools")
+
+
+def _bytecode(config: object) -> dict:
+    """How this process got its code: bytecode writing, cache folder, pytest's rewriting.
+
+    Why: a module pytest rewrites for assertions is compiled from source unless its
+    ``*-pytest-*.pyc`` is cached, so the marks (which packages are rewritten) and
+    the cache decide part of every run's start-up cost (benchmarks/benchcommon.py).
+    """
+    hook = getattr(getattr(config, "pluginmanager", None), "rewrite_hook", None)
+    rewritten = sorted(name for name, mod in list(sys.modules.items())
+                       if name.split(".")[0] in _PACKAGES
+                       and type(getattr(mod, "__loader__", None)).__name__
+                       == "AssertionRewritingHook")
+    return {"dont_write_bytecode": sys.dont_write_bytecode,
+            "pycache_prefix": sys.pycache_prefix,
+            "rewrite_marks": sorted(n for n in getattr(hook, "_must_rewrite", ())
+                                    if n.split(".")[0] in _PACKAGES),
+            "rewritten_modules": len(rewritten),
+            "lab_modules": sum(1 for n in list(sys.modules) if n.split(".")[0] in _PACKAGES)}
+
+
 def pytest_unconfigure(config: object) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     total = usage.ru_utime + usage.ru_stime
@@ -103,6 +126,7 @@ def pytest_unconfigure(config: object) -> None:
         "voluntary_ctx": usage.ru_nvcsw,
         "involuntary_ctx": usage.ru_nivcsw, "max_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "labtests": getattr(sys.modules.get("labtests"), "__file__", ""),
+        "bytecode": _bytecode(config),
         "by_kind": {k: {"cpu_s": round(c, 3), "threads": _count[k], "peak": _peak[k],
                         "wakeups": _wakeups[k]}
                     for k, c in rows},

@@ -1,0 +1,79 @@
+"""The per-process benchmarks measure every tree with its bytecode compiled, and say so.
+
+Written in session 8: with ``PYTHONDONTWRITEBYTECODE=1`` (set on the lab machine)
+``benchmarks/raft_parts_bench.py`` let the checkout use whatever ``__pycache__`` it
+had while a fresh baseline worktree compiled (and pytest assertion-rewrote) every
+module in every process, about 0.2 s of CPU per part charged to one side.  Now each
+tree's children keep their bytecode in a cache of their own, filled by a warm-up
+(``benchmarks/benchcommon.py``), and the JSON states the mode and what each run
+found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from benchcommon import BYTECODE_MODE, bytecode_env, count_pycs, warm_bytecode  # noqa: E402
+
+
+def _env(cache: Path) -> dict[str, str]:
+    base = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+                PYTHONPATH=os.pathsep.join([str(REPO), str(BENCH)]))
+    return bytecode_env(base, cache)
+
+
+def test_children_write_their_bytecode_into_the_trees_own_cache(tmp_path: Path) -> None:
+    env = _env(tmp_path / "cache")
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    out = subprocess.run([sys.executable, "-c", "import sys; print(sys.dont_write_bytecode, "
+                          "sys.pycache_prefix)"], env=env, capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.split() == ["False", str(tmp_path / "cache")]
+
+
+def test_after_the_warm_up_a_graded_collection_compiles_nothing(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = _env(cache)
+    counts = warm_bytecode(REPO, env, plugins=("thread_cpu_plugin",))
+    assert 0 < counts["after_compileall"] < counts["after_warm_up"] == count_pycs(cache)
+    # pytest's own rewritten bytecode of the graded suites is among them.
+    rewritten = {p.name.split(".")[0] for p in cache.rglob("*-pytest-*.pyc")}
+    assert {"test_2a", "test_2b", "test_2c", "test_2d"} <= rewritten
+    done = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q",
+                           "--collect-only", "-p", "no:cacheprovider", "-p", "thread_cpu_plugin",
+                           "-m", "part2a"], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert count_pycs(cache) == counts["after_warm_up"]
+
+
+def test_the_parts_bench_json_states_its_bytecode_mode_and_what_each_run_found(
+        tmp_path: Path) -> None:
+    out_json = tmp_path / "parts.json"
+    done = subprocess.run([sys.executable, str(BENCH / "raft_parts_bench.py"), "2A", "--json",
+                           str(out_json), "--", "--sim"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"bytecode: {BYTECODE_MODE}" in done.stdout
+    data = json.loads(out_json.read_text())
+    assert data["bytecode"]["mode"] == "cached"
+    assert data["bytecode"]["description"] == BYTECODE_MODE
+    assert data["bytecode"]["warm_up_pycs"]["current"]["after_warm_up"] > 0
+    run = data["parts"]["2A"]["current"]
+    assert run["exit"] == 0
+    found = run["bytecode"]
+    assert found["dont_write_bytecode"] is False
+    assert found["pycache_prefix"] and Path(found["pycache_prefix"]).name == "current"
+    # What pytest rewrote is on record (the count depends on how raftlab is installed).
+    assert isinstance(found["rewrite_marks"], list)
+    assert 0 <= found["rewritten_modules"] <= found["lab_modules"]
+    assert found["lab_modules"] > 0
+    assert run["pycs_written"] >= 0
