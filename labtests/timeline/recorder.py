@@ -11,15 +11,18 @@ Time is the clock in use: under ``--sim`` the virtual clock, read without
 counting as a poll of the simulation's spin guard (:mod:`labtests.timeline.simstate`),
 so recording never changes the simulated schedule and a seed gives the same
 events byte for byte; otherwise ``time.monotonic()``.  Recording is an append
-to a list (atomic under the GIL, no lock): cheap enough for every apply.
+to a list or a slot of the bulk columns (atomic under the GIL, no lock):
+cheap enough for every apply.
 
 Bounded: the essential events (faults, checks, the failure) are kept up to
 :data:`ESSENTIAL_CAP`; the bulky ones (state samples, applies, RPC counts,
 debug lines) keep the first :data:`BULK_HEAD` and the last :data:`BULK_TAIL`
 (the end of a failing test is what matters), and a ``cut`` note says how many
-were dropped.  Individual RPCs (:meth:`Recorder.rpc`, from the network's
-observer, :mod:`labtests.timeline.traffic`) are compact tuples in a bounded
-ring of their own: the first :data:`RPC_HEAD` and the last :data:`RPC_TAIL`.
+were dropped; they are kept in columns (:mod:`labtests.timeline.bulkring`, ~38
+bytes an event instead of a ~170-byte tuple with its float and int).
+Individual RPCs (:meth:`Recorder.rpc`, from the network's observer,
+:mod:`labtests.timeline.traffic`) are kept in a bounded ring of their own:
+the first :data:`RPC_HEAD` and the last :data:`RPC_TAIL`.
 
 The candidate role is inferred, since ``get_state()`` says only leader or
 not: a peer not known to lead that sends a vote request (a method whose name
@@ -44,11 +47,11 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 from labtests.timeline import simstate
+from labtests.timeline.bulkring import BulkRing
 from labtests.timeline.rpcring import RpcRing
 
 ESSENTIAL_CAP = 50_000
@@ -103,13 +106,12 @@ class Recorder:
         self._clock = simstate.clock()
         self.t0 = self._clock()
         self._seq = itertools.count()
-        # An event is (seq, t, kind, peer, field names, *field values): one flat tuple, its
-        # names tuple shared by every event with the same fields (a dict cost ~180 bytes).
+        # An essential event is (seq, t, kind, peer, field names, *field values): one flat
+        # tuple, its names tuple shared by every event with the same fields (a dict cost
+        # ~180 bytes); the bulk ones are kept in columns and read back as such tuples.
         self._essential: list[Event] = []
-        self._bulk_head: list[Event] = []
-        self._bulk_tail: deque[Event] = deque(maxlen=BULK_TAIL)
+        self._bulk = BulkRing(BULK_HEAD, BULK_TAIL)
         self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._bulk_seen = 0
         self._essential_cut = 0
         self._checks: dict[int, list[tuple[int, str]]] = {}  # thread ident -> open checks
         self._check_ids = itertools.count(1)
@@ -135,21 +137,19 @@ class Recorder:
         """Record one event at time ``t`` (None: now); events are shown in time order."""
         if not self.enabled:
             return
-        keys = tuple(fields)
-        ev = (next(self._seq), self.now() if t is None else t, kind, peer,
-              self._keys.setdefault(keys, keys), *fields.values())
+        seq = next(self._seq)
+        if t is None:
+            t = self.now()
         if kind in CHANGE_KINDS and fields.get("src") != INFERRED:
             self.changes += 1
             if self.on_change is not None and fields.get("src") != "sample":
                 self.on_change()
         if kind in BULK_KINDS:
-            self._bulk_seen += 1
-            if len(self._bulk_head) < BULK_HEAD:
-                self._bulk_head.append(ev)
-            else:
-                self._bulk_tail.append(ev)
+            self._bulk.add(seq, t, kind, peer, fields)
         elif len(self._essential) < ESSENTIAL_CAP:
-            self._essential.append(ev)
+            keys = tuple(fields)
+            self._essential.append((seq, t, kind, peer, self._keys.setdefault(keys, keys),
+                                    *fields.values()))
         else:
             self._essential_cut += 1
 
@@ -284,9 +284,7 @@ class Recorder:
         since pytest keeps each test's context until the end of the session)."""
         self.enabled = False
         self._essential = []
-        self._bulk_head = []
-        self._bulk_tail.clear()
-        self._bulk_seen = 0
+        self._bulk.clear()
         self._essential_cut = 0
         self.rpcs.clear()
         self._campaigns.clear()
@@ -296,8 +294,7 @@ class Recorder:
     @property
     def cut(self) -> int:
         """How many events the caps dropped (individual RPCs aside: :attr:`rpc_cut`)."""
-        kept_bulk = len(self._bulk_head) + len(self._bulk_tail)
-        return self._essential_cut + (self._bulk_seen - kept_bulk)
+        return self._essential_cut + self._bulk.cut
 
     @property
     def rpc_cut(self) -> int:
@@ -313,7 +310,7 @@ class Recorder:
         rpcs = [(seq, round(t, 6), "msg", caller, RPC_KEYS[stale], callee, method, outcome,
                  nbytes, True)[:9 + stale]
                 for seq, t, caller, callee, method, outcome, nbytes, stale in self.rpcs.items()]
-        merged = sorted(itertools.chain(self._essential, self._bulk_head, self._bulk_tail, rpcs),
+        merged = sorted(itertools.chain(self._essential, self._bulk.items(), rpcs),
                         key=lambda ev: (ev[1], ev[0]))  # by time, then by recording order
         out = []
         for stored in merged:

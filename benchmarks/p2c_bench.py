@@ -1,0 +1,237 @@
+"""Part 2C's two costs that follow its commit count: memory per commit and CPU per commit.
+
+Why a bench of its own: 2C's whole-part figures swing with how many commits
+``test_reliable_churn_2c`` makes in its fixed time (about 1 400 to 4 100 on one
+seed), so two runs of one tree differ more than two trees do.  Per commit, they
+compare.
+
+* ``mem``: runs ``test_reliable_churn_2c`` (real time, bundled Raft) in a child
+  process, without pytest, and prints its commits, the child's peak RSS and the
+  live memory at the end of the test body (before cleanup, where the peak is):
+  tracemalloc's total and its biggest sources by file and line, in MB and in MB
+  per 1 000 commits.  tracemalloc slows the run, so its commit count is lower than
+  a plain run's; the per-commit figures are what compare.  ``--no-trace``: peak RSS
+  only, at full speed.
+* ``cpu``: a steady 5-peer reliable cluster, three client threads each doing
+  ``cfg.one()`` in a loop until ``--commits`` are made; prints the child's CPU
+  (user + system) per commit, raw and less the idle cluster's CPU for the same
+  wall time (measured just before), and voluntary context switches per commit.
+
+``--baseline REV`` also measures a git worktree of REV, alternating with this
+tree run by run (``--reps`` each), so load from other work hits both alike.
+``--json FILE`` writes every run's figures.
+
+    python benchmarks/p2c_bench.py mem --reps 2
+    python benchmarks/p2c_bench.py cpu --commits 1000 --reps 3 --baseline HEAD~1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+TOP = 12  # sources of live memory printed
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu() -> tuple[float, int]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime, ru.ru_nvcsw
+
+
+def child_mem(trace: bool, seed: int) -> dict:
+    """In the child: the churn test, and what is alive at the end of its body."""
+    import gc
+    import tracemalloc
+
+    from labtests import test_2c
+    from labtests.context import TestContext
+    from labtests.impl_loader import load
+
+    gc.collect()
+    rss_before = _rss_mb()
+    snaps = []
+    if trace:
+        tracemalloc.start(1)
+        snaps.append(tracemalloc.take_snapshot())
+    ctx = TestContext("test_reliable_churn_2c", seed, load(None))
+    out: dict = {"labtests": test_2c.__file__}
+    orig_end = None
+
+    def end_and_snapshot(cfg):  # the end of the body: every commit made, nothing freed yet
+        orig_end(cfg)
+        gc.collect()
+        if trace:
+            out["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
+            snaps.append(tracemalloc.take_snapshot())
+
+    from labtests.config import Config
+    orig_end = Config.end
+    Config.end = end_and_snapshot
+    try:
+        test_2c.test_reliable_churn_2c(ctx.make_config)
+    finally:
+        Config.end = orig_end
+        ctx.finish(body_failed=False)
+    figures = ctx.figures or {}
+    commits = figures.get("commits", 0)
+    out.update(commits=commits, rss_before_mb=round(rss_before, 1),
+               peak_rss_mb=round(_rss_mb(), 1))
+    if trace and len(snaps) == 2:
+        stats = snaps[1].compare_to(snaps[0], "lineno")
+        live = sum(s.size_diff for s in stats)
+        per_k = 1000 / commits if commits else 0.0
+        out["live_mb"] = round(live / 2**20, 2)
+        out["live_mb_per_1000_commits"] = round(live / 2**20 * per_k, 3)
+        out["top"] = [{"where": f"{s.traceback[0].filename.replace(str(REPO) + '/', '')}:"
+                                f"{s.traceback[0].lineno}",
+                       "mb": round(s.size_diff / 2**20, 3),
+                       "mb_per_1000": round(s.size_diff / 2**20 * per_k, 3),
+                       "blocks": s.count_diff}
+                      for s in sorted(stats, key=lambda s: -s.size_diff)[:TOP]]
+    return out
+
+
+def child_cpu(commits: int, seed: int) -> dict:
+    """In the child: a steady cluster's CPU per commit (see the module docstring)."""
+    from labtests.context import TestContext
+    from labtests.impl_loader import load
+
+    ctx = TestContext("p2c_bench_steady", seed, load(None))
+    out: dict = {}
+    try:
+        cfg = ctx.make_config(5, False, False)
+        cfg.begin("p2c bench: steady commits")
+        cfg.check_one_leader()
+        for _ in range(20):  # warm up
+            cfg.one(random.randrange(1 << 30), 5, True)
+        idle_s = 2.0
+        c0, _ = _cpu()
+        time.sleep(idle_s)
+        c1, _ = _cpu()
+        idle_rate = (c1 - c0) / idle_s
+        left = [commits]
+        lock = threading.Lock()
+
+        def client() -> None:
+            rng = random.Random()
+            while True:
+                with lock:
+                    if left[0] <= 0:
+                        return
+                    left[0] -= 1
+                cfg.one(rng.randrange(1 << 30), 5, True)
+
+        threads = [threading.Thread(target=client, name=f"bench-client-{i}") for i in range(3)]
+        c0, v0 = _cpu()
+        w0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - w0
+        c1, v1 = _cpu()
+        cpu = c1 - c0
+        out = {"commits": commits, "wall_s": round(wall, 2), "cpu_s": round(cpu, 3),
+               "idle_cpu_per_s": round(idle_rate, 4),
+               "cpu_ms_per_commit": round(cpu / commits * 1000, 4),
+               "cpu_ms_per_commit_less_idle": round((cpu - idle_rate * wall) / commits * 1000, 4),
+               "vol_switches_per_commit": round((v1 - v0) / commits, 2)}
+        cfg.end()
+    finally:
+        ctx.finish(body_failed=False)
+    return out
+
+
+def run(tree: Path, args: argparse.Namespace) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
+    cmd = [sys.executable, str(HERE / "p2c_bench.py"), "--child", args.mode,
+           "--seed", str(args.seed), "--commits", str(args.commits)]
+    if args.no_trace:
+        cmd.append("--no-trace")
+    done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"child in {tree} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def show(label: str, r: dict) -> None:
+    if "peak_rss_mb" in r:
+        line = (f"{label:<9} commits {r['commits']:5d}  peak RSS {r['peak_rss_mb']:5.1f} MB "
+                f"(before the test {r['rss_before_mb']:.1f})")
+        if "live_mb" in r:
+            line += (f"  live at the end {r['live_mb']:.2f} MB = "
+                     f"{r['live_mb_per_1000_commits']:.3f} MB/1000 commits")
+        print(line)
+        for t in r.get("top", []):
+            print(f"      {t['mb']:7.3f} MB {t['mb_per_1000']:7.3f}/1000  {t['blocks']:7d} "
+                  f"blocks  {t['where']}")
+    else:
+        print(f"{label:<9} {r['commits']} commits in {r['wall_s']} s: CPU "
+              f"{r['cpu_ms_per_commit']:.3f} ms/commit "
+              f"({r['cpu_ms_per_commit_less_idle']:.3f} less idle "
+              f"{r['idle_cpu_per_s'] * 1000:.1f} ms/s), "
+              f"{r['vol_switches_per_commit']:.1f} voluntary switches/commit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("mem", "cpu"))
+    parser.add_argument("--commits", type=int, default=1000, help="cpu: commits to make")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--no-trace", action="store_true", help="mem: no tracemalloc")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure a git worktree of REV, alternating with this tree")
+    parser.add_argument("--json", type=Path, help="write every run's figures here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        r = child_mem(not args.no_trace, args.seed) if args.mode == "mem" \
+            else child_cpu(args.commits, args.seed)
+        print(json.dumps(r))
+        return 0
+    trees = [("current", REPO)]
+    base: Path | None = None
+    if args.baseline:
+        base = Path(tempfile.mkdtemp(prefix="p2c-baseline-")) / "tree"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base),
+                        args.baseline], check=True, capture_output=True)
+        trees.append(("baseline", base))
+    runs: list[dict] = []
+    try:
+        for rep in range(args.reps):
+            for label, tree in (trees if rep % 2 == 0 else trees[::-1]):
+                r = run(tree, args)
+                r["tree"] = label
+                runs.append(r)
+                show(label, r)
+    finally:
+        if base is not None:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)],
+                           check=False, capture_output=True)
+            shutil.rmtree(base.parent, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps({"mode": args.mode, "baseline": args.baseline,
+                                         "runs": runs}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
