@@ -33,7 +33,12 @@ from pathlib import Path
 
 import pytest
 
-from tools.grade.sandbox import choose_run_user, probe_run_user
+from tools.grade.sandbox import (
+    choose_run_user,
+    lease_after_runs,
+    probe_run_user,
+    process_uids,
+)
 
 ATTACKS = Path(__file__).parent / "toys_grade_attacks"
 TOYS = Path(__file__).parent / "toys_grade"
@@ -80,15 +85,23 @@ def _marked(marker: str) -> list[str]:
 
 
 def _uid_processes(uids: set[int]) -> list[str]:
+    """Processes of ``uids`` left by the runs that used them (pid and uid).
+
+    Each uid is looked at while this test holds its lease: graders on other xdist
+    workers (or anywhere on the machine) lease the same uids once a run gives them
+    back, and the lease is held from before a run's first process of the uid until
+    after its sweep (the grader's and its supervisors'), so while the test holds it
+    no live run has a process of that uid: whatever is found was left behind.
+    """
     found = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+    for uid in sorted(uids):
+        lease = lease_after_runs(uid, GRADE_TIMEOUT_S)
+        assert lease is not None, f"uid {uid} still in use by a run after {GRADE_TIMEOUT_S} s"
         try:
-            with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
-                fields = dict(line.split(":", 1) for line in fh if ":" in line)
-        except OSError:
-            continue
-        if int(fields["Uid"].split()[0]) in uids and fields["State"].split()[0] != "Z":
-            found.append(f"{pid} (uid {fields['Uid'].split()[0]})")
+            found += [f"{pid} (uid {uid})" for pid, owner in process_uids().items()
+                      if owner == uid]
+        finally:
+            lease.release()
     return found
 
 
@@ -232,3 +245,22 @@ def test_a_class_of_five_grades_isolated_and_leaves_nothing(tmp_path):
     assert all((r["timing"], r["isolated"]) == ("real", "yes") for r in rows.values())
     for name in ("never_elects", "pytest_hook", "rewrites_results"):
         _zero_and_honest(out, name, reports[name])
+
+
+@needs_root
+def test_the_leftover_checks_find_a_process_a_run_left_behind():
+    """The two checks of :func:`grade_batch` (the marker, the run users' uids) still see a
+    leftover once the run that left it has given its uid back."""
+    user, _why = choose_run_user()
+    assert user is not None
+    marker = uuid.uuid4().hex
+    leftover = subprocess.Popen(["sleep", "600"], user=user.uid, group=user.gid,
+                                extra_groups=[], env=dict(os.environ, **{MARKER_ENV: marker}))
+    user.release()  # as a grader whose sweep missed it
+    try:
+        assert _uid_processes({user.uid}) == [f"{leftover.pid} (uid {user.uid})"]
+        assert [m.split(":")[0] for m in _marked(marker)] == [str(leftover.pid)]
+    finally:
+        leftover.kill()
+        leftover.wait()
+    assert _uid_processes({user.uid}) == [] and _marked(marker) == []

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tools.grade import sandbox
 from tools.grade.isolation import BUDGET_REASON, SUPERVISOR_NOTE, run_part
-from tools.grade.sandbox import choose_run_user, kill_uid
+from tools.grade.sandbox import choose_run_user, kill_uid, lease_after_runs
 from tools.stress.backends.base import BackendError, Job, RunResult
 
 
@@ -189,14 +190,50 @@ def test_run_user_and_private_view():
 
 
 @pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
-def test_run_users_are_leased_never_shared():
+def test_run_users_are_leased_never_shared(monkeypatch, tmp_path):
+    # A lease folder of this test's own: graders on other xdist workers lease uids too,
+    # and one of them could take the uid given back below before this test does.
+    folder = tmp_path / "uids"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setattr(sandbox, "_lease_dir", lambda: folder)
     first, _ = choose_run_user()
     second, _ = choose_run_user()
     assert first is not None and second is not None and first.uid != second.uid
+    assert lease_after_runs(first.uid, 0) is None  # held: nobody else gets it
     first.release()
-    again, _ = choose_run_user()
-    assert again is not None and again.uid == first.uid
+    again = lease_after_runs(first.uid, 0)
+    assert again is not None  # given back
     again.release()
     second.release()
     with pytest.raises(ValueError):
         kill_uid(0)
+
+
+@pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
+def test_a_run_that_outlives_its_graders_lease_keeps_its_uid_until_swept():
+    """A grader killed mid-run gives its lease back at once, while the run's supervisor
+    goes on and kills every process of the uid at its end: handed to another run in
+    between, that sweep would kill the other run's peers (a wrong verdict)."""
+    user, _why = choose_run_user()
+    assert user is not None
+    proc = subprocess.Popen([sys.executable, "-m", "tools.grade.isolation", "--memory-mb",
+                             "2048", "--run-user", str(user), "--", sys.executable, "-c",
+                             "import time; print('up', flush=True); time.sleep(600)"],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "up"
+        user.release()  # the grader is gone; its run is not
+        assert lease_after_runs(user.uid, 0) is None
+        other, _why = choose_run_user(user.uid - 1)  # starts the scan at user.uid
+        assert other is not None and other.uid != user.uid
+        other.release()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGKILL
+        # Swept and gone: the uid is free again (after any run another grader gave it).
+        again = lease_after_runs(user.uid, 900)
+        assert again is not None
+        again.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -52,6 +52,7 @@ from tools.grade.sandbox import (
     RunLimits,
     RunUser,
     SandboxError,
+    hold_run,
     interpreter_paths,
     kill_uid,
     private_view,
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the grader died: stop the run
     if args.run_user is not None:
         try:
+            # Held to our exit: the uid is not handed to another run before our sweep.
+            lease = hold_run(args.run_user)  # noqa: F841 - kept open, never read
             private_view(args.run_user, interpreter_paths() + [Path.cwd()], args.hide)
         except (SandboxError, OSError) as exc:
             print(f"raftlab grade supervisor: {exc}", file=sys.stderr)

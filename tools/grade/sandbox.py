@@ -158,15 +158,67 @@ def _lease_dir() -> Path:
     return folder
 
 
-def _lease(uid: int) -> int | None:
-    """Reserve ``uid`` for this process (a lock the kernel drops if we die), or None."""
-    fd = os.open(_lease_dir() / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+def _lock(path: Path, how: int, wait_s: float = 0.0) -> int | None:
+    """Open ``path`` and flock it (``how``); the fd, or None if still busy after ``wait_s``.
+
+    The kernel drops the lock when the last descriptor of the open file is closed,
+    so a process that dies gives back what it held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+        time.sleep(0.05)
+
+
+def _lease(uid: int, wait_s: float = 0.0) -> int | None:
+    """Reserve ``uid`` for this process (a lock the kernel drops if we die), or None.
+
+    Two locks per uid: ``<uid>.lock``, held by the grader that owns the run, and
+    ``<uid>.run``, held (shared) by every supervisor of a run of that uid for its
+    whole life (:func:`hold_run`).  A supervisor can outlive its grader's lease (the
+    grader killed, the OOM killer) and still sweeps -- ``kill_uid`` -- at its end,
+    so a uid is only handed out again once no supervisor holds it.
+    """
+    folder = _lease_dir()
+    deadline = time.monotonic() + wait_s
+    fd = _lock(folder / f"{uid}.lock", fcntl.LOCK_EX, wait_s)
+    if fd is None:
+        return None
+    run = _lock(folder / f"{uid}.run", fcntl.LOCK_EX, max(0.0, deadline - time.monotonic()))
+    if run is None:  # an earlier run of this uid is still being swept
         os.close(fd)
         return None
+    os.close(run)  # only a test: new supervisors start only for the lease holder
     return fd
+
+
+def hold_run(user: RunUser) -> int:
+    """For a supervisor of ``user``'s run: keep the uid leased while this process lives.
+
+    Returns the fd to keep open (close-on-exec, so what the supervisor starts does
+    not hold it).  Raises SandboxError if the lease folder is unusable.
+    """
+    fd = _lock(_lease_dir() / f"{user.uid}.run", fcntl.LOCK_SH, wait_s=60.0)
+    if fd is None:
+        raise SandboxError(f"cannot mark uid {user.uid} as in use: its lease is busy")
+    return fd
+
+
+def lease_after_runs(uid: int, timeout_s: float) -> RunUser | None:
+    """Lease ``uid`` once no grading run holds it (waiting up to ``timeout_s``), or None.
+
+    Unlike :func:`choose_run_user`, it does not skip a uid with processes: it is for
+    checking what is left of a uid's runs -- while the lease is held, no live run
+    (another grader on the machine included) has or starts processes of that uid.
+    """
+    fd = _lease(uid, wait_s=timeout_s)
+    return None if fd is None else RunUser(uid, uid, fd)
 
 
 def choose_run_user(previous: int | None = None) -> tuple[RunUser | None, str]:
@@ -174,9 +226,9 @@ def choose_run_user(previous: int | None = None) -> tuple[RunUser | None, str]:
 
     Returns the user (call :meth:`RunUser.release` when its processes are gone) or
     None and why the fallback applies.  A uid is free when no account owns it, no
-    process runs as it and no other grader on the machine holds its lease: graders
-    running side by side never share a uid, so one's sweep cannot kill the other's
-    peers.
+    process runs as it, no other grader on the machine holds its lease and no
+    supervisor of an earlier run of it is still alive: graders running side by side
+    never share a uid, so one's sweep cannot kill the other's peers.
     """
     if os.geteuid() != 0:
         return None, ("the grader is not root: runs use the grader's own user, so a "
