@@ -42,7 +42,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-TOP = 12  # sources of live memory printed
 
 
 def _rss_mb() -> float:
@@ -54,7 +53,7 @@ def _cpu() -> tuple[float, int]:
     return ru.ru_utime + ru.ru_stime, ru.ru_nvcsw
 
 
-def child_mem(trace: bool, seed: int) -> dict:
+def child_mem(trace: bool, seed: int, top: int) -> dict:
     """In the child: the churn test, and what is alive at the end of its body."""
     import gc
     import tracemalloc
@@ -103,7 +102,7 @@ def child_mem(trace: bool, seed: int) -> dict:
                        "mb": round(s.size_diff / 2**20, 3),
                        "mb_per_1000": round(s.size_diff / 2**20 * per_k, 3),
                        "blocks": s.count_diff}
-                      for s in sorted(stats, key=lambda s: -s.size_diff)[:TOP]]
+                      for s in sorted(stats, key=lambda s: -s.size_diff)[:top]]
     return out
 
 
@@ -165,6 +164,7 @@ def run(tree: Path, args: argparse.Namespace) -> dict:
            "--seed", str(args.seed), "--commits", str(args.commits)]
     if args.no_trace:
         cmd.append("--no-trace")
+    cmd += ["--top", str(args.top)]
     done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"child in {tree} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -197,13 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--no-trace", action="store_true", help="mem: no tracemalloc")
+    parser.add_argument("--top", type=int, default=12, help="mem: sources of live memory shown")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure a git worktree of REV, alternating with this tree")
     parser.add_argument("--json", type=Path, help="write every run's figures here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        r = child_mem(not args.no_trace, args.seed) if args.mode == "mem" \
+        r = child_mem(not args.no_trace, args.seed, args.top) if args.mode == "mem" \
             else child_cpu(args.commits, args.seed)
         print(json.dumps(r))
         return 0

@@ -114,6 +114,20 @@ def test_bulk_events_cut_in_the_middle_keep_their_order_across_chunks():
     assert rec.events() == [] and rec.cut == 0
 
 
+def test_essential_events_past_their_cap_are_counted_not_kept():
+    from labtests.timeline.recorder import ESSENTIAL_CAP
+
+    rec = Recorder(1)
+    for n in range(ESSENTIAL_CAP + 5):
+        rec.add_at(n * 1e-3, "check", None, name="wait", id=n + 1, phase="begin", index=n)
+    evs = rec.events()
+    checks = [ev for ev in evs if ev["k"] == "check"]
+    assert len(checks) == ESSENTIAL_CAP and checks[-1]["index"] == ESSENTIAL_CAP - 1
+    assert checks[0] == {"t": 0.0, "k": "check", "name": "wait", "id": 1, "phase": "begin",
+                         "index": 0}
+    assert rec.cut == 5 and evs[-1]["k"] == "note" and "cut 5 events" in evs[-1]["msg"]
+
+
 def test_bulk_events_at_their_caps_cost_under_50_bytes_each():
     """Measured: 40 000 applies (their commands held by the tester, as in a real run) cost
     the recorder ~1.6 MB in columns (38 bytes a slot, and the recorder itself); one tuple

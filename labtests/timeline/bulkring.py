@@ -11,7 +11,8 @@ object the tester's log holds, so it costs nothing more).  Nothing is formatted
 here: :meth:`BulkRing.items` rebuilds each event as the recorder's flat tuple
 when a bundle is written, the same values as were recorded.
 
-Kept: the first ``head`` events and the last ``tail`` (a ring), as before.  The
+Kept: the first ``head`` events and the last ``tail`` (a ring; none if ``tail``
+is 0, as for the essential events), as before.  The
 columns grow in chunks of :data:`CHUNK` slots, allocated on first use, so a short
 test costs one chunk (~38 KB) and the longest at most ``head + tail`` slots.
 
@@ -73,7 +74,12 @@ class BulkRing:
         n = next(self._slots)
         if n >= self.taken:
             self.taken = n + 1
-        slot = n if n < self.head else self.head + (n - self.head) % self.tail
+        if n < self.head:
+            slot = n
+        elif self.tail:
+            slot = self.head + (n - self.head) % self.tail
+        else:
+            return  # no ring: only the first ``head`` are kept
         index, k = divmod(slot, CHUNK)
         cols = self._chunks.get(index)
         if cols is None:

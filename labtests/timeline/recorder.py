@@ -18,8 +18,8 @@ Bounded: the essential events (faults, checks, the failure) are kept up to
 :data:`ESSENTIAL_CAP`; the bulky ones (state samples, applies, RPC counts,
 debug lines) keep the first :data:`BULK_HEAD` and the last :data:`BULK_TAIL`
 (the end of a failing test is what matters), and a ``cut`` note says how many
-were dropped; they are kept in columns (:mod:`labtests.timeline.bulkring`, ~38
-bytes an event instead of a ~170-byte tuple with its float and int).
+were dropped.  Both kinds are kept in columns (:mod:`labtests.timeline.bulkring`:
+an apply costs ~38 bytes instead of a ~170-byte tuple with its float and int).
 Individual RPCs (:meth:`Recorder.rpc`, from the network's observer,
 :mod:`labtests.timeline.traffic`) are kept in a bounded ring of their own:
 the first :data:`RPC_HEAD` and the last :data:`RPC_TAIL`.
@@ -106,13 +106,11 @@ class Recorder:
         self._clock = simstate.clock()
         self.t0 = self._clock()
         self._seq = itertools.count()
-        # An essential event is (seq, t, kind, peer, field names, *field values): one flat
-        # tuple, its names tuple shared by every event with the same fields (a dict cost
-        # ~180 bytes); the bulk ones are kept in columns and read back as such tuples.
-        self._essential: list[Event] = []
+        # Events are kept in columns (labtests.timeline.bulkring) and read back as flat
+        # tuples (seq, t, kind, peer, field names, *field values): the essential ones up
+        # to their cap, the bulk ones as a head and a ring.
+        self._essential = BulkRing(ESSENTIAL_CAP, 0)
         self._bulk = BulkRing(BULK_HEAD, BULK_TAIL)
-        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._essential_cut = 0
         self._checks: dict[int, list[tuple[int, str]]] = {}  # thread ident -> open checks
         self._check_ids = itertools.count(1)
         self.changes = 0  # events of CHANGE_KINDS so far
@@ -146,12 +144,8 @@ class Recorder:
                 self.on_change()
         if kind in BULK_KINDS:
             self._bulk.add(seq, t, kind, peer, fields)
-        elif len(self._essential) < ESSENTIAL_CAP:
-            keys = tuple(fields)
-            self._essential.append((seq, t, kind, peer, self._keys.setdefault(keys, keys),
-                                    *fields.values()))
         else:
-            self._essential_cut += 1
+            self._essential.add(seq, t, kind, peer, fields)
 
     # -- the tester's calls (one line each in labtests/config.py) ----------------------
 
@@ -283,9 +277,8 @@ class Recorder:
         """Drop every event and record nothing more (the report is made: free the memory,
         since pytest keeps each test's context until the end of the session)."""
         self.enabled = False
-        self._essential = []
+        self._essential.clear()
         self._bulk.clear()
-        self._essential_cut = 0
         self.rpcs.clear()
         self._campaigns.clear()
 
@@ -294,7 +287,7 @@ class Recorder:
     @property
     def cut(self) -> int:
         """How many events the caps dropped (individual RPCs aside: :attr:`rpc_cut`)."""
-        return self._essential_cut + self._bulk.cut
+        return self._essential.cut + self._bulk.cut
 
     @property
     def rpc_cut(self) -> int:
@@ -310,7 +303,7 @@ class Recorder:
         rpcs = [(seq, round(t, 6), "msg", caller, RPC_KEYS[stale], callee, method, outcome,
                  nbytes, True)[:9 + stale]
                 for seq, t, caller, callee, method, outcome, nbytes, stale in self.rpcs.items()]
-        merged = sorted(itertools.chain(self._essential, self._bulk.items(), rpcs),
+        merged = sorted(itertools.chain(self._essential.items(), self._bulk.items(), rpcs),
                         key=lambda ev: (ev[1], ev[0]))  # by time, then by recording order
         out = []
         for stored in merged:
