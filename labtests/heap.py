@@ -20,38 +20,51 @@ glibc (macOS, musl) it does nothing.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 from collections.abc import Callable
 from time import monotonic as _real_monotonic  # the real clock, even under --sim
+from typing import Any
+
+from labtests import libc
 
 TRIM_PERIOD_S = 0.5  # at most one trim per this many real seconds
 
+_UNLOADED: Any = object()
+
 
 def _load_trim() -> Callable[[int], int] | None:
-    try:
-        fn = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim this way
+    """glibc's ``malloc_trim``; None without ctypes or glibc (macOS, musl): nothing to trim."""
+    if libc.libc() is None:
         return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return fn
+    import ctypes  # loaded by libc() above
+
+    return libc.function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
 
 
-_TRIM = _load_trim()
+# glibc's malloc_trim, looked up on the first trim (not at import: every pytest process
+# imports this module, and ctypes costs about 10 ms to import).
+_TRIM: Any = _UNLOADED
 _last = [float("-inf")]
 _frozen: list[bool] = []
 
 
+def _trim_fn() -> Callable[[int], int] | None:
+    global _TRIM
+    if _TRIM is _UNLOADED:
+        _TRIM = _load_trim()
+    return _TRIM  # type: ignore[no-any-return]
+
+
 def available() -> bool:
     """Whether this process's C library can trim (glibc)."""
-    return _TRIM is not None
+    return _trim_fn() is not None
 
 
 def trim() -> bool:
     """Return the free pages of every malloc arena to the OS now; True if any were."""
     _last[0] = _real_monotonic()
-    return bool(_TRIM(0)) if _TRIM is not None else False
+    fn = _trim_fn()
+    return bool(fn(0)) if fn is not None else False
 
 
 def freeze_once() -> None:
@@ -72,5 +85,5 @@ def freeze_once() -> None:
 def maybe_trim() -> None:
     """:func:`trim` if the last one is :data:`TRIM_PERIOD_S` old (racy by design: two
     threads may both trim, which is harmless)."""
-    if _TRIM is not None and _real_monotonic() - _last[0] >= TRIM_PERIOD_S:
+    if _real_monotonic() - _last[0] >= TRIM_PERIOD_S and _trim_fn() is not None:
         trim()

@@ -28,43 +28,43 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from labtests import libc
+
 TIMER_SLACK_NS = 1_000_000
 PR_SET_TIMERSLACK = 29
 PR_GET_TIMERSLACK = 30
 
-_prctl: Any = None  # libc's prctl, loaded on first use (ctypes costs a few ms to import)
+_prctl: Any = None  # libc's prctl, looked up on first use (labtests.libc loads ctypes then)
 
 
 def _libc_prctl() -> Any:
     global _prctl
     if _prctl is None:
-        import ctypes
-
-        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        _prctl = libc.function("prctl")
     return _prctl
 
 
 def coalesce_timers(slack_ns: int = TIMER_SLACK_NS) -> bool:
     """Give the calling thread (and what it starts later) ``slack_ns`` of timer slack.
 
-    True if the kernel took it; False where there is no such setting (not Linux)
-    or it was refused.  Never raises: the runs are correct either way, only
-    cheaper with it.
+    True if the kernel took it; False where there is no such setting (not Linux, no
+    C library with prctl) or it was refused.  Never raises: the runs are correct
+    either way, only cheaper with it.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or (prctl := _libc_prctl()) is None:
         return False
     try:
-        return _libc_prctl()(PR_SET_TIMERSLACK, slack_ns, 0, 0, 0) == 0
+        return prctl(PR_SET_TIMERSLACK, slack_ns, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
 
 def current_slack_ns() -> int | None:
     """The calling thread's timer slack in ns, or None where it cannot be read."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or (prctl := _libc_prctl()) is None:
         return None
     try:
-        value = _libc_prctl()(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+        value = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
     except (OSError, AttributeError):
         return None
     return value if value >= 0 else None

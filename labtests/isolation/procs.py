@@ -15,7 +15,6 @@ Linux only.  Why each piece exists:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import select
@@ -24,16 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from labtests import libc
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def _prctl(option: int, arg: int) -> None:
-    if _libc.prctl(option, arg, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl({option}, {arg}): {os.strerror(err)}")
+    libc.call("prctl", option, arg, 0, 0, 0, what=f"prctl({option}, {arg})")
 
 
 def die_with_parent() -> None:
@@ -47,10 +44,17 @@ def dies_with(parent: int) -> Callable[[], None]:
     The child gets SIGKILL when the thread that started it ends, however it ends
     (SIGKILL and the OOM killer included), so start it from a thread that lives as
     long as the process.  If the parent died before the prctl took effect, the
-    child exits at once instead of running orphaned.
+    child exits at once instead of running orphaned.  libc is loaded here, in the
+    parent: the child only calls (loading a library between fork and exec can
+    deadlock on a lock another thread of the parent held at the fork).
     """
+    prctl = libc.function("prctl")
+    if prctl is None:
+        raise OSError(errno.ENOSYS, "prctl: not in this process's C library (Linux only)")
+
     def preexec() -> None:
-        die_with_parent()
+        libc.checked(prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0),
+                     f"prctl({PR_SET_PDEATHSIG}, {int(signal.SIGKILL)})")
         if os.getppid() != parent:
             os._exit(1)
     return preexec

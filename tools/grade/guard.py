@@ -14,10 +14,9 @@ Two things, both before any peer process exists:
 
 from __future__ import annotations
 
-import ctypes
-
 import pytest
 
+from labtests import libc
 from labtests.isolation import launcher
 
 PR_SET_DUMPABLE = 4
@@ -30,7 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    libc.call("prctl", PR_SET_DUMPABLE, 0, 0, 0, 0, what="prctl(PR_SET_DUMPABLE, 0)")
     spec = config.getoption("grade_peer_user")
     if spec:
         uid, _, gid = str(spec).partition(":")

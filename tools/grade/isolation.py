@@ -35,7 +35,6 @@ The scores are computed by the grader from the per-run results this module retur
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import select
 import signal
@@ -47,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labtests import libc
 from labtests.isolation import procs
 from tools.grade.sandbox import (
     RunLimits,
@@ -270,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     limits = RunLimits(memory_mb=args.memory_mb, cpu_s=args.cpu_s, nproc=args.nproc,
                        nofile=args.nofile, fsize_mb=args.fsize_mb, output_mb=args.output_mb)
     procs.become_subreaper()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the grader died: stop the run
+    # The grader died: stop the run.
+    libc.call("prctl", PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0,
+              what="prctl(PR_SET_PDEATHSIG, SIGTERM)")
     if args.run_user is not None:
         try:
             # Held to our exit: the uid is not handed to another run before our sweep.

@@ -45,6 +45,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from labtests import libc
+
 # uids handed to runs: outside the usual ranges of system (< 1000) and human
 # (1000-60000) accounts, and below 65536 so that a rootless container maps them.
 RUN_UID_BASE = 61000
@@ -57,8 +59,6 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_NOSUID = 2
 MS_NODEV = 4
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxError(OSError):
@@ -299,10 +299,8 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int,
     def enc(text: str | None) -> bytes | None:
         return None if text is None else text.encode()
 
-    if _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags),
-                   enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise SandboxError(err, f"mount {source} on {target}: {os.strerror(err)}")
+    libc.call("mount", enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data),
+              what=f"mount {source} on {target}", error=SandboxError)
 
 
 def _searchable_by(path: Path, uid: int, gid: int) -> bool:
@@ -344,9 +342,7 @@ def private_view(user: RunUser, needed: Sequence[Path], hidden: Sequence[Path]) 
     covered, or why a path was left visible).  Raises SandboxError if the namespace
     cannot be made private (then nothing was mounted).
     """
-    if _libc.unshare(CLONE_NEWNS) != 0:
-        err = ctypes.get_errno()
-        raise SandboxError(err, f"unshare(CLONE_NEWNS): {os.strerror(err)}")
+    libc.call("unshare", CLONE_NEWNS, what="unshare(CLONE_NEWNS)", error=SandboxError)
     # Before anything else: no mount made here may propagate to the machine.
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     notes: list[str] = []
