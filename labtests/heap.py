@@ -42,7 +42,7 @@ def _load_trim() -> Callable[[int], int] | None:
 
 
 # glibc's malloc_trim, looked up on the first trim (not at import: every pytest process
-# imports this module, and ctypes costs about 10 ms to import).
+# imports this module, and ctypes costs a few ms to import: labtests.libc).
 _TRIM: Any = _UNLOADED
 _last = [float("-inf")]
 _frozen: list[bool] = []
