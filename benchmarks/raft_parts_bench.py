@@ -5,7 +5,9 @@ does.  Its resource use comes from ``os.wait4`` (that child's own rusage: user
 and system CPU, peak RSS, voluntary context switches -- a thread that blocks and
 is woken again counts one -- and involuntary ones).  The thread counts and the CPU
 per thread kind come from ``benchmarks/thread_cpu_plugin.py``, loaded into the
-run with ``-p thread_cpu_plugin``.
+run with ``-p thread_cpu_plugin``; what the process had used when collection was
+done (the fixed cost: interpreter, pytest, plugins, collection) from
+``benchmarks/phase_plugin.py``.
 
 ``--baseline REV`` measures a git worktree of REV in the same invocation, the two
 trees alternating part by part (which one goes first alternates too), so load
@@ -56,11 +58,14 @@ GO = {"2A": (16.4, 0.22, 12), "2B": (52.5, 1.22, 13), "2C": (126.2, 3.18, 24),
       "2D": (222.5, 3.53, 12)}
 GO_LAB_CPU_S = 8.2
 TARGET = {"cpu_x_go": 1.5, "lab_cpu_s": 12.0, "rss_mb": 40.0}
+# CPU per thread kind; CPU and memory when collection is done (the fixed cost).
+PLUGINS = ("thread_cpu_plugin", "phase_plugin")
 
 
 def pytest_command(part: str, impl: str | None, extra: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q",
-           "-p", "no:cacheprovider", "-p", "thread_cpu_plugin", "-m", f"part{part.lower()}"]
+           "-p", "no:cacheprovider", *[a for p in PLUGINS for a in ("-p", p)],
+           "-m", f"part{part.lower()}"]
     if impl:
         cmd.append(f"--raft-impl={impl}")
     return cmd + extra
@@ -100,6 +105,8 @@ def run_raftlab(part: str, tree: Path, impl: str | None, extra: list[str],
         threads_json = Path(tmp) / "threads.json"
         env = tree_env(tree, cache)
         env["RAFTLAB_THREAD_CPU_JSON"] = str(threads_json)
+        phases_json = Path(tmp) / "phases.json"
+        env["RAFTLAB_PHASES_JSON"] = str(phases_json)
         pycs = count_pycs(cache) if cache is not None else 0
         row = measure(pytest_command(part, impl, extra), tree, env)
         if cache is not None:
@@ -112,6 +119,14 @@ def run_raftlab(part: str, tree: Path, impl: str | None, extra: list[str],
             row["by_kind"] = threads["by_kind"]
             row["labtests"] = threads.get("labtests", "")
             row["bytecode"] = threads.get("bytecode", {})
+        if phases_json.exists():
+            phases = json.loads(phases_json.read_text())
+            collected = next((p for p in phases if p["phase"] == "collected"), None)
+            if collected:
+                # Before the first test: interpreter, pytest, plugins, collection.
+                row["before_tests_cpu_s"] = collected["cpu_s"]
+                row["before_tests_rss_mb"] = collected["hwm_mb"]
+            row["phases"] = phases
     return row
 
 
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, tree in trees.items():
             caches[name] = cache_root / name
             warm[name] = warm_bytecode(tree, tree_env(tree, caches[name]),
-                                       plugins=("thread_cpu_plugin",))
+                                       plugins=PLUGINS)
         print(f"bytecode: {BYTECODE_MODE}; pyc files after warm-up: "
               + ", ".join(f"{n} {w['after_warm_up']}" for n, w in warm.items()))
     else:
@@ -208,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"  {'Go (#19)':<9} {go_real:7.1f} {'':>6} {'':>6} {go_cpu:6.2f} "
                       f"{go_rss:6.1f}")
+            print("  before the first test: " + "; ".join(
+                f"{name} {row[name]['before_tests_cpu_s']:.2f} s CPU, "
+                f"{row[name]['before_tests_rss_mb']:.1f} MB" for name in ("current", "baseline")
+                if "before_tests_cpu_s" in row.get(name, {})))
             if base:
                 b = row["baseline"]
                 print(f"  current/baseline: real {ratio(cur['real_s'], b['real_s'])}, CPU "

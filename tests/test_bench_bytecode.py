@@ -77,3 +77,7 @@ def test_the_parts_bench_json_states_its_bytecode_mode_and_what_each_run_found(
     assert 0 <= found["rewritten_modules"] <= found["lab_modules"]
     assert found["lab_modules"] > 0
     assert run["pycs_written"] >= 0
+    # The fixed cost: what the process had used when collection was done.
+    assert 0 < run["before_tests_cpu_s"] <= run["cpu_s"]
+    assert 0 < run["before_tests_rss_mb"] <= run["rss_mb"]
+    assert "before the first test: current" in done.stdout
