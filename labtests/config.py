@@ -441,7 +441,7 @@ class Config:
                 continue  # ignore other types of ApplyMsg
             with self.mu:
                 err_msg, prevok = self.check_logs(i, m)
-            self.timeline.add("apply", i, i=m.command_index, c=short_value(m.command))
+            self.timeline.apply(i, m.command_index, m.command)
             if m.command_index > 1 and not prevok:
                 err_msg = f"server {i} apply out of order {m.command_index}"
             if err_msg:
@@ -496,7 +496,7 @@ class Config:
                 if not err_msg:
                     with self.mu:
                         err_msg, prevok = self.check_logs(i, m)
-                    self.timeline.add("apply", i, i=m.command_index, c=short_value(m.command))
+                    self.timeline.apply(i, m.command_index, m.command)
                     if m.command_index > 1 and not prevok:
                         err_msg = f"server {i} apply out of order {m.command_index}"
                 with self.mu:

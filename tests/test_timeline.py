@@ -114,6 +114,28 @@ def test_bulk_events_cut_in_the_middle_keep_their_order_across_chunks():
     assert rec.events() == [] and rec.cut == 0
 
 
+def test_apply_records_what_add_apply_records():
+    """``Recorder.apply`` (the tester's readers' short path) and ``add("apply", ...)`` make
+    the same events, whatever index and command a Raft hands over."""
+
+    class Hostile:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    long_text = "x" * 100
+    cases = [(0, 1, 10**18), (1, 2, "cmd"), (2, 2**64, None), (3, 4.0, long_text),
+             (4, True, Hostile()), (0, -5, [1, 2]), (1, 3, 7)]
+    short_path, long_path = Recorder(5), Recorder(5)
+    for n, (peer, index, command) in enumerate(cases):
+        short_path._clock = long_path._clock = lambda n=n: float(n)
+        short_path.t0 = long_path.t0 = 0.0
+        short_path.apply(peer, index, command)
+        long_path.add("apply", peer, i=index, c=short(command))
+    assert short_path.events() == long_path.events()
+    assert [ev["i"] for ev in short_path.events()] == [index for _, index, _ in cases]
+    assert [type(ev["i"]) for ev in short_path.events()][2:5] == [int, float, bool]
+
+
 def test_essential_events_past_their_cap_are_counted_not_kept():
     from labtests.timeline.recorder import ESSENTIAL_CAP
 

@@ -67,10 +67,23 @@ class BulkRing:
         pobj = peer is not None and not (type(peer) is int and _PEER_MIN <= peer <= _PEER_MAX)
         code = self._codes.get((kind, keys, xint, pobj))
         if code is None:
-            code = self._layout(kind, keys, xint, pobj)
+            code = self.layout(kind, keys, xint, pobj)
         rest = values[1:] if xint else values
         if pobj:
             rest = (peer, *rest)
+        self.put(seq, t, code, None if pobj else peer, first if xint else 0,
+                 rest[0] if len(rest) == 1 else (rest or None))
+
+    @staticmethod
+    def fits(peer: Any, x: Any) -> bool:
+        """Whether ``peer`` and ``x`` go in their columns as they are (see :meth:`put`)."""
+        return (type(peer) is int and _PEER_MIN <= peer <= _PEER_MAX
+                and type(x) is int and _INT_MIN <= x <= _INT_MAX)
+
+    def put(self, seq: int, t: float, code: int, peer: int | None, x: int, obj: Any) -> None:
+        """Write one slot as it is stored: the layout's ``code`` (:meth:`layout`), the peer
+        (None, or an int that fits: :meth:`fits`), the int column and the object column.
+        The recorder's hot path (an apply) calls it directly with a layout it made once."""
         n = next(self._slots)
         if n >= self.taken:
             self.taken = n + 1
@@ -87,12 +100,14 @@ class BulkRing:
         seqs, ts, codes, peers, xs, objs = cols
         ts[k] = t
         codes[k] = code
-        peers[k] = _NO_PEER if peer is None or pobj else peer  # type: ignore[assignment]
-        xs[k] = first if xint else 0  # type: ignore[assignment]
-        objs[k] = rest[0] if len(rest) == 1 else (rest or None)
+        peers[k] = _NO_PEER if peer is None else peer
+        xs[k] = x
+        objs[k] = obj
         seqs[k] = seq  # last: a slot with order -1 was never written
 
-    def _layout(self, kind: str, keys: tuple[str, ...], xint: bool, pobj: bool) -> int:
+    def layout(self, kind: str, keys: tuple[str, ...], xint: bool, pobj: bool) -> int:
+        """The code of a layout: ``kind`` with fields ``keys``, the first in the int column
+        (``xint``), the peer among the objects (``pobj``)."""
         nobj = len(keys) - xint + pobj
         code = self._codes.setdefault((kind, keys, xint, pobj), len(self._layouts))
         if code == len(self._layouts):

@@ -65,6 +65,7 @@ MAX_MESSAGE = 4_000  # characters of a failure message kept in an event
 REQUEST_OUTCOMES = frozenset({"sent", "dropped", "unreachable"})  # the rest are replies
 RPC_KEYS = (("to", "m", "o", "b"), ("to", "m", "o", "b", "old"))  # an RPC event's fields
 NOT_CAMPAIGNING = ("leader", "unresponsive")  # last roles that a vote request does not change
+APPLY_KEYS = ("i", "c")  # an apply event's fields: index and command (see short)
 BULK_KINDS = frozenset({"state", "apply", "rpc", "dbg", "snapshot"})
 # What makes the sampler look closely again (labtests.timeline.sampler): faults and roles.
 CHANGE_KINDS = frozenset({"crash", "start", "connect", "disconnect", "net", "state", "fail"})
@@ -111,6 +112,7 @@ class Recorder:
         # to their cap, the bulk ones as a head and a ring.
         self._essential = BulkRing(ESSENTIAL_CAP, 0)
         self._bulk = BulkRing(BULK_HEAD, BULK_TAIL)
+        self._apply_code: int | None = None  # the bulk layout of an apply (see apply())
         self._checks: dict[int, list[tuple[int, str]]] = {}  # thread ident -> open checks
         self._check_ids = itertools.count(1)
         self.changes = 0  # events of CHANGE_KINDS so far
@@ -129,13 +131,16 @@ class Recorder:
 
     def add(self, kind: str, peer: int | None = None, **fields: Any) -> None:
         """Record one event now (a no-op once :attr:`enabled` is off)."""
-        self.add_at(None, kind, peer, **fields)
+        if self.enabled:
+            self._record(next(self._seq), None, kind, peer, fields)
 
     def add_at(self, t: float | None, kind: str, peer: int | None = None, **fields: Any) -> None:
         """Record one event at time ``t`` (None: now); events are shown in time order."""
-        if not self.enabled:
-            return
-        seq = next(self._seq)
+        if self.enabled:
+            self._record(next(self._seq), t, kind, peer, fields)
+
+    def _record(self, seq: int, t: float | None, kind: str, peer: int | None,
+                fields: dict[str, Any]) -> None:
         if t is None:
             t = self.now()
         if kind in CHANGE_KINDS and fields.get("src") != INFERRED:
@@ -146,6 +151,22 @@ class Recorder:
             self._bulk.add(seq, t, kind, peer, fields)
         else:
             self._essential.add(seq, t, kind, peer, fields)
+
+    def apply(self, peer: int, index: Any, command: Any) -> None:
+        """The tester's reader took ``command`` at ``index`` from ``peer``: the event of
+        ``add("apply", peer, i=index, c=short(command))``, by a shorter path (it runs for
+        every apply of every peer: 1.3 instead of 4.4 us)."""
+        if not self.enabled:
+            return
+        seq = next(self._seq)
+        t = self.now()
+        c = short(command)
+        if self._apply_code is not None and BulkRing.fits(peer, index):
+            self._bulk.put(seq, t, self._apply_code, peer, index, c)
+        else:
+            self._record(seq, t, "apply", peer, {"i": index, "c": c})
+            if BulkRing.fits(peer, index):
+                self._apply_code = self._bulk.layout("apply", APPLY_KEYS, True, False)
 
     # -- the tester's calls (one line each in labtests/config.py) ----------------------
 
@@ -279,6 +300,7 @@ class Recorder:
         self.enabled = False
         self._essential.clear()
         self._bulk.clear()
+        self._apply_code = None
         self.rpcs.clear()
         self._campaigns.clear()
 
