@@ -28,7 +28,8 @@ The baseline worktree also gets a copy of the checkout's ``raftlab.egg-info``
 (left there by the editable install), so that pytest marks the same packages for
 assertion rewriting in both trees (all four, as in an installed lab; each run's
 marks and rewritten modules are in the JSON).  ``--bytecode as-is`` keeps the old
-behaviour (the environment and the trees' own caches) to measure what it costs.
+bytecode behaviour (the environment and the trees' own caches; the egg-info copy
+stays) to measure what it costs.
 
     python benchmarks/raft_parts_bench.py                    # all four parts
     python benchmarks/raft_parts_bench.py 2A 2B --json out.json
