@@ -17,12 +17,20 @@ compare.
   (user + system) per commit, raw and less the idle cluster's CPU for the same
   wall time (measured just before), and voluntary context switches per commit.
 
+* ``part``: the whole part, ``pytest --pyargs labtests -m part2c`` (as the lab runs it):
+  its peak RSS and CPU, and the commits of the two churn tests, which set both.
+
 ``--baseline REV`` also measures a git worktree of REV, alternating with this
-tree run by run (``--reps`` each), so load from other work hits both alike.
+tree run by run (``--reps`` each), so load from other work hits both alike; every
+tree's bytecode is compiled first, alike (``benchcommon.BYTECODE_MODE``).
 ``--json FILE`` writes every run's figures.
 
     python benchmarks/p2c_bench.py mem --reps 2
     python benchmarks/p2c_bench.py cpu --commits 1000 --reps 3 --baseline HEAD~1
+
+``cpu --no-timeline`` stops the config's timeline (state sampler, RPC observer,
+recorder) once the cluster is up: with ``--baseline`` naming this very commit, the
+difference is what recording costs per commit.
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from benchcommon import BYTECODE_MODE, warm_bytecode
+from raft_parts_bench import make_worktree, remove_worktree, tree_env
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -106,7 +117,7 @@ def child_mem(trace: bool, seed: int, top: int) -> dict:
     return out
 
 
-def child_cpu(commits: int, seed: int) -> dict:
+def child_cpu(commits: int, seed: int, timeline: bool = True) -> dict:
     """In the child: a steady cluster's CPU per commit (see the module docstring)."""
     from labtests.context import TestContext
     from labtests.impl_loader import load
@@ -115,6 +126,9 @@ def child_cpu(commits: int, seed: int) -> dict:
     out: dict = {}
     try:
         cfg = ctx.make_config(5, False, False)
+        if not timeline:  # what recording costs: no events, no RPC observer, no sampler
+            cfg.watch.stop()
+            cfg.timeline.enabled = False
         cfg.begin("p2c bench: steady commits")
         cfg.check_one_leader()
         for _ in range(20):  # warm up
@@ -146,7 +160,8 @@ def child_cpu(commits: int, seed: int) -> dict:
         wall = time.monotonic() - w0
         c1, v1 = _cpu()
         cpu = c1 - c0
-        out = {"commits": commits, "wall_s": round(wall, 2), "cpu_s": round(cpu, 3),
+        out = {"commits": commits, "timeline": timeline, "wall_s": round(wall, 2),
+               "cpu_s": round(cpu, 3),
                "idle_cpu_per_s": round(idle_rate, 4),
                "cpu_ms_per_commit": round(cpu / commits * 1000, 4),
                "cpu_ms_per_commit_less_idle": round((cpu - idle_rate * wall) / commits * 1000, 4),
@@ -157,13 +172,37 @@ def child_cpu(commits: int, seed: int) -> dict:
     return out
 
 
-def run(tree: Path, args: argparse.Namespace) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(tree), str(HERE)])
+def run_part(tree: Path, env: dict[str, str]) -> dict:
+    """``pytest --pyargs labtests -m part2c`` in ``tree``: its rusage and the churn tests'
+    commits (the last figure of the Passed line after each churn description)."""
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q", "-p", "no:cacheprovider",
+           "-m", "part2c"]
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        _, status, ru = os.wait4(proc.pid, 0)
+        out.seek(0)
+        lines = out.read().decode(errors="replace").splitlines()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"part 2C failed in {tree}:\n" + "\n".join(lines[-30:]))
+    churn = {}
+    for k, line in enumerate(lines[:-1]):
+        if line.startswith("Test (2C): ") and "churn" in line and "Passed" in lines[k + 1]:
+            churn[line[len("Test (2C): "):].rstrip(" .")] = int(lines[k + 1].split()[-1])
+    return {"part": "2C", "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+            "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "churn_commits": churn,
+            "commits": sum(churn.values())}
+
+
+def run(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict:
+    if args.mode == "part":
+        return run_part(tree, env)
     cmd = [sys.executable, str(HERE / "p2c_bench.py"), "--child", args.mode,
            "--seed", str(args.seed), "--commits", str(args.commits)]
     if args.no_trace:
         cmd.append("--no-trace")
+    if args.no_timeline:
+        cmd.append("--no-timeline")
     cmd += ["--top", str(args.top)]
     done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -172,7 +211,10 @@ def run(tree: Path, args: argparse.Namespace) -> dict:
 
 
 def show(label: str, r: dict) -> None:
-    if "peak_rss_mb" in r:
+    if "part" in r:
+        print(f"{label:<9} part 2C: peak RSS {r['peak_rss_mb']:5.1f} MB, CPU {r['cpu_s']:5.2f} s, "
+              f"churn commits {r['churn_commits']}")
+    elif "peak_rss_mb" in r:
         line = (f"{label:<9} commits {r['commits']:5d}  peak RSS {r['peak_rss_mb']:5.1f} MB "
                 f"(before the test {r['rss_before_mb']:.1f})")
         if "live_mb" in r:
@@ -183,7 +225,8 @@ def show(label: str, r: dict) -> None:
             print(f"      {t['mb']:7.3f} MB {t['mb_per_1000']:7.3f}/1000  {t['blocks']:7d} "
                   f"blocks  {t['where']}")
     else:
-        print(f"{label:<9} {r['commits']} commits in {r['wall_s']} s: CPU "
+        what = "" if r.get("timeline", True) else "no timeline "
+        print(f"{label:<9} {what}{r['commits']} commits in {r['wall_s']} s: CPU "
               f"{r['cpu_ms_per_commit']:.3f} ms/commit "
               f"({r['cpu_ms_per_commit_less_idle']:.3f} less idle "
               f"{r['idle_cpu_per_s'] * 1000:.1f} ms/s), "
@@ -192,11 +235,13 @@ def show(label: str, r: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("mem", "cpu"))
+    parser.add_argument("mode", choices=("mem", "cpu", "part"))
     parser.add_argument("--commits", type=int, default=1000, help="cpu: commits to make")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--no-trace", action="store_true", help="mem: no tracemalloc")
+    parser.add_argument("--no-timeline", action="store_true",
+                        help="cpu: no timeline (recorder off, no observer, no sampler)")
     parser.add_argument("--top", type=int, default=12, help="mem: sources of live memory shown")
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure a git worktree of REV, alternating with this tree")
@@ -205,31 +250,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         r = child_mem(not args.no_trace, args.seed, args.top) if args.mode == "mem" \
-            else child_cpu(args.commits, args.seed)
+            else child_cpu(args.commits, args.seed, not args.no_timeline)
         print(json.dumps(r))
         return 0
     trees = [("current", REPO)]
-    base: Path | None = None
-    if args.baseline:
-        base = Path(tempfile.mkdtemp(prefix="p2c-baseline-")) / "tree"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base),
-                        args.baseline], check=True, capture_output=True)
+    base = make_worktree(args.baseline) if args.baseline else None
+    if base is not None:
         trees.append(("baseline", base))
+    caches = Path(tempfile.mkdtemp(prefix="p2c-bench-pycache-"))
+    envs = {}
     runs: list[dict] = []
     try:
+        for label, tree in trees:  # each tree's bytecode compiled first, alike
+            envs[label] = tree_env(tree, caches / label)
+            warm_bytecode(tree, envs[label])
         for rep in range(args.reps):
             for label, tree in (trees if rep % 2 == 0 else trees[::-1]):
-                r = run(tree, args)
+                r = run(tree, envs[label], args)
                 r["tree"] = label
                 runs.append(r)
                 show(label, r)
     finally:
         if base is not None:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)],
-                           check=False, capture_output=True)
-            shutil.rmtree(base.parent, ignore_errors=True)
+            remove_worktree(base)
+        shutil.rmtree(caches, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps({"mode": args.mode, "baseline": args.baseline,
+                                         "bytecode": BYTECODE_MODE,
                                          "runs": runs}, indent=1))
     return 0
 
