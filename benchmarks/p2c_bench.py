@@ -19,6 +19,8 @@ compare.
 
 * ``part``: the whole part, ``pytest --pyargs labtests -m part2c`` (as the lab runs it):
   its peak RSS and CPU, and the commits of the two churn tests, which set both.
+  ``--sim``: in simulated time, run ``r`` with seed ``--seed + r`` in both trees, so
+  both make the same commits (a seed replays exactly) and their peaks compare as they are.
 
 ``--baseline REV`` also measures a git worktree of REV, alternating with this
 tree run by run (``--reps`` each), so load from other work hits both alike; every
@@ -172,11 +174,13 @@ def child_cpu(commits: int, seed: int, timeline: bool = True) -> dict:
     return out
 
 
-def run_part(tree: Path, env: dict[str, str]) -> dict:
+def run_part(tree: Path, env: dict[str, str], sim_seed: int | None = None) -> dict:
     """``pytest --pyargs labtests -m part2c`` in ``tree``: its rusage and the churn tests'
     commits (the last figure of the Passed line after each churn description)."""
     cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "-q", "-p", "no:cacheprovider",
            "-m", "part2c"]
+    if sim_seed is not None:
+        cmd += ["--sim", "--seed", str(sim_seed)]
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
@@ -189,14 +193,14 @@ def run_part(tree: Path, env: dict[str, str]) -> dict:
     for k, line in enumerate(lines[:-1]):
         if line.startswith("Test (2C): ") and "churn" in line and "Passed" in lines[k + 1]:
             churn[line[len("Test (2C): "):].rstrip(" .")] = int(lines[k + 1].split()[-1])
-    return {"part": "2C", "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
+    return {"part": "2C", "sim_seed": sim_seed, "cpu_s": round(ru.ru_utime + ru.ru_stime, 2),
             "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "churn_commits": churn,
             "commits": sum(churn.values())}
 
 
-def run(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict:
+def run(tree: Path, env: dict[str, str], args: argparse.Namespace, rep: int = 0) -> dict:
     if args.mode == "part":
-        return run_part(tree, env)
+        return run_part(tree, env, args.seed + rep if args.sim else None)
     cmd = [sys.executable, str(HERE / "p2c_bench.py"), "--child", args.mode,
            "--seed", str(args.seed), "--commits", str(args.commits)]
     if args.no_trace:
@@ -212,7 +216,9 @@ def run(tree: Path, env: dict[str, str], args: argparse.Namespace) -> dict:
 
 def show(label: str, r: dict) -> None:
     if "part" in r:
-        print(f"{label:<9} part 2C: peak RSS {r['peak_rss_mb']:5.1f} MB, CPU {r['cpu_s']:5.2f} s, "
+        sim = f" --sim --seed {r['sim_seed']}" if r.get("sim_seed") is not None else ""
+        print(f"{label:<9} part 2C{sim}: peak RSS {r['peak_rss_mb']:5.1f} MB, "
+              f"CPU {r['cpu_s']:5.2f} s, "
               f"churn commits {r['churn_commits']}")
     elif "peak_rss_mb" in r:
         line = (f"{label:<9} commits {r['commits']:5d}  peak RSS {r['peak_rss_mb']:5.1f} MB "
@@ -240,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--no-trace", action="store_true", help="mem: no tracemalloc")
+    parser.add_argument("--sim", action="store_true",
+                        help="part: simulated time, seed --seed + rep (both trees alike)")
     parser.add_argument("--no-timeline", action="store_true",
                         help="cpu: no timeline (recorder off, no observer, no sampler)")
     parser.add_argument("--top", type=int, default=12, help="mem: sources of live memory shown")
@@ -266,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_bytecode(tree, envs[label])
         for rep in range(args.reps):
             for label, tree in (trees if rep % 2 == 0 else trees[::-1]):
-                r = run(tree, envs[label], args)
+                r = run(tree, envs[label], args, rep)
                 r["tree"] = label
                 runs.append(r)
                 show(label, r)
