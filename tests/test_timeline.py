@@ -136,6 +136,34 @@ def test_apply_records_what_add_apply_records():
     assert [type(ev["i"]) for ev in short_path.events()][2:5] == [int, float, bool]
 
 
+def test_concurrent_readers_lose_no_apply_event():
+    """Four threads record at once, as the tester's readers do (no lock): every event is
+    kept once, in its own slot, across chunk boundaries allocated concurrently."""
+    rec = Recorder(4)
+    per_thread = 5_000
+
+    def reader(peer: int) -> None:
+        for k in range(per_thread):
+            rec.apply(peer, k + 1, 10**12 + peer * per_thread + k)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=reader, args=(p,)) for p in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    applies = [(ev["p"], ev["i"], ev["c"]) for ev in rec.events() if ev["k"] == "apply"]
+    assert rec.cut == 0 and len(applies) == 4 * per_thread
+    assert sorted(applies) == [(p, k + 1, str(10**12 + p * per_thread + k))
+                               for p in range(4) for k in range(per_thread)]
+
+
 def test_essential_events_past_their_cap_are_counted_not_kept():
     from labtests.timeline.recorder import ESSENTIAL_CAP
 
