@@ -34,8 +34,8 @@ from typing import IO, Any
 import pytest
 
 from tools.jsonable import jsonable
+from tools.test_run.channel import ENV_EVENTS
 
-ENV_EVENTS = "RAFTLAB_TEST_EVENTS"  # set by raftlab test for its child only
 # Sections a passing test's report still carries to the parent (the rest is for failures).
 KEPT_WHEN_PASSED = ("raftlab warning", "raftlab verdict")
 
