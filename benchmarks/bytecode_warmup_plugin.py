@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 PACKAGES = ("labrpc", "labtests", "raft")
 # Standard modules a measured run imports only once a test runs: ctypes (labtests.libc
@@ -22,27 +23,28 @@ PACKAGES = ("labrpc", "labtests", "raft")
 LATER = ("ctypes", "encodings.ascii")
 
 
+def _imports(name: str) -> bool:
+    """Import ``name``; False if it cannot be (see the module docstring)."""
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - a module this tree lacks or cannot import alone
+        return False
+    return True
+
+
 def pytest_collection_finish(session: object) -> None:
     imported = failed = 0
+    names: list[str] = []
     for top in PACKAGES:
-        try:
-            package = importlib.import_module(top)
-        except Exception:  # noqa: BLE001 - a tree without this package: nothing to warm
+        if not _imports(top):  # a tree without this package: nothing to warm
             failed += 1
             continue
-        names = [top] + [info.name for info in
-                         pkgutil.walk_packages(package.__path__, prefix=f"{top}.",
-                                               onerror=lambda _name: None)]
-        for name in names:
-            try:
-                importlib.import_module(name)
-                imported += 1
-            except Exception:  # noqa: BLE001 - see the module docstring
-                failed += 1
-    for name in LATER:
-        try:
-            importlib.import_module(name)
+        names += [top] + [info.name for info in
+                          pkgutil.walk_packages(sys.modules[top].__path__, prefix=f"{top}.",
+                                                onerror=lambda _name: None)]
+    for name in [*names, *LATER]:
+        if _imports(name):
             imported += 1
-        except Exception:  # noqa: BLE001 - see the module docstring
+        else:
             failed += 1
     print(f"\nbytecode warm-up: {imported} modules imported, {failed} could not be")
