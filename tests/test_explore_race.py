@@ -80,3 +80,50 @@ def test_command_race_shrinks_and_prints_a_replay_that_carries_race(tmp_path):
                             "--log", os.devnull], cwd=ROOT, capture_output=True, text=True,
                            timeout=600)
     assert "[data-race]" not in plain.stderr
+
+
+_VERDICT = """
+import sys
+from labtests.explore.generator import generate
+from labtests.explore.runner import run_schedule
+v = run_schedule(generate(1), sys.argv[1], race=True).violation
+print(v.monitor if v else None)
+print(v.message if v else "")
+"""
+
+
+def test_a_seeds_race_verdict_is_the_same_in_fresh_processes_under_any_hash_seed():
+    """explore's seed 1 (the one a Dask run once reported with 2 races instead of 4): the
+    same monitor and the whole report text in processes with different string hashes."""
+    seen = set()
+    for hash_seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        proc = subprocess.run([sys.executable, "-c", _VERDICT, UNLOCKED], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        seen.add(proc.stdout)
+    assert len(seen) == 1, seen
+    assert next(iter(seen)).startswith("data-race\n")
+
+
+def test_race_refuses_an_implementation_edited_on_disk_after_it_was_loaded(tmp_path):
+    """Line preemption runs each function as its file compiles now and leaves a function
+    that compile does not reproduce without preemption points: a process that loaded
+    the Raft before its file was edited (a long-lived Dask worker, a shared checkout)
+    then ran seed 1 with 2 races where a fresh process finds 4.  Now such a run is an
+    error that says so, not a different verdict."""
+    toy = tmp_path / "racy_edited.py"
+    source = Path(UNLOCKED).read_text()
+    toy.write_text(source)
+    impl = load(str(toy))
+    first = run_schedule(_short(5), impl, race=True)
+    assert first.violation is not None and first.violation.monitor == "data-race"
+    toy.write_text("# one line more: every function moves down\n" + source)
+    with pytest.raises(RuntimeError, match="changed on disk after this process loaded it"):
+        run_schedule(_short(5), impl, race=True)
+    # (each version a different size: the compile cache is per path, mtime and size)
+    toy.write_text(source.replace("return self.term,", "return self.term + 0,"))
+    with pytest.raises(RuntimeError, match=r"racy_edited.py:\d+ Raft.get_state"):
+        run_schedule(_short(5), impl, race=True)
+    toy.write_text(source)  # as loaded again: runs as before
+    assert run_schedule(_short(5), impl, race=True).violation == first.violation
