@@ -6,6 +6,7 @@ The scripts run as ``python benchmarks/<name>.py``, so this folder is on
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -48,8 +50,11 @@ BYTECODE_MODE = (
     "cached: each tree's children write and read bytecode in a fresh PYTHONPYCACHEPREFIX "
     "of their own (PYTHONDONTWRITEBYTECODE dropped), filled by one unmeasured warm-up "
     "(compileall of the tree, then a pytest collection that imports every labrpc, "
-    "labtests and raft module under pytest's assertion rewriting); so every measured run "
-    "is a second run of an installed lab, for every tree alike")
+    "labtests and raft module the way pytest imports it, assertion rewriting included "
+    "where it applies); so every measured run is a second run of an installed lab, for "
+    "every tree alike")
+AS_IS_MODE = ("as-is: the environment's PYTHONDONTWRITEBYTECODE and each tree's own "
+              "__pycache__ (the trees may not start alike)")
 
 
 def bytecode_env(env: dict[str, str], cache: Path) -> dict[str, str]:
@@ -100,3 +105,33 @@ def warm_bytecode(tree: Path, env: dict[str, str], cwd: Path | None = None,
         raise RuntimeError(f"bytecode warm-up of {tree} failed (exit {done.returncode}):\n"
                            f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return {"after_compileall": compiled, "after_warm_up": count_pycs(cache)}
+
+
+def add_bytecode_option(parser: argparse.ArgumentParser) -> None:
+    """``--bytecode cached|as-is`` (see :data:`BYTECODE_MODE`, :data:`AS_IS_MODE`)."""
+    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
+                        help="cached (default): every tree's bytecode compiled by a warm-up "
+                             "first; as-is: the environment and the trees' own caches")
+
+
+def prepare_trees(mode: str, trees: dict[str, Path],
+                  tree_env: Callable[[Path, Path | None], dict[str, str]], cache_root: Path,
+                  plugins: tuple[str, ...] = ()) -> tuple[dict[str, Path | None], dict]:
+    """The bytecode cache of each tree (None: as-is) and, when cached, its warm-up.
+
+    ``tree_env(tree, cache)`` is the measured children's environment; the warm-up runs
+    in each tree (its cwd) with it.  Prints the mode.  Returns the caches by tree name
+    and the JSON record of the mode (``mode``, ``description``, ``warm_up_pycs``).
+    """
+    caches: dict[str, Path | None] = dict.fromkeys(trees)
+    warm: dict[str, dict[str, int]] = {}
+    if mode == "cached":
+        for name, tree in trees.items():
+            caches[name] = cache_root / name
+            warm[name] = warm_bytecode(tree, tree_env(tree, caches[name]), plugins=plugins)
+        print(f"bytecode: {BYTECODE_MODE}; pyc files after warm-up: "
+              + ", ".join(f"{n} {w['after_warm_up']}" for n, w in warm.items()), flush=True)
+    else:
+        print(f"bytecode: {AS_IS_MODE}", flush=True)
+    description = BYTECODE_MODE if mode == "cached" else AS_IS_MODE
+    return caches, {"mode": mode, "description": description, "warm_up_pycs": warm}

@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ECHO_TOY = ROOT / "tests" / "toys_isolated" / "echo.py"
 PARTS = ("2A", "2B", "2C", "2D")
 SAMPLE_S = 0.2
-_CACHE: list[Path] = []  # the bytecode cache of the runs (main() sets it)
 
 
 def _tree(root: int) -> list[int]:
@@ -73,15 +72,19 @@ def _pss_kib(pid: int) -> int:
     return 0
 
 
-def run_part(part: str, isolate: bool) -> dict[str, object]:
+def run_env(cache: Path) -> dict[str, str]:
+    """The pytest runs' environment: no inherited harness settings, bytecode in ``cache``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
+    return bytecode_env(env, cache)
+
+
+def run_part(part: str, isolate: bool, cache: Path) -> dict[str, object]:
     """One pytest run of one part; its real time, CPU time, peak memory and outcome."""
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "labtests",
            "-m", f"part{part.lower()}", "-q"]
     if isolate:
         cmd.append("--isolate")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
-    if _CACHE:
-        env = bytecode_env(env, _CACHE[0])
+    env = run_env(cache)
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd="/tmp")
@@ -156,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
                                               "load": os.getloadavg()}}
     rows = []
     if not args.rpc_only:
-        _CACHE.append(Path(tempfile.mkdtemp(prefix="isolation-bench-pycache-")))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "RAFTLAB_"))}
+        cache = Path(tempfile.mkdtemp(prefix="isolation-bench-pycache-"))
         figures["bytecode"] = {"mode": "cached", "description": BYTECODE_MODE,
-                               "warm_up_pycs": warm_bytecode(ROOT, bytecode_env(env, _CACHE[0]),
+                               "warm_up_pycs": warm_bytecode(ROOT, run_env(cache),
                                                              cwd=Path("/tmp"))}
         print(f"bytecode: {BYTECODE_MODE}", flush=True)
         print(f"{'part':<5}{'mode':<12}{'real s':>8}{'cpu s':>8}{'peak MiB':>10}  outcome",
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         for part in args.parts:
             pair = []
             for isolate in (False, True):
-                row = run_part(part, isolate)
+                row = run_part(part, isolate, cache)
                 rows.append(row)
                 pair.append(row)
                 print(f"{part:<5}{row['mode']:<12}{row['real_s']:>8}{row['cpu_s']:>8}"

@@ -50,7 +50,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchcommon import BYTECODE_MODE, warm_bytecode
+from benchcommon import prepare_trees
 from raft_parts_bench import make_worktree, remove_worktree, tree_env
 
 HERE = Path(__file__).resolve().parent
@@ -261,19 +261,16 @@ def main(argv: list[str] | None = None) -> int:
             else child_cpu(args.commits, args.seed, not args.no_timeline)
         print(json.dumps(r))
         return 0
-    trees = [("current", REPO)]
     base = make_worktree(args.baseline) if args.baseline else None
-    if base is not None:
-        trees.append(("baseline", base))
-    caches = Path(tempfile.mkdtemp(prefix="p2c-bench-pycache-"))
-    envs = {}
+    trees = {"current": REPO, **({"baseline": base} if base is not None else {})}
+    cache_root = Path(tempfile.mkdtemp(prefix="p2c-bench-pycache-"))
     runs: list[dict] = []
     try:
-        for label, tree in trees:  # each tree's bytecode compiled first, alike
-            envs[label] = tree_env(tree, caches / label)
-            warm_bytecode(tree, envs[label])
+        caches, bytecode = prepare_trees("cached", trees, tree_env, cache_root)
+        envs = {label: tree_env(tree, caches[label]) for label, tree in trees.items()}
+        order = list(trees.items())
         for rep in range(args.reps):
-            for label, tree in (trees if rep % 2 == 0 else trees[::-1]):
+            for label, tree in (order if rep % 2 == 0 else order[::-1]):
                 r = run(tree, envs[label], args, rep)
                 r["tree"] = label
                 runs.append(r)
@@ -281,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if base is not None:
             remove_worktree(base)
-        shutil.rmtree(caches, ignore_errors=True)
+        shutil.rmtree(cache_root, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps({"mode": args.mode, "baseline": args.baseline,
-                                         "bytecode": BYTECODE_MODE,
+                                         "bytecode": bytecode,
                                          "runs": runs}, indent=1))
     return 0
 

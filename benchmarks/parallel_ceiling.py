@@ -53,18 +53,16 @@ DEFAULT_COUNTS = (48, 96, 144, 192, 256, 300)
 
 
 REPO = Path(__file__).resolve().parent.parent
-_CACHE: list[Path] = []  # the bytecode cache of the steps (main() fills it)
 
 
-def raftlab_step(n: int, impl: str | None, seed: int, xdist: bool = False) -> dict:
+def raftlab_step(n: int, impl: str | None, seed: int, cache: Path,
+                 xdist: bool = False) -> dict:
     out = Path(tempfile.mkdtemp(prefix=f"ceiling-{n}-"))
     cmd = [sys.executable, "-m", "tools.stress", "-k", "2A", "-n", str(n), "-p", str(n),
            "--retries", "0", "--seed", str(seed), "--no-live", "-o", str(out)]
     if impl:
         cmd += ["--impl", impl]
-    env = dict(os.environ, RAFTLAB_STRESS_XDIST="1" if xdist else "0")
-    if _CACHE:
-        env = bytecode_env(env, _CACHE[0])
+    env = bytecode_env(dict(os.environ, RAFTLAB_STRESS_XDIST="1" if xdist else "0"), cache)
     load = os.getloadavg()[0]
     proc, wall, cpu = run_child(cmd, env)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
@@ -108,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     lab = os.environ.get("RAFTLAB_GO_LAB")
     binary = go_binary(Path(lab)) if lab else None
     steps, go_steps, ceiling, all_clean = [], [], 0, True
-    _CACHE.append(Path(tempfile.mkdtemp(prefix="ceiling-pycache-")))
-    warm = warm_bytecode(REPO, bytecode_env(dict(os.environ), _CACHE[0]), cwd=Path.cwd())
+    cache = Path(tempfile.mkdtemp(prefix="ceiling-pycache-"))
+    warm = warm_bytecode(REPO, bytecode_env(dict(os.environ), cache), cwd=Path.cwd())
     print(f"bytecode: {BYTECODE_MODE}", flush=True)
     for n in sorted(args.counts):
-        step = raftlab_step(n, args.impl, args.seed, args.xdist)
+        step = raftlab_step(n, args.impl, args.seed, cache, args.xdist)
         steps.append(step)
         clean = step["runs"] == 3 * n and step["failed"] == step["error"] == 0 \
             and step["inconclusive"] == 0

@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import BYTECODE_MODE, bytecode_env, count_pycs, go_binary, warm_bytecode
+from benchcommon import add_bytecode_option, bytecode_env, count_pycs, go_binary, prepare_trees
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -169,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure a git worktree of REV, alternating with this tree")
     parser.add_argument("--json", type=Path, help="write every figure here as JSON")
-    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
-                        help="cached (default): every tree's bytecode compiled by a warm-up "
-                             "first; as-is: the environment and the trees' own caches")
+    add_bytecode_option(parser)
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     parts = [p.upper() for p in args.parts]
@@ -183,19 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     base = make_worktree(args.baseline) if args.baseline else None
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}")
     trees = {"current": REPO, **({"baseline": base} if base else {})}
-    caches: dict[str, Path | None] = dict.fromkeys(trees)
-    warm: dict[str, dict] = {}
     cache_root = Path(tempfile.mkdtemp(prefix="parts-bench-pycache-"))
-    if args.bytecode == "cached":
-        for name, tree in trees.items():
-            caches[name] = cache_root / name
-            warm[name] = warm_bytecode(tree, tree_env(tree, caches[name]),
-                                       plugins=PLUGINS)
-        print(f"bytecode: {BYTECODE_MODE}; pyc files after warm-up: "
-              + ", ".join(f"{n} {w['after_warm_up']}" for n, w in warm.items()))
-    else:
-        print("bytecode: as-is (the environment's PYTHONDONTWRITEBYTECODE and each tree's "
-              "own __pycache__: the trees may not start alike)")
+    caches, bytecode = prepare_trees(args.bytecode, trees, tree_env, cache_root, PLUGINS)
     print(f"  {'':<9} {'real s':>7} {'user':>6} {'sys':>6} {'CPU s':>6} {'RSS MB':>6} "
           f"{'vol.ctx':>8} {'inv.ctx':>7} {'threads':>7}  result")
     results: dict[str, dict] = {}
@@ -253,10 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             "parts": results, "cpu_total_s": totals, "go_reference": {
                 p: dict(zip(("real_s", "cpu_s", "rss_mb"), GO[p], strict=True)) for p in PARTS},
             "go_measured": binary is not None, "baseline": args.baseline, "targets": TARGET,
-            "bytecode": {"mode": args.bytecode,
-                         "description": BYTECODE_MODE if args.bytecode == "cached" else
-                         "as-is: the environment and each tree's own __pycache__",
-                         "warm_up_pycs": warm},
+            "bytecode": bytecode,
             "cores": os.cpu_count(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
     return 1 if failed else 0
 

@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchcommon import BYTECODE_MODE, bytecode_env, run_child, warm_bytecode
+from benchcommon import add_bytecode_option, bytecode_env, prepare_trees, run_child
 
 
 def tree_env(tree: Path, cache: Path | None) -> dict[str, str]:
@@ -68,24 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--bytecode", choices=("cached", "as-is"), default="cached",
-                        help="cached (default): each tree's bytecode compiled by a warm-up "
-                             "first; as-is: the environment and the trees' own caches")
+    add_bytecode_option(parser)
     args = parser.parse_args(argv)
     trees = dict(t.split("=", 1) for t in args.trees)
     results: dict[str, list[dict]] = {name: [] for name in trees}
     cache_root = Path(tempfile.mkdtemp(prefix="stress-cpu-pycache-"))
-    caches: dict[str, Path | None] = dict.fromkeys(trees)
-    warm: dict[str, dict] = {}
-    if args.bytecode == "cached":
-        for name, path in trees.items():
-            caches[name] = cache_root / name
-            tree = Path(path).resolve()
-            warm[name] = warm_bytecode(tree, tree_env(tree, caches[name]), cwd=Path(path))
-        print(f"bytecode: {BYTECODE_MODE}")
-    else:
-        print("bytecode: as-is (the environment's PYTHONDONTWRITEBYTECODE and each tree's "
-              "own __pycache__: the trees may not start alike)")
+    resolved = {name: Path(path).resolve() for name, path in trees.items()}
+    caches, bytecode = prepare_trees(args.bytecode, resolved, tree_env, cache_root)
     for r in range(args.rounds):
         for name, path in trees.items():
             step = one(Path(path), args.n, args.seed + r, caches[name])
@@ -103,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "median_cpu_per_run_s": summary,
                                          "rounds": results, "trees": trees,
-                                         "bytecode": {"mode": args.bytecode,
-                                                      "warm_up_pycs": warm},
+                                         "bytecode": bytecode,
                                          "time": time.strftime("%Y-%m-%d %H:%M:%S")},
                                         indent=2))
     shutil.rmtree(cache_root, ignore_errors=True)
