@@ -26,10 +26,10 @@ import pytest
 
 from labtests import overload
 from labtests.isolation import procs
+from tests.inconclusive_support import rerun_while_inconclusive
 
 TOYS = Path(__file__).parent / "toys_isolated"
 RUN_TIMEOUT_S = 240  # far above any case's expected time (the slowest is ~40 s)
-INCONCLUSIVE_RETRIES = 2  # reruns, alone, of a case whose failure read inconclusive
 
 
 @dataclass(frozen=True)
@@ -147,19 +147,13 @@ def outcomes(isolated_root: Path) -> dict[str, Outcome]:
     for w in waiters:
         w.join()
     run("bundled", CASES["bundled"])
-    # A run whose failure the overload rule made inconclusive (its tests rightly were, the
-    # machine being this loaded) says nothing about the toy: it runs again, alone, at most
-    # INCONCLUSIVE_RETRIES times.  The verdict must have been earned (lag over the bound).
+    # A run whose failure the overload rule made inconclusive says nothing about the toy:
+    # it runs again, alone (tests/inconclusive_support.py).
     for name, case in CASES.items():
-        for attempt in range(1, INCONCLUSIVE_RETRIES + 1):
-            late = results[name].inconclusive
-            if not late:
-                break
-            unearned = {t: lag for t, lag in late.items() if not lag >= overload.LAG_BOUND_MS}
-            assert not unearned, (f"{name}: inconclusive under the {overload.LAG_BOUND_MS:.0f} "
-                                  f"ms bound: {unearned}\n{results[name].output[-4000:]}")
-            run_name = f"{name}-retry{attempt}"
-            results[name] = _finish(*_start(run_name, case, root))
+        results[name] = rerun_while_inconclusive(
+            results[name], lambda out: out.inconclusive,
+            lambda attempt, name=name, case=case: _finish(*_start(f"{name}-retry{attempt}",
+                                                                  case, root)), name)
     return results
 
 

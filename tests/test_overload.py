@@ -34,9 +34,8 @@ from labtests.context import THREAD_GRACE_S, TestContext
 from labtests.failures import RaftTestFailure
 from labtests.impl_loader import load
 from labtests.timing import LagSampler, LagSummary, NoSampler, leak_grace_s
+from tests.inconclusive_support import RETRIES, rerun_while_inconclusive
 from tests.test_selftest import CASES, Run
-
-QUIET_RETRIES = 2  # reruns, alone, of a toy whose failure read inconclusive under load
 
 TOYS = Path(__file__).parent / "toys"
 PLUGINS = Path(__file__).parent / "overload_plugins"
@@ -253,7 +252,7 @@ def test_on_a_quiet_machine_every_broken_toy_still_fails(tmp_path):
     On a loaded machine (another test suite beside this one) a toy's failure may rightly
     read inconclusive: then the lag it reports must be over the bound (the verdict was
     earned, not a bug), and the toy runs again, alone, until it fails conclusively --
-    at most :data:`QUIET_RETRIES` more times.  A toy that reads inconclusive on every try
+    at most ``inconclusive_support.RETRIES`` more times.  A toy that reads inconclusive on every try
     fails this test, as does one whose inconclusive verdict the lag does not explain.
     """
     # "passes" is a passing run; "leaks_thread" gives a warning, not a failure, for a Raft
@@ -267,23 +266,17 @@ def test_on_a_quiet_machine_every_broken_toy_still_fails(tmp_path):
             run.outcome()
         runs.update(batch)
     for name, run in runs.items():
-        out = run.outcome()
-        for attempt in range(1, QUIET_RETRIES + 1):
-            late = _inconclusive_tests(out)
-            if not late:
-                break
-            for test, lag_ms in late.items():
-                assert lag_ms >= overload.LAG_BOUND_MS, (
-                    f"{name}: {test} reported inconclusive with {lag_ms} ms of lag, under the "
-                    f"{overload.LAG_BOUND_MS:.0f} ms bound\n{out.output}")
-            out = Run(cases[name], tmp_path, f"{name}-retry{attempt}").outcome()
+        out = rerun_while_inconclusive(
+            run.outcome(), _inconclusive_tests,
+            lambda attempt, name=name: Run(cases[name], tmp_path,
+                                           f"{name}-retry{attempt}").outcome(), name)
         assert out.failures, f"{name}: the toy no longer fails\n{out.output}"
         for test, props in out.properties.items():
             if test in out.failures:
                 assert props.get("verdict") != "inconclusive", (
                     f"{name}: {test} reported inconclusive (lag {props.get('timer_lag_max_ms')} "
                     f"ms, own {props.get('timer_lag_self_max_ms')} ms), also when run again "
-                    f"alone {QUIET_RETRIES} times\n{out.output}")
+                    f"alone {RETRIES} times\n{out.output}")
         assert out.returncode == 1, f"{name}: exit {out.returncode}\n{out.output}"
 
 
