@@ -696,25 +696,48 @@ def test_a_disconnect_and_reconnect_during_the_handler_still_fails_the_call(net)
 
 
 def test_a_route_dead_before_delivery_still_runs_and_counts_the_handler():
-    """State is read once: delivered to the snapshot's server, then failed (counts as before)."""
+    """State is read once: a route found alive, then disabled during the request delay, is
+    still delivered to the snapshot's server (its handler runs and counts), and the call
+    fails.  The observer holds each request at "sent" (after the delay, before the route
+    is looked at again) until the end is disabled, so the order is certain on any machine
+    instead of "usually within the 0-26 ms delay"."""
     net = Network(random.Random(8))
-    net.reliable(False)  # the 0-26 ms request delay opens the window
+    net.reliable(False)  # the request delay (and the 10 % drops) of an unreliable network
     junk, server = _serve(net, "s")
     end = _end(net, "e", "s")
+    reached: list[str] = []
+    at_delivery = threading.Event()
+    disabled = threading.Event()
+
+    def hold_until_disabled(endname, servername, svc_meth, outcome, nbytes):  # noqa: ANN001, ANN202
+        if outcome in ("sent", "dropped"):  # the request's delay is over
+            reached.append(outcome)
+            at_delivery.set()
+            if outcome == "sent":
+                assert disabled.wait(10), "the test never disabled the end"
+
+    net.on_rpc = hold_until_disabled
     try:
         for i in range(40):
+            at_delivery.clear()
+            disabled.clear()
             net.enable("e", True)
             thread, outcome = _call_in_thread(end, "JunkServer.handler2", i, f"early-{i}")
-            net.enable("e", False)  # usually within the request delay
-            thread.join(1.0)
+            assert at_delivery.wait(10), "the request never got past its delay"
+            net.enable("e", False)
+            disabled.set()
+            thread.join(10)
             assert outcome == [None], "a call whose end was disabled meanwhile never succeeds"
-        delivered = server.get_count()
-        deadline = time.monotonic() + 2  # a failed call does not wait for its handler
-        while len(junk.log2) < delivered and time.monotonic() < deadline:
+        sent = reached.count("sent")
+        assert sent >= 20, f"only {sent} of 40 requests were delivered: the case is untested"
+        deadline = time.monotonic() + 5  # a failed call does not wait for its handler
+        while (len(junk.log2) < sent or server.get_count() < sent) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert delivered == len(junk.log2)  # every delivered request ran its handler
+        assert server.get_count() == sent  # delivered to the server found alive: counted
+        assert len(junk.log2) == sent  # every delivered request ran its handler
         assert net.get_total_count() == 40
     finally:
+        disabled.set()
         net.cleanup()
 
 
