@@ -8,14 +8,17 @@ exits with 128 + the signal), and SIGKILL of the command takes the child with it
 (``PR_SET_PDEATHSIG``).
 
 Each test starts ``raftlab test 2A`` in real time in a session of its own, waits for
-the first test's line (the child is then running graded code), signals the command,
-and reads /proc: no live process may remain in that session.  Load-proof: the signal
+the first test's line (the child is then running graded code) -- and, where the
+stop line must name the running test, for the second test's start in the child's
+events file -- signals the command, and reads /proc: no live process may remain in
+that session.  Load-proof: the signal
 goes out once a test has started, and the three 2A tests take over 10 s even on an
 idle machine; a loaded machine only makes them longer.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -28,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.session_procs import killed_on_exit, left_after
+from tools.test_run.channel import ENV_EVENTS
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_LINE_S = 300  # start-up only: importing and collecting on a loaded machine
@@ -60,6 +64,30 @@ def _wait_for_first_test(proc: subprocess.Popen[str]) -> str:
     return seen
 
 
+def _wait_for_second_test(proc: subprocess.Popen[str]) -> None:
+    """Wait until the child has started the second test, as its events file says.
+
+    The first test's line shows as soon as that test ended (the command wakes on the
+    child's doorbell), so a signal sent then can fall between two tests, where "stopped
+    during" has no test to name; the events file (named in the child's environment)
+    says when the next one began.
+    """
+    children = _children(proc.pid)
+    assert children, "raftlab test should run pytest in a child process"
+    environ = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
+    path = next(Path(v.split(b"=", 1)[1].decode()) for v in environ
+                if v.startswith(ENV_EVENTS.encode() + b"="))
+    deadline = time.monotonic() + FIRST_LINE_S
+    while True:
+        text = path.read_text()
+        complete = text[:text.rfind("\n") + 1].splitlines()  # not a line being written
+        if any(e.get("event") == "start" and "test_re_election_2a" in e.get("nodeid", "")
+               for e in map(json.loads, complete)):
+            return
+        assert time.monotonic() < deadline, f"the second test did not start in {FIRST_LINE_S} s"
+        time.sleep(0.01)
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -73,7 +101,7 @@ def _children(pid: int) -> list[int]:
 def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, background):
     with killed_on_exit(_raftlab_test(tmp_path, background=background)) as proc:
         head = _wait_for_first_test(proc)
-        assert _children(proc.pid), "raftlab test should run pytest in a child process"
+        _wait_for_second_test(proc)
         proc.send_signal(sig)
         rest, _ = proc.communicate(timeout=120)
     text = head + rest

@@ -5,8 +5,10 @@ names the events file in the child's environment (:data:`ENV_EVENTS`), not on
 pytest's command line: pytest-xdist passes the command line to its workers,
 which do not load this plugin and would refuse an option they do not know.
 Each event is written and flushed at once, so that whatever the child has
-reported is on disk when it dies.  With pytest-xdist the
-controller writes the events (the workers' reports reach it), never a worker.
+reported is on disk when it dies, and then the doorbell is rung
+(:class:`~tools.test_run.channel.Doorbell`, when the parent gave one), so that
+the parent wakes to read it.  With pytest-xdist the controller writes the events
+(the workers' reports reach it), never a worker.
 
 It imports the harness only inside its hooks: the child imports this module
 before pytest starts (see :mod:`tools.test_run.follow`), and a harness module
@@ -34,7 +36,7 @@ from typing import IO, Any
 import pytest
 
 from tools.jsonable import jsonable
-from tools.test_run.channel import ENV_EVENTS
+from tools.test_run.channel import ENV_EVENTS, Doorbell
 
 # Sections a passing test's report still carries to the parent (the rest is for failures).
 KEPT_WHEN_PASSED = ("raftlab warning", "raftlab verdict")
@@ -52,6 +54,7 @@ class EventWriter:
     def __init__(self, config: pytest.Config, path: str) -> None:
         self.config = config
         self.out: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self.bell = Doorbell.from_environment()
         self._collected_sent = False
 
     def emit(self, event: str, **fields: Any) -> None:
@@ -59,6 +62,8 @@ class EventWriter:
             return
         self.out.write(json.dumps({"event": event, **fields}) + "\n")
         self.out.flush()
+        if self.bell is not None:
+            self.bell.ring()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         from labtests.plugin import harness_options

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -29,11 +30,12 @@ from typing import Any
 from labtests.isolation.procs import dies_with
 from labtests.options import HarnessOptions
 from tools.termination import Terminated, describe, exit_status, stop_signals_as_interrupts
-from tools.test_run.channel import ENV_EVENTS
+from tools.test_run.channel import ENV_DOORBELL, ENV_EVENTS
 from tools.test_run.display import Display
 from tools.test_run.state import RunState
 
-POLL_S = 0.05  # how often the parent looks for new events and the child's end
+POLL_S = 0.05  # how often the parent looks for new events and the child's end, without a pidfd
+LOOK_ANYWAY_S = 1.0  # with one: the longest sleep, even with no doorbell rung
 EXIT_ENDED_EARLY = 1  # pytest's "tests failed": a test did fail (the one that was running)
 EVENTS_PLUGIN = "tools.test_run.events"
 PYTEST_ERRORS = (2, 3, 4)  # interrupted, internal error, usage error
@@ -80,6 +82,49 @@ _CHILD_CODE = (
 )
 
 
+class Wakeup:
+    """What the parent sleeps on between two looks at the events file and the child.
+
+    Why: looking every :data:`POLL_S` cost the command about 4 ms of CPU per second
+    of a run on the lab's VM (a wake-up, a file read and a ``waitpid`` twenty times
+    a second): about 1.4 s over the whole lab, for a display that changes a few
+    times per test.  With the child's pidfd (Linux 5.3+) and the doorbell
+    (:class:`~tools.test_run.channel.Doorbell`) the parent sleeps until the child
+    rings or ends -- at most :data:`LOOK_ANYWAY_S`, so that a bell gone quiet (the
+    code under test closed the child's end) delays the display by a second at
+    most, never the verdict.  Without a pidfd, or once every write end of the
+    doorbell is closed while the child lives: a look every :data:`POLL_S`.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], bell: int | None) -> None:
+        self.bell = bell
+        self.pidfd: int | None = None
+        if bell is not None and hasattr(os, "pidfd_open"):
+            try:
+                self.pidfd = os.pidfd_open(proc.pid)
+            except OSError:  # an older kernel, or a seccomp filter
+                self.pidfd = None
+
+    def wait(self) -> None:
+        """Return when there may be something new (events, or the child's end)."""
+        if self.pidfd is None or self.bell is None:
+            time.sleep(POLL_S)
+            return
+        readable, _, _ = select.select([self.bell, self.pidfd], [], [], LOOK_ANYWAY_S)
+        if self.bell in readable:
+            try:
+                rung = os.read(self.bell, 65536)
+            except BlockingIOError:
+                rung = b"."
+            if not rung:  # no write end left: look on our own from now on
+                self.bell = None
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
 def child_command(pytest_args: list[str]) -> list[str]:
     return [sys.executable, "-c", _CHILD_CODE, *pytest_args]
 
@@ -96,11 +141,27 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         with open(out_path, "wb") as out, open(err_path, "wb") as err, \
                 stop_signals_as_interrupts():
-            proc = subprocess.Popen(
-                child_command(pytest_args), env={**os.environ, ENV_EVENTS: str(events)},
-                stdout=None if passthrough else out, stderr=None if passthrough else err,
-                preexec_fn=_child_setup(os.getpid()))
-            returncode, stop = _follow(proc, EventReader(events), state, display)
+            bell_read, bell_write = os.pipe()
+            try:
+                os.set_blocking(bell_read, False)
+                os.set_blocking(bell_write, False)  # the child must never wait on the bell
+                proc = subprocess.Popen(
+                    child_command(pytest_args),
+                    env={**os.environ, ENV_EVENTS: str(events), ENV_DOORBELL: str(bell_write)},
+                    stdout=None if passthrough else out, stderr=None if passthrough else err,
+                    pass_fds=(bell_write,), preexec_fn=_child_setup(os.getpid()))
+                os.close(bell_write)
+                bell_write = -1
+                wakeup = Wakeup(proc, bell_read)
+                try:
+                    returncode, stop = _follow(proc, EventReader(events), state, display,
+                                               wakeup)
+                finally:
+                    wakeup.close()
+            finally:
+                os.close(bell_read)
+                if bell_write >= 0:
+                    os.close(bell_write)
         elapsed = time.monotonic() - start
         # pytest refused to start (a usage error, an internal error before the session):
         # its own message says why, and no test was running.
@@ -149,7 +210,7 @@ def _child_setup(parent: int) -> Callable[[], None]:
 
 
 def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
-            display: Display) -> tuple[int, KeyboardInterrupt | None]:
+            display: Display, wakeup: Wakeup) -> tuple[int, KeyboardInterrupt | None]:
     """Show events until the child has ended and every event it wrote was read.
 
     Returns the child's exit status and the first interruption, if any.  A first
@@ -162,10 +223,10 @@ def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
     stop: KeyboardInterrupt | None = None
     while True:
         try:
-            # One sleep, then one look: ``proc.wait(timeout=...)`` would poll with
-            # sleeps from 0.5 ms doubling up to the timeout, about seven wake-ups per
-            # call -- 8-9 ms of CPU per second of a run, seconds over a whole lab.
-            time.sleep(POLL_S)
+            # One sleep, then one look (:class:`Wakeup`); ``proc.wait(timeout=...)``
+            # would poll with sleeps from 0.5 ms doubling up to the timeout, about
+            # seven wake-ups per call -- seconds of CPU over a whole lab.
+            wakeup.wait()
             returncode = proc.poll()
             for event in reader.read():
                 state.apply(event)
