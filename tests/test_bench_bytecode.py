@@ -68,3 +68,22 @@ def test_the_parts_bench_json_states_its_bytecode_mode_and_what_each_run_found(
     assert 0 < run["before_tests_cpu_s"] <= run["cpu_s"]
     assert 0 < run["before_tests_rss_mb"] <= run["rss_mb"]
     assert "before the first test: current" in done.stdout
+
+
+def test_the_whole_lab_run_is_measured_as_one_raftlab_test_and_compiles_nothing(
+        tmp_path: Path) -> None:
+    """``--whole``: the parts in one ``raftlab test`` (the README's main job), warmed up too."""
+    out_json = tmp_path / "parts.json"
+    done = subprocess.run([sys.executable, str(BENCH / "raft_parts_bench.py"), "2A", "--whole",
+                           "--json", str(out_json), "--", "--sim"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2A in one `raftlab test`" in done.stdout
+    whole = json.loads(out_json.read_text())["whole_lab"]["current"]
+    assert whole["exit"] == 0
+    assert whole["result"].startswith("3 passed, 0 failed"), whole["result"]
+    # The command's own modules were compiled by the warm-up: a second run, as the parts.
+    assert whole["pycs_written"] == 0
+    # The figures are the whole tree's: the raftlab process waited for its pytest child,
+    # whose collection alone takes more than the command's own start-up.
+    assert whole["cpu_s"] > whole["before_tests_cpu_s"] > 0
