@@ -53,9 +53,14 @@ from labtests.overload import (
     VERDICT_KEY,
     inconclusive_text,
     is_inconclusive,
-    verdict_text,
 )
-from labtests.verdicts import REASON_KEY, exit_description, failure_reason, verdict_lines
+from labtests.verdicts import (
+    REASON_KEY,
+    exit_description,
+    failure_reason,
+    inconclusive_sections,
+    verdict_lines,
+)
 from labtests.watchdog import threads_keeping_process_alive
 from raft import debuglog
 
@@ -301,6 +306,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.failed and call.excinfo is not None:
         item.user_properties.append((REASON_KEY, failure_reason(call.excinfo.value)))
     report.user_properties = list(item.user_properties)
+    if report.failed:  # inconclusive (timer lag above, or the simulation's backstop)
+        report.sections.extend(inconclusive_sections(
+            item.nodeid, dict(report.user_properties), harness_options(item.config)))
     for msg in ctx.warnings:
         warnings.warn(RaftlabImplementationWarning(f"{item.name}: {msg}"), stacklevel=1)
         report.sections.append(("raftlab warning", msg))
@@ -396,7 +404,6 @@ def _record_timer_lag(item: pytest.Item, ctx: TestContext, call: pytest.CallInfo
         message = str(call.excinfo.value)
         if is_inconclusive(lag, message):
             item.user_properties.append((VERDICT_KEY, INCONCLUSIVE))
-            report.sections.append(("raftlab verdict", verdict_text(lag)))
 
 
 class _Verdicts:
@@ -423,6 +430,13 @@ class _Verdicts:
             if inconclusive_text(_props(report)):
                 self.inconclusive += 1
 
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """An INCONCLUSIVE section after pytest's FAILURES, in the same form: each
+        inconclusive test's traceback and captured output, with why it was not
+        judged and its rerun command (the report's sections).  pytest's own
+        summary leaves them out: their category is not "failed"."""
+        show_inconclusive(terminalreporter)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
@@ -434,6 +448,38 @@ class _Verdicts:
 
 def _props(report: pytest.TestReport) -> dict[str, Any]:
     return dict(report.user_properties)
+
+
+def show_inconclusive(tr: Any) -> None:
+    """Write the INCONCLUSIVE section as pytest writes FAILURES (``summary_failures``):
+    obeying ``--tb`` (``no``: nothing; ``line``: one line a test), ``--show-capture``
+    and ``--no-summary``; a teardown's captured output follows its test's, as there."""
+    config = tr.config
+    reports = [rep for rep in tr.getreports(INCONCLUSIVE) if rep.when == "call"]
+    style = config.getoption("tbstyle", "auto")
+    if not reports or style == "no" or config.getoption("no_summary", False):
+        return
+    tr.write_sep("=", "INCONCLUSIVE", yellow=True)
+    if style == "line":
+        for rep in reports:
+            tr.write_line(f"{rep.nodeid}: {inconclusive_text(_props(rep))}")
+        return
+    showcapture = config.getoption("showcapture", "all")
+    for rep in reports:
+        tr.write_sep("_", rep.head_line or rep.nodeid, yellow=True, bold=True)
+        tw = getattr(tr, "_tw", None)
+        if tw is not None:
+            rep.toterminal(tw)
+        else:
+            tr.write_line(rep.longreprtext)
+        teardown = [section for later in tr.getreports("")
+                    if later.nodeid == rep.nodeid and later.when == "teardown"
+                    for section in later.sections if "teardown" in section[0]]
+        for title, content in [*rep.sections, *teardown]:
+            if showcapture == "no" or (showcapture != "all" and showcapture not in title):
+                continue
+            tr.write_sep("-", title)
+            tr.write_line(content[:-1] if content.endswith("\n") else content)
 
 
 class _LabLines:

@@ -6,9 +6,13 @@ same: the lab's two lines (``Test (2A): ... ...``, ``  ... Passed --  ...``),
 and for a failure the *reason* on the failure line (the first line of the
 failure message), then the seed and the one rerun command, then the details.
 
-Also here: the reason of a failure (:func:`failure_reason`) and the words for
+Also here: the reason of a failure (:func:`failure_reason`), the words for
 a process that ended early (:func:`exit_description`), so a crash reads the
-same whether ``raftlab test`` or pytest-xdist noticed it.
+same whether ``raftlab test`` or pytest-xdist noticed it, and why an
+inconclusive test was not judged (:func:`inconclusive_explanation`): the
+harness puts it in the report's sections, so every printer of a failure's
+details (pytest's INCONCLUSIVE section, ``raftlab test``, a stress run's log)
+shows it beside the captured output.
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ from typing import Any
 
 from labtests.config import passed_line
 from labtests.options import HarnessOptions
-from labtests.overload import inconclusive_text
+from labtests.overload import DETAIL_KEY, LAG_BOUND_MS, inconclusive_text
 from labtests.rerun import rerun_hint
 
 REASON_KEY = "reason"  # user property: the first line of a failure's message
 MAX_REASON_CHARS = 300
+# Report sections of an inconclusive test: why it was not judged, and how to rerun it
+# (a stress log leaves the rerun section out: its header has the command, debug log on).
+VERDICT_SECTION = "raftlab verdict"
+RERUN_SECTION = "raftlab rerun"
 
 
 def first_line(text: str) -> str:
@@ -96,6 +104,46 @@ def verdict_lines(nodeid: str, props: Mapping[str, Any], outcome: str, when: str
         hint = rerun_hint(name, int(props["seed"]), options)
         lines += [(f"  {line.strip()}", "") for line in hint.splitlines()]
     return lines
+
+
+def inconclusive_explanation(props: Mapping[str, Any]) -> str | None:
+    """Why an inconclusive test was not judged and what to do, or None if it was judged.
+
+    A student whose run reads inconclusive must see that the verdict is about the
+    machine (the measured lag against the bound, or the simulation's CPU starved),
+    that the failure below it is not counted, and how to get a verdict.
+    """
+    verdict = inconclusive_text(dict(props))
+    if verdict is None:
+        return None
+    if props.get(DETAIL_KEY):
+        why = ("The simulation's wall-clock backstop ended this run before it had used its "
+               "CPU-time\nbudget: the machine gave the test process too little CPU to judge "
+               "the Raft in time.")
+    else:
+        lag = float(props.get("timer_lag_max_ms", 0.0))
+        why = (f"During this test the machine made the tester's timers late by {lag:.0f} ms, "
+               f"at or over the\nbound of {LAG_BOUND_MS:.0f} ms: the lab's timing has no more "
+               "slack than that (heartbeats every\n100 ms, election timeouts from about "
+               "300 ms), so a correct Raft can fail like this too.")
+    return (f"{verdict}: the Raft was not judged.\n{why}\n"
+            "This failure counts neither as a failure nor as a pass.\n"
+            "What to do: rerun it on a quieter machine: close other programs, run fewer "
+            "tests at\nonce (raftlab test -n, raftlab stress -p).")
+
+
+def inconclusive_sections(nodeid: str, props: Mapping[str, Any],
+                          options: HarnessOptions) -> list[tuple[str, str]]:
+    """The report sections of an inconclusive test (none for any other): the
+    explanation, and the rerun commands when the test has a seed."""
+    explanation = inconclusive_explanation(props)
+    if explanation is None:
+        return []
+    sections = [(VERDICT_SECTION, explanation)]
+    if "seed" in props:
+        sections.append((RERUN_SECTION, rerun_hint(short_name(nodeid), int(props["seed"]),
+                                                   options)))
+    return sections
 
 
 def _items(props: Mapping[str, Any]) -> list[tuple[str, Any]]:

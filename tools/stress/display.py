@@ -6,6 +6,7 @@ Only presentation lives here (rich); the figures come from :mod:`.stats`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -21,8 +22,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tools.stress.backends.base import RunResult
 from tools.stress.results import short_name
 from tools.stress.stats import TestStats, failure_rate_upper_bound, fmt_pct
+
+SHOWN_INCONCLUSIVE = 3  # runs listed by name in the summary; the rest are counted
 
 
 def display_names(tests: Sequence[str]) -> dict[str, str]:
@@ -110,3 +114,24 @@ def results_table(stats: Mapping[str, TestStats], names: Mapping[str, str]) -> T
         table.add_row(names[test], f"{st.runs}/{st.planned}", failed, *extra, inconclusive,
                       f"{st.mean:.2f} ± {st.std:.2f}", f"{st.max:.2f}", fmt_pct(bound))
     return table
+
+
+def inconclusive_lines(runs: Sequence[tuple[RunResult, Path | None, str]], folder: Path,
+                       shown: int = SHOWN_INCONCLUSIVE) -> list[str]:
+    """The summary's list of the runs still inconclusive after the reruns (``runs``: each
+    one's result, log and rerun command): the first ``shown`` by test, seed and reason,
+    with the log (which says why the run was not judged and what to do) and the rerun
+    command, as a failure is listed; the rest counted, so a run of thousands stays short."""
+    if not runs:
+        return []
+    lines = [f"inconclusive runs ({len(runs)}): not judged, the machine was overloaded; "
+             f"logs in {folder} (each says why, with the run's output); rerun one alone on a "
+             "quieter machine:"]
+    for result, log, rerun in runs[:shown]:
+        lines.append(f"  {short_name(result.test)} seed {result.seed}: {result.message}")
+        if log is not None:
+            lines.append(f"    log:   {log}")
+        lines.append(f"    rerun: {rerun}")
+    if len(runs) > shown:
+        lines.append(f"  ... and {len(runs) - shown} more")
+    return lines

@@ -15,7 +15,14 @@ from typing import IO, Any
 
 from labtests.options import HarnessOptions
 from labtests.output import bound_text
-from labtests.verdicts import Props, exit_description, short_name, verdict_lines
+from labtests.overload import DETAIL_KEY, LAG_BOUND_MS
+from labtests.verdicts import (
+    RERUN_SECTION,
+    Props,
+    exit_description,
+    short_name,
+    verdict_lines,
+)
 from tools.test_run.state import RunState, TestState
 
 _COLOURS = {"red": "\033[31m", "green": "\033[32m", "yellow": "\033[33m"}
@@ -91,6 +98,8 @@ class Display:
         if event["longrepr"].strip():
             self.line(event["longrepr"].rstrip())
         for title, content in event.get("sections", []):
+            if title == RERUN_SECTION:
+                continue  # the lab's lines just above have the rerun commands
             self.line(f"---- {title} ----")
             self.line(content.rstrip())
         self.line(f"---- end of {name} ----")
@@ -147,6 +156,22 @@ class Display:
             parts.append(f"{state.collect_errors} collection errors")
         colour = "green" if failed == 0 and not not_run and not crashed else "red"
         self.line(f"{', '.join(parts)} in {elapsed_s:.1f}s", colour)
+        inconclusive = [t for t in state.tests.values() if t.verdict == "inconclusive"]
+        if inconclusive:
+            self.line(inconclusive_summary(inconclusive), "yellow")
+
+
+def inconclusive_summary(tests: list[TestState]) -> str:
+    """One line under the summary: what an inconclusive count means and what to do."""
+    lags = [float(t.props["timer_lag_max_ms"]) for t in tests
+            if isinstance(t.props.get("timer_lag_max_ms"), (int, float))
+            and not t.props.get(DETAIL_KEY)]
+    how = (f"timers late by up to {max(lags):.0f} ms, bound {LAG_BOUND_MS:.0f} ms" if lags
+           else "the simulation got too little CPU")
+    return (f"inconclusive: {_names([t.nodeid for t in tests])} failed while the machine "
+            f"was overloaded ({how}): the Raft was not judged on them (see each one's "
+            "'raftlab verdict' above); rerun them on a quieter machine, with the commands "
+            "above")
 
 
 def _names(nodeids: list[str], shown: int = 10) -> str:
