@@ -23,36 +23,22 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from time import monotonic as _real_monotonic  # the real clock, even under --sim
-from typing import Any
 
 from labtests import libc
 
 TRIM_PERIOD_S = 0.5  # at most one trim per this many real seconds
 
-_UNLOADED: Any = object()
-
-
-def _load_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``; None without ctypes or glibc (macOS, musl): nothing to trim."""
-    if libc.libc() is None:
-        return None
-    import ctypes  # loaded by libc() above
-
-    return libc.function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
-
-
-# glibc's malloc_trim, looked up on the first trim (not at import: every pytest process
-# imports this module, and ctypes costs a few ms to import: labtests.libc).
-_TRIM: Any = _UNLOADED
 _last = [float("-inf")]
 _frozen: list[bool] = []
 
 
 def _trim_fn() -> Callable[[int], int] | None:
-    global _TRIM
-    if _TRIM is _UNLOADED:
-        _TRIM = _load_trim()
-    return _TRIM  # type: ignore[no-any-return]
+    """glibc's ``malloc_trim``; None without ctypes or glibc (macOS, musl): nothing to trim.
+
+    Looked up (and cached) by :mod:`labtests.libc` on the first trim, not at import:
+    every pytest process imports this module, and ctypes costs a few ms to import.
+    """
+    return libc.function("malloc_trim", ["c_size_t"], "c_int")
 
 
 def available() -> bool:

@@ -11,20 +11,34 @@ symbol is ``None`` (the callers decide what that means: timer slack and trimming
 just do nothing), and the C convention "-1 and errno" becomes an
 :class:`OSError` in one place.
 
+Functions are cached here too, one object per name and signature
+(:func:`function`), so a caller keeps no cache of its own: it asks for the
+function each time it needs it.
+
 Calls made in a child between ``fork`` and ``exec`` (a ``preexec_fn``) must not
 load anything there: resolve the function with :func:`function` in the parent,
 call it in the child, and check its result with :func:`checked`.
+
+Tests replace a libc function through one seam, :func:`replaced`: inside the
+``with`` block every lookup of that name (by :func:`function` and :func:`call`,
+with or without types) gets the replacement, or nothing for ``None`` (as where
+the C library has no such function), and the cache is left as it was.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 _UNLOADED: Any = object()
 _libc: Any = _UNLOADED
+# (name, argtypes, restype) -> the function object, or None when the library has no such
+# symbol; only for the library loaded (a lookup without one returns None first).
+_functions: dict[tuple[str, tuple[Any, ...] | None, Any], Any] = {}
+_replaced: dict[str, Callable[..., Any] | None] = {}  # the tests' seam (replaced())
 
 
 def libc() -> Any | None:
@@ -44,23 +58,59 @@ def function(name: str, argtypes: Sequence[Any] | None = None,
              restype: Any = None) -> Callable[..., Any] | None:
     """libc's ``name``, or None if there is no C library or no such symbol.
 
-    Without types it is ctypes' shared, cached function object (do not set types on
-    it); with ``argtypes``/``restype`` it is a function object of the caller's own.
+    Without types it is ctypes' own function object; with ``argtypes``/``restype``
+    (ctypes types, or their names such as ``"c_size_t"``, so that a caller need not
+    import ctypes) it is an object with those types.  Either is looked up once and
+    cached per name and types, and shared by every caller asking the same: do not
+    change its types.
     """
+    if _replaced and name in _replaced:
+        return _replaced[name]
     lib = libc()
     if lib is None:
         return None
+    key = (name, None if argtypes is None else tuple(argtypes), restype)
+    try:
+        return _functions[key]
+    except KeyError:
+        pass
+    fn = _resolve(lib, name, argtypes, restype)
+    _functions[key] = fn
+    return fn
+
+
+def _resolve(lib: Any, name: str, argtypes: Sequence[Any] | None, restype: Any) -> Any:
     try:
         if argtypes is None and restype is None:
-            return getattr(lib, name)  # type: ignore[no-any-return]
-        fn = lib[name]
+            return getattr(lib, name)
+        fn = lib[name]  # an object of its own: types set on it change no other
     except AttributeError:
         return None
+    import ctypes  # loaded already by libc()
+
+    def ctype(t: Any) -> Any:
+        return getattr(ctypes, t) if isinstance(t, str) else t
+
     if argtypes is not None:
-        fn.argtypes = list(argtypes)
+        fn.argtypes = [ctype(t) for t in argtypes]
     if restype is not None:
-        fn.restype = restype
-    return fn  # type: ignore[no-any-return]
+        fn.restype = ctype(restype)
+    return fn
+
+
+@contextmanager
+def replaced(name: str, fn: Callable[..., Any] | None) -> Iterator[None]:
+    """Tests' seam: within the block, libc's ``name`` is ``fn`` to every caller (None:
+    the C library has no such function).  Nothing is loaded or cached for it."""
+    before = _replaced.get(name, _UNLOADED)
+    _replaced[name] = fn
+    try:
+        yield
+    finally:
+        if before is _UNLOADED:
+            del _replaced[name]
+        else:
+            _replaced[name] = before
 
 
 def checked(result: int, what: str, error: type[OSError] = OSError) -> int:

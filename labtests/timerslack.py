@@ -26,22 +26,12 @@ elsewhere, or if the kernel refuses, nothing changes.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from labtests import libc
 
 TIMER_SLACK_NS = 1_000_000
 PR_SET_TIMERSLACK = 29
 PR_GET_TIMERSLACK = 30
-
-_prctl: Any = None  # libc's prctl, looked up on first use (labtests.libc loads ctypes then)
-
-
-def _libc_prctl() -> Any:
-    global _prctl
-    if _prctl is None:
-        _prctl = libc.function("prctl")
-    return _prctl
 
 
 def coalesce_timers(slack_ns: int = TIMER_SLACK_NS) -> bool:
@@ -51,7 +41,7 @@ def coalesce_timers(slack_ns: int = TIMER_SLACK_NS) -> bool:
     C library with prctl) or it was refused.  Never raises: the runs are correct
     either way, only cheaper with it.
     """
-    if not sys.platform.startswith("linux") or (prctl := _libc_prctl()) is None:
+    if not sys.platform.startswith("linux") or (prctl := libc.function("prctl")) is None:
         return False
     try:
         return prctl(PR_SET_TIMERSLACK, slack_ns, 0, 0, 0) == 0
@@ -61,7 +51,7 @@ def coalesce_timers(slack_ns: int = TIMER_SLACK_NS) -> bool:
 
 def current_slack_ns() -> int | None:
     """The calling thread's timer slack in ns, or None where it cannot be read."""
-    if not sys.platform.startswith("linux") or (prctl := _libc_prctl()) is None:
+    if not sys.platform.startswith("linux") or (prctl := libc.function("prctl")) is None:
         return None
     try:
         value = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)

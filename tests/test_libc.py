@@ -42,13 +42,20 @@ def test_the_library_is_loaded_once_and_functions_are_found():
     assert libc.libc() is not None and libc.libc() is libc.libc()
     assert libc.function("prctl") is libc.function("prctl")  # ctypes' shared object
     assert libc.function("no_such_function_in_libc_4f2a") is None
-    typed = libc.function("getpid", [], None)
-    assert typed is not None and typed is not libc.function("getpid")
     import ctypes
 
-    typed.restype = ctypes.c_long  # the caller's own object: the shared one is unchanged
-    assert libc.function("getpid").restype is ctypes.c_int
-    assert libc.call("getpid") == typed() > 0
+    typed = libc.function("getpid", [], ctypes.c_long)
+    assert typed is not None and typed is not libc.function("getpid")
+    assert typed is libc.function("getpid", [], ctypes.c_long)  # cached per name and types
+    assert typed.restype is ctypes.c_long and typed.argtypes == []
+    assert libc.function("getpid").restype is ctypes.c_int  # ctypes' own object unchanged
+    named = libc.function("getpid", [], "c_long")  # types by name: no ctypes in the caller
+    assert named is not None and named.restype is ctypes.c_long
+    assert named is libc.function("getpid", [], "c_long")
+    trim = libc.function("malloc_trim", ["c_size_t"], "c_int")
+    if trim is not None:  # glibc
+        assert trim.argtypes == [ctypes.c_size_t] and trim.restype is ctypes.c_int
+    assert libc.call("getpid") == typed() == named() > 0
 
 
 @linux_only
@@ -68,11 +75,10 @@ def test_without_a_c_library_callers_do_nothing_and_calls_say_why(monkeypatch):
     with pytest.raises(CustomError) as caught:
         libc.call("prctl", 1, 0, 0, 0, 0, error=CustomError)
     assert caught.value.errno == errno.ENOSYS
-    # Timer slack and trimming do nothing, and never raise.
-    monkeypatch.setattr(timerslack, "_prctl", None)
+    # Timer slack and trimming do nothing, and never raise (they keep no cache of their
+    # own that could still hold a function).
     assert timerslack.coalesce_timers() is False
     assert timerslack.current_slack_ns() is None
-    monkeypatch.setattr(heap, "_TRIM", heap._UNLOADED)
     assert heap.available() is False and heap.trim() is False
     heap.maybe_trim()
     # The isolated peers' plumbing cannot work without prctl: it says so at once.
@@ -80,3 +86,26 @@ def test_without_a_c_library_callers_do_nothing_and_calls_say_why(monkeypatch):
         procs.become_subreaper()
     with pytest.raises(OSError, match="prctl"):
         procs.dies_with(1)
+
+
+def test_the_seam_replaces_a_function_for_every_caller_and_restores_it():
+    calls = []
+
+    def fake(*args):  # noqa: ANN002, ANN202
+        calls.append(args)
+        return 0
+
+    before = libc.function("prctl")
+    with libc.replaced("prctl", fake):
+        assert libc.function("prctl") is fake
+        assert libc.function("prctl", ["c_int"], "c_int") is fake  # with types too
+        assert libc.call("prctl", 1, 2, 3, 4, 5) == 0
+        with libc.replaced("prctl", None):  # as if the C library had none
+            assert libc.function("prctl") is None
+            with pytest.raises(OSError) as caught:
+                libc.call("prctl", 1, 0, 0, 0, 0)
+            assert caught.value.errno == errno.ENOSYS
+        assert libc.function("prctl") is fake
+    assert calls == [(1, 2, 3, 4, 5)]
+    assert libc.function("prctl") is before
+    assert not libc._replaced

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from labtests import heap
+from labtests import heap, libc
 from labtests.config import Config
 from labtests.impl_loader import DEFAULT_IMPL, load
 
@@ -214,21 +214,21 @@ def test_release_before_cleanup_does_nothing():
 
 def test_maybe_trim_trims_at_most_once_a_period(monkeypatch):
     calls = []
-    monkeypatch.setattr(heap, "_TRIM", lambda pad: calls.append(pad) or 1)
     monkeypatch.setattr(heap, "_last", [float("-inf")])
-    for _ in range(1000):
+    with libc.replaced("malloc_trim", lambda pad: calls.append(pad) or 1):
+        for _ in range(1000):
+            heap.maybe_trim()
+        assert calls == [0]
+        heap._last[0] -= heap.TRIM_PERIOD_S  # as if a period went by
         heap.maybe_trim()
-    assert calls == [0]
-    heap._last[0] -= heap.TRIM_PERIOD_S  # as if a period went by
-    heap.maybe_trim()
     assert calls == [0, 0]
 
 
-def test_without_glibc_trimming_is_a_no_op(monkeypatch):
-    monkeypatch.setattr(heap, "_TRIM", None)
-    assert heap.trim() is False
-    heap.maybe_trim()  # no error
-    assert not heap.available()
+def test_without_glibc_trimming_is_a_no_op():
+    with libc.replaced("malloc_trim", None):
+        assert heap.trim() is False
+        heap.maybe_trim()  # no error
+        assert not heap.available()
 
 
 @pytest.mark.skipif(not heap.available(), reason="needs glibc's malloc_trim")

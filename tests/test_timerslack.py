@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from labtests import timerslack
+from labtests import libc, timerslack
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGINS = Path(__file__).parent / "overload_plugins"
@@ -56,9 +56,9 @@ def test_where_there_is_no_such_setting_nothing_changes_and_nothing_raises(monke
         raise OSError("no prctl here")
 
     monkeypatch.setattr(sys, "platform", "linux")
-    monkeypatch.setattr(timerslack, "_prctl", refusing)
-    assert timerslack.coalesce_timers() is False
-    assert timerslack.current_slack_ns() is None
+    with libc.replaced("prctl", refusing):
+        assert timerslack.coalesce_timers() is False
+        assert timerslack.current_slack_ns() is None
 
 
 @linux_only

@@ -48,6 +48,8 @@ _cancelled_batches: set[str] = set()
 
 # Execs the command after asking the kernel to SIGKILL it when the thread that started
 # it (a worker's task thread) dies: a SIGKILLed worker then takes its runs with it.
+# It loads libc itself, not through labtests.libc: it runs in a fresh interpreter (the
+# worker's), where raftlab may not be importable, and does nothing else before the exec.
 _DEATHSIG_EXEC = (
     "import ctypes, os, signal, sys\n"
     "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)\n"  # PR_SET_DEATHSIG
