@@ -5,7 +5,8 @@ and its captured output, on every surface that shows a failure's.
   simulation starved of CPU), that the Raft was not judged, what to do;
 * ``pytest --pyargs labtests``: an INCONCLUSIVE section after FAILURES, in the same
   form (headline, traceback, captured output), with the explanation and the rerun
-  commands; also through pytest-xdist; none with ``--tb=no``;
+  commands; also through pytest-xdist, and for a simulated run starved of CPU (the
+  fake run queue of tests/test_sim_limits.py); none with ``--tb=no``;
 * ``raftlab test``: the details of the test carry the explanation (the rerun
   commands are the lab's lines just above), and one line under the summary;
 * ``raftlab stress``: the log of an inconclusive run carries the explanation and the
@@ -38,6 +39,7 @@ from labtests.verdicts import (
     inconclusive_explanation,
     inconclusive_sections,
 )
+from tests.test_sim_limits import _pytest_sim
 from tests.test_stress import run_stress
 from tools.stress.backends.base import RunResult
 from tools.stress.display import inconclusive_lines
@@ -134,6 +136,20 @@ def test_pytest_shows_an_inconclusive_section_as_it_shows_failures(tmp_path, xdi
     seed = re.search(rf"seed (\d+); rerun with: raftlab test {TEST} --seed (\d+)", section)
     assert seed and seed.group(1) == seed.group(2), section
     assert f"pytest --pyargs labtests -k {TEST} --seed {seed.group(1)}" in section
+
+
+def test_pytest_explains_a_starved_simulated_run_in_its_inconclusive_section():
+    proc = _pytest_sim("--sim-cpu-limit", "0.2", "--sim-wall-limit", "0.3", plugin=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == EXIT_INCONCLUSIVE, out
+    section = _section(out, "= INCONCLUSIVE =", "inconclusive in ")
+    assert "E       labtests.sim.scheduler.SimOverloaded: wall-clock backstop" in section
+    verdict = _section(section, f" {VERDICT_SECTION} ", f" {RERUN_SECTION} ")
+    assert re.search(r"inconclusive \(machine overloaded: the simulated run got [0-9.]+ s of "
+                     r"CPU in \d+ s of wall time\): the Raft was not judged\.\nThe simulation's "
+                     "wall-clock backstop ended this run", verdict), verdict
+    assert "What to do: rerun it on a quieter machine" in verdict
+    assert f"raftlab test {TEST} --seed 1 --impl " in section and " --sim" in section
 
 
 def test_pytest_tb_no_leaves_the_inconclusive_section_out_as_it_does_failures(tmp_path):
