@@ -32,6 +32,11 @@ MAX_REASON_CHARS = 300
 # (a stress log leaves the rerun section out: its header has the command, debug log on).
 VERDICT_SECTION = "raftlab verdict"
 RERUN_SECTION = "raftlab rerun"
+# The "verdict" user property (labtests.overload.VERDICT_KEY) of a run the harness refused
+# to make as asked -- the implementation's source changed on disk after the process loaded
+# it (labtests.sim.ticks.StaleSource) -- an error in setup, neither a pass nor the Raft's
+# failure: raftlab stress counts it apart.
+REFUSED = "refused"
 
 
 def first_line(text: str) -> str:

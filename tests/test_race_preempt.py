@@ -182,24 +182,39 @@ def test_tracebacks_keep_their_line_numbers() -> None:
     assert (frames[-1].name, frames[-1].lineno) == ("_fails_here", line)
 
 
-def test_a_file_edited_since_import_is_left_alone(tmp_path) -> None:  # noqa: ANN001
-    """Its functions no longer match the source: swapping them would run other code."""
+def test_a_file_edited_since_import_refuses_the_run_and_is_left_alone(tmp_path) -> None:  # noqa: ANN001
+    """Its functions no longer match the source: swapping them would run other code, and
+    leaving them alone would lose their points (the seed would interleave otherwise than
+    in a fresh process).  So the simulation refuses to start, naming the function, and
+    leaves its code as it is; with the file as loaded again it runs as before."""
+    from labtests.sim.ticks import StaleSource
+
     path = tmp_path / "edited_mod.py"
-    path.write_text("def f():\n    a = 1\n    return a\n")
+    loaded = "def f():\n    a = 1\n    return a\n"
+    path.write_text(loaded)
     spec = importlib.util.spec_from_file_location("raftlab_edited_mod", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     try:
         spec.loader.exec_module(mod)
+        own = mod.f.__code__
         with activate(1, preempt=1.0, preempt_scope=lambda f: f == str(path)) as sched:
             assert sched.line_preemption.instrumented == 1
             assert mod.f() == 1 and sched.line_preemption.switches == 2
         path.write_text("def f():\n    a = 2\n    return a * 10\n")
         os.utime(path, ns=(1, 1))  # a different version, whatever the clock's resolution
+        with pytest.raises(StaleSource, match=r"changed on disk after this process loaded "
+                           r"it.*\n  .*edited_mod\.py:1 f \(edited since it was loaded\)"):
+            with activate(1, preempt=1.0, preempt_scope=lambda f: f == str(path)):
+                raise AssertionError("the simulation must not start")
+        assert mod.f.__code__ is own and mod.f() == 1
+        path.write_text(loaded)
+        os.utime(path, ns=(2, 2))
         with activate(1, preempt=1.0, preempt_scope=lambda f: f == str(path)) as sched:
-            assert sched.line_preemption.instrumented == 0
-            assert mod.f() == 1 and sched.line_preemption.switches == 0
+            assert sched.line_preemption.instrumented == 1  # no simulation was left active
+            assert mod.f() == 1 and sched.line_preemption.switches == 2
+        assert mod.f.__code__ is own
     finally:
         del sys.modules[spec.name]
 

@@ -31,7 +31,7 @@ from labtests.explore.timeline import build as build_timeline
 from labtests.impl_loader import Implementation, load
 from labtests.race import Scope, detecting, format_races
 from labtests.sim import SimDeadlock, SimFailure, activate
-from labtests.sim.ticks import functions_of, rewritten
+from labtests.sim.ticks import StaleSource, match
 from raft import debuglog
 from raft.debuglog import dlog
 
@@ -251,36 +251,6 @@ def _after_the_run(args: threading.ExceptHookArgs) -> None:
     """Drop what a thread raises while the simulation tears the run down."""
 
 
-def changed_since_loaded(modules: list[Any]) -> list[str]:
-    """Functions of ``modules`` whose file on disk no longer holds their loaded code.
-
-    Why it matters: line preemption (``--race``) runs each function of the
-    implementation as its file compiles *now*, with ticks added, and leaves alone a
-    function whose loaded code that compile does not reproduce.  A file edited after
-    the process imported it (a long-lived worker, a shared checkout) thus loses its
-    preemption points silently, and the same seed interleaves otherwise -- a
-    different race count than a fresh process reports (the run would not replay).
-    """
-    stale = []
-    for module in modules:
-        filename = getattr(module, "__file__", None)
-        if not isinstance(filename, str) or not filename.endswith(".py"):
-            continue
-        versions = rewritten(filename)
-        if versions is None:
-            stale.append(f"{filename} (unreadable now)")
-            continue
-        names = {name for name, _ in versions.plain}
-        for fn in functions_of(module, filename):
-            code = fn.__code__
-            plain = versions.plain.get((code.co_qualname, code.co_firstlineno))
-            moved = (plain is None and code.co_name != "<lambda>"
-                     and code.co_qualname in names)  # absent only if ambiguous, unchanged
-            if moved or (plain is not None and plain != code):
-                stale.append(f"{filename}:{code.co_firstlineno} {code.co_qualname}")
-    return stale
-
-
 def _race_verdict(monitors: Monitors, det: Any, now: float) -> None:
     """Races found: they are the run's verdict (the first monitor violation, if any,
     is named in the message: a race often explains it)."""
@@ -336,13 +306,9 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
         if implementation.module is None:
             raise RuntimeError("race detection needs an imported implementation module")
         scope = Scope(implementation.module, implementation.is_bundled)
-        stale = changed_since_loaded(scope.modules())
+        stale = match(scope.modules()).stale  # what line preemption would refuse, said now
         if stale:
-            raise RuntimeError(
-                "the implementation's source changed on disk after this process loaded "
-                f"it ({', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}): with "
-                "--race its runs would not be the ones a fresh process makes; rerun "
-                "explore (a fresh process) once the files are final")
+            raise StaleSource(stale, "rerun explore (a fresh process) once the files are final")
         sim_options = {"preempt": RACE_PREEMPT, "preempt_scope": scope.predicate(),
                        **(sim_options or {})}
         if wall_limit is not None:
@@ -403,4 +369,4 @@ def run_schedule(schedule: Schedule, impl: Implementation | str | None = None, *
                      commits, lines, built)
 
 
-__all__ = ["RunResult", "run_schedule", "changed_since_loaded", "POLL"]
+__all__ = ["RunResult", "run_schedule", "POLL"]

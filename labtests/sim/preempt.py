@@ -21,6 +21,12 @@ point per simple statement, per ``if``/``elif`` test, per ``while`` re-check
 and loop iteration; a statement spread over several lines is one point, and a
 ``for`` loop's next item is fetched just before its body's first point rather
 than after a point of its own.
+
+Refused, not silently thinned: the functions are matched with their files when
+the preemption is made (before the simulation starts), and if one changed on
+disk since this process loaded it, :class:`~labtests.sim.ticks.StaleSource` is
+raised there -- it would keep its own code, lose its points, and the seed
+would interleave otherwise than in a fresh process.
 """
 
 from __future__ import annotations
@@ -32,13 +38,17 @@ from collections.abc import Callable
 from typing import Any
 
 from labtests.sim.interp import os_thread_ident
-from labtests.sim.ticks import Swapped
+from labtests.sim.ticks import Matched, NotSwapped, StaleSource, Swapped, match
 
 __all__ = ["LinePreemption"]
 
 
 class LinePreemption:
-    """Install with :meth:`start`, remove with :meth:`stop` (same OS thread)."""
+    """Install with :meth:`start`, remove with :meth:`stop` (same OS thread).
+
+    Made just before the simulation starts; raises :class:`StaleSource` if a
+    function in scope changed on disk since it was loaded (see the module's doc).
+    """
 
     def __init__(self, sched: Any, in_scope: Callable[[str], bool], p: float,
                  seed: int) -> None:
@@ -51,6 +61,14 @@ class LinePreemption:
         self.switches = 0
         self._swapped = Swapped()
         self._log_q = math.log1p(-p) if 0.0 < p < 1.0 else 0.0
+        self._matched = Matched()
+        if p > 0.0:
+            modules = [m for m in list(sys.modules.values())
+                       if isinstance(getattr(m, "__file__", None), str)
+                       and in_scope(m.__file__)]
+            self._matched = match(modules)
+            if self._matched.stale:
+                raise StaleSource(self._matched.stale)
 
     def gap(self) -> int:
         """Statements up to and including the next preempted one (geometric, >= 1)."""
@@ -64,13 +82,16 @@ class LinePreemption:
         """How many functions run ticked code now."""
         return len(self._swapped)
 
+    @property
+    def not_swapped(self) -> list[NotSwapped]:
+        """What keeps its own code, and why (none of it stale: see the class doc)."""
+        return list(self._matched.left)
+
     def start(self) -> None:
         if self.p <= 0.0:
             return
-        modules = [m for m in list(sys.modules.values())
-                   if isinstance(getattr(m, "__file__", None), str)
-                   and self.in_scope(m.__file__)]
-        self._swapped.install(modules, self._tick())
+        self._swapped.install(self._matched, self._tick())
+        self._matched = Matched(left=self._matched.left)  # the swap is done: drop the refs
 
     def stop(self) -> None:
         self._swapped.undo()

@@ -31,6 +31,13 @@ within them, re-armed instead of failing it.  The alarm still matters: it is
 what stops a run that never reaches the scheduler (a loop that polls nothing
 the simulation sees, a real blocking call).
 
+A run whose line preemption cannot be installed fully because the
+implementation's source changed on disk after this process loaded it
+(:class:`~labtests.sim.ticks.StaleSource`) errors in setup with that message
+(verdict property :data:`~labtests.verdicts.REFUSED`, with the seed and reason
+the lab's lines print): neither a pass nor a failure of the Raft, since a fresh
+process with the same seed would run it otherwise.
+
 A deadlock fails the test with :class:`~labtests.sim.SimDeadlock`, whose
 message is the report (each thread's stack, the lock it waits for and who
 holds it); the raftlab plugin's failure hint, which carries ``--sim``, is the
@@ -47,6 +54,7 @@ import pytest
 
 from labtests.overload import DETAIL_KEY, INCONCLUSIVE, VERDICT_KEY
 from labtests.plugin import _implementation, harness_options, seed_for_test
+from labtests.verdicts import REASON_KEY, REFUSED, first_line
 
 # The engine (labtests.sim: greenlet, a C extension with libstdc++) and the race
 # detector are imported only when --sim is on: a real-time run's process is
@@ -57,6 +65,7 @@ CPU_LIMIT_FACTOR = 0.8  # default --sim-cpu-limit: this x --raft-timeout, in CPU
 WALL_BACKSTOP_FACTOR = 10.0  # default --sim-wall-limit: this x --raft-timeout, in real seconds
 
 _SCHED = pytest.StashKey[Any]()
+_REFUSED = pytest.StashKey[BaseException]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -178,7 +187,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
         cpu_limit=cpu_limit(config),
         wall_limit=wall_limit(config),
     )
-    sched = cm.__enter__()
+    from labtests.sim.ticks import StaleSource
+
+    try:
+        sched = cm.__enter__()
+    except StaleSource as exc:  # pytest_runtest_setup makes it the test's error
+        item.stash[_REFUSED] = exc
+        item.user_properties.extend([("seed", seed), (REASON_KEY, first_line(str(exc))),
+                                     (VERDICT_KEY, REFUSED)])
+        try:
+            return (yield)
+        finally:
+            del item.stash[_REFUSED]
     item.stash[_SCHED] = sched
     try:
         return (yield)
@@ -191,6 +211,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
             # pytest keeps its items to the end of the session: a stress worker's
             # thousands of runs must not keep a scheduler (and its threads) each.
             del item.stash[_SCHED]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A simulation that refused to start (the source changed on disk) is the test's
+    error, in setup: the message says which functions and what to do."""
+    refused = item.stash.get(_REFUSED, None)
+    if refused is not None:
+        pytest.fail(str(refused), pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True, optionalhook=True)

@@ -32,12 +32,29 @@ Matching: each function reachable from a module (its globals, classes and
 their methods, properties, static and class methods, closures of those,
 ``__wrapped__``) whose code came from the file is matched by
 ``(co_qualname, co_firstlineno)`` and swapped only if its current code equals
-the plain compilation of the file's source as it is now -- so a file edited
-since it was imported is left alone rather than half swapped.  Functions and
-lambdas nested in a swapped function come with it (they are built from its
-constants when it runs).  Not covered: modules imported after the swap, and
-functions that were created before it and are reachable only from other
-objects (a callback a Raft stored before the simulation started).
+the plain compilation of the file's source as it is now.  Functions and lambdas
+nested in a swapped function come with it (they are built from its constants
+when it runs).  Not covered: modules imported after the swap, and functions
+that were created before it and are reachable only from other objects (a
+callback a Raft stored before the simulation started).
+
+What cannot be swapped is said (:func:`match`, :class:`NotSwapped`), never
+skipped in silence: a file edited since it was imported (a student saving
+during a run, a long-lived stress worker, a shared checkout) would otherwise
+run with fewer preemption points than a fresh process gives it, so the same
+seed would interleave otherwise and the printed rerun command would not
+reproduce the verdict.  Such a function is *stale* -- its code differs from
+the file's (edited), its line no longer holds a function of its name while
+the file has one elsewhere (moved: the file changed above it), or the file
+cannot be read or compiled any more -- and a file with a stale function is
+left alone as a whole rather than half swapped; :class:`StaleSource` is the
+error that refuses such a run (line preemption raises it, :mod:`labtests.sim.preempt`).
+Left alone as in any process, so not stale: two functions of one name on one
+line (lambdas; their key is ambiguous), functions not compiled from the file's
+text (``exec``, a decorator's wrapper from another file: not matched at all),
+a file that is not source (``.pyc``, an extension), and a function of a test
+file that pytest rewrote for its assertions (its code never equals the plain
+compilation; reported, not stale).
 """
 
 from __future__ import annotations
@@ -47,6 +64,7 @@ import importlib.util
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
@@ -126,8 +144,9 @@ def _nested(code: CodeType) -> Iterator[CodeType]:
             yield from _nested(const)
 
 
-def _by_key(module_code: CodeType) -> dict[Key, CodeType]:
-    """Every function's code in the module by (qualname, first line); ambiguous keys dropped."""
+def _by_key(module_code: CodeType) -> tuple[dict[Key, CodeType], set[Key]]:
+    """Every function's code in the module by (qualname, first line), and the keys
+    that name more than one (two lambdas on one line: dropped, they cannot be told apart)."""
     found: dict[Key, CodeType] = {}
     twice: set[Key] = set()
     for code in _nested(module_code):
@@ -137,7 +156,7 @@ def _by_key(module_code: CodeType) -> dict[Key, CodeType]:
         found[key] = code
     for key in twice:
         del found[key]
-    return found
+    return found, twice
 
 
 class Rewritten:
@@ -145,10 +164,11 @@ class Rewritten:
 
     def __init__(self, filename: str, source: str) -> None:
         tree = ast.parse(source, filename)
-        self.plain = _by_key(_compile(tree, filename))
+        self.plain, self.ambiguous = _by_key(_compile(tree, filename))
+        self.names = {name for name, _ in self.plain} | {name for name, _ in self.ambiguous}
         ticked = _AddTicks().visit(ast.parse(source, filename))
         ast.fix_missing_locations(ticked)
-        self.ticked = _by_key(_compile(ticked, filename))
+        self.ticked, _ = _by_key(_compile(ticked, filename))
 
 
 _CACHE: dict[tuple[str, int, int], Rewritten | None] = {}
@@ -218,31 +238,146 @@ def functions_of(module: ModuleType, filename: str) -> list[FunctionType]:
     return found
 
 
+# -- matching them with the file as it is now -------------------------------------------
+
+EDITED = "edited since it was loaded"
+MOVED = "no longer at this line: the file changed above it"
+UNREADABLE = "the file cannot be read or compiled now"
+FREEVARS = "its ticked code has other free variables"  # never seen; not a staleness
+AMBIGUOUS = "another function of that name starts on the same line"
+NO_SOURCE = "not loaded from a source file"
+ASSERT_REWRITTEN = "compiled by pytest's assertion rewriting, not from the plain source"
+
+
+@dataclass(frozen=True)
+class NotSwapped:
+    """A function (or a whole file) that keeps its own code, and why.
+
+    ``stale``: a fresh process would swap it (the file changed on disk since this
+    process loaded it), so a run without it is not the run its seed makes there.
+    """
+
+    filename: str
+    why: str
+    stale: bool
+    qualname: str = ""
+    line: int = 0
+
+    def __str__(self) -> str:
+        where = f"{self.filename}:{self.line} {self.qualname}" if self.qualname else self.filename
+        return f"{where} ({self.why})"
+
+
+@dataclass
+class Matched:
+    """What :meth:`Swapped.install` would do: each function's ticked code, or why not."""
+
+    swap: list[tuple[FunctionType, CodeType]] = field(default_factory=list)
+    left: list[NotSwapped] = field(default_factory=list)
+
+    @property
+    def stale(self) -> list[NotSwapped]:
+        """The functions (and files) that changed on disk since they were loaded."""
+        return [n for n in self.left if n.stale]
+
+
+def _assertion_rewritten(module: ModuleType) -> bool:
+    """Imported through pytest's assertion rewriting (a test file, a conftest)."""
+    loader = getattr(getattr(module, "__spec__", None), "loader", None)
+    return type(loader).__name__ == "AssertionRewritingHook"
+
+
+def _match_file(module: ModuleType, filename: str, out: Matched) -> None:
+    functions = functions_of(module, filename)
+    if not functions:
+        return
+    if not filename.endswith(".py"):
+        out.left.append(NotSwapped(filename, NO_SOURCE, stale=False))
+        return
+    versions = rewritten(filename)
+    if versions is None:
+        out.left.append(NotSwapped(filename, UNREADABLE, stale=True))
+        return
+    by_pytest = _assertion_rewritten(module)
+    swap: list[tuple[FunctionType, CodeType]] = []
+    left: list[NotSwapped] = []
+    for fn in functions:
+        code = fn.__code__
+        qualname, line = code.co_qualname, code.co_firstlineno
+        key = (qualname, line)
+        plain, ticked = versions.plain.get(key), versions.ticked.get(key)
+        why, stale = "", False
+        if key in versions.ambiguous:
+            why = AMBIGUOUS
+        elif plain is None:
+            if qualname not in versions.names:
+                continue  # not compiled from the file's text (exec): not the file's to tick
+            why, stale = MOVED, True
+        elif plain != code:
+            why, stale = (ASSERT_REWRITTEN, False) if by_pytest else (EDITED, True)
+        elif ticked is None or ticked.co_freevars != code.co_freevars:
+            why = FREEVARS
+        else:
+            swap.append((fn, ticked))
+            continue
+        left.append(NotSwapped(filename, why, stale, qualname, line))
+    out.left.extend(sorted(left, key=lambda n: n.line))  # in the file's order
+    if any(n.stale for n in left):
+        return  # an edited file is left alone rather than half swapped
+    out.swap.extend(swap)
+
+
+def match(modules: list[ModuleType]) -> Matched:
+    """Match the functions of ``modules`` with their files as they are now (see the
+    module's docstring, Matching): the one walk behind :meth:`Swapped.install` and
+    every check that a run's preemption points are a fresh process's."""
+    out = Matched()
+    for module in modules:
+        filename = getattr(module, "__file__", None)
+        if isinstance(filename, str) and filename:
+            _match_file(module, filename, out)
+    return out
+
+
+SHOWN = 5  # stale functions named in a StaleSource message; the rest are counted
+RERUN_FRESH = ("rerun once the files are final (a process that loaded them earlier, such as "
+               "a stress worker, must be restarted)")
+
+
+def stale_message(stale: list[NotSwapped], what_to_do: str = RERUN_FRESH) -> str:
+    """The words for a run refused because the source changed since it was loaded: one
+    line (the reason a verdict line shows), then the stale functions."""
+    more = f"\n  ... and {len(stale) - SHOWN} more" if len(stale) > SHOWN else ""
+    return ("the implementation's source changed on disk after this process loaded it, so "
+            "line preemption cannot give it the points a fresh process gives it (the seed "
+            f"would interleave otherwise): {what_to_do}\n"
+            + "\n".join(f"  {n}" for n in stale[:SHOWN]) + more)
+
+
+class StaleSource(RuntimeError):
+    """A run with line preemption refused: some function in scope is stale (:class:`NotSwapped`)."""
+
+    def __init__(self, stale: list[NotSwapped], what_to_do: str = RERUN_FRESH) -> None:
+        super().__init__(stale_message(stale, what_to_do))
+        self.stale = stale
+
+
 class Swapped:
     """The functions given ticked code, to put their own code back with :meth:`undo`."""
 
     def __init__(self) -> None:
         self.saved: list[tuple[FunctionType, CodeType]] = []
 
-    def install(self, modules: list[ModuleType], tick: Callable[[], bool]) -> None:
+    def install(self, modules: list[ModuleType] | Matched,
+                tick: Callable[[], bool]) -> list[NotSwapped]:
+        """Give ticked code to what :func:`match` found swappable (``modules``, or their
+        match already made); return what keeps its own code, and why."""
+        matched = modules if isinstance(modules, Matched) else match(modules)
         memo: dict[CodeType, CodeType] = {}
-        for module in modules:
-            filename = getattr(module, "__file__", None)
-            if not filename:
-                continue
-            versions = rewritten(filename)
-            if versions is None:
-                continue
-            for fn in functions_of(module, filename):
-                code = fn.__code__
-                key = (code.co_qualname, code.co_firstlineno)
-                plain, ticked = versions.plain.get(key), versions.ticked.get(key)
-                if plain is None or ticked is None or plain != code:
-                    continue  # not from this version of the file: leave it alone
-                if ticked.co_freevars != code.co_freevars:
-                    continue
-                self.saved.append((fn, code))
-                fn.__code__ = bind(ticked, tick, memo)
+        for fn, ticked in matched.swap:
+            self.saved.append((fn, fn.__code__))
+            fn.__code__ = bind(ticked, tick, memo)
+        return matched.left
 
     def undo(self) -> None:
         while self.saved:

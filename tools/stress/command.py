@@ -10,7 +10,8 @@ bound on each test's failure rate.
 Output directory (``-o``, default ``stress-<timestamp>``)::
 
     results.jsonl          one line per finished run (valid after Ctrl-C too); outcome
-                           passed, failed, error, skipped or inconclusive, and attempt
+                           passed, failed, error, skipped, inconclusive or refused
+                           (the source changed on disk during the run), and attempt
     failures/<test>-s<seed>.log   log, seed, error, rerun command, group and bundle of
                            each failure
     bundles/<test>-s<seed>/ the failure bundle of a failing run (timeline, events, debug
@@ -96,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run Raft tests many times in parallel (warm forked workers of one pytest "
         "session, or a Dask cluster), each run with its own seed; keep failure logs with a "
         "rerun command; print per-test statistics. Options after '--' go to pytest "
-        "unchanged. Exit status: 0 all passed, 1 a run failed, 2 usage, 3 backend error, "
+        "unchanged. Exit status: 0 all passed, 1 a run failed, 2 usage, 3 backend error "
+        "or runs refused (the implementation changed on disk after a worker loaded it), "
         "6 no failure but runs still inconclusive after reruns, 130 Ctrl-C, 143 SIGTERM, "
         "129 SIGHUP (partial table written in each case).",
     )

@@ -37,7 +37,8 @@ from typing import Any
 import pytest
 
 from labtests.artifacts import ARTIFACT_KEY
-from labtests.overload import inconclusive_text
+from labtests.overload import VERDICT_KEY, inconclusive_text
+from labtests.verdicts import REASON_KEY, REFUSED
 from tools.jsonable import jsonable
 from tools.stress import bundles
 from tools.stress.groups import BUNDLES_PER_GROUP, MAX_BUNDLES
@@ -159,6 +160,8 @@ class _StressPlugin:
             outcome = "failed" if failed[0].when in ("call", "???") else "error"
             if verdict and len(failed) == 1 and failed[0].when == "call":
                 outcome = "inconclusive"  # labtests.overload: the machine, not the Raft
+            if props.get(VERDICT_KEY) == REFUSED:
+                outcome = "refused"  # the source changed on disk: not run as asked
         elif any(rep.skipped for rep in reports):
             outcome = "skipped"
         else:
@@ -170,6 +173,8 @@ class _StressPlugin:
                 props[bundles.PACKED_KEY] = packed
         if outcome == "inconclusive":
             message = f"{verdict}: {message}"
+        elif outcome == "refused":
+            message = str(props.get(REASON_KEY) or message)  # the harness's words, unprefixed
         log = _log_text(reports) if failed or self.keep_passing else None
         node = getattr(reports[-1], "node", None)
         gateway = getattr(node, "gateway", None)

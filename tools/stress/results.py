@@ -11,6 +11,8 @@ is valid after Ctrl-C or a crash of the runner too::
                                   BUNDLES_PER_GROUP per signature (tools.stress.groups)
     groups.json                   the failures grouped by signature
     inconclusive/...              the same for runs that failed on an overloaded machine
+    refused/...                   the same for runs refused because the implementation
+                                  changed on disk after the worker loaded it
     passed/...                    logs of passing runs, with --archive
     rerun.sh                      the rerun command of every failure
     summary.txt                   the final table and bounds
@@ -117,8 +119,8 @@ class ResultFiles:
                 f"group:    {group.signature.key}", f"bundle:   {kept}"])
             with open(self.rerun_path, "a", encoding="utf-8") as fh:
                 fh.write(f"# {result.test} seed {result.seed}: {result.message}\n{rerun}\n")
-        elif result.inconclusive and result.log is not None:
-            log_path = self._write_log("inconclusive", result, rerun)
+        elif (result.inconclusive or result.refused) and result.log is not None:
+            log_path = self._write_log(result.outcome, result, rerun)
         elif result.log is not None:
             log_path = self._write_log("passed", result, rerun)
         line: dict[str, Any] = {

@@ -45,6 +45,7 @@ class StressRun:
         self.rerun_notes: list[str] = []  # what the reruns of inconclusive runs did
         self.attempts: dict[int, int] = {}  # planned job index -> results recorded for it
         self.skipped = 0
+        self.refused: list[RunResult] = []  # not run as asked: the source changed on disk
         self.load_at_start = loadavg()
         self.started = time.monotonic()
         self.finished_at: float | None = None
@@ -63,6 +64,8 @@ class StressRun:
             st.rerun_of_inconclusive()
         if result.outcome == "skipped":
             self.skipped += 1
+        elif result.refused:
+            self.refused.append(result)  # no verdict: neither a run nor a failure
         elif result.inconclusive:
             st.add_inconclusive()
             self.inconclusive.append(result)
@@ -87,6 +90,10 @@ class StressRun:
             self.display.note(
                 f"[red]FAILED[/red] {short_name(result.test)} seed={result.seed} "
                 f"({result.duration:.1f} s): {result.message or ''}\n  log: {log_path}")
+        elif result.refused:
+            self.display.note(
+                f"[yellow]REFUSED[/yellow] {short_name(result.test)} seed={result.seed}: "
+                f"{result.message or ''}")
         self.display.refresh()
 
     def inconclusive_runs(self) -> int:
@@ -121,6 +128,12 @@ class StressRun:
                 f"by {LAG_BOUND_MS:.0f} ms or more (worst {self.max_lag_ms:.0f} ms); not "
                 "counted as failures nor in the bound; fewer workers (-p) avoid them")
         lines.extend(self.rerun_notes)
+        if self.refused:
+            lines.append(
+                f"refused: {len(self.refused)} run(s) not made: the implementation's source "
+                "changed on disk after a worker loaded it, so line preemption could not give "
+                "it a fresh process's points (logs in refused/ name the functions); not "
+                "counted as runs nor failures; rerun stress once the files are final")
         rate = 60.0 * runs / wall if wall > 0 else 0.0
         lines.append(f"wall time {wall:.1f} s, {rate:.1f} runs/min, workers: {self.workers}, "
                      f"base seed {self.base_seed}")

@@ -96,7 +96,9 @@ class RunResult:
     job: int
     test: str
     seed: int
-    outcome: str  # passed | failed | error | skipped | inconclusive (labtests.overload)
+    # passed | failed | error | skipped | inconclusive (labtests.overload) | refused
+    # (labtests.verdicts.REFUSED: the source changed on disk after the worker loaded it)
+    outcome: str
     duration: float
     worker: str
     loadavg: tuple[float, ...]
@@ -108,6 +110,11 @@ class RunResult:
     def failed(self) -> bool:
         """A failure the Raft is blamed for (an inconclusive run is not one)."""
         return self.outcome in ("failed", "error")
+
+    @property
+    def refused(self) -> bool:
+        """Not run as asked (the implementation changed on disk): no verdict either way."""
+        return self.outcome == "refused"
 
     @property
     def inconclusive(self) -> bool:
