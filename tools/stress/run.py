@@ -17,7 +17,7 @@ from labtests.artifacts import ARTIFACT_KEY
 from labtests.overload import LAG_BOUND_MS
 from tools.machine import loadavg, machine_cores
 from tools.stress.backends.base import Job, RunOptions, RunResult
-from tools.stress.display import LiveDisplay, display_names, results_table
+from tools.stress.display import LiveDisplay, display_names, inconclusive_lines, results_table
 from tools.stress.results import ResultFiles, rerun_for, short_name
 from tools.stress.stats import TestStats, bound_sentence
 
@@ -43,6 +43,8 @@ class StressRun:
         self.max_lag_ms = 0.0  # the worst timer lag any run measured (labtests.timing)
         self.inconclusive: list[RunResult] = []  # every inconclusive attempt
         self.rerun_notes: list[str] = []  # what the reruns of inconclusive runs did
+        # planned job -> its latest attempt (result, log, rerun), while that is inconclusive
+        self.still_inconclusive: dict[int, tuple[RunResult, Path | None, str]] = {}
         self.attempts: dict[int, int] = {}  # planned job index -> results recorded for it
         self.skipped = 0
         self.refused: list[RunResult] = []  # not run as asked: the source changed on disk
@@ -80,6 +82,10 @@ class StressRun:
             self.max_lag_ms = max(self.max_lag_ms, float(lag))
         rerun = rerun_for(result.test, result.seed, self.options)
         log_path = self.files.add(result, rerun, attempt)
+        if result.inconclusive:
+            self.still_inconclusive[result.job] = (result, log_path, rerun)
+        else:
+            self.still_inconclusive.pop(result.job, None)
         if result.failed:
             assert log_path is not None
             self.failures.append((result, log_path, rerun))
@@ -146,6 +152,8 @@ class StressRun:
             f"highest seen {self.max_load:.2f}, now {now[0]:.2f} / {now[1]:.2f} / {now[2]:.2f}; "
             f"worst timer lag {self.max_lag_ms:.0f} ms (bound {LAG_BOUND_MS:.0f} ms)")
         lines.append(f"results: {self.files.results_path}")
+        lines.extend(inconclusive_lines(list(self.still_inconclusive.values()),
+                                        self.files.outdir / "inconclusive"))
         if self.failures:
             lines.append(f"failures ({len(self.failures)}), logs in {self.files.failures_dir}, "
                          f"all rerun commands in {self.files.rerun_path}:")
