@@ -23,7 +23,7 @@ from typing import Any
 
 from labtests.config import passed_line
 from labtests.options import HarnessOptions
-from labtests.overload import DETAIL_KEY, LAG_BOUND_MS, inconclusive_text
+from labtests.overload import DETAIL_KEY, LAG_BOUND_MS, VERDICT_KEY, inconclusive_text
 from labtests.rerun import rerun_hint
 
 REASON_KEY = "reason"  # user property: the first line of a failure's message
@@ -103,6 +103,8 @@ def verdict_lines(nodeid: str, props: Mapping[str, Any], outcome: str, when: str
     phase = "" if when in ("call", "???") else f" (in {when})"
     if verdict:
         lines = [(f"{desc} ...", ""), (f"  ... {verdict}{phase} -- {why}", "yellow")]
+    elif props.get(VERDICT_KEY) == REFUSED:  # not the Raft's failure: the run was not made
+        lines = [(f"{desc} ...", ""), (f"  ... REFUSED{phase} -- {why}", "yellow")]
     else:
         lines = [(f"{desc} ...", ""), (f"  ... FAILED{phase} -- {why}", "red")]
     if "seed" in props:

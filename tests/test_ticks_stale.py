@@ -308,12 +308,12 @@ def test_a_graded_sim_race_run_whose_raft_is_saved_meanwhile_errors_in_setup(tmp
     assert proc.returncode == 1, out + proc.stderr  # neither a pass (0) nor inconclusive (6)
     assert "Test (2A): initial election ...\n  ... Passed" in out
     for name in ("test_re_election_2a", "test_many_elections_2a"):
-        assert (f"{name} ...\n  ... FAILED (in setup) -- the implementation's source changed "
+        assert (f"{name} ...\n  ... REFUSED (in setup) -- the implementation's source changed "
                 "on disk after this process loaded it") in out, out
         assert f"rerun with: raftlab test {name} --seed" in out
     assert "rerun once the files are final" in out
     assert "myraft/raft.py:" in out and "Raft.__init__ (no longer at this line" in out
-    assert "1 passed, 2 failed" in out
+    assert "1 passed, 0 failed, 2 refused" in out  # not run as asked: not the Raft's failure
 
     # pytest's own words: errors (in setup), not failures
     (pkg / "raft.py").write_text((pkg / "raft.py").read_text().split("\n", 1)[1])

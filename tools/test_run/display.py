@@ -146,7 +146,7 @@ class Display:
         counts = state.counts()
         failed = counts.get("failed", 0) + len(state.running() if crashed else [])
         parts = [f"{counts.get('passed', 0)} passed", f"{failed} failed"]
-        for key in ("inconclusive", "skipped"):
+        for key in ("inconclusive", "refused", "skipped"):
             if counts.get(key):
                 parts.append(f"{counts[key]} {key}")
         not_run = len(state.not_run()) if crashed else 0
@@ -154,7 +154,8 @@ class Display:
             parts.append(f"{not_run} not run")
         if state.collect_errors:
             parts.append(f"{state.collect_errors} collection errors")
-        colour = "green" if failed == 0 and not not_run and not crashed else "red"
+        colour = ("red" if failed or not_run or crashed
+                  else "yellow" if counts.get("refused") else "green")
         self.line(f"{', '.join(parts)} in {elapsed_s:.1f}s", colour)
         inconclusive = [t for t in state.tests.values() if t.verdict == "inconclusive"]
         if inconclusive:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from labtests.overload import inconclusive_text
-from labtests.verdicts import Props
+from labtests.overload import VERDICT_KEY, inconclusive_text
+from labtests.verdicts import REFUSED, Props
 
 
 @dataclass
@@ -21,9 +21,11 @@ class TestState:
 
     @property
     def verdict(self) -> str:
-        """passed, failed, inconclusive, skipped, or "" while unknown."""
+        """passed, failed, inconclusive, refused, skipped, or "" while unknown."""
         failed = [when for when, outcome in self.outcomes.items() if outcome == "failed"]
         if failed:
+            if dict(self.props).get(VERDICT_KEY) == REFUSED:
+                return "refused"  # not run as asked (labtests.verdicts.REFUSED): no verdict
             if failed == ["call"] and inconclusive_text(dict(self.props)):
                 return "inconclusive"
             return "failed"
