@@ -8,20 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from labtests.overload import EXIT_INCONCLUSIVE
-from tests.test_stress_overload import OverloadedBackend, _main, _planned
+from tests.test_stress_overload import OverloadedBackend, _main, _planned, fake_suite
 from tools.stress.display import SHOWN_INCONCLUSIVE
 
-
-@pytest.fixture
-def suite(tmp_path: Path) -> Path:
-    root = tmp_path / "suite"
-    root.mkdir()
-    (root / "pytest.ini").write_text("[pytest]\n")
-    (root / "test_x.py").write_text("def test_a():\n    pass\n")
-    return root
+suite = fake_suite  # the same one-test suite as the stress-overload tests
 
 
 def test_the_stress_summary_lists_only_the_runs_still_inconclusive(suite, tmp_path):
