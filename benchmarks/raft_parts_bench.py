@@ -154,6 +154,9 @@ def run_raftlab(part: str | list[str], tree: Path, impl: str | None, extra: list
         if threads_json.exists():
             threads = json.loads(threads_json.read_text())
             row["threads_created"] = threads["threads_created"]
+            # The pytest process's own CPU when it unconfigured; for ``raftlab test`` the
+            # rest of the tree's (its interpreter's exit, and the command's process).
+            row["test_process_cpu_s"] = threads["process_cpu_s"]
             row["main_thread_s"] = threads["main_thread_s"]
             row["by_kind"] = threads["by_kind"]
             row["labtests"] = threads.get("labtests", "")
@@ -277,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("current", "baseline"):
                 if name in whole:
                     print(line(name, whole[name]))
+            print("  the command's own process (and the child's exit): " + "; ".join(
+                f"{name} {whole[name]['cpu_s'] - whole[name]['test_process_cpu_s']:.2f} s"
+                for name in ("current", "baseline")
+                if "test_process_cpu_s" in whole.get(name, {})))
             failed |= whole["current"]["exit"] != 0
     finally:
         if base:

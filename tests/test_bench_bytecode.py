@@ -87,3 +87,6 @@ def test_the_whole_lab_run_is_measured_as_one_raftlab_test_and_compiles_nothing(
     # The figures are the whole tree's: the raftlab process waited for its pytest child,
     # whose collection alone takes more than the command's own start-up.
     assert whole["cpu_s"] > whole["before_tests_cpu_s"] > 0
+    # The command's own share: the tree's CPU less the pytest child's at its end.
+    assert 0 < whole["cpu_s"] - whole["test_process_cpu_s"] < whole["cpu_s"]
+    assert "the command's own process (and the child's exit): current" in done.stdout
