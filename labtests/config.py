@@ -39,6 +39,7 @@ from labtests.impl_loader import Implementation
 from labtests.isolation import IsolatedImplementation
 from labtests.timeline.recorder import Recorder
 from labtests.timeline.recorder import short as short_value
+from labtests.verdicts import passed_line
 from raft.apply_channel import ApplyChannel, ChannelClosed
 from raft.debuglog import dlog
 from raft.persister import Persister
@@ -801,12 +802,6 @@ class Config:
         heap.trim()
 
 
-def passed_line(f: dict[str, Any]) -> str:
-    """The lab's summary line: Go's ``"  ... Passed --"`` + ``"  %4.1f  %d %4d %7d %4d"``."""
-    return (
-        f"  ... Passed --  {f['time']:4.1f}  {f['peers']:d} {f['rpcs']:4d} "
-        f"{f['bytes']:7d} {f['commits']:4d}"
-    )
 
 
 def cpu_warning() -> str | None:

@@ -21,7 +21,6 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from labtests.config import passed_line
 from labtests.options import HarnessOptions
 from labtests.overload import DETAIL_KEY, LAG_BOUND_MS, VERDICT_KEY, inconclusive_text
 from labtests.rerun import rerun_hint
@@ -77,6 +76,17 @@ def exit_description(returncode: int) -> str:
 def short_name(nodeid: str) -> str:
     """``test_backup_2b`` from ``labtests/test_2b.py::test_backup_2b``."""
     return nodeid.rsplit("::", 1)[-1]
+
+
+def passed_line(f: Mapping[str, Any]) -> str:
+    """The lab's summary line: Go's ``"  ... Passed --"`` + ``"  %4.1f  %d %4d %7d %4d"``.
+
+    Here, not in the harness (:mod:`labtests.config` prints it at a test's end), so
+    that ``raftlab test``'s own process can print it without importing the harness."""
+    return (
+        f"  ... Passed --  {f['time']:4.1f}  {f['peers']:d} {f['rpcs']:4d} "
+        f"{f['bytes']:7d} {f['commits']:4d}"
+    )
 
 
 def verdict_lines(nodeid: str, props: Mapping[str, Any], outcome: str, when: str,

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from labtests.config import decode_snapshot, encode_snapshot, fmt_v, passed_line, randstring
+from labtests.config import decode_snapshot, encode_snapshot, fmt_v, randstring
 from labtests.context import TestContext
 from labtests.failures import RaftTestFailure
 from labtests.impl_loader import Implementation, load
+from labtests.verdicts import passed_line
 
 pytestmark = pytest.mark.selftest
 
