@@ -307,3 +307,8 @@ def test_a_stress_runs_log_explains_why_it_was_not_judged(tmp_path, monkeypatch)
     _assert_explains(_section(log, f"----- {VERDICT_SECTION} -----", "----- failure (call)"))
     assert RERUN_SECTION not in log  # the header has the rerun command, debug log on
     assert "expected one leader, got none" in log.split("----- failure (call) -----")[1]
+    # No path to a timeline that the run's end removed: it says it was not kept, and why.
+    assert "----- raftlab timeline -----" in log, log
+    timeline = log.split("----- raftlab timeline -----")[1].split("\n-----")[0]
+    assert "not kept for a run that was not judged (inconclusive)" in timeline, timeline
+    assert "raftlab-bundles" not in log

@@ -36,3 +36,27 @@ def test_the_stress_summary_lists_only_the_runs_still_inconclusive(suite, tmp_pa
     assert all(ln.startswith("    rerun: ") and "--seed" in ln for ln in listed[2::3]), text
     assert lines[start + 1 + 3 * SHOWN_INCONCLUSIVE] == "  ... and 2 more"
     assert f"seed {seeds[5]}:" not in text  # passed on its rerun: not listed
+
+
+def test_a_stress_log_never_points_at_the_bundle_folder_its_run_removed(tmp_path, monkeypatch):
+    """The harness's "raftlab timeline" section names a path in the stress plugin's own
+    folder, which is gone when the run ends: a failure's log sends the reader to its
+    header's bundle line, a run that was not judged says it kept none; a folder the user
+    chose stays named as it is."""
+    from types import SimpleNamespace
+
+    import tools.stress.pytest_plugin as stress_plugin
+    from tools.stress import bundles
+
+    own = tmp_path / "raftlab-bundles"
+    monkeypatch.setattr(stress_plugin, "_own_bundle_dir", own.resolve())
+    theirs = {bundles.BUNDLE_KEY: str(own / "test_a-seed1")}
+    report = SimpleNamespace(sections=[("raftlab timeline", f"timeline: {own}/x.html")],
+                             failed=True, when="call", longreprtext="AssertionError")
+    for outcome, words in [("failed", "the 'bundle:' line at the top of this log"),
+                           ("inconclusive", "not kept for a run that was not judged")]:
+        log = stress_plugin._log_text([report], stress_plugin._timeline_note(outcome, theirs))
+        assert words in log and str(own) not in log, log
+    chosen = {bundles.BUNDLE_KEY: str(tmp_path / "mine" / "test_a-seed1")}
+    assert stress_plugin._timeline_note("failed", chosen) is None
+    assert stress_plugin._timeline_note("failed", {}) is None

@@ -175,7 +175,8 @@ class _StressPlugin:
             message = f"{verdict}: {message}"
         elif outcome == "refused":
             message = str(props.get(REASON_KEY) or message)  # the harness's words, unprefixed
-        log = _log_text(reports) if failed or self.keep_passing else None
+        log = (_log_text(reports, _timeline_note(outcome, props))
+               if failed or self.keep_passing else None)
         node = getattr(reports[-1], "node", None)
         gateway = getattr(node, "gateway", None)
         event = {
@@ -244,12 +245,35 @@ def _short_message(report: pytest.TestReport) -> str:
     return first[:500]
 
 
-def _log_text(reports: list[pytest.TestReport]) -> str:
-    """Captured output of every phase, then the failure report(s): the run's whole story."""
+TIMELINE_SECTION = "raftlab timeline"  # the harness's: where a failed run's bundle is
+
+
+def _timeline_note(outcome: str, props: dict[str, Any]) -> str | None:
+    """What a run's log says instead of the harness's bundle path, when that path is in
+    this plugin's own folder, which is gone when the run ends (None: the path stays
+    true, e.g. a folder the user chose).  A failure's bundle, when kept, is named in the
+    log's header; an inconclusive or refused run's is not kept: it was not judged."""
+    path = props.get(bundles.BUNDLE_KEY)
+    if not path or _own_bundle_dir is None \
+            or not Path(str(path)).resolve().is_relative_to(_own_bundle_dir):
+        return None
+    if outcome in ("failed", "error"):
+        return ("this run's timeline is in its bundle: the 'bundle:' line at the top of "
+                "this log says where it was kept, or why not")
+    return (f"not kept for a run that was not judged ({outcome}): rerun it alone with "
+            "the command at the top of this log for its timeline")
+
+
+def _log_text(reports: list[pytest.TestReport], timeline_note: str | None = None) -> str:
+    """Captured output of every phase, then the failure report(s): the run's whole story.
+
+    ``timeline_note`` replaces the harness's bundle path (:func:`_timeline_note`)."""
     parts: list[str] = []
     seen: set[str] = set()
     for rep in reports:
         for title, content in rep.sections:
+            if title == TIMELINE_SECTION and timeline_note is not None:
+                content = timeline_note
             key = f"{title}\0{content}"
             if title == "raftlab rerun":
                 # The stress log's header carries the rerun command, from the same
