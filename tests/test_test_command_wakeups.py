@@ -72,21 +72,15 @@ def _run_parent(tmp_path: Path, child_code: str) -> tuple[int, _Display, int]:
     """The parent's loop over a child running ``child_code``; (status, display, wake-ups)."""
     events, seen = tmp_path / "events.jsonl", tmp_path / "seen"
     events.touch()
-    bell_read, bell_write = os.pipe()
-    os.set_blocking(bell_read, False)
-    os.set_blocking(bell_write, False)
-    proc = subprocess.Popen([sys.executable, "-c", child_code], pass_fds=(bell_write,),
-                            env={**os.environ, ENV_DOORBELL: str(bell_write)})
-    os.close(bell_write)
-    display = _Display([proc], seen)
-    wakeup = follow.Wakeup(proc, bell_read)
-    before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
-    try:
+    with follow.Wakeup() as wakeup:
+        assert wakeup.child_end is not None
+        proc = subprocess.Popen([sys.executable, "-c", child_code], pass_fds=(wakeup.child_end,),
+                                env={**os.environ, ENV_DOORBELL: str(wakeup.child_end)})
+        wakeup.started(proc)
+        display = _Display([proc], seen)
+        before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
         status, _ = follow._follow(proc, follow.EventReader(events), _State(), display, wakeup)
-    finally:
-        wakeup.close()
-        os.close(bell_read)
-    woke = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before
+        woke = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before
     return status, display, woke
 
 
@@ -115,7 +109,9 @@ def test_a_child_that_closed_its_doorbell_is_still_followed(
 def test_a_quiet_child_does_not_wake_the_parent(tmp_path: Path) -> None:
     """A test that runs for seconds without an event: the parent sleeps through it."""
     code = "import time; time.sleep(3)"
+    fds_before = set(os.listdir("/proc/self/fd"))
     status, display, woke = _run_parent(tmp_path, code)
+    assert set(os.listdir("/proc/self/fd")) == fds_before, "the doorbell or pidfd leaked"
     assert status == 0 and display.shown == []
     # At most one look a second (LOOK_ANYWAY_S) and the child's end; a 50 ms poll: ~60.
     assert woke <= 3 / follow.LOOK_ANYWAY_S + 3, f"the parent woke {woke} times in 3 s"

@@ -94,14 +94,30 @@ class Wakeup:
     code under test closed the child's end) delays the display by a second at
     most, never the verdict.  Without a pidfd, or once every write end of the
     doorbell is closed while the child lives: a look every :data:`POLL_S`.
+
+    It owns the doorbell's pipe: give the child :attr:`child_end` (its number in
+    the child's environment, the descriptor in ``pass_fds``), then call
+    :meth:`started`; :meth:`close` (or the ``with`` block's end) closes the rest.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], bell: int | None) -> None:
-        self.bell = bell
+    def __init__(self) -> None:
+        bell, child_end = os.pipe()
+        os.set_blocking(bell, False)
+        os.set_blocking(child_end, False)  # the child must never wait on the bell
+        self.bell: int | None = bell
+        self.child_end: int | None = child_end
         self.pidfd: int | None = None
-        if bell is not None and hasattr(os, "pidfd_open"):
+        self._fds = [bell, child_end]
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        """The child has its end: close ours (so that its closing shows here as the end
+        of the pipe) and watch the child's end of life through its pidfd."""
+        self._close(self.child_end)
+        self.child_end = None
+        if hasattr(os, "pidfd_open"):
             try:
                 self.pidfd = os.pidfd_open(proc.pid)
+                self._fds.append(self.pidfd)
             except OSError:  # an older kernel, or a seccomp filter
                 self.pidfd = None
 
@@ -119,10 +135,21 @@ class Wakeup:
             if not rung:  # no write end left: look on our own from now on
                 self.bell = None
 
+    def _close(self, fd: int | None) -> None:
+        if fd is not None and fd in self._fds:
+            self._fds.remove(fd)
+            os.close(fd)
+
     def close(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
+        while self._fds:
+            os.close(self._fds.pop())
+        self.bell = self.child_end = self.pidfd = None
+
+    def __enter__(self) -> Wakeup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def child_command(pytest_args: list[str]) -> list[str]:
@@ -141,27 +168,16 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"
         with open(out_path, "wb") as out, open(err_path, "wb") as err, \
                 stop_signals_as_interrupts():
-            bell_read, bell_write = os.pipe()
-            try:
-                os.set_blocking(bell_read, False)
-                os.set_blocking(bell_write, False)  # the child must never wait on the bell
+            with Wakeup() as wakeup:
+                assert wakeup.child_end is not None
                 proc = subprocess.Popen(
                     child_command(pytest_args),
-                    env={**os.environ, ENV_EVENTS: str(events), ENV_DOORBELL: str(bell_write)},
+                    env={**os.environ, ENV_EVENTS: str(events),
+                         ENV_DOORBELL: str(wakeup.child_end)},
                     stdout=None if passthrough else out, stderr=None if passthrough else err,
-                    pass_fds=(bell_write,), preexec_fn=_child_setup(os.getpid()))
-                os.close(bell_write)
-                bell_write = -1
-                wakeup = Wakeup(proc, bell_read)
-                try:
-                    returncode, stop = _follow(proc, EventReader(events), state, display,
-                                               wakeup)
-                finally:
-                    wakeup.close()
-            finally:
-                os.close(bell_read)
-                if bell_write >= 0:
-                    os.close(bell_write)
+                    pass_fds=(wakeup.child_end,), preexec_fn=_child_setup(os.getpid()))
+                wakeup.started(proc)
+                returncode, stop = _follow(proc, EventReader(events), state, display, wakeup)
         elapsed = time.monotonic() - start
         # pytest refused to start (a usage error, an internal error before the session):
         # its own message says why, and no test was running.
