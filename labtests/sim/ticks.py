@@ -52,8 +52,9 @@ error that refuses such a run (line preemption raises it, :mod:`labtests.sim.pre
 Left alone as in any process, so not stale: two functions of one name on one
 line (lambdas; their key is ambiguous), functions not compiled from the file's
 text (``exec``, a decorator's wrapper from another file: not matched at all),
-a file that is not source (``.pyc``, an extension), and a function of a test
-file that pytest rewrote for its assertions (its code never equals the plain
+a file that is not source (``.pyc``, an extension), a function whose code was
+given other flags after compiling (``@types.coroutine``), and a function of a
+test file that pytest rewrote for its assertions (its code never equals the plain
 compilation; reported, not stale).
 """
 
@@ -247,6 +248,9 @@ FREEVARS = "its ticked code has other free variables"  # never seen; not a stale
 AMBIGUOUS = "another function of that name starts on the same line"
 NO_SOURCE = "not loaded from a source file"
 ASSERT_REWRITTEN = "compiled by pytest's assertion rewriting, not from the plain source"
+# Same code, other flags: set after compiling, in any process (``@types.coroutine`` marks
+# a generator CO_ITERABLE_COROUTINE by replacing its code, as asyncio's own helpers are).
+FLAGS_SET = "its code's flags were set after compiling (e.g. @types.coroutine)"
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,10 @@ def _match_file(module: ModuleType, filename: str, out: Matched) -> None:
                 continue  # not compiled from the file's text (exec): not the file's to tick
             why, stale = MOVED, True
         elif plain != code:
-            why, stale = (ASSERT_REWRITTEN, False) if by_pytest else (EDITED, True)
+            if plain.replace(co_flags=code.co_flags) == code:
+                why = FLAGS_SET
+            else:
+                why, stale = (ASSERT_REWRITTEN, False) if by_pytest else (EDITED, True)
         elif ticked is None or ticked.co_freevars != code.co_freevars:
             why = FREEVARS
         else:
