@@ -123,3 +123,21 @@ def test_exit_status_and_words():
     assert exit_status(Terminated(signal.SIGHUP)) == 129
     assert describe(KeyboardInterrupt()) == "interrupted"
     assert describe(Terminated(signal.SIGTERM)) == "terminated by SIGTERM"
+
+
+def test_a_stop_signal_waits_until_a_finished_run_is_recorded_whole():
+    """``interrupts_deferred``: a SIGTERM arriving while a run is being recorded (counted,
+    then written) acts only once both are done, never between them; and it is not lost."""
+    from tools.termination import Terminated, interrupts_deferred, stop_signals_as_interrupts
+
+    steps: list[str] = []
+    with stop_signals_as_interrupts():
+        with pytest.raises(Terminated):
+            with interrupts_deferred():
+                steps.append("counted")
+                os.kill(os.getpid(), signal.SIGTERM)  # pending: blocked here
+                for _ in range(1000):  # many bytecodes, where a handler would have run
+                    pass
+                steps.append("written")
+            steps.append("after")  # the handler raises as the block is left
+    assert steps == ["counted", "written"]

@@ -94,3 +94,26 @@ def stop_signals_as_interrupts() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """While inside, Ctrl-C, SIGTERM and SIGHUP wait; they act as soon as it is left.
+
+    Why: a step that must happen whole -- a finished run counted in the statistics
+    *and* written to results.jsonl -- would otherwise be cut in two by the
+    KeyboardInterrupt a signal raises between any two bytecodes, and the summary would
+    count a run the results file does not have.  The signals are blocked, not lost:
+    the kernel keeps them pending and delivers them when the mask is restored, and
+    Python runs their handlers at the next bytecode.  Outside the main thread, or
+    without ``pthread_sigmask``, it does nothing.
+    """
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "pthread_sigmask")):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -83,6 +83,7 @@ from tools.termination import (
     Terminated,
     describe,
     exit_status,
+    interrupts_deferred,
     stop_signals_as_interrupts,
 )
 
@@ -328,11 +329,14 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
     state = _Round()
 
     def record(item: RunResult) -> None:
-        if rerun is not None:
-            item = rerun.planned(item)
-        attempt_of[item.job] = attempt_of.get(item.job, 0) + 1
-        run.record(item, attempt=attempt_of[item.job])
-        state.results.append(item)
+        # Whole or not at all: a stop signal cutting it in two would leave the summary
+        # counting a run that results.jsonl lacks (a CI dry run saw the two differ).
+        with interrupts_deferred():
+            if rerun is not None:
+                item = rerun.planned(item)
+            attempt_of[item.job] = attempt_of.get(item.job, 0) + 1
+            run.record(item, attempt=attempt_of[item.job])
+            state.results.append(item)
 
     if live:
         run.display.start()
