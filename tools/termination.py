@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -98,22 +98,42 @@ def stop_signals_as_interrupts() -> Iterator[None]:
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """While inside, Ctrl-C, SIGTERM and SIGHUP wait; they act as soon as it is left.
+    """While inside, Ctrl-C, SIGTERM and SIGHUP wait; the first one acts as it is left.
 
     Why: a step that must happen whole -- a finished run counted in the statistics
     *and* written to results.jsonl -- would otherwise be cut in two by the
     KeyboardInterrupt a signal raises between any two bytecodes, and the summary would
-    count a run the results file does not have.  The signals are blocked, not lost:
-    the kernel keeps them pending and delivers them when the mask is restored, and
-    Python runs their handlers at the next bytecode.  Outside the main thread, or
-    without ``pthread_sigmask``, it does nothing.
+    count a run the results file does not have.
+
+    How: each of those signals whose handler is Python code (only those raise between
+    bytecodes; a default action ends the process whole) gets a handler that only notes
+    it; on leaving, the previous handlers come back and the first signal noted is
+    handed to its own, which raises as it would have.  Python runs signal handlers in
+    the main thread whichever thread the kernel delivered the signal to, so this holds
+    with other threads running -- unlike blocking the signals with
+    ``pthread_sigmask``, which is per thread: the kernel then hands a signal sent to
+    the process to a thread that does not block it (a CI run of the whole suite,
+    with threads left by other tests, saw the block do nothing).  Outside the main
+    thread (where handlers cannot be set) it does nothing.
     """
-    if (threading.current_thread() is not threading.main_thread()
-            or not hasattr(signal, "pthread_sigmask")):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOP_SIGNALS})
+    noted: list[int] = []
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        noted.append(signum)
+
+    previous: dict[int, Callable[[int, FrameType | None], object]] = {}
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        handler = signal.getsignal(sig)
+        if callable(handler):
+            previous[sig] = handler
+            signal.signal(sig, note)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if noted:
+            previous[noted[0]](noted[0], None)
