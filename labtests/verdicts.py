@@ -38,6 +38,11 @@ RERUN_SECTION = "raftlab rerun"
 REFUSED = "refused"
 
 
+def refused(props: Mapping[str, Any]) -> bool:
+    """Whether a report's user properties say the harness refused the run (:data:`REFUSED`)."""
+    return props.get(VERDICT_KEY) == REFUSED
+
+
 def first_line(text: str) -> str:
     """The first non-blank line of ``text``, cut to :data:`MAX_REASON_CHARS`."""
     for line in text.splitlines():
@@ -113,7 +118,7 @@ def verdict_lines(nodeid: str, props: Mapping[str, Any], outcome: str, when: str
     phase = "" if when in ("call", "???") else f" (in {when})"
     if verdict:
         lines = [(f"{desc} ...", ""), (f"  ... {verdict}{phase} -- {why}", "yellow")]
-    elif props.get(VERDICT_KEY) == REFUSED:  # not the Raft's failure: the run was not made
+    elif refused(props):  # not the Raft's failure: the run was not made
         lines = [(f"{desc} ...", ""), (f"  ... REFUSED{phase} -- {why}", "yellow")]
     else:
         lines = [(f"{desc} ...", ""), (f"  ... FAILED{phase} -- {why}", "red")]

@@ -73,10 +73,7 @@ def _run_parent(tmp_path: Path, child_code: str) -> tuple[int, _Display, int]:
     events, seen = tmp_path / "events.jsonl", tmp_path / "seen"
     events.touch()
     with follow.Wakeup() as wakeup:
-        assert wakeup.child_end is not None
-        proc = subprocess.Popen([sys.executable, "-c", child_code], pass_fds=(wakeup.child_end,),
-                                env={**os.environ, ENV_DOORBELL: str(wakeup.child_end)})
-        wakeup.started(proc)
+        proc = wakeup.spawn([sys.executable, "-c", child_code], dict(os.environ))
         display = _Display([proc], seen)
         before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
         status, _ = follow._follow(proc, follow.EventReader(events), _State(), display, wakeup)
@@ -182,3 +179,20 @@ def test_raftlab_test_passes_the_doorbell_to_its_child(tmp_path: Path) -> None:
     assert "1 passed" in done.stdout
     assert probe.exists(), "the probe plugin did not run in the child"
     assert json.loads(probe.read_text()) is True, "the child found no doorbell pipe"
+
+
+def test_a_wakeup_starts_one_child_and_keeps_none_of_its_end() -> None:
+    """``spawn`` passes the write end to the child and closes it here (else the parent
+    would never see the bell closed); a second child would get no bell: refused."""
+    fds_before = set(os.listdir("/proc/self/fd"))
+    with follow.Wakeup() as wakeup:
+        proc = wakeup.spawn([sys.executable, "-c", "import os, sys; "
+                             f"os.write(int(os.environ['{ENV_DOORBELL}']), b'x')"],
+                            dict(os.environ))
+        assert proc.wait(timeout=60) == 0
+        with pytest.raises(RuntimeError, match="already started its child"):
+            wakeup.spawn([sys.executable, "-c", "pass"], dict(os.environ))
+        assert wakeup.bell is not None
+        assert os.read(wakeup.bell, 16) == b"x"
+        assert os.read(wakeup.bell, 16) == b"", "the parent still holds the child's end"
+    assert set(os.listdir("/proc/self/fd")) == fds_before, "the doorbell or pidfd leaked"

@@ -37,8 +37,8 @@ from typing import Any
 import pytest
 
 from labtests.artifacts import ARTIFACT_KEY
-from labtests.overload import VERDICT_KEY, inconclusive_text
-from labtests.verdicts import REASON_KEY, REFUSED
+from labtests.overload import inconclusive_text
+from labtests.verdicts import REASON_KEY, refused
 from tools.jsonable import jsonable
 from tools.stress import bundles
 from tools.stress.groups import BUNDLES_PER_GROUP, MAX_BUNDLES
@@ -160,7 +160,7 @@ class _StressPlugin:
             outcome = "failed" if failed[0].when in ("call", "???") else "error"
             if verdict and len(failed) == 1 and failed[0].when == "call":
                 outcome = "inconclusive"  # labtests.overload: the machine, not the Raft
-            if props.get(VERDICT_KEY) == REFUSED:
+            if refused(props):
                 outcome = "refused"  # the source changed on disk: not run as asked
         elif any(rep.skipped for rep in reports):
             outcome = "skipped"

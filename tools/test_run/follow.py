@@ -95,9 +95,9 @@ class Wakeup:
     most, never the verdict.  Without a pidfd, or once every write end of the
     doorbell is closed while the child lives: a look every :data:`POLL_S`.
 
-    It owns the doorbell's pipe: give the child :attr:`child_end` (its number in
-    the child's environment, the descriptor in ``pass_fds``), then call
-    :meth:`started`; :meth:`close` (or the ``with`` block's end) closes the rest.
+    It owns the doorbell's pipe: :meth:`spawn` starts the child with its end (the
+    number in its environment, the descriptor passed on) and keeps none of it here;
+    :meth:`close` (or the ``with`` block's end) closes the rest.
     """
 
     def __init__(self) -> None:
@@ -105,21 +105,29 @@ class Wakeup:
         os.set_blocking(bell, False)
         os.set_blocking(child_end, False)  # the child must never wait on the bell
         self.bell: int | None = bell
-        self.child_end: int | None = child_end
+        self._child_end: int | None = child_end
         self.pidfd: int | None = None
         self._fds = [bell, child_end]
 
-    def started(self, proc: subprocess.Popen[bytes]) -> None:
-        """The child has its end: close ours (so that its closing shows here as the end
-        of the pipe) and watch the child's end of life through its pidfd."""
-        self._close(self.child_end)
-        self.child_end = None
+    def spawn(self, args: list[str], env: dict[str, str],
+              **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start the child with the doorbell's write end (``ENV_DOORBELL`` names it),
+        then close ours, so that the child's closing shows here as the end of the pipe,
+        and watch the child's end of life through its pidfd."""
+        child_end = self._child_end
+        if child_end is None:
+            raise RuntimeError("this Wakeup already started its child (or was closed)")
+        proc = subprocess.Popen(args, env={**env, ENV_DOORBELL: str(child_end)},
+                                pass_fds=(child_end,), **popen_kwargs)
+        self._close(child_end)
+        self._child_end = None
         if hasattr(os, "pidfd_open"):
             try:
                 self.pidfd = os.pidfd_open(proc.pid)
                 self._fds.append(self.pidfd)
             except OSError:  # an older kernel, or a seccomp filter
                 self.pidfd = None
+        return proc
 
     def wait(self) -> None:
         """Return when there may be something new (events, or the child's end)."""
@@ -143,7 +151,7 @@ class Wakeup:
     def close(self) -> None:
         while self._fds:
             os.close(self._fds.pop())
-        self.bell = self.child_end = self.pidfd = None
+        self.bell = self._child_end = self.pidfd = None
 
     def __enter__(self) -> Wakeup:
         return self
@@ -169,14 +177,10 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         with open(out_path, "wb") as out, open(err_path, "wb") as err, \
                 stop_signals_as_interrupts():
             with Wakeup() as wakeup:
-                assert wakeup.child_end is not None
-                proc = subprocess.Popen(
-                    child_command(pytest_args),
-                    env={**os.environ, ENV_EVENTS: str(events),
-                         ENV_DOORBELL: str(wakeup.child_end)},
+                proc = wakeup.spawn(
+                    child_command(pytest_args), {**os.environ, ENV_EVENTS: str(events)},
                     stdout=None if passthrough else out, stderr=None if passthrough else err,
-                    pass_fds=(wakeup.child_end,), preexec_fn=_child_setup(os.getpid()))
-                wakeup.started(proc)
+                    preexec_fn=_child_setup(os.getpid()))
                 returncode, stop = _follow(proc, EventReader(events), state, display, wakeup)
         elapsed = time.monotonic() - start
         # pytest refused to start (a usage error, an internal error before the session):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from labtests.overload import VERDICT_KEY, inconclusive_text
-from labtests.verdicts import REFUSED, Props
+from labtests.overload import inconclusive_text
+from labtests.verdicts import Props, refused
 
 
 @dataclass
@@ -24,7 +24,7 @@ class TestState:
         """passed, failed, inconclusive, refused, skipped, or "" while unknown."""
         failed = [when for when, outcome in self.outcomes.items() if outcome == "failed"]
         if failed:
-            if dict(self.props).get(VERDICT_KEY) == REFUSED:
+            if refused(dict(self.props)):
                 return "refused"  # not run as asked (labtests.verdicts.REFUSED): no verdict
             if failed == ["call"] and inconclusive_text(dict(self.props)):
                 return "inconclusive"
