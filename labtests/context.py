@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Any
 
-from labtests import timeline, timerslack, timing, watchdog
+from labtests import batchsched, timeline, timerslack, timing, watchdog
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
@@ -48,8 +48,9 @@ class TestContext:
         self.failures = FailureChannel()
         self.configs: list[Config] = []
         self.warnings: list[str] = []
-        if not self.options.sim:  # before any thread of the test starts: they inherit it
+        if not self.options.sim:  # before any thread of the test starts: they inherit them
             timerslack.coalesce_timers()
+            batchsched.run_as_batch()
         # Started before the baseline, so its thread is the harness's, not a leftover.
         self._lag = timing.start_sampler(sim=self.options.sim)
         self.timer_lag: LagSummary | None = None  # set when finish() ends

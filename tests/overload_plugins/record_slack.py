@@ -1,8 +1,10 @@
-"""pytest plugin for the timer-slack test: which slack the bundled Raft's threads run with.
+"""pytest plugin for the timer-slack and batch-scheduling tests: which timer slack and
+scheduling policy the bundled Raft's threads run with.
 
 Loaded with ``-p record_slack`` (its folder on PYTHONPATH) in a child pytest: each
-peer's ticker and applier thread reads its own timer slack as it starts, and the
-values go to the JSON file ``RAFTLAB_TEST_SLACK_OUT`` at the end.  Test-only.
+peer's ticker and applier thread reads its own timer slack and policy as it starts,
+and the values go to the JSON file ``RAFTLAB_TEST_SLACK_OUT`` at the end, as
+``[thread name, slack ns, policy]``.  Test-only.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import threading
 
-from labtests import timerslack
+from labtests import batchsched, timerslack
 from raft.reference import raft as reference
 
 _seen: list[list] = []
@@ -21,7 +23,8 @@ _mu = threading.Lock()
 def _recording(method):  # noqa: ANN001, ANN202 - wraps a thread target of the Raft
     def run(self):  # noqa: ANN001, ANN202
         with _mu:
-            _seen.append([threading.current_thread().name, timerslack.current_slack_ns()])
+            _seen.append([threading.current_thread().name, timerslack.current_slack_ns(),
+                          batchsched.current_policy()])
         return method(self)
     return run
 
