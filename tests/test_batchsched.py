@@ -4,28 +4,16 @@ and which survives exec (isolated peers); a policy someone chose is left alone."
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-from pathlib import Path
 
 import pytest
 
 from labtests import batchsched
+from tests.thread_settings_support import REPO, in_thread, raft_threads_of_a_graded_test
 
-REPO = Path(__file__).resolve().parents[1]
-PLUGINS = Path(__file__).parent / "overload_plugins"
 linux_only = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux policy")
-
-
-def _in_thread(fn):  # noqa: ANN001, ANN202 - runs fn in a fresh thread, returns its result
-    out: list = []
-    t = threading.Thread(target=lambda: out.append(fn()))
-    t.start()
-    t.join()
-    return out[0]
 
 
 @linux_only
@@ -36,14 +24,14 @@ def test_the_policy_is_set_for_the_thread_and_inherited_by_threads_and_exec():
         before = batchsched.current_policy()
         assert batchsched.run_as_batch() is True
         assert batchsched.run_as_batch() is True  # again: already so
-        child_thread = _in_thread(batchsched.current_policy)
+        child_thread = in_thread(batchsched.current_policy)
         child_proc = subprocess.run(
             [sys.executable, "-c", "from labtests import batchsched;"
              " print(batchsched.current_policy())"],
             capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
         return before, batchsched.current_policy(), child_thread, int(child_proc)
 
-    before, now, child_thread, child_proc = _in_thread(body)
+    before, now, child_thread, child_proc = in_thread(body)
     assert before == os.SCHED_OTHER
     assert now == child_thread == child_proc == os.SCHED_BATCH
 
@@ -54,7 +42,7 @@ def test_a_policy_someone_chose_is_left_alone():
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # as `chrt -i 0` would
         return batchsched.run_as_batch(), batchsched.current_policy()
 
-    assert _in_thread(body) == (False, os.SCHED_IDLE)  # the thread ends with its policy
+    assert in_thread(body) == (False, os.SCHED_IDLE)  # the thread ends with its policy
 
 
 def test_where_there_is_no_such_policy_nothing_changes_and_nothing_raises(monkeypatch):
@@ -68,7 +56,7 @@ def test_a_refusing_kernel_changes_nothing_and_raises_nothing(monkeypatch):
         raise PermissionError("seccomp says no")
 
     monkeypatch.setattr(os, "sched_setscheduler", refusing)
-    assert _in_thread(lambda: (os.sched_getscheduler(0) == os.SCHED_OTHER
+    assert in_thread(lambda: (os.sched_getscheduler(0) == os.SCHED_OTHER
                                and batchsched.run_as_batch())) is False
     monkeypatch.setattr(os, "sched_getscheduler", refusing)
     assert batchsched.current_policy() is None
@@ -76,14 +64,5 @@ def test_a_refusing_kernel_changes_nothing_and_raises_nothing(monkeypatch):
 
 @linux_only
 def test_a_real_time_graded_test_runs_every_raft_thread_as_batch(tmp_path):
-    out = tmp_path / "seen.json"
-    env = dict(os.environ, RAFTLAB_TEST_SLACK_OUT=str(out), PYTHONPATH=os.pathsep.join(
-        [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "record_slack",
-         "--pyargs", "labtests", "-k", "test_initial_election_2a"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    seen = json.loads(out.read_text())
-    assert len(seen) == 6, seen  # 3 peers: a ticker and an applier each
+    seen = raft_threads_of_a_graded_test(tmp_path)
     assert {policy for _, _, policy in seen} == {os.SCHED_BATCH}, seen
