@@ -128,3 +128,37 @@ def test_killing_the_command_outright_takes_its_test_process_with_it(tmp_path):
     for pid in left:  # do not leave a stray to the tests after this one
         os.kill(pid, signal.SIGKILL)
     assert left == {}, f"the test process outlived the command: {left}"
+
+
+def test_a_stop_signal_while_events_are_shown_loses_none_of_them(tmp_path):
+    """A SIGTERM arriving while the parent folds the events it just read waits until they
+    are all folded and shown; raised in the middle, it lost the rest of that read (the
+    reader had passed them), and the stop line could name no running test."""
+    from tools.termination import Terminated, stop_signals_as_interrupts
+    from tools.test_run import follow
+
+    events = tmp_path / "events.jsonl"
+    names = ["start a", "end a", "start b"]
+    events.write_text("".join(json.dumps({"event": n}) + "\n" for n in names))
+    folded: list[str] = []
+    shown: list[str] = []
+
+    class State:
+        def apply(self, event: dict) -> None:
+            if not folded:
+                os.kill(os.getpid(), signal.SIGTERM)  # as the first event is folded
+            folded.append(event["event"])
+
+    class Display:
+        def event(self, event: dict, state: object) -> None:
+            shown.append(event["event"])
+
+    with stop_signals_as_interrupts(), follow.Wakeup() as wakeup:
+        # A child that ends on the SIGINT the parent passes on (its Ctrl-C).
+        proc = wakeup.spawn([sys.executable, "-c", "import time; time.sleep(120)"],
+                            dict(os.environ))
+        status, stop = follow._follow(proc, follow.EventReader(events), State(), Display(),
+                                      wakeup)
+    assert isinstance(stop, Terminated) and stop.signum == signal.SIGTERM
+    assert status != 0  # the child was stopped
+    assert folded == shown == names

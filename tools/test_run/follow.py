@@ -29,7 +29,13 @@ from typing import Any
 
 from labtests.isolation.procs import dies_with
 from labtests.options import HarnessOptions
-from tools.termination import Terminated, describe, exit_status, stop_signals_as_interrupts
+from tools.termination import (
+    Terminated,
+    describe,
+    exit_status,
+    interrupts_deferred,
+    stop_signals_as_interrupts,
+)
 from tools.test_run.channel import ENV_DOORBELL, ENV_EVENTS
 from tools.test_run.display import Display
 from tools.test_run.state import RunState
@@ -247,14 +253,19 @@ def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
             # would poll with sleeps from 0.5 ms doubling up to the timeout, about
             # seven wake-ups per call -- seconds of CPU over a whole lab.
             wakeup.wait()
-            returncode = proc.poll()
-            for event in reader.read():
-                state.apply(event)
-                display.event(event, state)
-            if returncode is not None:
+            # A stop signal waits until the events read are folded and shown: raised
+            # inside, it would lose those the reader had already passed (a stop line
+            # naming no running test: seen once on a loaded machine).
+            with interrupts_deferred():
+                returncode = proc.poll()
                 for event in reader.read():
                     state.apply(event)
                     display.event(event, state)
+                if returncode is not None:
+                    for event in reader.read():
+                        state.apply(event)
+                        display.event(event, state)
+            if returncode is not None:
                 return returncode, stop
         except KeyboardInterrupt as exc:
             interrupts += 1
