@@ -180,3 +180,53 @@ def test_ctrl_c_waits_too_and_the_handlers_come_back():
     assert type(stopped.value) is KeyboardInterrupt
     assert steps == ["written"]
     assert after == before
+
+
+def test_a_run_taken_off_the_queue_is_recorded_before_a_stop_signal_acts(tmp_path, monkeypatch):
+    """A SIGTERM arriving just as the main loop takes a finished run off the backend's
+    queue waits until that run is recorded; raised there, it dropped the run from both
+    the summary and results.jsonl."""
+    import io
+    import queue as queue_module
+    import types
+
+    from rich.console import Console
+
+    from tools.stress import command
+    from tools.stress.backends.base import Job, RunOptions, RunResult
+    from tools.stress.run import StressRun
+    from tools.termination import Terminated, stop_signals_as_interrupts
+
+    test = "labtests/test_2a.py::test_initial_election_2a"
+    jobs = [Job(i, test, 10 + i) for i in range(2)]
+    run = StressRun(jobs, RunOptions(rootdir=REPO), tmp_path / "o",
+                    Console(file=io.StringIO()), 1, 1)
+
+    class SignalAsARunIsTaken(queue_module.Queue):
+        def get(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            item = super().get(*args, **kwargs)
+            if isinstance(item, RunResult):
+                os.kill(os.getpid(), signal.SIGTERM)
+            return item
+
+    monkeypatch.setattr(command, "queue", types.SimpleNamespace(
+        Queue=SignalAsARunIsTaken, Empty=queue_module.Empty))
+
+    class Backend:
+        cancelled = threading.Event()
+
+        def run(self, jobs, on_result):  # noqa: ANN001, ANN202
+            on_result(RunResult(job=0, test=test, seed=10, outcome="passed", duration=1.0,
+                                worker="w", loadavg=(), message=None, properties={}))
+            self.cancelled.wait(60)  # the second run is still going when the stop comes
+
+        def cancel(self):  # noqa: ANN202
+            self.cancelled.set()
+
+    with stop_signals_as_interrupts():
+        state = command._run_round(run, Backend(), jobs, False, Console(file=io.StringIO()))
+    run.close()
+    assert isinstance(state.stop, Terminated) and Backend.cancelled.is_set()
+    assert [r.job for r in state.results] == [0]
+    assert run.stats[test].runs == 1
+    assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 1

@@ -344,7 +344,12 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
     try:
         while True:
             try:
-                item = results.get(timeout=0.25)
+                # A run taken off the queue is recorded before a stop signal acts (it
+                # waits at most this get's timeout): raised in between, it dropped the run.
+                with interrupts_deferred():
+                    item = results.get(timeout=0.25)
+                    if isinstance(item, RunResult):
+                        record(item)
             except queue.Empty:
                 run.display.refresh()  # keeps elapsed time and ETA moving
                 continue
@@ -357,7 +362,6 @@ def _run_round(run: StressRun, backend: Backend, jobs: Sequence[Job], live: bool
             if isinstance(item, BaseException):
                 state.backend_error = item
                 break
-            record(item)
     except KeyboardInterrupt as exc:
         _interrupt(state, exc, backend, err)
     finally:
