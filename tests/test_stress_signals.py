@@ -230,3 +230,32 @@ def test_a_run_taken_off_the_queue_is_recorded_before_a_stop_signal_acts(tmp_pat
     assert [r.job for r in state.results] == [0]
     assert run.stats[test].runs == 1
     assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_signal_while_the_handlers_are_put_back_is_not_swallowed_later(monkeypatch):
+    """A Ctrl-C that lands while ``interrupts_deferred`` puts the handlers back raises
+    there and cuts the restoring short: the handlers not yet put back must still act on
+    their signals afterwards (they noted them into a list nobody read: a SIGTERM
+    afterwards was swallowed)."""
+    from tools import termination
+    from tools.termination import Terminated, interrupts_deferred, stop_signals_as_interrupts
+
+    real_signal = signal.signal
+    fired: list[bool] = []
+
+    def restoring(sig, handler):  # noqa: ANN001, ANN202
+        old = real_signal(sig, handler)
+        if sig == signal.SIGINT and handler is signal.default_int_handler and not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)  # acts at once: the restoring is cut short
+        return old
+
+    with stop_signals_as_interrupts():
+        with pytest.raises(KeyboardInterrupt) as first:
+            with interrupts_deferred():
+                monkeypatch.setattr(termination.signal, "signal", restoring)
+        monkeypatch.undo()
+        assert fired and type(first.value) is KeyboardInterrupt
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises here at the latest

@@ -120,9 +120,13 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     noted: list[int] = []
+    left = False
 
-    def note(signum: int, _frame: FrameType | None) -> None:
-        noted.append(signum)
+    def note(signum: int, frame: FrameType | None) -> None:
+        if left:  # a signal while the handlers are being put back: act on it now
+            previous[signum](signum, frame)
+        else:
+            noted.append(signum)
 
     previous: dict[int, Callable[[int, FrameType | None], object]] = {}
     for sig in (signal.SIGINT, *STOP_SIGNALS):
@@ -133,6 +137,7 @@ def interrupts_deferred() -> Iterator[None]:
     try:
         yield
     finally:
+        left = True
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if noted:
