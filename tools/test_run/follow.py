@@ -255,16 +255,14 @@ def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
             wakeup.wait()
             # A stop signal waits until the events read are folded and shown: raised
             # inside, it would lose those the reader had already passed (a stop line
-            # naming no running test: seen once on a loaded machine).
+            # naming no running test: seen once on a loaded machine).  The child's end
+            # is looked at before the events: once it has ended, this one read has
+            # everything it wrote.
             with interrupts_deferred():
                 returncode = proc.poll()
                 for event in reader.read():
                     state.apply(event)
                     display.event(event, state)
-                if returncode is not None:
-                    for event in reader.read():
-                        state.apply(event)
-                        display.event(event, state)
             if returncode is not None:
                 return returncode, stop
         except KeyboardInterrupt as exc:
