@@ -5,13 +5,15 @@ and which survives exec (isolated peers); a policy someone chose is left alone."
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from labtests import batchsched
-from tests.thread_settings_support import REPO, in_thread, raft_threads_of_a_graded_test
+from tests.thread_settings_support import (
+    here_in_a_thread_and_in_a_child,
+    in_thread,
+    raft_threads_of_a_graded_test,
+)
 
 linux_only = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="a Linux policy")
 
@@ -24,12 +26,7 @@ def test_the_policy_is_set_for_the_thread_and_inherited_by_threads_and_exec():
         before = batchsched.current_policy()
         assert batchsched.run_as_batch() is True
         assert batchsched.run_as_batch() is True  # again: already so
-        child_thread = in_thread(batchsched.current_policy)
-        child_proc = subprocess.run(
-            [sys.executable, "-c", "from labtests import batchsched;"
-             " print(batchsched.current_policy())"],
-            capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
-        return before, batchsched.current_policy(), child_thread, int(child_proc)
+        return before, *here_in_a_thread_and_in_a_child("batchsched", "current_policy")
 
     before, now, child_thread, child_proc = in_thread(body)
     assert before == os.SCHED_OTHER

@@ -4,13 +4,16 @@ starts inherits -- the Raft's included -- and which survives exec (isolated peer
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from labtests import libc, timerslack
-from tests.thread_settings_support import REPO, in_thread, raft_threads_of_a_graded_test
+from tests.thread_settings_support import (
+    here_in_a_thread_and_in_a_child,
+    in_thread,
+    raft_threads_of_a_graded_test,
+)
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
 
@@ -22,12 +25,7 @@ def test_the_slack_is_set_for_the_thread_and_inherited_by_threads_and_exec():
         assert timerslack.coalesce_timers(123_000) is True
         before = timerslack.current_slack_ns()
         assert timerslack.coalesce_timers() is True
-        child_thread = in_thread(timerslack.current_slack_ns)
-        child_proc = subprocess.run(
-            [sys.executable, "-c", "from labtests import timerslack;"
-             " print(timerslack.current_slack_ns())"],
-            capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
-        return before, timerslack.current_slack_ns(), child_thread, int(child_proc)
+        return before, *here_in_a_thread_and_in_a_child("timerslack", "current_slack_ns")
 
     before, now, child_thread, child_proc = in_thread(body)
     assert before == 123_000

@@ -3,6 +3,7 @@ set by the harness before a test starts anything, and inherited by what it start
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -24,6 +25,16 @@ def in_thread(fn: Callable[[], T]) -> T:
     t.start()
     t.join()
     return out[0]
+
+
+def here_in_a_thread_and_in_a_child(module: str, getter: str) -> tuple[int, int, int]:
+    """``labtests.<module>.<getter>()`` (a per-thread setting) as the calling thread sees
+    it, as a thread it starts sees it, and as a process it starts sees it."""
+    read = getattr(importlib.import_module(f"labtests.{module}"), getter)
+    child = subprocess.run(
+        [sys.executable, "-c", f"from labtests import {module}; print({module}.{getter}())"],
+        capture_output=True, text=True, cwd=REPO, check=True).stdout.strip()
+    return read(), in_thread(read), int(child)
 
 
 def raft_threads_of_a_graded_test(tmp_path: Path) -> list[list]:
