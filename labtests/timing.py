@@ -108,8 +108,12 @@ class LagSampler:
 
     def __init__(self, interval_s: float = SAMPLE_INTERVAL_S,
                  clock: Callable[[], float] = time.monotonic,
-                 cpu_clock: Callable[[], float] = time.process_time) -> None:
+                 cpu_clock: Callable[[], float] = time.process_time,
+                 on_new_max: Callable[[float], None] | None = None) -> None:
         self.interval_s = interval_s
+        # Told each new worst machine lag (s), on the harness thread: the CPU pin's
+        # release (labtests.cpupin).  Rare (only a new maximum), so free per sample.
+        self.on_new_max = on_new_max
         self.clock = clock
         self.cpu_clock = cpu_clock
         self.machine_lags: list[float] = []  # seconds, one per sample
@@ -140,6 +144,8 @@ class LagSampler:
         self.machine_lags.append(machine)
         if machine > self._max_s:
             self._max_s = machine
+            if self.on_new_max is not None:
+                self.on_new_max(machine)
 
     def _tick(self) -> float | None:
         """One sample: how much later than asked this wake-up came; when to wake next."""
@@ -193,14 +199,16 @@ def simulated() -> bool:
     return state is not None and getattr(state, "SCHED", None) is not None
 
 
-def start_sampler(sim: bool = False) -> Sampler:
+def start_sampler(sim: bool = False,
+                  on_new_max: Callable[[float], None] | None = None) -> Sampler:
     """The sampler of one test: measuring in real time, a stand-in in simulated time.
 
+    ``on_new_max`` is told every new worst machine lag (see :class:`LagSampler`).
     Module-level so a self-test can replace it (to fake an overloaded machine).
     """
     if sim or simulated():
         return NoSampler()
-    return LagSampler().start()
+    return LagSampler(on_new_max=on_new_max).start()
 
 
 def leak_grace_s(base_s: float, sampler: Sampler) -> float:

@@ -61,5 +61,5 @@ def test_a_refusing_kernel_changes_nothing_and_raises_nothing(monkeypatch):
 
 @linux_only
 def test_a_real_time_graded_test_runs_every_raft_thread_as_batch(tmp_path):
-    seen = raft_threads_of_a_graded_test(tmp_path)
-    assert {policy for _, _, policy in seen} == {os.SCHED_BATCH}, seen
+    seen = raft_threads_of_a_graded_test(tmp_path)["threads"]
+    assert {policy for _, _, policy, _ in seen} == {os.SCHED_BATCH}, seen

@@ -117,7 +117,8 @@ class _FixedLag(NoSampler):
 
 
 def _finish_with_a_slow_thread(monkeypatch, lag_s: float, thread_s: float) -> str | None:
-    monkeypatch.setattr(timing, "start_sampler", lambda sim=False: _FixedLag(lag_s))
+    monkeypatch.setattr(timing, "start_sampler",
+                        lambda sim=False, on_new_max=None: _FixedLag(lag_s))
     ctx = TestContext("leak", 1, load(None))
     done = threading.Event()
     slow = threading.Thread(target=done.wait, args=(thread_s,), name="slow-to-end")

@@ -37,10 +37,12 @@ def here_in_a_thread_and_in_a_child(module: str, getter: str) -> tuple[int, int,
     return read(), in_thread(read), int(child)
 
 
-def raft_threads_of_a_graded_test(tmp_path: Path) -> list[list]:
-    """``[thread name, timer slack ns, scheduling policy]`` of each bundled-Raft ticker and
-    applier thread as it started, in a real-time ``test_initial_election_2a`` (three
-    peers: six threads), recorded by ``overload_plugins/record_slack.py``."""
+def raft_threads_of_a_graded_test(tmp_path: Path) -> dict:
+    """What ``overload_plugins/record_slack.py`` saw in a real-time
+    ``test_initial_election_2a`` (three peers): ``threads``, ``[thread name, timer slack
+    ns, scheduling policy, [cpus]]`` of each bundled-Raft ticker and applier thread as it
+    started (six); ``wide``, the process's CPUs before the test; ``after``, every
+    thread's CPUs once it ended."""
     out = tmp_path / "seen.json"
     env = dict(os.environ, RAFTLAB_TEST_SLACK_OUT=str(out), PYTHONPATH=os.pathsep.join(
         [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]))
@@ -50,5 +52,5 @@ def raft_threads_of_a_graded_test(tmp_path: Path) -> list[list]:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     seen = json.loads(out.read_text())
-    assert len(seen) == 6, seen  # 3 peers: a ticker and an applier each
+    assert len(seen["threads"]) == 6, seen  # 3 peers: a ticker and an applier each
     return seen

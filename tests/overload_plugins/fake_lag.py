@@ -10,6 +10,7 @@ measuring after it.  Test-only: the harness has no switch that fakes lag.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -23,10 +24,11 @@ class _LateSampler(timing.LagSampler):
         return self
 
 
-def _start_sampler(sim: bool = False) -> timing.Sampler:
+def _start_sampler(sim: bool = False,
+                   on_new_max: Callable[[float], None] | None = None) -> timing.Sampler:
     if sim or timing.simulated():
         return timing.NoSampler()
-    return _LateSampler().start()
+    return _LateSampler(on_new_max=on_new_max).start()
 
 
 def pytest_configure(config: pytest.Config) -> None:

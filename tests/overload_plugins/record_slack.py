@@ -1,10 +1,12 @@
-"""pytest plugin for the timer-slack and batch-scheduling tests: which timer slack and
-scheduling policy the bundled Raft's threads run with.
+"""pytest plugin for the timer-slack, batch-scheduling and CPU-pin tests: which timer
+slack, scheduling policy and CPUs the bundled Raft's threads run with.
 
 Loaded with ``-p record_slack`` (its folder on PYTHONPATH) in a child pytest: each
-peer's ticker and applier thread reads its own timer slack and policy as it starts,
-and the values go to the JSON file ``RAFTLAB_TEST_SLACK_OUT`` at the end, as
-``[thread name, slack ns, policy]``.  Test-only.
+peer's ticker and applier thread reads its own timer slack, policy and CPU mask as it
+starts; at the end of the session the JSON file ``RAFTLAB_TEST_SLACK_OUT`` gets them as
+``threads``: ``[thread name, slack ns, policy, [cpus]]``, with ``wide``, the process's
+mask before the first test, and ``after``, the mask of every thread of the process
+once the tests have ended.  Test-only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _recording(method):  # noqa: ANN001, ANN202 - wraps a thread target of the R
     def run(self):  # noqa: ANN001, ANN202
         with _mu:
             _seen.append([threading.current_thread().name, timerslack.current_slack_ns(),
-                          batchsched.current_policy()])
+                          batchsched.current_policy(), sorted(os.sched_getaffinity(0))])
         return method(self)
     return run
 
@@ -33,6 +35,10 @@ reference.Raft._ticker = _recording(reference.Raft._ticker)
 reference.Raft._applier = _recording(reference.Raft._applier)
 
 
+_wide = sorted(os.sched_getaffinity(0))
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+    after = [sorted(os.sched_getaffinity(int(tid))) for tid in os.listdir("/proc/self/task")]
     with open(os.environ["RAFTLAB_TEST_SLACK_OUT"], "w") as f:
-        json.dump(_seen, f)
+        json.dump({"threads": _seen, "wide": _wide, "after": after}, f)
