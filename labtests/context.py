@@ -48,15 +48,15 @@ class TestContext:
         self.failures = FailureChannel()
         self.configs: list[Config] = []
         self.warnings: list[str] = []
-        self._pin: cpupin.CpuPin | None = None
+        self.cpu_pin: cpupin.CpuPin | None = None  # the test's one CPU, if pinned
         if not self.options.sim:  # before any thread of the test starts: they inherit them
             timerslack.coalesce_timers()
             batchsched.run_as_batch()
             if not isinstance(impl, IsolatedImplementation):
-                self._pin = cpupin.pin_process()
+                self.cpu_pin = cpupin.pin_process()
         # Started before the baseline, so its thread is the harness's, not a leftover.
         self._lag = timing.start_sampler(
-            sim=self.options.sim, on_new_max=self._pin.lag_seen if self._pin else None)
+            sim=self.options.sim, on_new_max=self.cpu_pin.lag_seen if self.cpu_pin else None)
         self.timer_lag: LagSummary | None = None  # set when finish() ends
         self._baseline = {t.ident for t in threading.enumerate()}
         self._prev_hook = threading.excepthook
@@ -142,8 +142,8 @@ class TestContext:
         finally:
             threading.excepthook = self._prev_hook
             self.timer_lag = self._lag.stop()
-            if self._pin is not None:
-                self._pin.release()
+            if self.cpu_pin is not None:
+                self.cpu_pin.release()
             debuglog.dlog("TEST", None, "=== %s finished", self.name)
         if isinstance(cleanup.interrupted, KeyboardInterrupt):
             raise cleanup.interrupted  # the user stops the run: not a verdict on this test

@@ -48,6 +48,7 @@ RELEASE_LAG_S = 0.020
 # Passes over the process's threads when widening: a thread started from a pinned
 # one during a pass is pinned too, and the next pass sees it.
 _RELEASE_PASSES = 5
+ENDED = "test ended"  # the release at the end of a test
 
 
 def registry_path() -> Path:
@@ -69,12 +70,19 @@ class CpuPin:
         self.release_reason: str | None = None
         self._lock = threading.Lock()
 
+    def describe(self) -> str:
+        """``cpu 1``, or ``cpu 1, released early: timers late by 25 ms`` (a test's record)."""
+        reason = self.release_reason
+        if reason is None or reason == ENDED:
+            return f"cpu {self.cpu}"
+        return f"cpu {self.cpu}, released early: {reason}"
+
     def lag_seen(self, machine_lag_s: float) -> None:
         """The timer-lag probe's new worst machine lag: release the pin if it is too late."""
         if machine_lag_s >= RELEASE_LAG_S and not self.released:
             self.release(f"timers late by {machine_lag_s * 1000:.0f} ms")
 
-    def release(self, reason: str = "test ended") -> None:
+    def release(self, reason: str = ENDED) -> None:
         """Give every thread of the process its former CPUs back, and leave the registry.
 
         Idempotent and thread-safe: the probe's thread and the test's cleanup may

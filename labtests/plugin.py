@@ -400,6 +400,8 @@ def _record_timer_lag(item: pytest.Item, ctx: TestContext, call: pytest.CallInfo
     if lag is None:
         return
     item.user_properties.extend(lag.properties())
+    if ctx.cpu_pin is not None:  # where the test ran (labtests.cpupin): cpu N[, released early]
+        item.user_properties.append(("cpu_pin", ctx.cpu_pin.describe()))
     if report.failed and call.excinfo is not None:
         message = str(call.excinfo.value)
         if is_inconclusive(lag, message):

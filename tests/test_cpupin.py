@@ -48,7 +48,7 @@ CHILD = textwrap.dedent("""
     else:
         pin.release()
     print(json.dumps({"released": pin.released, "reason": pin.release_reason,
-                      "after": masks()}), flush=True)
+                      "describe": pin.describe(), "after": masks()}), flush=True)
     stop.set()
     t.join()
 """)
@@ -95,6 +95,7 @@ def test_a_real_time_graded_test_runs_the_raft_on_one_cpu_and_lets_go_after(tmp_
     (mask,) = masks
     assert len(mask) == 1 and set(mask) <= set(seen["wide"]), seen  # ...one of the allowed
     assert all(cpus == seen["wide"] for cpus in seen["after"]), seen  # all given back
+    assert seen["cpu_pin"] == [f"cpu {mask[0]}"], seen  # and the test's record says where
 
 
 @linux_only
@@ -109,6 +110,7 @@ def test_two_processes_pinned_at_once_get_different_cpus_and_leave_the_registry(
     assert registry_pids(registry) == {first.report["pid"], second.report["pid"]}
     out = first.say("release")
     assert out["released"] and out["after"] == [first.report["before"]] * 2, out
+    assert out["describe"] == f"cpu {first.report['cpu']}", out  # the end of a test
     assert registry_pids(registry) == {second.report["pid"]}
     second.say("release")
     assert registry.read_text() == ""
@@ -137,11 +139,12 @@ def test_timers_late_by_the_bound_release_the_pin_and_less_does_not(tmp_path):
     registry = tmp_path / "pins"
     calm = Child(registry)
     out = calm.say(f"lag {cpupin.RELEASE_LAG_S / 2}")
-    assert out == {"released": False, "reason": None,
+    assert out == {"released": False, "reason": None, "describe": f"cpu {calm.report['cpu']}",
                    "after": [[calm.report["cpu"]]] * 2}, out
     late = Child(registry)
     out = late.say(f"lag {cpupin.RELEASE_LAG_S}")
     assert out["released"] and out["reason"] == "timers late by 20 ms", out
+    assert out["describe"] == f"cpu {late.report['cpu']}, released early: timers late by 20 ms"
     assert out["after"] == [late.report["before"]] * 2, out
     assert late.report["pid"] not in registry_pids(registry)
 

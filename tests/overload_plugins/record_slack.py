@@ -5,8 +5,8 @@ Loaded with ``-p record_slack`` (its folder on PYTHONPATH) in a child pytest: ea
 peer's ticker and applier thread reads its own timer slack, policy and CPU mask as it
 starts; at the end of the session the JSON file ``RAFTLAB_TEST_SLACK_OUT`` gets them as
 ``threads``: ``[thread name, slack ns, policy, [cpus]]``, with ``wide``, the process's
-mask before the first test, and ``after``, the mask of every thread of the process
-once the tests have ended.  Test-only.
+mask before the first test, ``after``, the mask of every thread of the process
+once the tests have ended, and ``cpu_pin``, the tests' ``cpu_pin`` properties.  Test-only.
 """
 
 from __future__ import annotations
@@ -36,9 +36,15 @@ reference.Raft._applier = _recording(reference.Raft._applier)
 
 
 _wide = sorted(os.sched_getaffinity(0))
+_pins: list[str] = []  # the tests' "cpu_pin" properties
+
+
+def pytest_runtest_logreport(report) -> None:  # noqa: ANN001
+    if report.when == "call":
+        _pins.extend(value for key, value in report.user_properties if key == "cpu_pin")
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
     after = [sorted(os.sched_getaffinity(int(tid))) for tid in os.listdir("/proc/self/task")]
     with open(os.environ["RAFTLAB_TEST_SLACK_OUT"], "w") as f:
-        json.dump({"threads": _seen, "wide": _wide, "after": after}, f)
+        json.dump({"threads": _seen, "wide": _wide, "after": after, "cpu_pin": _pins}, f)
