@@ -51,3 +51,263 @@ def test_a_stop_signal_ends_grade_like_ctrl_c_and_leaves_no_process(tmp_path, si
     assert f"raftlab grade: terminated by {name}; the running tests were stopped" in text
     left = left_after(sessions, 30)  # the supervisor may still be sweeping its run
     assert left == {}, f"left behind: {left}\n{text[-3000:]}"
+
+
+# --- A stop signal between a result and its record (in-process, runs faked) ----------
+#
+# These grade the installed reference Raft with ``run_part`` replaced by a stand-in that
+# returns passed runs at once (no pytest), and send a signal to this very process at a
+# chosen moment: the handler acts on the next bytecode, so the moment is exact on any
+# machine, loaded or not.
+
+PARTS_GRADED = {"2A": ["test_initial_election_2a"], "2B": ["test_basic_agree_2b"]}
+
+
+def _catalog():
+    from tools.grade.grader import Catalog
+
+    return Catalog(REPO, [f"labtests/test_{part.lower()}.py::{test}"
+                          for part, tests in PARTS_GRADED.items() for test in tests])
+
+
+def _rubric(catalog):
+    from tools.grade.rubric import parse, resolve
+
+    rubric = parse({"runs": 2, "parts": {
+        part: {"budget_s": 60, "tests": {t: 5 for t in tests}}
+        for part, tests in PARTS_GRADED.items()}})
+    return resolve(rubric, catalog.by_part)
+
+
+def _signal_here(sig=signal.SIGTERM):
+    os.kill(os.getpid(), sig)  # Python runs its handler at the next bytecode, here
+
+
+@pytest.fixture
+def faked_runs(monkeypatch):
+    """``run_part`` returns every job passed, at once; ``calls`` lists the parts run.
+    ``on_run`` (settable) is called with the part's first test as a part is run."""
+    from tools.grade import grader
+    from tools.stress.backends.base import RunResult
+
+    state = {"calls": [], "on_run": None}
+
+    def run_part(jobs, backend, budget_s, stall_s, on_result=None):  # noqa: ANN001, ANN202
+        test = jobs[0].test.rsplit("::", 1)[-1]
+        state["calls"].append(test)
+        if state["on_run"] is not None:
+            state["on_run"](test)
+        return [RunResult(job=j.index, test=j.test, seed=j.seed, outcome="passed",
+                          duration=0.5, worker="w", loadavg=(), message=None, properties={})
+                for j in jobs], 1.0
+
+    monkeypatch.setattr(grader, "run_part", run_part)
+    return state
+
+
+def _grader(catalog):
+    import io
+
+    from rich.console import Console
+
+    from tools.grade.grader import Grader
+
+    return Grader(_rubric(catalog), catalog, workers=1, base_seed=7, sim=True,
+                  console=Console(file=io.StringIO(), width=200, color_system=None))
+
+
+REPORT_FILES = ("report.json", "results.json", "junit.xml", "summary.txt")
+
+
+def _whole_report(folder: Path) -> dict:
+    """report.json, after checking that every report file is there and parses."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    missing = [f for f in REPORT_FILES if not (folder / f).exists()]
+    assert missing == [], f"missing: {missing}; there: {sorted(os.listdir(folder))}"
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    suite = ET.parse(folder / "junit.xml").getroot().find("testsuite")
+    assert results["score"] == report["score"]
+    assert int(suite.get("tests")) == sum(len(p["tests_detail"]) for p in report["parts"])
+    assert "total" in (folder / "summary.txt").read_text(encoding="utf-8")
+    return report
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize("moment", ["scoring the last part", "writing the reports"])
+def test_a_stop_signal_after_the_last_runs_waits_until_the_report_is_written(
+        tmp_path, monkeypatch, faked_runs, moment, sig):
+    """Every run of the submission has finished: a SIGTERM or Ctrl-C now (while the last
+    part is scored, or between two report files) must wait until the reports are
+    written whole, then stop the grader.  Raised there, it lost the whole grade (no
+    report), or left report.json without results.json and junit.xml."""
+    from tools.grade import grader, report
+    from tools.termination import Terminated, stop_signals_as_interrupts
+
+    if moment == "scoring the last part":
+        real_grade_part = grader.grade_part
+
+        def grade_part(rubric, part, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if part == "2B":
+                _signal_here(sig)
+            return real_grade_part(rubric, part, *args, **kwargs)
+
+        monkeypatch.setattr(grader, "grade_part", grade_part)
+    else:
+        real_gradescope = report.gradescope
+
+        def gradescope(grade):  # noqa: ANN001, ANN202
+            _signal_here(sig)
+            return real_gradescope(grade)
+
+        monkeypatch.setattr(report, "gradescope", gradescope)
+    catalog = _catalog()
+    out = tmp_path / "report"
+    with stop_signals_as_interrupts(), pytest.raises(KeyboardInterrupt) as stopped:
+        _grader(catalog).grade("raft", out, name=None)
+    assert (stopped.value.signum if isinstance(stopped.value, Terminated)
+            else signal.SIGINT) == sig
+    assert faked_runs["calls"] == ["test_initial_election_2a", "test_basic_agree_2b"]
+    report_json = _whole_report(out)
+    assert (report_json["score"], report_json["max_score"]) == (10, 10)
+    assert [p["name"] for p in report_json["parts"]] == ["2A", "2B"]
+
+
+def test_a_stop_signal_during_the_runs_leaves_no_report_of_an_earlier_grading(
+        tmp_path, faked_runs, capsys, monkeypatch):
+    """Regrading into a folder that holds an earlier grade, stopped during the runs: the
+    folder must not keep the earlier report.json / results.json (the earlier logs/ are
+    gone already, and a Gradescope upload would take the old score); the last words say
+    that no report was written, and the exit status is 128 + SIGTERM."""
+    import json
+
+    from tools.grade import command
+
+    out = tmp_path / "report"
+    out.mkdir()
+    for name in REPORT_FILES:
+        (out / name).write_text(json.dumps({"score": 99}), encoding="utf-8")
+
+    def stop_in_2b(test):  # noqa: ANN001, ANN202
+        if test == "test_basic_agree_2b":
+            _signal_here()
+
+    faked_runs["on_run"] = stop_in_2b
+    catalog = _catalog()
+    monkeypatch.setattr(command.Catalog, "collect", classmethod(lambda cls: catalog))
+    monkeypatch.setattr(command, "load", lambda path: _rubric(catalog))
+    rc = command.main(["raft", "--sim", "-o", str(out), "--seed", "3"])
+    err = capsys.readouterr().err
+    assert rc == 128 + signal.SIGTERM, err
+    assert faked_runs["calls"] == ["test_initial_election_2a", "test_basic_agree_2b"]
+    assert [f for f in REPORT_FILES if (out / f).exists()] == [], sorted(os.listdir(out))
+    assert "raftlab grade: terminated by SIGTERM; the running tests were stopped" in err
+    assert "no report was written" in err, err
+
+
+def _batch(tmp_path: Path, names: list[str]) -> Path:
+    folder = tmp_path / "subs"
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "raft.py").write_text("from raft import *\n", encoding="utf-8")
+    return folder
+
+
+def test_a_stop_signal_after_a_batch_submission_is_graded_waits_for_its_grades_csv_row(
+        tmp_path, faked_runs, capsys, monkeypatch):
+    """The last submission of a batch is graded and its reports written; a SIGTERM as its
+    table is printed must not cost its row in grades.csv (written only after the table,
+    it was lost), and the last words say how many submissions were graded."""
+    import csv
+
+    from tools.grade import command, grader
+
+    real_table = grader.table
+
+    def table(grade):  # noqa: ANN001, ANN202
+        if grade.name == "bob":
+            _signal_here()
+        return real_table(grade)
+
+    monkeypatch.setattr(grader, "table", table)
+    catalog = _catalog()
+    monkeypatch.setattr(command.Catalog, "collect", classmethod(lambda cls: catalog))
+    monkeypatch.setattr(command, "load", lambda path: _rubric(catalog))
+    out = tmp_path / "grades"
+    rc = command.main(["--batch", str(_batch(tmp_path, ["alice", "bob"])), "--sim",
+                       "-o", str(out), "--seed", "3"])
+    err = capsys.readouterr().err
+    assert rc == 128 + signal.SIGTERM, err
+    with open(out / "grades.csv", encoding="utf-8") as fh:
+        rows = {r["submission"]: r["score"] for r in csv.DictReader(fh)}
+    assert rows == {"alice": "10", "bob": "10"}
+    for name in rows:
+        _whole_report(out / name)
+    assert "2 of 2 submission(s) graded" in err, err
+
+
+def test_a_batch_stopped_during_its_first_runs_keeps_no_earlier_batchs_grades(
+        tmp_path, faked_runs, capsys, monkeypatch):
+    """A batch regraded into the folder of an earlier one and stopped during the first
+    submission's runs: grades.csv must not keep the earlier batch's rows (it did: it
+    was first rewritten after a submission), nor the submission's folder its report."""
+    import csv
+    import json
+
+    from tools.grade import command
+
+    out = tmp_path / "grades"
+    (out / "alice").mkdir(parents=True)
+    (out / "alice" / "report.json").write_text(json.dumps({"score": 99}), encoding="utf-8")
+    (out / "grades.csv").write_text("submission,score\nalice,99\nbob,99\n", encoding="utf-8")
+
+    def stop_in_alice(test):  # noqa: ANN001, ANN202
+        _signal_here()
+
+    faked_runs["on_run"] = stop_in_alice
+    catalog = _catalog()
+    monkeypatch.setattr(command.Catalog, "collect", classmethod(lambda cls: catalog))
+    monkeypatch.setattr(command, "load", lambda path: _rubric(catalog))
+    rc = command.main(["--batch", str(_batch(tmp_path, ["alice", "bob"])), "--sim",
+                       "-o", str(out), "--seed", "3"])
+    err = capsys.readouterr().err
+    assert rc == 128 + signal.SIGTERM, err
+    assert faked_runs["calls"] == ["test_initial_election_2a"]
+    with open(out / "grades.csv", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        assert list(reader) == []
+        assert reader.fieldnames[:3] == ["submission", "status", "score"]
+    assert not (out / "alice" / "report.json").exists()
+    assert "none of the 2 submission(s) was graded to the end" in err, err
+
+
+def test_a_failed_rewrite_of_grades_csv_keeps_the_previous_one(tmp_path):
+    """grades.csv is rewritten after every submission of a batch: a write cut short (the
+    disk full, the grader killed) must leave the previous file whole, not truncated
+    to the bytes written so far (it was emptied first, losing every earlier grade).
+    The cut is a real one: a file-size limit makes the write fail part-way (EFBIG;
+    Python ignores SIGXFSZ)."""
+    import csv
+    import resource
+
+    from tools.grade import report
+    from tools.grade.score import SubmissionGrade
+
+    path = tmp_path / "grades.csv"
+    grades = [SubmissionGrade(name=f"student{i}", source="s", impl="raft", runs=1)
+              for i in range(200)]
+    report.write_csv(grades[:1], ["2A"], path)
+    before = path.read_bytes()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 100, limit[1]))
+    try:
+        with pytest.raises(OSError):
+            report.write_csv(grades, ["2A"], path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+    assert path.read_bytes() == before
+    with open(path, encoding="utf-8") as fh:
+        assert [r["submission"] for r in csv.DictReader(fh)] == ["student0"]
+    assert sorted(os.listdir(tmp_path)) == ["grades.csv"]  # no temporary file left

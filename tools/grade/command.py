@@ -26,7 +26,10 @@ plus grades.csv.
 
 Exit status: 0 full marks (batch: every submission graded), 1 points lost (batch:
 some submission could not be graded), 2 bad usage or rubric, 3 the submission could
-not be graded (single) or the tests could not be collected.
+not be graded (single) or the tests could not be collected; stopped: 130 (Ctrl-C),
+143 (SIGTERM), 129 (SIGHUP).  A stop keeps every submission whose reports were
+written (a signal after a submission's last runs waits until its reports and its
+grades.csv row are), writes no report for the one being graded, and says which.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import argparse
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -43,6 +47,7 @@ from tools.console import make_console
 from tools.grade.grader import Catalog, Grader
 from tools.grade.report import batch_table, write_csv
 from tools.grade.rubric import RubricError, load, resolve, restrict
+from tools.grade.score import SubmissionGrade
 from tools.grade.submission import SubmissionError, discover_batch
 from tools.machine import machine_cores
 from tools.stress.backends.base import BackendError, BackendUnavailable
@@ -176,22 +181,42 @@ def _main(argv: list[str] | None, console: Console | None) -> int:
                     hide=hide)
     if grader.fallback_why and not args.sim:
         err.print(f"note: {grader.fallback_why}", markup=False, soft_wrap=True)
+    progress = Progress()
     try:
-        return _grade_all(args, grader, outdir, console, err)
+        return _grade_all(args, grader, outdir, console, err, progress)
     except KeyboardInterrupt as exc:
         try:
-            err.print(f"raftlab grade: {describe(exc)}; the running tests were stopped and "
-                      "the reports of finished submissions kept", markup=False)
+            err.print(f"raftlab grade: {describe(exc)}; the running tests were stopped; "
+                      f"{progress.stopped_words(outdir)}", markup=False, soft_wrap=True)
         except OSError:  # the terminal is gone
             pass
         return exit_status(exc)  # EXIT_INTERRUPTED for Ctrl-C, 128 + N for signal N
 
 
+@dataclass
+class Progress:
+    """What is graded and recorded so far: said in the last words after a stop."""
+
+    batch: int | None = None  # the batch's number of submissions (None: a single one)
+    graded: list[SubmissionGrade] = field(default_factory=list)  # reports written
+
+    def stopped_words(self, outdir: Path) -> str:
+        done = len(self.graded)
+        if self.batch is None:
+            return (f"the submission's reports were written before the stop: {outdir}" if done else
+                    "the submission was not graded to the end: no report was written")
+        if not done:
+            return (f"none of the {self.batch} submission(s) was graded to the end: no "
+                    f"report was written, grades.csv in {outdir} has no row")
+        return (f"{done} of {self.batch} submission(s) graded: their reports and grades.csv "
+                f"are in {outdir}")
+
+
 def _grade_all(args: argparse.Namespace, grader: Grader, outdir: Path, console: Console,
-               err: Console) -> int:
+               err: Console, progress: Progress) -> int:
     rubric = grader.rubric
     if args.batch is None:
-        grade = grader.grade(args.submission, outdir, name=None)
+        grade = grader.grade(args.submission, outdir, name=None, record=progress.graded.append)
         console.print(f"reports in {outdir}", soft_wrap=True)
         if grade.error:
             return EXIT_UNGRADED
@@ -204,12 +229,20 @@ def _grade_all(args: argparse.Namespace, grader: Grader, outdir: Path, console: 
     for note in notes:
         err.print(f"note: {note}", markup=False)
     outdir.mkdir(parents=True, exist_ok=True)
-    grades = []
+    part_names = [p.name for p in rubric.parts]
+    progress.batch = len(subs)
+    grades = progress.graded
+
+    def record(grade: SubmissionGrade) -> None:
+        # Rewritten after every submission (before a stop signal acts: Grader.grade), so
+        # an interrupted batch keeps every grade that is done.
+        grades.append(grade)
+        write_csv(grades, part_names, outdir / "grades.csv")
+
+    write_csv([], part_names, outdir / "grades.csv")  # no earlier batch's rows survive a stop
     for name, path in subs:
-        grades.append(grader.grade(str(path), outdir / safe_file_part(name), name=name))
-        # Written after every submission, so an interrupted batch keeps what is done.
-        write_csv(grades, [p.name for p in rubric.parts], outdir / "grades.csv")
-    console.print(batch_table(grades, [p.name for p in rubric.parts]))
+        grader.grade(str(path), outdir / safe_file_part(name), name=name, record=record)
+    console.print(batch_table(grades, part_names))
     console.print(f"grades: {outdir / 'grades.csv'}; per-submission reports in {outdir}",
                   soft_wrap=True)
     return EXIT_LOST if any(g.error for g in grades) else EXIT_FULL

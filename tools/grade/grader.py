@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from tools.grade.isolation import (
     run_part,
     wrapper_command,
 )
-from tools.grade.report import table, write_reports
+from tools.grade.report import remove_reports, table, write_reports
 from tools.grade.rubric import Rubric
 from tools.grade.sandbox import (
     RunUser,
@@ -67,6 +68,7 @@ from tools.stress.backends.pytest_runs import collect
 from tools.stress.planning import plan_jobs
 from tools.stress.reruns import Reruns
 from tools.stress.results import safe_file_part, signature_of
+from tools.termination import interrupts_deferred
 
 INCONCLUSIVE_RETRIES = 2  # reruns of an inconclusive run (as raftlab stress's default)
 
@@ -131,23 +133,58 @@ class Grader:
             return False, problem + "; runs use the grader's own user"
         return True, ""
 
-    def grade(self, source: str, outdir: Path, name: str | None) -> SubmissionGrade:
+    def grade(self, source: str, outdir: Path, name: str | None,
+              record: Callable[[SubmissionGrade], None] | None = None) -> SubmissionGrade:
         """Grade one submission into ``outdir``; never raises for a bad submission.
 
         The staged code and the scratch folder live in a per-run folder readable by
         the run's user alone and removed afterwards, so no later submission of a
         batch can read this one; every process of the run is gone before the
         reports are written.
+
+        Once the last part's runs are in, a stop signal (Ctrl-C, SIGTERM, SIGHUP)
+        waits until the reports are written and ``record`` (the batch's grades.csv
+        row) has seen the grade, then acts: raised in between, it lost a grade whose
+        runs had all finished, or left some report files without the others.  A
+        submission stopped during its runs gets no report at all (not a partial one a
+        Gradescope upload would take for its score), and no earlier grading's either.
         """
         started = time.monotonic()
         outdir.mkdir(parents=True, exist_ok=True)
         for stale in ("submission", "logs", "work", "bundles"):  # the grader's own subfolders
             shutil.rmtree(outdir / stale, ignore_errors=True)
+        remove_reports(outdir)
         grade = SubmissionGrade(name=name or source, source=source, impl="",
                                 runs=self.rubric.runs, base_seed=self.base_seed,
                                 timing="simulated" if self.sim else "real",
                                 isolated=self.isolate)
         self.console.rule(f"grading {grade.name}")
+        with ExitStack() as recording:
+            deferring = False
+
+            def runs_done() -> None:  # from here to the record, stop signals wait
+                nonlocal deferring
+                if not deferring:
+                    recording.enter_context(interrupts_deferred())
+                    deferring = True
+
+            self._run_and_score(source, name, outdir, grade, runs_done)
+            runs_done()  # also when nothing ran (the submission could not be staged)
+            grade.elapsed_s = time.monotonic() - started
+            write_reports(grade, self.rubric, outdir)
+            if record is not None:
+                record(grade)
+        self.console.print(table(grade))
+        for note in grade.verdict_notes():
+            self.console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
+        return grade
+
+    def _run_and_score(self, source: str, name: str | None, outdir: Path,
+                       grade: SubmissionGrade, runs_done: Callable[[], None]) -> None:
+        """Stage the submission, run and score every part into ``grade``; clean up.
+
+        ``runs_done`` is called once the last part's runs (reruns included) are in.
+        """
         user = self._next_user()
         grade.run_user = user.uid if user is not None else None
         grade.hardening = describe_hardening(
@@ -172,9 +209,11 @@ class Grader:
                 grade.notes += sub.notes
                 for note in sub.notes:
                     self.console.print(f"note: {note}", markup=False, soft_wrap=True)
+                last = self.rubric.parts[-1].name if self.rubric.parts else None
                 for part in self.rubric.parts:
-                    grade.parts.append(self._grade_part(sub, part.name, outdir, run_root,
-                                                        user, grade))
+                    grade.parts.append(self._grade_part(
+                        sub, part.name, outdir, run_root, user, grade,
+                        runs_done=runs_done if part.name == last else None))
         finally:
             if user is not None:
                 left = kill_uid(user.uid)
@@ -183,12 +222,6 @@ class Grader:
                     grade.notes.append(f"{len(left)} process(es) of the run's user were "
                                        "still alive after the run and were killed")
             shutil.rmtree(run_root, ignore_errors=True)
-        grade.elapsed_s = time.monotonic() - started
-        write_reports(grade, self.rubric, outdir)
-        self.console.print(table(grade))
-        for note in grade.verdict_notes():
-            self.console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
-        return grade
 
     def _next_user(self) -> RunUser | None:
         if not self.run_users:
@@ -216,7 +249,8 @@ class Grader:
         return grade
 
     def _grade_part(self, sub: Submission, part: str, outdir: Path, run_root: Path,
-                    user: RunUser | None, grade: SubmissionGrade) -> PartGrade:
+                    user: RunUser | None, grade: SubmissionGrade,
+                    runs_done: Callable[[], None] | None = None) -> PartGrade:
         spec = next(p for p in self.rubric.parts if p.name == part)
         tests = list(spec.tests)
         nodeids = [self.catalog.nodeid[t] for t in tests]
@@ -252,6 +286,8 @@ class Grader:
                                     on_result=self._progress(part))
         results, attempts = self._rerun_inconclusive(part, jobs, results, backend_for,
                                                      spec.budget_s, stall, grade)
+        if runs_done is not None:
+            runs_done()
         by_test: dict[str, list[RunResult]] = {t: [] for t in tests}
         name_of = {self.catalog.nodeid[t]: t for t in tests}
         logs: dict[tuple[str, int], str] = {}

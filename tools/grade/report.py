@@ -13,12 +13,19 @@ Per submission (its report folder)::
                     each run to its bundle and lists the groups
 
 In batch mode the batch folder also gets ``grades.csv`` (one row per submission).
+
+Each file is written whole or not at all (a temporary file renamed over it), and
+report.json last: a reader that finds report.json finds the rest beside it, and a
+grader stopped or killed while writing never leaves a truncated file (grades.csv,
+rewritten after every submission of a batch, was emptied first).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
@@ -166,24 +173,47 @@ def table(grade: SubmissionGrade) -> Table:
     return tbl
 
 
+REPORT_FILES = ("results.json", "junit.xml", "summary.txt", "report.json")  # written in order
+
+
 def write_reports(grade: SubmissionGrade, rubric: Rubric, folder: Path) -> None:
-    """Write report.json, results.json, junit.xml and summary.txt into ``folder``."""
+    """Write results.json, junit.xml, summary.txt and (last) report.json into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "report.json").write_text(json.dumps(to_json(grade, rubric), indent=2) + "\n",
-                                        encoding="utf-8")
-    (folder / "results.json").write_text(json.dumps(gradescope(grade), indent=2) + "\n",
-                                         encoding="utf-8")
-    junit(grade).write(folder / "junit.xml", encoding="utf-8", xml_declaration=True)
-    with open(folder / "summary.txt", "w", encoding="utf-8") as fh:
-        console = Console(file=fh, width=140, no_color=True, color_system=None)
-        console.print(table(grade))
-        console.print(f"measured in {grade.mode}", markup=False, highlight=False)
-        if grade.hardening:
-            console.print(f"fences: {grade.hardening}", markup=False, highlight=False)
-        for note in grade.notes + grade.verdict_notes():
-            console.print(f"note: {note}", markup=False, highlight=False)
-        for line in grade.groups.summary_lines():
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    junit_xml = io.BytesIO()
+    junit(grade).write(junit_xml, encoding="utf-8", xml_declaration=True)
+    contents = {
+        "results.json": json.dumps(gradescope(grade), indent=2) + "\n",
+        "junit.xml": junit_xml.getvalue(),
+        "summary.txt": summary_text(grade),
+        "report.json": json.dumps(to_json(grade, rubric), indent=2) + "\n",
+    }
+    for name in REPORT_FILES:
+        write_whole(folder / name, contents[name])
+
+
+def remove_reports(folder: Path) -> None:
+    """Remove the report files of an earlier grading from ``folder``.
+
+    Why: a grading stopped before its reports are written must not leave an earlier
+    one's report.json / results.json claiming a grade that this run did not give.
+    """
+    for name in REPORT_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
+def summary_text(grade: SubmissionGrade) -> str:
+    """summary.txt: the terminal table without colour, the mode, fences and notes."""
+    out = io.StringIO()
+    console = Console(file=out, width=140, no_color=True, color_system=None)
+    console.print(table(grade))
+    console.print(f"measured in {grade.mode}", markup=False, highlight=False)
+    if grade.hardening:
+        console.print(f"fences: {grade.hardening}", markup=False, highlight=False)
+    for note in grade.notes + grade.verdict_notes():
+        console.print(f"note: {note}", markup=False, highlight=False)
+    for line in grade.groups.summary_lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return out.getvalue()
 
 
 def write_csv(grades: Sequence[SubmissionGrade], part_names: Sequence[str], path: Path) -> None:
@@ -192,10 +222,30 @@ def write_csv(grades: Sequence[SubmissionGrade], part_names: Sequence[str], path
     for name in part_names:
         fields += [name, f"{name}_tests_passed"]
     fields += ["failed_tests", "notes"]
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_whole(path, out.getvalue())
+
+
+def write_whole(path: Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, renamed over it.
+
+    Interrupted or failed midway, the previous file (if any) is left as it was and the
+    temporary file removed.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if isinstance(data, str):
+            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+                fh.write(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def batch_table(grades: Sequence[SubmissionGrade], part_names: Sequence[str]) -> Table:
