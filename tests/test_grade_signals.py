@@ -283,6 +283,26 @@ def test_a_batch_stopped_during_its_first_runs_keeps_no_earlier_batchs_grades(
     assert "none of the 2 submission(s) was graded to the end" in err, err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_stop_signal_while_the_tests_are_collected_ends_grade_in_words(
+        tmp_path, capsys, monkeypatch, sig):
+    """Stopped before any run (collecting the graded tests): the grader says so and exits
+    130 / 128 + N.  A Ctrl-C there ended it with a Python traceback."""
+    from tools.grade import command
+
+    def collect(cls):  # noqa: ANN001, ANN202
+        _signal_here(sig)
+        return _catalog()
+
+    monkeypatch.setattr(command.Catalog, "collect", classmethod(collect))
+    rc = command.main(["raft", "--sim", "-o", str(tmp_path / "report")])
+    err = capsys.readouterr().err
+    assert rc == 128 + sig, err
+    name = "interrupted" if sig == signal.SIGINT else "terminated by SIGTERM"
+    assert f"raftlab grade: {name}" in err, err
+    assert not (tmp_path / "report").exists()
+
+
 def test_a_failed_rewrite_of_grades_csv_keeps_the_previous_one(tmp_path):
     """grades.csv is rewritten after every submission of a batch: a write cut short (the
     disk full, the grader killed) must leave the previous file whole, not truncated

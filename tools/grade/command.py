@@ -54,7 +54,6 @@ from tools.stress.backends.base import BackendError, BackendUnavailable
 from tools.stress.backends.factory import BACKENDS, check_backend
 from tools.stress.results import safe_file_part
 from tools.termination import (
-    Terminated,
     describe,
     exit_status,
     stop_signals_as_interrupts,
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     with stop_signals_as_interrupts():
         try:
             return _main(argv, console)
-        except Terminated as exc:  # before or after the runs: nothing of ours is running
+        except KeyboardInterrupt as exc:  # before or after the runs: none of ours to stop
             make_console(stderr=True).print(f"raftlab grade: {describe(exc)}", markup=False)
             return exit_status(exc)
 
