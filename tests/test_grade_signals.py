@@ -303,6 +303,42 @@ def test_a_stop_signal_while_the_tests_are_collected_ends_grade_in_words(
     assert not (tmp_path / "report").exists()
 
 
+def test_a_stop_signal_as_a_part_starts_cancels_its_runs(monkeypatch):
+    """A SIGTERM just as run_part has started the backend's thread (before it watched
+    the runs) must cancel the backend: it escaped run_part with the runs going on."""
+    import threading
+
+    from tools.grade import isolation
+    from tools.stress.backends.base import Job
+    from tools.termination import Terminated, stop_signals_as_interrupts
+
+    class Backend:
+        def __init__(self):  # noqa: ANN204
+            self.cancelled = threading.Event()
+            self.running = threading.Event()
+
+        def run(self, jobs, on_result):  # noqa: ANN001, ANN202
+            self.running.set()
+            self.cancelled.wait(60)  # the runs go on until cancelled
+
+        def cancel(self):  # noqa: ANN202
+            self.cancelled.set()
+
+    class SignalOnStart(threading.Thread):
+        def start(self):  # noqa: ANN202
+            super().start()
+            _signal_here()
+
+    monkeypatch.setattr(isolation.threading, "Thread", SignalOnStart)
+    backend = Backend()
+    jobs = [Job(0, "labtests/test_2a.py::test_initial_election_2a", 1)]
+    with stop_signals_as_interrupts(), pytest.raises(Terminated):
+        isolation.run_part(jobs, backend, budget_s=600, stall_s=600)
+    cancelled = backend.cancelled.is_set()
+    backend.cancel()  # (without the fix, its thread would wait a minute)
+    assert cancelled
+
+
 def test_a_failed_rewrite_of_grades_csv_keeps_the_previous_one(tmp_path):
     """grades.csv is rewritten after every submission of a batch: a write cut short (the
     disk full, the grader killed) must leave the previous file whole, not truncated

@@ -35,6 +35,7 @@ The scores are computed by the grader from the per-run results this module retur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -175,14 +176,15 @@ def run_part(jobs: Sequence[Job], backend: Backend, budget_s: float,
     wanted = {job.index for job in jobs}
     started = time.monotonic()
     thread = threading.Thread(target=target, name="raftlab-grade-backend", daemon=True)
-    thread.start()
     try:
+        thread.start()  # inside: a stop signal as it returns must cancel the runs too
         _watch(backend, started, budget_s, stall_s, done, lock, state, results, wanted)
     except KeyboardInterrupt:
         # pytest runs in its own session and would outlive the grader: stop it first.
         backend.cancel()
         backend.cancel()
-        thread.join(timeout=10)
+        with contextlib.suppress(RuntimeError):  # the signal came before the thread started
+            thread.join(timeout=10)
         raise
     thread.join(timeout=30)
     elapsed = time.monotonic() - started
