@@ -339,6 +339,42 @@ def test_a_stop_signal_as_a_part_starts_cancels_its_runs(monkeypatch):
     assert cancelled
 
 
+@pytest.mark.parametrize("error", [SystemExit(1), BrokenPipeError(32, "Broken pipe")],
+                         ids=["rich's exit on a broken pipe", "BrokenPipeError"])
+def test_a_progress_line_that_cannot_be_shown_costs_no_run(error):
+    """The progress line of a finished run is shown from the backend's thread; when it
+    cannot be (stdout a pipe whose reader left: ``raftlab grade ... | head``, where rich
+    raises SystemExit(1)), the runs must still count.  It failed every later run of
+    the part ("the test process failed: 1"): the bundled Raft got 0/15 on 2A."""
+    from tools.grade import isolation
+    from tools.stress.backends.base import Job, RunResult
+
+    test = "labtests/test_2a.py::test_initial_election_2a"
+    jobs = [Job(i, test, 10 + i) for i in range(3)]
+
+    class Backend:
+        def run(self, jobs, on_result):  # noqa: ANN001, ANN202
+            for job in jobs:
+                on_result(RunResult(job=job.index, test=test, seed=job.seed, outcome="passed",
+                                    duration=0.1, worker="w", loadavg=(), message=None,
+                                    properties={}))
+
+        def cancel(self):  # noqa: ANN202
+            pass
+
+    shown = []
+
+    def show(result):  # noqa: ANN001, ANN202
+        shown.append(result.job)
+        raise error
+
+    results, _elapsed = isolation.run_part(jobs, Backend(), budget_s=600, stall_s=600,
+                                           on_result=show)
+    assert [(r.job, r.outcome, r.message) for r in results] == [
+        (0, "passed", None), (1, "passed", None), (2, "passed", None)]
+    assert shown == [0]  # not tried again once it failed
+
+
 def test_a_failed_rewrite_of_grades_csv_keeps_the_previous_one(tmp_path):
     """grades.csv is rewritten after every submission of a batch: a write cut short (the
     disk full, the grader killed) must leave the previous file whole, not truncated

@@ -140,7 +140,10 @@ def run_part(jobs: Sequence[Job], backend: Backend, budget_s: float,
              ) -> tuple[list[RunResult], float]:
     """Run ``jobs`` on ``backend`` within ``budget_s`` seconds of wall-clock time.
 
-    ``on_result`` sees each accepted result as it arrives (from the backend's thread).
+    ``on_result`` sees each accepted result as it arrives (from the backend's thread), to
+    show it; if it raises, the results are kept and it is not called again (stdout a
+    pipe whose reader left: rich exits with SystemExit(1), which in the backend's
+    thread failed every later run of the part).
     Returns one result per job (in job order) and the elapsed time.  Jobs without a
     result count as failed: with the budget reason when the budget ran out, with a
     "killed" reason when nothing finished for ``stall_s`` seconds, or with the
@@ -148,7 +151,7 @@ def run_part(jobs: Sequence[Job], backend: Backend, budget_s: float,
     """
     results: dict[int, RunResult] = {}
     lock = threading.Lock()
-    state: dict[str, Any] = {"last": time.monotonic(), "why": None}
+    state: dict[str, Any] = {"last": time.monotonic(), "why": None, "show": True}
     done = threading.Event()
     error: list[BaseException] = []
 
@@ -162,8 +165,11 @@ def run_part(jobs: Sequence[Job], backend: Backend, budget_s: float,
                 results[result.job] = result
                 accepted = True
             state["last"] = time.monotonic()
-        if accepted and on_result is not None:
-            on_result(result)
+        if accepted and on_result is not None and state["show"]:
+            try:
+                on_result(result)
+            except BaseException:  # only showing failed; the result is in (no signal here:
+                state["show"] = False  # Python raises those in the main thread)
 
     def target() -> None:
         try:
