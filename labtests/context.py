@@ -52,7 +52,9 @@ class TestContext:
         if not self.options.sim:  # before any thread of the test starts: they inherit them
             timerslack.coalesce_timers()
             batchsched.run_as_batch()
-            if not isinstance(impl, IsolatedImplementation):
+            # Not under a simulation a caller activated (labtests.driver, the race
+            # detector's runs) without saying so in the options: one thread runs at a time.
+            if not isinstance(impl, IsolatedImplementation) and not timing.simulated():
                 self.cpu_pin = cpupin.pin_process()
         # Started before the baseline, so its thread is the harness's, not a leftover.
         self._lag = timing.start_sampler(

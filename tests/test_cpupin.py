@@ -179,3 +179,20 @@ def test_the_lag_probe_reports_each_new_worst_lag_and_only_those():
     assert told == [0.001, 0.003, 0.030]
     sampler.record(0.050, 0.045)  # late by 50 ms, 45 of them this process's own CPU
     assert told == [0.001, 0.003, 0.030]  # machine lag 5 ms: no new worst
+
+
+@linux_only
+@two_cpus
+def test_only_a_real_time_run_is_pinned_not_a_simulated_one():
+    from labtests.driver import run_graded
+
+    def body(make_config):  # noqa: ANN001, ANN202 - a graded test's signature
+        seen.append(sorted(os.sched_getaffinity(0)))
+
+    wide = sorted(os.sched_getaffinity(0))
+    seen: list[list[int]] = []
+    run_graded(body, seed=1, sim=True)
+    run_graded(body, seed=1, sim=False)
+    assert seen[0] == wide, seen  # the simulation: left as it was
+    assert len(seen[1]) == 1 and seen[1][0] in wide, seen  # real time: one CPU
+    assert sorted(os.sched_getaffinity(0)) == wide  # and given back after
