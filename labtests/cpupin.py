@@ -39,6 +39,7 @@ import fcntl
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,11 @@ RELEASE_LAG_S = 0.020
 # one during a pass is pinned too, and the next pass sees it.
 _RELEASE_PASSES = 5
 ENDED = "test ended"  # the release at the end of a test
+# The registry's lock is held for microseconds; a holder stopped under it costs a
+# test its pin, never its start.
+LOCK_WAIT_S = 0.5
+# A few hundred processes write ~3 kB; code under test may write anything there.
+REGISTRY_MAX_BYTES = 1 << 16
 
 
 def registry_path() -> Path:
@@ -167,6 +173,25 @@ def _current_cpu() -> int | None:
         return None
 
 
+def _lock(fd: int) -> bool:
+    """Take the registry's lock within :data:`LOCK_WAIT_S`; False if it stays taken.
+
+    Bounded because the holder may be stopped (Ctrl-Z, a debugger) inside its few
+    microseconds under the lock: a test then runs unpinned rather than never.
+    """
+    deadline = time.monotonic() + LOCK_WAIT_S
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -191,10 +216,11 @@ def _update_registry(path: Path, change: Callable[[dict[int, int]], object]) -> 
     try:
         if os.fstat(fd).st_uid != os.getuid():
             return False
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _lock(fd):
+            return False
         with os.fdopen(os.dup(fd), "r+") as f:
             entries: dict[int, int] = {}
-            for line in f.read().splitlines():
+            for line in f.read(REGISTRY_MAX_BYTES).splitlines():
                 fields = line.split()
                 if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
                     pid, cpu = int(fields[0]), int(fields[1])

@@ -196,3 +196,31 @@ def test_only_a_real_time_run_is_pinned_not_a_simulated_one():
     assert seen[0] == wide, seen  # the simulation: left as it was
     assert len(seen[1]) == 1 and seen[1][0] in wide, seen  # real time: one CPU
     assert sorted(os.sched_getaffinity(0)) == wide  # and given back after
+
+
+@linux_only
+@two_cpus
+def test_a_registry_locked_by_a_stopped_holder_costs_the_pin_not_a_hang(tmp_path):
+    import fcntl
+
+    registry = tmp_path / "pins"
+    registry.write_text("")
+    before = os.sched_getaffinity(0)
+    with registry.open() as holder:  # another open file: its lock excludes ours
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        assert cpupin.pin_process(registry) is None
+        waited = time.monotonic() - t0
+    assert cpupin.LOCK_WAIT_S <= waited < 30, waited  # bounded (generous for a loaded box)
+    assert os.sched_getaffinity(0) == before
+
+
+def test_a_huge_registry_is_read_only_up_to_its_bound(tmp_path):
+    registry = tmp_path / "pins"
+    # Code under test may write anything there: megabytes of garbage, then a live line.
+    with registry.open("w") as f:
+        f.write("garbage\n" * (cpupin.REGISTRY_MAX_BYTES // 8 + 1) + "1 0\n")
+    seen: list[dict[int, int]] = []
+    assert cpupin._update_registry(registry, lambda entries: seen.append(dict(entries)))
+    assert seen == [{}]  # the live line lies beyond the bound: not read
+    assert registry.read_text() == ""  # and the garbage is gone
