@@ -259,3 +259,23 @@ def test_a_signal_while_the_handlers_are_put_back_is_not_swallowed_later(monkeyp
         with pytest.raises(Terminated):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler raises here at the latest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_while_the_tests_are_collected_ends_stress_in_words(
+        tmp_path, capsys, monkeypatch, sig):
+    """Stopped before any run (collecting the tests): stress says so and exits 130 /
+    128 + N.  A Ctrl-C there ended it with a Python traceback (main caught only
+    SIGTERM/SIGHUP's Terminated)."""
+    from tools.stress import command
+
+    def collect(selection):  # noqa: ANN001, ANN202
+        os.kill(os.getpid(), sig)  # Python runs its handler at the next bytecode, here
+        raise AssertionError("the signal did not stop the collection")
+
+    monkeypatch.setattr(command, "collect", collect)
+    rc = command.main(["-k", "2A", "-n", "1", "--sim", "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 128 + sig, err
+    name = "interrupted" if sig == signal.SIGINT else "terminated by SIGTERM"
+    assert f"raftlab stress: {name}" in err, err

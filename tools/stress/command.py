@@ -80,7 +80,6 @@ from tools.stress.planning import plan_jobs
 from tools.stress.reruns import RerunRound, Reruns
 from tools.stress.run import StressRun
 from tools.termination import (
-    Terminated,
     describe,
     exit_status,
     interrupts_deferred,
@@ -184,7 +183,7 @@ def main(argv: list[str] | None = None, console: Console | None = None,
     with stop_signals_as_interrupts():
         try:
             return _main(argv, console, backend)
-        except Terminated as exc:  # outside the runs (collecting, calibrating): none to stop
+        except KeyboardInterrupt as exc:  # outside the runs (collecting, calibrating): none to stop
             make_console(stderr=True).print(f"raftlab stress: {describe(exc)}", markup=False)
             return exit_status(exc)
 
