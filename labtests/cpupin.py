@@ -74,6 +74,7 @@ class CpuPin:
         self.registry = registry
         self.released = False
         self.release_reason: str | None = None
+        self._registered = True  # our line is in the registry
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -86,21 +87,31 @@ class CpuPin:
     def lag_seen(self, machine_lag_s: float) -> None:
         """The timer-lag probe's new worst machine lag: release the pin if it is too late."""
         if machine_lag_s >= RELEASE_LAG_S and not self.released:
-            self.release(f"timers late by {machine_lag_s * 1000:.0f} ms")
+            # On the harness thread, whose jobs must not block: the registry only if its
+            # lock is free now (the end of the test tries again).
+            self.release(f"timers late by {machine_lag_s * 1000:.0f} ms", wait=False)
 
-    def release(self, reason: str = ENDED) -> None:
+    def release(self, reason: str = ENDED, wait: bool = True) -> None:
         """Give every thread of the process its former CPUs back, and leave the registry.
 
         Idempotent and thread-safe: the probe's thread and the test's cleanup may
-        both call it.  Never raises.
+        both call it; a later call only retries leaving the registry.  ``wait``:
+        wait up to :data:`LOCK_WAIT_S` for the registry's lock, else try once.
+        Never raises.
         """
         with self._lock:
-            if self.released:
+            first = not self.released
+            if first:
+                self.released = True
+                self.release_reason = reason
+        if first:
+            _set_every_thread(self.wide)
+        with self._lock:
+            if not self._registered:
                 return
-            self.released = True
-            self.release_reason = reason
-        _set_every_thread(self.wide)
-        _update_registry(self.registry, lambda entries: entries.pop(os.getpid(), None))
+            self._registered = not _update_registry(
+                self.registry, lambda entries: entries.pop(os.getpid(), None),
+                LOCK_WAIT_S if wait else 0.0)
 
 
 def pin_process(registry: Path | None = None) -> CpuPin | None:
@@ -173,13 +184,13 @@ def _current_cpu() -> int | None:
         return None
 
 
-def _lock(fd: int) -> bool:
-    """Take the registry's lock within :data:`LOCK_WAIT_S`; False if it stays taken.
+def _lock(fd: int, wait_s: float) -> bool:
+    """Take the registry's lock within ``wait_s``; False if it stays taken.
 
     Bounded because the holder may be stopped (Ctrl-Z, a debugger) inside its few
     microseconds under the lock: a test then runs unpinned rather than never.
     """
-    deadline = time.monotonic() + LOCK_WAIT_S
+    deadline = time.monotonic() + wait_s
     pause = 0.001
     while True:
         try:
@@ -202,11 +213,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _update_registry(path: Path, change: Callable[[dict[int, int]], object]) -> bool:
+def _update_registry(path: Path, change: Callable[[dict[int, int]], object],
+                     wait_s: float = LOCK_WAIT_S) -> bool:
     """Under the registry's lock: read it (live processes only), ``change`` it, write it.
 
     Lines are ``pid cpu``; an unreadable line is dropped.  False if the file cannot
-    be opened, is not this user's, or cannot be locked or written.
+    be opened, is not this user's, or cannot be locked within ``wait_s`` or written.
     """
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -216,7 +228,7 @@ def _update_registry(path: Path, change: Callable[[dict[int, int]], object]) -> 
     try:
         if os.fstat(fd).st_uid != os.getuid():
             return False
-        if not _lock(fd):
+        if not _lock(fd, wait_s):
             return False
         with os.fdopen(os.dup(fd), "r+") as f:
             entries: dict[int, int] = {}

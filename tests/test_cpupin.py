@@ -224,3 +224,29 @@ def test_a_huge_registry_is_read_only_up_to_its_bound(tmp_path):
     assert cpupin._update_registry(registry, lambda entries: seen.append(dict(entries)))
     assert seen == [{}]  # the live line lies beyond the bound: not read
     assert registry.read_text() == ""  # and the garbage is gone
+
+
+@linux_only
+@two_cpus
+def test_a_release_on_the_probes_thread_never_waits_for_the_registry(tmp_path):
+    """The probe's thread must not block: with the registry's lock taken elsewhere,
+    the release lets the threads go at once and leaves its line; the end of the test
+    (a later release) removes it."""
+    import fcntl
+
+    registry = tmp_path / "pins"
+    before = os.sched_getaffinity(0)
+    pin = cpupin.pin_process(registry)
+    assert pin is not None
+    try:
+        with registry.open() as holder:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            pin.lag_seen(cpupin.RELEASE_LAG_S)
+            assert pin.released and os.sched_getaffinity(0) == before
+            assert registry_pids(registry) == {os.getpid()}  # could not leave: lock taken
+        pin.release()  # the end of the test: the lock is free now
+        assert registry.read_text() == ""
+        assert pin.describe() == f"cpu {pin.cpu}, released early: timers late by 20 ms"
+    finally:
+        pin.release()
+        os.sched_setaffinity(0, before)
