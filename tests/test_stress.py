@@ -362,3 +362,24 @@ def test_every_rerun_command_is_one_raftlab_test_accepts(harness):
     assert (opts.selectors, opts.seed, opts.impl, opts.sim, opts.isolate, opts.debug) == (
         ["test_figure8_2c"], 7, harness.impl, harness.sim, harness.isolate, True)
     assert command_args(opts, [])[0].endswith("test_2c.py::test_figure8_2c")
+
+
+def test_a_failing_result_taker_ends_the_session_it_was_following(suite):
+    """``on_result`` raising (or a stop signal in the follow loop) ended the backend's
+    ``run`` but left its pytest session -- in a session of its own -- running the other
+    runs unwatched until the command exited."""
+    from tests.session_procs import left_after
+    from tools.stress.backends.factory import make_backend
+
+    backend = make_backend("local", RunOptions(rootdir=suite, pytest_args=("-p", "no:raftlab")),
+                           workers=1)
+    jobs = plan_jobs(["test_fake.py::test_slow"], 40, seed=1, sequential=False)  # ~16 s
+
+    def on_result(result):  # noqa: ANN001, ANN202
+        raise RuntimeError("the display broke")
+
+    with pytest.raises(RuntimeError, match="the display broke"):
+        backend.run(jobs, on_result)
+    pid = backend._proc.pid
+    assert backend._proc.returncode is not None  # waited for, not just signalled
+    assert left_after({pid}, 10) == {}, "the runs' session is still alive"

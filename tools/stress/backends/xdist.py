@@ -123,7 +123,14 @@ class XdistBackend:
                         self.command(jobs_file, files), cwd=self.options.rootdir,
                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                         start_new_session=True, preexec_fn=dies_with(os.getpid()))
-                self._follow(events, report)
+                try:
+                    self._follow(events, report)
+                except BaseException:
+                    # Whoever takes the results failed (or a stop signal): the session
+                    # would run on, unwatched, until this process exits.  End it now.
+                    self._signal(signal.SIGKILL)
+                    self._proc.wait()
+                    raise
             finally:
                 if out is not subprocess.DEVNULL:
                     out.close()
