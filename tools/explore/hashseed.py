@@ -24,8 +24,11 @@ import contextlib
 import json
 import multiprocessing.context as mp_context
 import os
+import shutil
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -82,12 +85,92 @@ def pinned_executor(workers: int, seed: int = HASH_SEED) -> Iterator[ProcessPool
     stopped (:func:`stop_resource_tracker`), so a command that used it ends with no
     process of its left behind.
     """
-    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed))
+    pool = pinned_pool(workers, seed)
     try:
         yield pool
     finally:
         pool.shutdown(cancel_futures=True)
         stop_resource_tracker()
+
+
+START_TIMEOUT = 120.0  # s for every worker to start; beyond it the names stay (tracked)
+
+
+def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes spawned with ``PYTHONHASHSEED=seed``, all started,
+    whose semaphores have no name left in ``/dev/shm``.
+
+    Why: a ``spawn`` pool's queues hold five POSIX named semaphores (``sem.mp-*``),
+    which the workers open by name when they start.  They were unlinked only when the
+    pool was collected, or -- if this process died first -- by multiprocessing's
+    resource tracker; when the whole process group was SIGKILLed (a user or a batch
+    system killing the command, a test's cleanup killing a Dask worker), the tracker
+    died with it and the five names stayed until the machine rebooted (about 60 of
+    them had gathered on the lab machine).  So every worker is started now (each
+    checks in; none is idle before all have, so each check-in starts a new one) and
+    the names are then unlinked: the semaphores live on in the processes that opened
+    them and vanish with the last of them, however it ends.  A pool never starts a
+    process after that (``ProcessPoolExecutor`` replaces no worker: the pool breaks).
+    Should the workers not start in time, the names stay to the tracker, as before.
+    """
+    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed))
+    ready = tempfile.mkdtemp(prefix="raftlab-pool-")
+    try:
+        futures = [pool.submit(_check_in, ready, workers, START_TIMEOUT)
+                   for _ in range(workers)]
+        pids = {f.result(timeout=START_TIMEOUT + 30) for f in futures}
+    except Exception:  # noqa: BLE001 - a broken pool says so at its first real task
+        pids = set()
+    finally:
+        shutil.rmtree(ready, ignore_errors=True)
+    if len(pids) == workers:
+        unlink_semaphore_names(pool)
+    return pool
+
+
+def _check_in(ready: str, workers: int, timeout: float) -> int:
+    """In a worker: say it started, then wait until all ``workers`` have (so none is
+    idle before every one was started).  Returns this worker's pid."""
+    with open(os.path.join(ready, str(os.getpid())), "w"):
+        pass
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(ready)) < workers and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return os.getpid()
+
+
+def semaphore_names(pool: ProcessPoolExecutor) -> list[str]:
+    """The names of the named semaphores of ``pool``'s queues (``/mp-...``: in /dev/shm
+    as ``sem.mp-...`` until unlinked)."""
+    from multiprocessing import synchronize
+
+    names = []
+    for queue in (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)):
+        for value in vars(queue).values() if queue is not None else ():
+            if isinstance(value, synchronize.SemLock) and value._semlock.name:
+                names.append(value._semlock.name)
+    return names
+
+
+def unlink_semaphore_names(pool: ProcessPoolExecutor) -> None:
+    """Unlink the names of ``pool``'s semaphores now, and tell the resource tracker and
+    the semaphores' own finalizers (which would unlink them again, and fail) to forget
+    them.  Only once every process that needs them has opened them: :func:`pinned_pool`.
+    ``_finalizer_registry`` and ``_semlock`` are private, present in 3.11-3.13."""
+    import _multiprocessing
+    from multiprocessing import resource_tracker, synchronize, util
+
+    names = set(semaphore_names(pool))
+    registry = getattr(util, "_finalizer_registry", {})
+    for finalizer in list(registry.values()):
+        args = getattr(finalizer, "_args", None) or ()
+        if (getattr(finalizer, "_callback", None) is synchronize.SemLock._cleanup
+                and args and args[0] in names):
+            finalizer.cancel()
+    for name in sorted(names):
+        with contextlib.suppress(FileNotFoundError):
+            _multiprocessing.sem_unlink(name)
+        resource_tracker.unregister(name, "semaphore")
 
 
 def stop_resource_tracker() -> None:

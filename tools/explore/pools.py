@@ -34,8 +34,9 @@ class PoolError(RuntimeError):
 
 
 def _pinned_executor(workers: int) -> ProcessPoolExecutor:
-    """Worker processes spawned with explore's hash seed (:mod:`tools.explore.hashseed`)."""
-    return ProcessPoolExecutor(workers, mp_context=hashseed.pinned_context())
+    """Worker processes spawned with explore's hash seed (:mod:`tools.explore.hashseed`),
+    started, their semaphores' names already unlinked (:func:`hashseed.pinned_pool`)."""
+    return hashseed.pinned_pool(workers)
 
 
 class LocalPool:

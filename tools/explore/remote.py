@@ -31,8 +31,9 @@ _local = threading.local()
 def _child() -> ProcessPoolExecutor:
     pool = getattr(_local, "pool", None)
     if pool is None:
-        # Spawned, with explore's hash seed (tools/explore/hashseed.py): as locally.
-        pool = _local.pool = ProcessPoolExecutor(1, mp_context=hashseed.pinned_context())
+        # Spawned, with explore's hash seed (tools/explore/hashseed.py): as locally; no
+        # semaphore name is left in /dev/shm should the worker's group be SIGKILLed.
+        pool = _local.pool = hashseed.pinned_pool(1)
     return pool
 
 
