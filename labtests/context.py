@@ -132,8 +132,10 @@ class TestContext:
             cleanup = watchdog.run_bounded(self._cleanup_configs,
                                            lambda: leak_grace_s(base, self._lag),
                                            f"raftlab-cleanup-{self.name}", self.thread_report)
+            interrupted = cleanup.interrupted
             if not cleanup.finished:
-                self._cleanup_stuck(cleanup, base, leak_grace_s(base, self._lag) - base)
+                interrupted = interrupted or self._cleanup_stuck(
+                    cleanup, base, leak_grace_s(base, self._lag) - base)
             else:
                 if cleanup.error is not None:
                     exc = cleanup.error
@@ -147,8 +149,8 @@ class TestContext:
             if self.cpu_pin is not None:
                 self.cpu_pin.release()
             debuglog.dlog("TEST", None, "=== %s finished", self.name)
-        if isinstance(cleanup.interrupted, KeyboardInterrupt):
-            raise cleanup.interrupted  # the user stops the run: not a verdict on this test
+        if isinstance(interrupted, KeyboardInterrupt):
+            raise interrupted  # the user stops the run: not a verdict on this test
         if not body_failed and self.failures.failed:
             raise RaftTestFailure(self.failures.first_message())
 
@@ -160,8 +162,11 @@ class TestContext:
                 pass  # recorded in the channel; delivered by finish()
 
     def _cleanup_stuck(self, cleanup: watchdog.Bounded, deadline: float,
-                       for_lag: float = 0.0) -> None:
-        """The cleanup did not end: fail the test with the stacks and leave it behind."""
+                       for_lag: float = 0.0) -> BaseException | None:
+        """The cleanup did not end: fail the test with the stacks and leave it behind.
+
+        Returns what interrupted the networks' own cleanup, if anything (a Ctrl-C
+        then must still stop the run)."""
         if cleanup.interrupted is not None:
             why = (f"had not ended after {cleanup.elapsed_s:.1f} s when the wait was "
                    f"interrupted ({failure_reason(cleanup.interrupted)})")
@@ -179,9 +184,11 @@ class TestContext:
         if already_failed:  # the earlier failure is the reason; the stacks come with it
             self.cleanup_report = report
         debuglog.dlog("TEST", None, "cleanup did not end within %g s", deadline)
+        interrupted = None
         for cfg in self.configs:
             # Calls still waiting on the network fail at once, so their threads can end.
-            watchdog.run_bounded(cfg.net.cleanup, 1.0, f"raftlab-net-cleanup-{self.name}")
+            net = watchdog.run_bounded(cfg.net.cleanup, 1.0, f"raftlab-net-cleanup-{self.name}")
+            interrupted = interrupted or net.interrupted
         if not self.options.sim:
             # Real time: nothing can stop these threads; name them and keep them out of
             # the following tests' leak checks.  (In simulated time the simulation

@@ -46,7 +46,7 @@ class Bounded:
     finished: bool
     elapsed_s: float = 0.0  # how long the caller waited
     error: BaseException | None = None  # what the call raised, if it finished by raising
-    interrupted: BaseException | None = None  # what interrupted the wait (watchdog, sim)
+    interrupted: BaseException | None = None  # what interrupted the wait (Ctrl-C, sim)
     stacks: str = ""  # every thread's stack, when it did not finish
 
 
@@ -72,10 +72,13 @@ def run_bounded(fn: Callable[[], object], deadline_s: float | Callable[[], float
     a bound that grows with what is measured meanwhile (the machine's timer lag,
     for a cleanup on a starved machine).
 
-    If the wait itself is interrupted (the per-test watchdog's exception, a
-    failure the simulation posts to the main thread), the call counts as not
-    finished and the interruption is returned, not raised: the caller still
-    has to report and go on.
+    If the wait itself is interrupted (Ctrl-C, a failure the simulation posts to
+    the main thread), the interruption is returned, not raised: the caller still
+    has to report and go on.  The call then counts as not finished, unless it had
+    finished by then -- and the interruption is returned either way: a Ctrl-C
+    that reached another thread is raised in the main one only when its wait
+    ends, which is often the very moment the call finished; dropped there, the
+    command's stop was lost and the run went on to the next test.
     """
     done = threading.Event()
     outcome: list[BaseException] = []
@@ -104,7 +107,8 @@ def run_bounded(fn: Callable[[], object], deadline_s: float | Callable[[], float
         finished, interrupted = done.is_set(), exc
     elapsed = time.monotonic() - start
     if finished:
-        return Bounded(True, elapsed, error=outcome[0] if outcome else None)
+        return Bounded(True, elapsed, error=outcome[0] if outcome else None,
+                       interrupted=interrupted)
     return Bounded(False, elapsed, interrupted=interrupted,
                    stacks=all_stacks(f"{name} had not ended after {elapsed:.1f} s",
                                      thread_report))

@@ -102,6 +102,37 @@ def test_an_interrupted_wait_is_returned_not_raised():
     assert not res.finished and isinstance(res.interrupted, KeyboardInterrupt)
 
 
+def _ctrl_c_to_this_thread_then(seconds: float) -> None:
+    """A Ctrl-C the kernel handed to this thread (not the main one), then more work.
+
+    The signal goes out once the main thread waits for this one (0.2 s in): before, it
+    would be raised where ``Thread.start`` waits for the thread to run."""
+    threading.Event().wait(0.2)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    threading.Event().wait(seconds)
+
+
+def test_a_ctrl_c_raised_as_the_call_finishes_is_returned_not_dropped():
+    """A Ctrl-C that reached another thread is raised in the main one only when its wait
+    ends -- the moment the call finished.  It used to be dropped there (finished, no
+    interruption), and the command's stop was lost: the run went on to the next test."""
+    res = watchdog.run_bounded(lambda: _ctrl_c_to_this_thread_then(0.3), 5.0, "ctrl-c")
+    assert res.finished and isinstance(res.interrupted, KeyboardInterrupt)
+
+
+def test_a_ctrl_c_during_a_cleanup_that_finishes_still_stops_the_run(monkeypatch):
+    """TestContext.finish raises the Ctrl-C after a cleanup that ended (no verdict on
+    the test: the user stopped the run), instead of returning as if nothing happened."""
+    from labtests.context import TestContext
+    from labtests.impl_loader import load
+
+    ctx = TestContext("ctrl-c-in-cleanup", 1, load(None))
+    # Ends 0.3 s in, within the harness's first 0.5 s wait, which its end then wakes.
+    monkeypatch.setattr(ctx, "_cleanup_configs", lambda: _ctrl_c_to_this_thread_then(0.1))
+    with pytest.raises(KeyboardInterrupt):
+        ctx.finish(body_failed=False)
+
+
 def test_abandoned_threads_are_named_then_forgotten_once_they_end():
     release = threading.Event()
     t = threading.Thread(target=toy_blocked_here, args=(release,), name="toy-left", daemon=True)
