@@ -9,18 +9,17 @@ exits with 128 + the signal), and SIGKILL of the command takes the child with it
 
 Each test starts ``raftlab test 2A`` in real time in a session of its own, waits for
 the first test's line (the child is then running graded code) -- and, where the
-stop line must name the running test, for the second test's start in the child's
-events file -- signals the command, and reads /proc: no live process may remain in
-that session.  Load-proof: the signal
-goes out once a test has started, and the three 2A tests take over 10 s even on an
-idle machine; a loaded machine only makes them longer.
+stop line must name the running test, freezes the child (SIGSTOP) inside a later
+test and lets it go once the stop waits in it -- signals the command, and reads
+/proc: no live process may remain in that session.  Load-proof: the signal goes out
+once a test has started, and where the test it stops matters, the child cannot move
+on before it arrives, however late this process sends it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import signal
 import subprocess
@@ -35,6 +34,7 @@ from tools.test_run.channel import ENV_EVENTS
 
 REPO = Path(__file__).resolve().parents[1]
 FIRST_LINE_S = 300  # start-up only: importing and collecting on a loaded machine
+FIRST_TEST = "test_initial_election_2a"
 
 
 def _ignore_sigint() -> None:
@@ -64,28 +64,66 @@ def _wait_for_first_test(proc: subprocess.Popen[str]) -> str:
     return seen
 
 
-def _wait_for_second_test(proc: subprocess.Popen[str]) -> None:
-    """Wait until the child has started the second test, as its events file says.
-
-    The first test's line shows as soon as that test ended (the command wakes on the
-    child's doorbell), so a signal sent then can fall between two tests, where "stopped
-    during" has no test to name; the events file (named in the child's environment)
-    says when the next one began.
-    """
+def _events_of(proc: subprocess.Popen[str]) -> Path:
+    """The child's events file (named in its environment)."""
     children = _children(proc.pid)
     assert children, "raftlab test should run pytest in a child process"
     environ = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
-    path = next(Path(v.split(b"=", 1)[1].decode()) for v in environ
+    return next(Path(v.split(b"=", 1)[1].decode()) for v in environ
                 if v.startswith(ENV_EVENTS.encode() + b"="))
+
+
+def _running_tests(path: Path) -> list[str]:
+    """Tests the events file shows started and not ended (complete lines only)."""
+    text = path.read_text()
+    running: dict[str, bool] = {}
+    for event in map(json.loads, text[:text.rfind("\n") + 1].splitlines()):
+        nodeid = event.get("nodeid", "")
+        if event.get("event") == "start":
+            running[nodeid] = True
+        elif event.get("event") == "report" and event.get("when") == "teardown":
+            running.pop(nodeid, None)
+    return [n.rsplit("::", 1)[-1] for n in running]
+
+
+def _state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2]
+
+
+def _freeze_during_a_later_test(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    """Stop the child (SIGSTOP) while a test after the first runs; return its pid and
+    that test's name.
+
+    The first test's line shows as soon as that test ended (the command wakes on the
+    child's doorbell), so a signal sent then can fall between two tests, where "stopped
+    during" has no test to name; and a signal sent "while the second test runs" is
+    late if this process is descheduled for the seconds the rest of the run takes (the
+    command then stops a child that had finished: CI saw a stop line naming nothing).
+    Frozen, the child is in the test its events file shows running until it is let go.
+    """
+    child = _children(proc.pid)[0]
+    path = _events_of(proc)
     deadline = time.monotonic() + FIRST_LINE_S
     while True:
-        text = path.read_text()
-        complete = text[:text.rfind("\n") + 1].splitlines()  # not a line being written
-        if any(e.get("event") == "start" and "test_re_election_2a" in e.get("nodeid", "")
-               for e in map(json.loads, complete)):
-            return
-        assert time.monotonic() < deadline, f"the second test did not start in {FIRST_LINE_S} s"
+        assert proc.poll() is None, "the command ended before a test could be stopped"
+        if [t for t in _running_tests(path) if t != FIRST_TEST]:
+            os.kill(child, signal.SIGSTOP)
+            while _state(child) not in "Tt":
+                time.sleep(0.001)
+            running = [t for t in _running_tests(path) if t != FIRST_TEST]  # now frozen
+            if running:
+                return child, running[0]
+            os.kill(child, signal.SIGCONT)  # between two tests: try the next one
+        assert time.monotonic() < deadline, f"no second test started in {FIRST_LINE_S} s"
         time.sleep(0.01)
+
+
+def _pending(pid: int, sig: int) -> bool:
+    """Is ``sig`` pending for the process (sent to it, not yet delivered)?"""
+    status = Path(f"/proc/{pid}/status").read_text()
+    shared = next(ln for ln in status.splitlines() if ln.startswith("ShdPnd:"))
+    return bool(int(shared.split()[1], 16) >> (sig - 1) & 1)
 
 
 def _children(pid: int) -> list[int]:
@@ -101,8 +139,15 @@ def _children(pid: int) -> list[int]:
 def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, background):
     with killed_on_exit(_raftlab_test(tmp_path, background=background)) as proc:
         head = _wait_for_first_test(proc)
-        _wait_for_second_test(proc)
+        child, running = _freeze_during_a_later_test(proc)
         proc.send_signal(sig)
+        # The command passes the stop on as SIGINT; it waits in the frozen child, which
+        # then hears it in the test that was running.
+        deadline = time.monotonic() + 60
+        while not _pending(child, signal.SIGINT):
+            assert time.monotonic() < deadline, "the command did not pass the stop on"
+            time.sleep(0.01)
+        os.kill(child, signal.SIGCONT)
         rest, _ = proc.communicate(timeout=120)
     text = head + rest
     name = signal.Signals(sig).name
@@ -112,8 +157,8 @@ def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, backgro
     # test's line once it has ended, so the stop came during the second or third
     # test); nothing is blamed on the Raft.
     stop_line = next(ln for ln in text.splitlines() if "the test process was stopped" in ln)
-    assert re.search(r"stopped during test_\w+_2a", stop_line), stop_line
-    assert "test_many_elections_2a" in stop_line, stop_line
+    assert f"stopped during {running}" in stop_line, text[-3000:]
+    assert "test_many_elections_2a" in stop_line, text[-3000:]
     assert "the test process ended with" not in text, text[-3000:]
     assert left_after({proc.pid}, 5) == {}, text[-3000:]
 
