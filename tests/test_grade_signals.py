@@ -207,6 +207,37 @@ def test_a_stop_signal_during_the_runs_leaves_no_report_of_an_earlier_grading(
     assert "no report was written" in err, err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stop_that_waited_for_the_reports_says_no_test_was_running(
+        tmp_path, faked_runs, capsys, monkeypatch, sig):
+    """A signal while the last part is scored waits until the reports are written: no
+    test was running then, and the last words must say so (they said "the running
+    tests were stopped", as after a stop during the runs) and that the reports were
+    written."""
+    from tools.grade import command, grader
+
+    real_grade_part = grader.grade_part
+
+    def grade_part(rubric, part, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if part == "2B":
+            _signal_here(sig)
+        return real_grade_part(rubric, part, *args, **kwargs)
+
+    monkeypatch.setattr(grader, "grade_part", grade_part)
+    catalog = _catalog()
+    monkeypatch.setattr(command.Catalog, "collect", classmethod(lambda cls: catalog))
+    monkeypatch.setattr(command, "load", lambda path: _rubric(catalog))
+    out = tmp_path / "report"
+    rc = command.main(["raft", "--sim", "-o", str(out), "--seed", "3"])
+    err = capsys.readouterr().err
+    assert rc == 128 + sig, err
+    _whole_report(out)
+    name = "interrupted" if sig == signal.SIGINT else "terminated by SIGTERM"
+    assert (f"raftlab grade: {name}; no test was running; the submission's reports were "
+            f"written before the stop: {out}") in err, err
+    assert "the running tests were stopped" not in err, err
+
+
 def _batch(tmp_path: Path, names: list[str]) -> Path:
     folder = tmp_path / "subs"
     for name in names:
@@ -245,7 +276,10 @@ def test_a_stop_signal_after_a_batch_submission_is_graded_waits_for_its_grades_c
     assert rows == {"alice": "10", "bob": "10"}
     for name in rows:
         _whole_report(out / name)
-    assert "2 of 2 submission(s) graded" in err, err
+    # No test ran when the signal came: the words must not say tests were stopped.
+    assert "raftlab grade: terminated by SIGTERM; no test was running; 2 of 2 submission(s) " \
+        "graded" in err, err
+    assert "the running tests were stopped" not in err, err
 
 
 def test_a_batch_stopped_during_its_first_runs_keeps_no_earlier_batchs_grades(
@@ -403,3 +437,96 @@ def test_a_failed_rewrite_of_grades_csv_keeps_the_previous_one(tmp_path):
     with open(path, encoding="utf-8") as fh:
         assert [r["submission"] for r in csv.DictReader(fh)] == ["student0"]
     assert sorted(os.listdir(tmp_path)) == ["grades.csv"]  # no temporary file left
+
+
+# --- More stop signals while the grader cleans up after a stop ------------------------
+
+def _no_run_user() -> str | None:
+    from tools.grade.sandbox import choose_run_user
+
+    user, why = choose_run_user()
+    if user is None:
+        return why
+    user.release()
+    return None
+
+
+NO_RUN_USER = _no_run_user()
+
+
+@pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
+@pytest.mark.parametrize("signals", [
+    (signal.SIGTERM, signal.SIGINT),
+    (signal.SIGINT, signal.SIGINT, signal.SIGHUP),
+], ids=["SIGTERM then Ctrl-C", "Ctrl-C three times and SIGHUP"])
+def test_more_stop_signals_during_the_clean_up_leave_no_process_and_no_run_folder(
+        tmp_path, monkeypatch, faked_runs, signals):
+    """A stop during the runs, then a second signal as the grader kills the run user's
+    processes (and a third as it removes the private run folder): the clean-up must
+    still happen whole -- no process of the run user left, the uid given back, no
+    ``raftlab-grade-*`` folder left with the staged code -- and the stop that
+    propagates is the first signal's.  The second signal cut the clean-up short: the
+    run user's process and the folder stayed."""
+    import shutil
+    import tempfile
+
+    from tools.grade import grader, sandbox
+    from tools.grade.sandbox import lease_after_runs, process_uids
+    from tools.termination import Terminated, stop_signals_as_interrupts
+
+    first, *later = signals
+    leases = tmp_path / "uids"  # this test's own: no other grader takes the uid back
+    leases.mkdir(mode=0o700)
+    monkeypatch.setattr(sandbox, "_lease_dir", lambda: leases)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # where the run folder is made
+    catalog = _catalog()
+    g = _grader(catalog)
+    g.run_users = True  # a dedicated run user, as in real-time grading as root
+    started = []
+
+    def start_peer_then_stop(test):  # noqa: ANN001, ANN202
+        uid = g._last_uid
+        started.append((uid, subprocess.Popen(["sleep", "600"], user=uid, group=uid,
+                                              start_new_session=True)))
+        _signal_here(first)
+
+    faked_runs["on_run"] = start_peer_then_stop
+    sent = []
+    real_kill_uid, real_rmtree = grader.kill_uid, shutil.rmtree
+
+    def kill_uid_hurried(uid, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if later and not sent:
+            sent.append(later[0])
+            _signal_here(later[0])
+        return real_kill_uid(uid, *args, **kwargs)
+
+    def rmtree_hurried(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if "raftlab-grade-" in str(path) and len(sent) < len(later):
+            for sig in later[len(sent):]:
+                sent.append(sig)
+                _signal_here(sig)
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(grader, "kill_uid", kill_uid_hurried)
+    monkeypatch.setattr(shutil, "rmtree", rmtree_hurried)
+    try:
+        with stop_signals_as_interrupts(), pytest.raises(KeyboardInterrupt) as stopped:
+            g.grade("raft", tmp_path / "report", name=None)
+    finally:
+        for uid, proc in started:
+            real_kill_uid(uid)
+            proc.wait(timeout=30)
+    assert len(started) == 1
+    uid, peer = started[0]
+    assert sent == list(later)  # every later signal came during the clean-up
+    assert list(tmp.iterdir()) == []  # no run folder (the staged code) left
+    assert peer.returncode == -signal.SIGKILL  # killed by the clean-up, not by this test
+    assert [pid for pid, owner in process_uids().items() if owner == uid] == []
+    again = lease_after_runs(uid, 0)
+    assert again is not None, "the run user's uid was not given back"
+    again.release()
+    assert (stopped.value.signum if isinstance(stopped.value, Terminated)
+            else signal.SIGINT) == first  # the first signal keeps its say
+    assert g.stopped_runs

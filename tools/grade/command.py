@@ -178,14 +178,22 @@ def _main(argv: list[str] | None, console: Console | None) -> int:
                     console=console, sim=args.sim, backend=args.backend,
                     scheduler=args.scheduler, workers_per_host=args.workers_per_host,
                     hide=hide)
+    if grader.reclaimed:
+        err.print(f"note: removed {len(grader.reclaimed)} private run folder(s) left in "
+                  f"{grader.reclaimed[0].parent} by grade runs that were killed",
+                  markup=False, soft_wrap=True)
     if grader.fallback_why and not args.sim:
         err.print(f"note: {grader.fallback_why}", markup=False, soft_wrap=True)
     progress = Progress()
     try:
         return _grade_all(args, grader, outdir, console, err, progress)
     except KeyboardInterrupt as exc:
+        # Only a stop during a part's runs stopped tests; one that waited for a
+        # submission's reports (or came between runs) found none running.
+        what = ("the running tests were stopped" if grader.stopped_runs
+                else "no test was running")
         try:
-            err.print(f"raftlab grade: {describe(exc)}; the running tests were stopped; "
+            err.print(f"raftlab grade: {describe(exc)}; {what}; "
                       f"{progress.stopped_words(outdir)}", markup=False, soft_wrap=True)
         except OSError:  # the terminal is gone
             pass

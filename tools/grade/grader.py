@@ -24,10 +24,8 @@ apart.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -49,6 +47,7 @@ from tools.grade.isolation import (
 )
 from tools.grade.report import remove_reports, table, write_reports
 from tools.grade.rubric import Rubric
+from tools.grade.runfolder import REMOVE_WAIT_S, RunFolder, reclaim_stale
 from tools.grade.sandbox import (
     RunUser,
     choose_run_user,
@@ -58,6 +57,7 @@ from tools.grade.sandbox import (
     probe_run_user,
 )
 from tools.grade.score import PartGrade, RunGrade, SubmissionGrade, TestGrade, grade_part
+from tools.grade.stopping import whole
 from tools.grade.submission import Submission, SubmissionError, stage
 from tools.grade.submission import resolve as resolve_submission
 from tools.selection import PARTS, part_of_file, pytest_args, resolve
@@ -112,6 +112,9 @@ class Grader:
         self.isolate = not sim  # real time is always graded isolated; --sim is in-process
         self.hide: list[Path] = list(hide)
         self._last_uid: int | None = None
+        self.stopped_runs = False  # a stop signal came while a part's tests were running
+        # Private run folders of grade runs that were killed (SIGKILL): never one in use.
+        self.reclaimed = reclaim_stale()
         self.run_users, self.fallback_why = self._check_run_users()
 
     def _check_run_users(self) -> tuple[bool, str]:
@@ -150,6 +153,7 @@ class Grader:
         Gradescope upload would take for its score), and no earlier grading's either.
         """
         started = time.monotonic()
+        self.stopped_runs = False
         outdir.mkdir(parents=True, exist_ok=True)
         for stale in ("submission", "logs", "work", "bundles"):  # the grader's own subfolders
             shutil.rmtree(outdir / stale, ignore_errors=True)
@@ -189,8 +193,9 @@ class Grader:
         grade.run_user = user.uid if user is not None else None
         grade.hardening = describe_hardening(
             user, self.fallback_why, None if self.sim else self.limits(user, 0).run_limits())
-        run_root = Path(tempfile.mkdtemp(prefix="raftlab-grade-"))
-        os.chmod(run_root, 0o711)  # the run user may enter, not list
+        folder = RunFolder.create()  # 0711: the run user may enter, not list
+        run_root = folder.path
+        stop: BaseException | None = None
         try:
             try:
                 sub = resolve_submission(source, name)
@@ -212,16 +217,33 @@ class Grader:
                 last = self.rubric.parts[-1].name if self.rubric.parts else None
                 for part in self.rubric.parts:
                     grade.parts.append(self._grade_part(
-                        sub, part.name, outdir, run_root, user, grade,
+                        sub, part.name, outdir, folder, user, grade,
                         runs_done=runs_done if part.name == last else None))
+        except BaseException as exc:
+            stop = exc
+            raise
         finally:
+            self._clean_up(user, folder, grade, stop)
+
+    def _clean_up(self, user: RunUser | None, folder: RunFolder, grade: SubmissionGrade,
+                  stop: BaseException | None) -> None:
+        """Kill what is left of the run user's processes, give the uid back, remove the
+        private run folder: whole, whatever signal comes meanwhile (:mod:`.stopping`).
+
+        A signal before the first step (a few bytecodes) or a SIGKILL of the grader
+        still leaves nothing for good: the supervisor kills every process of the uid
+        at its end, and the next grade run removes the folder (:mod:`.runfolder`)."""
+        with whole(stop):
             if user is not None:
                 left = kill_uid(user.uid)
                 user.release()
                 if left:
                     grade.notes.append(f"{len(left)} process(es) of the run's user were "
                                        "still alive after the run and were killed")
-            shutil.rmtree(run_root, ignore_errors=True)
+            if not folder.remove():
+                grade.notes.append(f"the run folder {folder.path} could not be removed in "
+                                   f"{REMOVE_WAIT_S:.0f} s (a run's supervisor still sweeping); "
+                                   "the next grade run removes it")
 
     def _next_user(self) -> RunUser | None:
         if not self.run_users:
@@ -248,7 +270,7 @@ class Grader:
                          reason=f"not graded: {why}")]))
         return grade
 
-    def _grade_part(self, sub: Submission, part: str, outdir: Path, run_root: Path,
+    def _grade_part(self, sub: Submission, part: str, outdir: Path, folder: RunFolder,
                     user: RunUser | None, grade: SubmissionGrade,
                     runs_done: Callable[[], None] | None = None) -> PartGrade:
         spec = next(p for p in self.rubric.parts if p.name == part)
@@ -256,7 +278,7 @@ class Grader:
         nodeids = [self.catalog.nodeid[t] for t in tests]
         seed = (self.base_seed * 31 + PARTS.index(part)) % (2**31)
         jobs = plan_jobs(nodeids, self.rubric.runs, seed, sequential=False)
-        work = run_root / "work"  # pytest's working directory: the student code's scratch
+        work = folder.path / "work"  # pytest's working directory: the student code's scratch
         options = RunOptions(harness=self.harness(sub), timeout=self.rubric.per_run_timeout_s,
                              rootdir=work)
         limits = self.limits(user, spec.budget_s * self.rubric.runs)
@@ -276,14 +298,14 @@ class Grader:
                     scheduler=self.scheduler, workers_per_host=self.workers_per_host,
                     command_prefix=wrapper_command(limits, python=WORKER_PYTHON))
             return IsolatedBackend(workers, options, self.catalog.rootdir, limits,
-                                   output_log=log)
+                                   output_log=log, hold=folder.lock)
 
         budget = spec.budget_s * self.rubric.runs
         self.console.print(f"{part}: {len(tests)} test(s) x {self.rubric.runs} run(s), "
                            f"budget {budget:.0f} s", highlight=False)
         stall = self.rubric.per_run_timeout_s + STALL_GRACE_S
-        results, elapsed = run_part(jobs, backend_for(self.workers), budget, stall,
-                                    on_result=self._progress(part))
+        results, elapsed = self._run_part(jobs, backend_for(self.workers), budget, stall,
+                                          on_result=self._progress(part))
         results, attempts = self._rerun_inconclusive(part, jobs, results, backend_for,
                                                      spec.budget_s, stall, grade)
         if runs_done is not None:
@@ -319,6 +341,17 @@ class Grader:
         return grade_part(self.rubric, part, by_test, elapsed, logs, reruns,
                           bundles=kept, attempts=attempts)
 
+    def _run_part(self, jobs: Sequence[Job], backend: Backend, budget_s: float,
+                  stall_s: float, on_result: Callable[[RunResult], None]
+                  ) -> tuple[list[RunResult], float]:
+        """:func:`.isolation.run_part`, noting a stop that came while the runs ran (the
+        last words then say the running tests were stopped: :attr:`stopped_runs`)."""
+        try:
+            return run_part(jobs, backend, budget_s, stall_s, on_result=on_result)
+        except KeyboardInterrupt:
+            self.stopped_runs = True
+            raise
+
     def _rerun_inconclusive(self, part: str, jobs: Sequence[Job], results: list[RunResult],
                             backend_for: Callable[[int], Backend], pass_budget_s: float,
                             stall_s: float, grade: SubmissionGrade
@@ -340,8 +373,8 @@ class Grader:
             self.console.print(note, highlight=False, soft_wrap=True)
             # Not the student's time: a whole pass of the part's budget per rerun, at least.
             budget = pass_budget_s * max(1, len(plan.jobs))
-            again, _elapsed = run_part(plan.renumbered, backend_for(plan.workers), budget,
-                                       stall_s, on_result=self._progress(part))
+            again, _elapsed = self._run_part(plan.renumbered, backend_for(plan.workers),
+                                             budget, stall_s, on_result=self._progress(part))
             for res in again:
                 if res.worker == "-":  # did not run (budget, stall): still inconclusive
                     continue

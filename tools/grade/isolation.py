@@ -49,6 +49,7 @@ from typing import Any
 
 from labtests import libc
 from labtests.isolation import procs
+from tools.grade import runfolder
 from tools.grade.sandbox import (
     RunLimits,
     RunUser,
@@ -58,6 +59,7 @@ from tools.grade.sandbox import (
     kill_uid,
     private_view,
 )
+from tools.grade.stopping import whole
 from tools.stress.backends.base import Backend, BackendError, Job, RunOptions, RunResult
 from tools.stress.backends.xdist import XdistBackend
 
@@ -81,8 +83,11 @@ class Limits:
         return RunLimits(memory_mb=self.memory_mb, cpu_s=self.cpu_s)
 
 
-def wrapper_command(limits: Limits, python: str = sys.executable) -> list[str]:
-    """The supervisor prefix that runs a command under ``limits`` (see :func:`main`)."""
+def wrapper_command(limits: Limits, python: str = sys.executable,
+                    hold: Path | None = None) -> list[str]:
+    """The supervisor prefix that runs a command under ``limits`` (see :func:`main`);
+    ``hold``: the run folder's lock, held by the supervisor to its last sweep
+    (:mod:`.runfolder`)."""
     rl = limits.run_limits()
     cmd = [python, "-m", "tools.grade.isolation", "--memory-mb", str(rl.memory_mb),
            "--cpu-s", str(rl.cpu_s), "--nproc", str(rl.nproc), "--nofile", str(rl.nofile),
@@ -90,6 +95,8 @@ def wrapper_command(limits: Limits, python: str = sys.executable) -> list[str]:
     if limits.run_user is not None:
         cmd += ["--run-user", str(limits.run_user)]
         cmd += [f"--hide={p}" for p in limits.hide]
+    if hold is not None:
+        cmd.append(f"--hold={hold}")
     return cmd + ["--"]
 
 
@@ -101,13 +108,14 @@ class IsolatedBackend(XdistBackend):
     """
 
     def __init__(self, workers: int, options: RunOptions, framework_root: Path, limits: Limits,
-                 output_log: Path | None = None) -> None:
+                 output_log: Path | None = None, hold: Path | None = None) -> None:
         # xdist workers, not the stress runner's forked ones: the fences (limits, worker
         # restarts after a crash, a memory hog stopped by its address-space limit) are
         # those tested with xdist (tests/test_grade.py).
         super().__init__(workers, options, output_log=output_log, fork=False)
         self.framework_root = framework_root
         self.limits = limits
+        self.hold = hold  # the run folder's lock (the supervisor holds it to its end)
 
     def command(self, jobs_file: Path, files: Sequence[str]) -> list[str]:
         absolute = [str(self.framework_root / f) for f in files]
@@ -119,7 +127,7 @@ class IsolatedBackend(XdistBackend):
             guard.append(f"--grade-peer-user={self.limits.run_user}")
         # xdist's option only where xdist runs the workers (not with forked workers).
         restarts = ["--max-worker-restart=1000"] if "-n" in rest else []
-        return (wrapper_command(self.limits) + head
+        return (wrapper_command(self.limits, hold=self.hold) + head
                 + [f"--rootdir={self.framework_root}", *restarts,
                    "-p", "no:cacheprovider"] + guard + rest)
 
@@ -185,12 +193,14 @@ def run_part(jobs: Sequence[Job], backend: Backend, budget_s: float,
     try:
         thread.start()  # inside: a stop signal as it returns must cancel the runs too
         _watch(backend, started, budget_s, stall_s, done, lock, state, results, wanted)
-    except KeyboardInterrupt:
-        # pytest runs in its own session and would outlive the grader: stop it first.
-        backend.cancel()
-        backend.cancel()
-        with contextlib.suppress(RuntimeError):  # the signal came before the thread started
-            thread.join(timeout=10)
+    except KeyboardInterrupt as stop:
+        # pytest runs in its own session and would outlive the grader: stop it first,
+        # whole (a second Ctrl-C is "hurry", not "skip the stop").
+        with whole(stop):
+            backend.cancel()
+            backend.cancel()
+            with contextlib.suppress(RuntimeError):  # the signal came before the thread started
+                thread.join(timeout=10)
         raise
     thread.join(timeout=30)
     elapsed = time.monotonic() - started
@@ -256,6 +266,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                         "process of this uid is killed at the end")
     parser.add_argument("--hide", type=Path, action="append", default=[],
                         help="with --run-user: cover this folder for the run")
+    parser.add_argument("--hold", type=Path, metavar="LOCK",
+                        help="hold this run folder's lock file (shared) to the end, so that "
+                        "no later grade run reclaims the folder while this run is swept")
     parser.add_argument("--as-run-user", action="store_true",
                         help="run the command itself as --run-user (a probe)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -277,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     limits = RunLimits(memory_mb=args.memory_mb, cpu_s=args.cpu_s, nproc=args.nproc,
                        nofile=args.nofile, fsize_mb=args.fsize_mb, output_mb=args.output_mb)
+    if args.hold is not None:
+        try:
+            held = runfolder.hold(args.hold)  # noqa: F841 - kept open, never read
+        except OSError as exc:
+            print(f"raftlab grade supervisor: cannot hold the run folder: {exc}",
+                  file=sys.stderr)
+            return 125
     procs.become_subreaper()
     # The grader died: stop the run.
     libc.call("prctl", PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0,
