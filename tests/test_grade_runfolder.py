@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.session_procs import killed_on_exit, left_after, sessions_of
 from tools.grade.runfolder import LOCK_NAME, RunFolder, reclaim_stale
 
@@ -139,3 +141,53 @@ def test_a_grade_run_killed_outright_leaves_a_folder_the_next_one_removes(
                     console=Console(file=io.StringIO()))
     assert grader.reclaimed == folders
     assert list(tmp.glob("raftlab-grade-*")) == []
+
+
+def _no_run_user() -> str | None:
+    from tools.grade.sandbox import choose_run_user
+
+    user, why = choose_run_user()
+    if user is None:
+        return why
+    user.release()
+    return None
+
+
+NO_RUN_USER = _no_run_user()
+
+
+@pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
+def test_a_run_folder_under_a_root_only_tmpdir_is_reachable_by_the_run_user(tmp_path):
+    """TMPDIR inside a folder the run user cannot enter (pytest's own tmp_path is 0700,
+    and so is /root): the run's private view covers that folder with a tmpfs keeping
+    only the way to the run folder.  The supervisor stashed the entries to keep in a
+    temporary folder made *inside* the folder it then covered, so the stash vanished
+    under the tmpfs and every run failed ("mount ...: No such file or directory",
+    exit 125, 0 points)."""
+    from tools.grade.sandbox import choose_run_user
+
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    tmp = closed / "tmp"
+    tmp.mkdir(mode=0o755)
+    folder = RunFolder.create(tmp)
+    user, _why = choose_run_user()
+    assert user is not None
+    try:
+        work = folder.path / "work"
+        work.mkdir(mode=0o700)
+        os.chown(work, user.uid, user.gid)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tools.grade.isolation", "--memory-mb", "2048",
+             "--run-user", str(user), f"--hold={folder.lock}", "--as-run-user", "--",
+             sys.executable, "-c", "import os; open('written', 'w').close(); "
+             "print(os.getuid(), os.getcwd())"],
+            env=dict(_env(), TMPDIR=str(tmp)), cwd=work, capture_output=True, text=True,
+            timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.split() == [str(user.uid), str(work)]
+        assert (work / "written").exists()
+        assert sorted(p.name for p in tmp.iterdir()) == [folder.path.name]  # no stash left
+    finally:
+        assert folder.remove()
+        user.release()

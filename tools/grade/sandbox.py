@@ -363,8 +363,15 @@ def private_view(user: RunUser, needed: Sequence[Path], hidden: Sequence[Path]) 
 
 
 def _cover_keeping(folder: Path, entries: list[str]) -> None:
-    """Replace ``folder`` with a world-searchable tmpfs holding only ``entries`` (bind mounts)."""
-    stash = Path(tempfile.mkdtemp(prefix="raftlab-ns-"))
+    """Replace ``folder`` with a world-searchable tmpfs holding only ``entries`` (bind mounts).
+
+    The stash that holds the entries meanwhile must be outside ``folder``: made in the
+    temporary directory when that lies inside it (TMPDIR under a root-only folder),
+    it vanished under the tmpfs, and the run could not start."""
+    base = Path(os.path.realpath(tempfile.gettempdir()))
+    if base == folder or folder in base.parents:
+        base = folder.parent
+    stash = Path(tempfile.mkdtemp(prefix="raftlab-ns-", dir=base))
     try:
         for name in entries:
             (stash / name).mkdir()
