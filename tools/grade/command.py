@@ -29,7 +29,10 @@ some submission could not be graded), 2 bad usage or rubric, 3 the submission co
 not be graded (single) or the tests could not be collected; stopped: 130 (Ctrl-C),
 143 (SIGTERM), 129 (SIGHUP).  A stop keeps every submission whose reports were
 written (a signal after a submission's last runs waits until its reports and its
-grades.csv row are), writes no report for the one being graded, and says which.
+grades.csv row are), writes no report for the one being graded, and says which,
+and whether tests were running.  A second or third signal during a stop does not
+cut its clean-up short (:mod:`tools.grade.stopping`); the private run folder of a
+grader killed outright is removed by the next one (:mod:`tools.grade.runfolder`).
 """
 
 from __future__ import annotations
