@@ -27,6 +27,13 @@ With ``--race`` every run also has the data-race detector of ``raftlab test
 --race`` (:mod:`labtests.race`, with seeded line preemption): races are a
 finding of their own kind (``data-race``), shrunk like the others, and the
 printed replay command carries ``--race``.
+
+Ctrl-C, SIGTERM and SIGHUP stop it (:mod:`tools.termination`): the workers are killed
+with the runs they had forked (not waited for: a run may take up to --run-timeout),
+every finished run stays in results.jsonl (each line written whole, at once), a
+failure not shrunk yet is kept as found in ``failures/``, summary.json says
+``stopped``, and the last line says what ran and what was stopped; exit status 130,
+or 128 + the signal.
 """
 
 from __future__ import annotations
@@ -38,9 +45,10 @@ import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from rich.markup import escape
@@ -54,6 +62,12 @@ from tools.explore import display, hashseed, work
 from tools.explore.guard import GuardError, run_guarded
 from tools.explore.pools import PoolError, make_pool
 from tools.explore.remote import shrink_limit
+from tools.termination import (
+    describe,
+    exit_status,
+    interrupts_deferred,
+    stop_signals_as_interrupts,
+)
 
 DEFAULT_SCHEDULES = 1000
 MAX_WORKER_DEATHS = 2  # a seed whose worker died this often while it ran alone is reported
@@ -197,6 +211,10 @@ def replay(args: argparse.Namespace) -> int:
     except GuardError as exc:
         console.print(f"raftlab explore: the run could not start: {exc}", markup=False)
         return 2
+    except KeyboardInterrupt as exc:  # its child (and worker) killed: tools/explore/guard.py
+        console.print(f"raftlab explore: {describe(exc)}; the replay was stopped, nothing "
+                      f"written", markup=False)
+        return exit_status(exc)
     if args.timeline and result.timeline is not None:
         with open(args.timeline, "w") as f:
             f.write(timeline.page(*result.timeline))
@@ -287,11 +305,22 @@ def explore(args: argparse.Namespace) -> int:
     except (PoolError, ValueError) as exc:
         sys.stderr.write(f"raftlab explore: error: {exc}\n")  # one line, never wrapped
         return 2
-    if pool.kind == "dask":
-        console.print(pool.description, markup=False)
+    except KeyboardInterrupt as exc:  # no worker is left (hashseed.pinned_pool)
+        hashseed.stop_resource_tracker()
+        make_console(stderr=True).print(f"raftlab explore: {describe(exc)} while its workers "
+                                        f"started; no schedule ran", markup=False)
+        return exit_status(exc)
     results = open(os.path.join(out, "results.jsonl"), "w")  # noqa: SIM115 - closed below
     progress = display.make_progress(console, total, args.time_budget)
+    # The first stop signal (Ctrl-C, SIGTERM, SIGHUP) ends the runs and decides the exit
+    # status; from then on signals wait (_finishing) until what finished is written.
+    stops: list[KeyboardInterrupt] = []
+    stopped_in_flight = 0
+    minimal: dict[str, dict[str, Any]] = {}
+    elapsed = 0.0
     try:
+        if pool.kind == "dask":
+            console.print(pool.description, markup=False)
         with progress:
             task = progress.add_task("explore", total=total, failures=display.failures_text(counts))
             pending: dict[Future[dict[str, Any]], tuple[int, float]] = {}
@@ -311,38 +340,27 @@ def explore(args: argparse.Namespace) -> int:
 
             def account(rec: dict[str, Any], schedule: Any = None) -> None:
                 nonlocal runs, virtual
-                runs += 1
-                virtual += rec.get("virtual_s") or 0.0
-                results.write(json.dumps(rec) + "\n")
-                if rec["monitor"]:
-                    counts[rec["monitor"]] += 1
-                    # The lowest seed, not the first to finish: the same failure is shrunk
-                    # whatever the workers' timing (locally, on Dask, at any -p).
-                    kept = first_failure.get(rec["monitor"])
-                    if schedule is not None and (kept is None or rec["seed"] < kept["seed"]):
-                        first_failure[rec["monitor"]] = {**rec, "schedule": schedule}
+                # Whole or not at all, and on disk at once: a stop signal cutting it in
+                # two would leave the summary counting a run results.jsonl lacks.
+                with interrupts_deferred():
+                    runs += 1
+                    virtual += rec.get("virtual_s") or 0.0
+                    results.write(json.dumps(rec) + "\n")
+                    results.flush()
+                    if rec["monitor"]:
+                        counts[rec["monitor"]] += 1
+                        # The lowest seed, not the first to finish: the same failure is
+                        # shrunk whatever the workers' timing (locally, on Dask, at any -p).
+                        kept = first_failure.get(rec["monitor"])
+                        if schedule is not None and (kept is None or rec["seed"] < kept["seed"]):
+                            first_failure[rec["monitor"]] = {**rec, "schedule": schedule}
 
-            try:
-                while True:
-                    if suspects and not pending:
-                        seed = suspects.pop(0)
-                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race,
-                                          args.run_timeout)
-                        pending[fut] = (seed, time.monotonic())
-                        alone.add(fut)
-                    while not suspects and not alone and len(pending) < 2 * pool.slots \
-                            and more():
-                        seed = retry.pop() if retry else next_seed
-                        if seed == next_seed:
-                            next_seed += 1
-                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race,
-                                          args.run_timeout)
-                        pending[fut] = (seed, time.monotonic())
-                    if not pending:
-                        break
-                    done, _ = wait(set(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-                    broken: list[int] = []  # seeds whose future says the pool broke
-                    for fut in done:
+            def take(done: Any) -> list[int]:
+                """Account the finished runs among ``done`` (each taken off ``pending`` and
+                written whole); the seeds whose future says the pool broke."""
+                broken: list[int] = []
+                for fut in done:
+                    with interrupts_deferred():
                         seed, _t = pending.pop(fut)
                         alone.discard(fut)
                         try:
@@ -363,6 +381,28 @@ def explore(args: argparse.Namespace) -> int:
                             continue
                         schedule = rec.pop("schedule", None)
                         account(rec, schedule)
+                return broken
+
+            try:
+                while True:
+                    if suspects and not pending:
+                        seed = suspects.pop(0)
+                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race,
+                                          args.run_timeout)
+                        pending[fut] = (seed, time.monotonic())
+                        alone.add(fut)
+                    while not suspects and not alone and len(pending) < 2 * pool.slots \
+                            and more():
+                        seed = retry.pop() if retry else next_seed
+                        if seed == next_seed:
+                            next_seed += 1
+                        fut = pool.submit(work.explore_one, seed, pool.impl_arg, args.race,
+                                          args.run_timeout)
+                        pending[fut] = (seed, time.monotonic())
+                    if not pending:
+                        break
+                    done, _ = wait(set(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+                    broken = take(done)  # seeds whose future says the pool broke
                     # A hung run is stopped where it runs (tools/explore/guard.py); this
                     # loop steps in only if a whole task gives nothing much later.
                     limit = (args.run_timeout + 60 if pool.kind == "local"
@@ -415,59 +455,146 @@ def explore(args: argparse.Namespace) -> int:
                         pool.replace_workers()
                     progress.update(task, completed=runs,
                                     failures=display.failures_text(counts))
-            except KeyboardInterrupt:
-                for fut in pending:
-                    pool.cancel(fut)
-                console.print("[yellow]interrupted: summarising what finished[/]")
-            elapsed = time.monotonic() - t0
-            minimal: dict[str, dict[str, Any]] = {}
-            if first_failure and not args.no_shrink:
-                console.print(f"shrinking {len(first_failure)} distinct failure(s)...")
-                jobs = {m: pool.submit(work.shrink_one, f["schedule"], pool.impl_arg,
-                                       args.shrink_runs, args.shrink_time, args.race,
-                                       args.run_timeout)
-                        for m, f in first_failure.items()}
-                for monitor, fut in jobs.items():
-                    try:
-                        shrunk = fut.result(timeout=shrink_limit(args.shrink_time,
-                                                                 args.run_timeout))
-                    except (TimeoutError, BrokenProcessPool):
-                        shrunk = {"error": "shrinking did not finish (a run hung or ended "
-                                           "its worker process)"}
+            except KeyboardInterrupt as exc:
+                stops.append(exc)
+            with _finishing(stops):
+                if stops:
+                    # Runs that finished as the signal came are kept; the others are
+                    # stopped where they run, not waited for (up to --run-timeout each).
+                    take([f for f in pending if f.done() and not f.cancelled()
+                          and not isinstance(f.exception(), BaseException)])
+                    stopped_in_flight = len(pending)
+                    for fut in pending:
                         pool.cancel(fut)
-                        pool.replace_workers()
-                    except Exception as exc:  # noqa: BLE001 - a lost Dask task
-                        why = _lost(exc)
-                        if why is None:
-                            raise
-                        shrunk = {"error": f"shrinking gave no result ({why})"}
-                    if "schedule" in shrunk:
-                        _write_failure(out, monitor, shrunk, args.impl, args.race)
-                    else:  # not shrunk: the schedule found is kept as it was
-                        shrunk.pop("unshrunk", None)
-                        shrunk["schedule_file"] = _write_unshrunk(
-                            out, monitor, first_failure[monitor]["schedule"])
-                    minimal[monitor] = shrunk
-            elif first_failure:
+                    pool.stop()
+                    progress.update(task, completed=runs, failures=display.failures_text(counts))
+                    console.print(f"[yellow]{describe(stops[0])}: summarising what finished[/]")
+                elapsed = time.monotonic() - t0
+            if first_failure and not args.no_shrink and not stops:
+                console.print(f"shrinking {len(first_failure)} distinct failure(s)...")
+                _shrink_all(pool, args, out, first_failure, minimal, stops)
+            with _finishing(stops):
+                # A failure not shrunk (--no-shrink, or a stop first) keeps the schedule found.
                 for monitor, f in first_failure.items():
-                    _write_unshrunk(out, monitor, f["schedule"])
+                    if monitor in minimal:
+                        continue
+                    path = _write_unshrunk(out, monitor, f["schedule"])
+                    if not args.no_shrink:
+                        minimal[monitor] = {"error": f"not shrunk: explore was "
+                                                     f"{describe(stops[0])}",
+                                            "schedule_file": path}
     finally:
-        results.close()
-        pool.shutdown()
-    display.summary(console, runs=runs, elapsed=elapsed, counts=counts, minimal=minimal,
-                    out_dir=out, impl=args.impl, virtual=virtual)
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump({"runs": runs, "elapsed_s": round(elapsed, 1), "violations": dict(counts),
+        with _finishing(stops):
+            results.close()
+            pool.shutdown()
+    with _finishing(stops):
+        display.summary(console, runs=runs, elapsed=elapsed, counts=counts, minimal=minimal,
+                        out_dir=out, impl=args.impl, virtual=virtual)
+        summary = {"runs": runs, "elapsed_s": round(elapsed, 1), "violations": dict(counts),
                    "minimal": {m: {k: v for k, v in d.items() if k != "log"}
-                               for m, d in minimal.items()}}, f, indent=1)
+                               for m, d in minimal.items()}}
+        if stops:
+            summary["stopped"] = describe(stops[0])
+        _write_whole(os.path.join(out, "summary.json"), json.dumps(summary, indent=1))
+    if stops:
+        make_console(stderr=True).print(
+            _stopped_words(stops[0], runs, total, stopped_in_flight, out,
+                           unshrunk=sum("schedule_file" in m for m in minimal.values())),
+            markup=False)
+        return exit_status(stops[0])  # 130 for Ctrl-C, 128 + N for signal N
     return 1 if counts else 0
 
 
+def _shrink_all(pool: Any, args: argparse.Namespace, out: str,
+                first_failure: dict[str, dict[str, Any]], minimal: dict[str, dict[str, Any]],
+                stops: list[KeyboardInterrupt]) -> None:
+    """Shrink each distinct failure (in ``minimal``: the result, its files written whole).
+
+    A stop signal ends the shrinking at once (the workers are killed, not waited for up to
+    ``--shrink-time``); it is noted in ``stops`` and the failures not shrunk by then are
+    left out of ``minimal``, for the caller to keep as found."""
+    jobs: dict[str, Future[Any]] = {}
+    try:
+        jobs = {m: pool.submit(work.shrink_one, f["schedule"], pool.impl_arg,
+                               args.shrink_runs, args.shrink_time, args.race,
+                               args.run_timeout)
+                for m, f in first_failure.items()}
+        for monitor, fut in jobs.items():
+            try:
+                shrunk = fut.result(timeout=shrink_limit(args.shrink_time, args.run_timeout))
+            except (TimeoutError, BrokenProcessPool):
+                shrunk = {"error": "shrinking did not finish (a run hung or ended "
+                                   "its worker process)"}
+                pool.cancel(fut)
+                pool.replace_workers()
+            except Exception as exc:  # noqa: BLE001 - a lost Dask task
+                why = _lost(exc)
+                if why is None:
+                    raise
+                shrunk = {"error": f"shrinking gave no result ({why})"}
+            with interrupts_deferred():  # a failure's files are written whole
+                if "schedule" in shrunk:
+                    _write_failure(out, monitor, shrunk, args.impl, args.race)
+                else:  # not shrunk: the schedule found is kept as it was
+                    shrunk.pop("unshrunk", None)
+                    shrunk["schedule_file"] = _write_unshrunk(
+                        out, monitor, first_failure[monitor]["schedule"])
+                minimal[monitor] = shrunk
+    except KeyboardInterrupt as exc:
+        stops.append(exc)
+        with _finishing(stops):
+            for fut in jobs.values():
+                pool.cancel(fut)
+            pool.stop()
+
+
+@contextmanager
+def _finishing(stops: list[KeyboardInterrupt]) -> Iterator[None]:
+    """Stop signals wait until the block is done; one that came meanwhile is noted in
+    ``stops`` (the first decides the exit status) and the command goes on to write
+    what finished -- a second Ctrl-C while the first is being summarised changes
+    nothing, and every step after a stop takes bounded time (workers are killed)."""
+    try:
+        with interrupts_deferred():
+            yield
+    except KeyboardInterrupt as exc:
+        stops.append(exc)
+
+
+def _write_whole(path: str, text: str) -> None:
+    """``text`` in ``path``, written whole or not at all (temp file, then rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _stopped_words(stop: KeyboardInterrupt, runs: int, total: int | None, in_flight: int,
+                   out: str, unshrunk: int) -> str:
+    """The last line after a stop signal: what was done, what was not, where it is."""
+    of = f" of {total}" if total is not None else ""
+    words = (f"raftlab explore: {describe(stop)}; {runs}{of} schedules ran, their results "
+             f"kept in {os.path.join(out, 'results.jsonl')}")
+    if in_flight:
+        words += f"; {in_flight} run(s) in flight were stopped and not counted"
+    if unshrunk:
+        words += (f"; {unshrunk} failure(s) kept unshrunk in "
+                  f"{os.path.join(out, 'failures')}")
+    return words
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.replay:
-        return replay(args)
-    return explore(args)
+    # SIGTERM and SIGHUP stop explore as Ctrl-C does (tools/termination.py): its workers
+    # and their runs are killed, what finished is written, the exit status says which.
+    with stop_signals_as_interrupts():
+        try:
+            args = parse_args(sys.argv[1:] if argv is None else argv)
+            if args.replay:
+                return replay(args)
+            return explore(args)
+        except KeyboardInterrupt as exc:  # loading the Raft (explore and replay say more)
+            make_console(stderr=True).print(f"raftlab explore: {describe(exc)}", markup=False)
+            return exit_status(exc)
 
 
 if __name__ == "__main__":

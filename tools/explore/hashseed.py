@@ -25,6 +25,7 @@ import json
 import multiprocessing.context as mp_context
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -88,6 +89,9 @@ def pinned_executor(workers: int, seed: int = HASH_SEED) -> Iterator[ProcessPool
     pool = pinned_pool(workers, seed)
     try:
         yield pool
+    except BaseException:  # e.g. a stop signal: the run in a worker is not waited for
+        kill_workers(pool)
+        raise
     finally:
         pool.shutdown(cancel_futures=True)
         stop_resource_tracker()
@@ -112,8 +116,19 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
     them and vanish with the last of them, however it ends.  A pool never starts a
     process after that (``ProcessPoolExecutor`` replaces no worker: the pool breaks).
     Should the workers not start in time, the names stay to the tracker, as before.
+
+    The workers ignore Ctrl-C and die with the thread that started them
+    (:func:`_worker_start`; a Ctrl-C that comes before a worker has got that far still
+    reaches it), so start the pool from a thread that lives as long as its use.  The
+    command that owns the pool stops them when it is stopped (:func:`kill_workers`), so
+    a Ctrl-C at the terminal, which reaches the whole process group, gives that
+    command's words, not a traceback per worker; and a command killed alone (``kill
+    -9``) takes its workers with it.  A stop signal while the workers start kills them
+    and their names are unlinked: the signal's exception goes on to the caller with no
+    process of the pool left.
     """
-    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed))
+    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed),
+                               initializer=_worker_start, initargs=(os.getpid(),))
     ready = tempfile.mkdtemp(prefix="raftlab-pool-")
     try:
         futures = [pool.submit(_check_in, ready, workers, START_TIMEOUT)
@@ -121,11 +136,49 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
         pids = {f.result(timeout=START_TIMEOUT + 30) for f in futures}
     except Exception:  # noqa: BLE001 - a broken pool says so at its first real task
         pids = set()
+    except BaseException:  # a stop signal (KeyboardInterrupt): no worker left behind
+        kill_workers(pool)
+        unlink_semaphore_names(pool)  # no process of the pool uses them any more
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
         shutil.rmtree(ready, ignore_errors=True)
     if len(pids) == workers:
         unlink_semaphore_names(pool)
     return pool
+
+
+def _worker_start(parent: int) -> None:
+    """In a worker, before its first task: Ctrl-C is its command's to act on, and the
+    worker dies with the command's thread that started it (``kill -9`` of the command
+    alone left the workers waiting for tasks for good: they are in no session of their
+    own, but nothing ended them).  Where the kernel cannot do that, nothing changes."""
+    from labtests.isolation import procs
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        procs.die_with_parent()
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the command ended before the call above
+        os._exit(0)
+
+
+def kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL ``pool``'s worker processes (ours, by pid) and reap them.
+
+    Why: a stop signal must end the command promptly, and a run in a worker may go on
+    for up to its ``--run-timeout``; ``shutdown`` would wait for it.  A guarded run's
+    forked child dies with its worker (:mod:`tools.explore.guard`).  The pool is
+    broken afterwards: shut it down (``wait=False`` is prompt).
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        with contextlib.suppress(OSError, ValueError):
+            proc.kill()
+    for proc in procs:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            proc.join(5)
 
 
 def _check_in(ready: str, workers: int, timeout: float) -> int:

@@ -58,13 +58,14 @@ class LocalPool:
 
     def replace_workers(self) -> None:
         """Kill the worker processes (ours, by pid) and start fresh ones."""
-        procs = list(getattr(self._executor, "_processes", {}).values())
-        for proc in procs:
-            proc.kill()
-        for proc in procs:
-            proc.join(5)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.stop()
         self._executor = _pinned_executor(self.slots)
+
+    def stop(self) -> None:
+        """End the runs in flight now (a stop signal): kill the workers, whose runs'
+        children die with them, rather than wait for the runs; nothing runs after."""
+        hashseed.kill_workers(self._executor)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         self._executor.shutdown(cancel_futures=True)
@@ -151,6 +152,10 @@ class DaskPool:
 
     def replace_workers(self) -> None:
         """Nothing to kill from here (a worker's thread cannot be stopped): see the module."""
+
+    def stop(self) -> None:
+        """A stop signal: nothing more to do here -- the loop cancels each task in flight
+        (:meth:`cancel`) and :meth:`shutdown` the rest, with the client's bounded close."""
 
     def shutdown(self) -> None:
         with self._lock:
