@@ -183,6 +183,8 @@ def test_a_stop_signal_as_the_workers_start(tmp_path, sig, group, said):
     assert last in (f"{WORDS}{said} while its workers started; no schedule ran",) \
         or last.startswith(f"{WORDS}{said}; "), last
     assert "tools/explore/command.py" not in text, text[-3000:]  # no traceback of its own
+    if not group:  # nor of its pool's thread (only a Ctrl-C reaches a worker still starting)
+        assert "Traceback" not in text, text[-3000:]
 
 
 def test_explore_killed_alone_takes_its_workers_with_it(tmp_path):

@@ -464,8 +464,6 @@ def explore(args: argparse.Namespace) -> int:
                     take([f for f in pending if f.done() and not f.cancelled()
                           and not isinstance(f.exception(), BaseException)])
                     stopped_in_flight = len(pending)
-                    for fut in pending:
-                        pool.cancel(fut)
                     pool.stop()
                     progress.update(task, completed=runs, failures=display.failures_text(counts))
                     console.print(f"[yellow]{describe(stops[0])}: summarising what finished[/]")
@@ -543,8 +541,6 @@ def _shrink_all(pool: Any, args: argparse.Namespace, out: str,
     except KeyboardInterrupt as exc:
         stops.append(exc)
         with _finishing(stops):
-            for fut in jobs.values():
-                pool.cancel(fut)
             pool.stop()
 
 

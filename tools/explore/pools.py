@@ -63,7 +63,12 @@ class LocalPool:
 
     def stop(self) -> None:
         """End the runs in flight now (a stop signal): kill the workers, whose runs'
-        children die with them, rather than wait for the runs; nothing runs after."""
+        children die with them, rather than wait for the runs; nothing runs after.
+
+        The pool's futures are left to its own thread, which fails them all once it sees
+        the workers gone: one cancelled from here first made that thread die of
+        ``InvalidStateError`` (Python 3.11's ``terminate_broken``), a traceback printed
+        after a Ctrl-C (seen in 2 of 4 stops 0.5 s after the start)."""
         hashseed.kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -154,8 +159,11 @@ class DaskPool:
         """Nothing to kill from here (a worker's thread cannot be stopped): see the module."""
 
     def stop(self) -> None:
-        """A stop signal: nothing more to do here -- the loop cancels each task in flight
-        (:meth:`cancel`) and :meth:`shutdown` the rest, with the client's bounded close."""
+        """End the runs in flight (a stop signal): cancel every task of ours."""
+        with self._lock:
+            futures = list(self._tasks)
+        for fut in futures:
+            self.cancel(fut)
 
     def shutdown(self) -> None:
         with self._lock:
