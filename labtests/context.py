@@ -134,8 +134,11 @@ class TestContext:
                                            f"raftlab-cleanup-{self.name}", self.thread_report)
             interrupted = cleanup.interrupted
             if not cleanup.finished:
-                interrupted = interrupted or self._cleanup_stuck(
+                # (called first: ``interrupted or ...`` would skip it when the wait
+                # was interrupted -- the very case whose stacks must be reported)
+                net_interrupted = self._cleanup_stuck(
                     cleanup, base, leak_grace_s(base, self._lag) - base)
+                interrupted = interrupted or net_interrupted
             else:
                 if cleanup.error is not None:
                     exc = cleanup.error
