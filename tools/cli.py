@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from types import ModuleType
+
+from tools.termination import describe, exit_status
 
 SUBCOMMANDS = {
     "init": ("tools.init.command", "create a workspace with a Raft skeleton to fill in"),
@@ -36,11 +39,20 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0 if args else 2
     name, rest = args[0], args[1:]
+    module: ModuleType | None = None
     if name not in SUBCOMMANDS:
         print(f"raftlab: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUBCOMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        module = importlib.import_module(SUBCOMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except KeyboardInterrupt as exc:
+        # A Ctrl-C before the command took over stopping (while its modules load:
+        # pytest, rich, dask -- up to half a second), or one it let through.  One
+        # line, not a traceback: the user asked for the stop and got it.
+        print(f"raftlab {name}: {describe(exc)} before it finished starting"
+              if module is None else f"raftlab {name}: {describe(exc)}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":
