@@ -54,7 +54,8 @@ class TestContext:
             batchsched.run_as_batch()
             # Not under a simulation a caller activated (labtests.driver, the race
             # detector's runs) without saying so in the options: one thread runs at a time.
-            if not isinstance(impl, IsolatedImplementation) and not timing.simulated():
+            # Isolated peers too: the tester's process is pinned, its peers are not.
+            if not timing.simulated():
                 self.cpu_pin = cpupin.pin_process()
         # Started before the baseline, so its thread is the harness's, not a leftover.
         self._lag = timing.start_sampler(

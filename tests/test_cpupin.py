@@ -250,3 +250,63 @@ def test_a_release_on_the_probes_thread_never_waits_for_the_registry(tmp_path):
     finally:
         pin.release()
         os.sched_setaffinity(0, before)
+
+
+@linux_only
+@two_cpus
+def test_an_isolated_run_pins_the_tester_and_leaves_its_peers_every_cpu(tmp_path):
+    """``--isolate``: the tester's threads hand messages along under one GIL as in-process
+    peers do, so its process is pinned; the peers are processes of their own and keep
+    the CPUs the tester had before (each would otherwise wait for the tester's core)."""
+    out = tmp_path / "cpus.json"
+    env = dict(os.environ, RAFTLAB_TEST_CPUS_OUT=str(out), PYTHONPATH=os.pathsep.join(
+        [str(REPO / "tests" / "overload_plugins"), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "record_isolated_cpus", "--isolate", "--pyargs", "labtests",
+         "-k", "test_initial_election_2a"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+    seen = json.loads(out.read_text())
+    assert len(seen["peers"]) == 3, seen  # three peers forked
+    assert all(mask == seen["wide"] for mask in seen["peers"]), seen  # peers: every CPU
+    masks = {tuple(mask) for fork in seen["tester"] for mask in fork}
+    assert len(masks) == 1, seen  # the tester: every thread on one CPU...
+    (mask,) = masks
+    assert len(mask) == 1 and set(mask) <= set(seen["wide"]), seen  # ...one of the allowed
+    assert seen["cpu_pin"] == [f"cpu {mask[0]}"], seen
+    assert all(cpus == seen["wide"] for cpus in seen["after"]), seen  # all given back
+
+
+@linux_only
+@two_cpus
+def test_a_template_started_while_the_tester_is_pinned_gets_the_cpus_from_before(tmp_path):
+    """The template process (and the peers it forks) must not inherit the test's one CPU,
+    however late the first test starts it; once the pin is gone, nothing is changed."""
+    code = textwrap.dedent("""
+        import json, os, sys
+        from pathlib import Path
+        from labtests import cpupin
+        from labtests.isolation import IsolatedImplementation
+
+        wide = sorted(os.sched_getaffinity(0))
+        pin = cpupin.pin_process(Path(sys.argv[1]))
+        assert pin is not None and cpupin.mask_for_children() == frozenset(wide)
+        impl = IsolatedImplementation(None)
+        assert impl.error is None, impl.error  # starts the template now, pinned
+        template = sorted(os.sched_getaffinity(impl.template_pid))
+        mine = sorted(os.sched_getaffinity(0))
+        pin.release()
+        print(json.dumps({"wide": wide, "template": template, "mine": mine,
+                          "after_release": cpupin.mask_for_children()}))
+        impl.close()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "pins")], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import json
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(seen["mine"]) == 1, seen  # the tester was pinned...
+    assert seen["template"] == seen["wide"], seen  # ...its template was not
+    assert seen["after_release"] is None, seen

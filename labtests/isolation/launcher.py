@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from labrpc import ClientEnd
 from labrpc.pool import ThreadPool
+from labtests import cpupin
 from labtests.failures import FailureChannel, RaftTestFailure
 from labtests.impl_loader import DEFAULT_IMPL
 from raft import debuglog
@@ -123,6 +124,15 @@ class IsolatedImplementation:
                 )
             finally:
                 theirs.close()
+            # Started during a test whose process is pinned to one CPU, the template
+            # (and every peer it forks) would inherit that one CPU: it gets the CPUs
+            # from before the pin, before it is asked to do anything.
+            wide = cpupin.mask_for_children()
+            if wide is not None:
+                try:
+                    os.sched_setaffinity(self._template.pid, wide)
+                except OSError:
+                    pass  # the peers then share the tester's CPU: slower, never wrong
             self._ctl = mine
             try:
                 self._ctl_send(("init", os.path.abspath(self.spec) if _is_path(self.spec)
