@@ -28,7 +28,7 @@ timing, and the probe that decides is itself on the pinned core.
 
 Real time only (a simulation runs one thread at a time).  With isolated peers the
 tester's own process is pinned (its network, proxies and appliers hand messages
-along threads under one GIL just the same: a 2B run took 13 % less CPU and 17 %
+along threads under one GIL just the same: a 2B run took 4-13 % less CPU and 18 %
 fewer switches), while the peers, processes of their own, keep the CPUs the tester
 had before its pin (:func:`mask_for_children`), so they still spread over the
 cores.  Linux only; where the process may use a single CPU already (``taskset``, a container's
