@@ -15,21 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.grade_support import why_no_run_user
 from tools.grade import sandbox
 from tools.grade.isolation import BUDGET_REASON, SUPERVISOR_NOTE, run_part
 from tools.grade.sandbox import choose_run_user, kill_uid, lease_after_runs
 from tools.stress.backends.base import BackendError, Job, RunResult
 
-
-def _no_run_user() -> str | None:
-    user, why = choose_run_user()
-    if user is None:
-        return why
-    user.release()
-    return None
-
-
-NO_RUN_USER = _no_run_user()
+NO_RUN_USER = why_no_run_user()
 
 
 def _result(job: Job, outcome: str = "passed") -> RunResult:

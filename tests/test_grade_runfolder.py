@@ -13,11 +13,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.grade_support import wait_for_a_finished_run, why_no_run_user
 from tests.session_procs import killed_on_exit, left_after, sessions_of
 from tools.grade.runfolder import LOCK_NAME, RunFolder, reclaim_stale
 
@@ -118,11 +118,7 @@ def test_a_grade_run_killed_outright_leaves_a_folder_the_next_one_removes(
             cwd=tmp_path, env=dict(_env(), TMPDIR=str(tmp)), stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     with killed_on_exit(proc):
-        deadline = time.monotonic() + 300  # start-up only: generous for a loaded machine
-        while " seed " not in log.read_text():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "no run finished in 300 s"
-            time.sleep(0.05)
+        wait_for_a_finished_run(proc, log)
         folders = sorted(tmp.glob("raftlab-grade-*"))
         assert len(folders) == 1, folders
         assert reclaim_stale(tmp) == []  # in use: never removed
@@ -143,17 +139,7 @@ def test_a_grade_run_killed_outright_leaves_a_folder_the_next_one_removes(
     assert list(tmp.glob("raftlab-grade-*")) == []
 
 
-def _no_run_user() -> str | None:
-    from tools.grade.sandbox import choose_run_user
-
-    user, why = choose_run_user()
-    if user is None:
-        return why
-    user.release()
-    return None
-
-
-NO_RUN_USER = _no_run_user()
+NO_RUN_USER = why_no_run_user()
 
 
 @pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")

@@ -15,11 +15,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.grade_support import wait_for_a_finished_run, why_no_run_user
 from tests.session_procs import killed_on_exit, left_after, sessions_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +36,7 @@ def test_a_stop_signal_ends_grade_like_ctrl_c_and_leaves_no_process(tmp_path, si
             cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
     with killed_on_exit(proc):
-        deadline = time.monotonic() + 300  # start-up only: generous for a loaded machine
-        while " seed " not in log.read_text():
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "no run finished in 300 s"
-            time.sleep(0.05)
+        wait_for_a_finished_run(proc, log)
         sessions = sessions_of(proc.pid)
         assert len(sessions) >= 2, "the runs should be in a session of their own"
         proc.send_signal(sig)
@@ -81,6 +77,20 @@ def _rubric(catalog):
 
 def _signal_here(sig=signal.SIGTERM):
     os.kill(os.getpid(), sig)  # Python runs its handler at the next bytecode, here
+
+
+def _signal_while_scoring(monkeypatch, part: str, sig) -> None:  # noqa: ANN001
+    """Send ``sig`` to this process as the grader starts scoring ``part`` (its runs done)."""
+    from tools.grade import grader
+
+    real_grade_part = grader.grade_part
+
+    def grade_part(rubric, scored, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if scored == part:
+            _signal_here(sig)
+        return real_grade_part(rubric, scored, *args, **kwargs)
+
+    monkeypatch.setattr(grader, "grade_part", grade_part)
 
 
 @pytest.fixture
@@ -143,18 +153,11 @@ def test_a_stop_signal_after_the_last_runs_waits_until_the_report_is_written(
     part is scored, or between two report files) must wait until the reports are
     written whole, then stop the grader.  Raised there, it lost the whole grade (no
     report), or left report.json without results.json and junit.xml."""
-    from tools.grade import grader, report
+    from tools.grade import report
     from tools.termination import Terminated, stop_signals_as_interrupts
 
     if moment == "scoring the last part":
-        real_grade_part = grader.grade_part
-
-        def grade_part(rubric, part, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-            if part == "2B":
-                _signal_here(sig)
-            return real_grade_part(rubric, part, *args, **kwargs)
-
-        monkeypatch.setattr(grader, "grade_part", grade_part)
+        _signal_while_scoring(monkeypatch, "2B", sig)
     else:
         real_gradescope = report.gradescope
 
@@ -214,16 +217,9 @@ def test_a_stop_that_waited_for_the_reports_says_no_test_was_running(
     test was running then, and the last words must say so (they said "the running
     tests were stopped", as after a stop during the runs) and that the reports were
     written."""
-    from tools.grade import command, grader
+    from tools.grade import command
 
-    real_grade_part = grader.grade_part
-
-    def grade_part(rubric, part, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        if part == "2B":
-            _signal_here(sig)
-        return real_grade_part(rubric, part, *args, **kwargs)
-
-    monkeypatch.setattr(grader, "grade_part", grade_part)
+    _signal_while_scoring(monkeypatch, "2B", sig)
     catalog = _catalog()
     monkeypatch.setattr(command.Catalog, "collect", classmethod(lambda cls: catalog))
     monkeypatch.setattr(command, "load", lambda path: _rubric(catalog))
@@ -441,17 +437,7 @@ def test_a_failed_rewrite_of_grades_csv_keeps_the_previous_one(tmp_path):
 
 # --- More stop signals while the grader cleans up after a stop ------------------------
 
-def _no_run_user() -> str | None:
-    from tools.grade.sandbox import choose_run_user
-
-    user, why = choose_run_user()
-    if user is None:
-        return why
-    user.release()
-    return None
-
-
-NO_RUN_USER = _no_run_user()
+NO_RUN_USER = why_no_run_user()
 
 
 @pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")

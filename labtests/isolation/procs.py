@@ -38,6 +38,18 @@ def die_with_parent() -> None:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def die_with(parent: int) -> None:
+    """In a child already running Python: get SIGKILL when ``parent`` ends, and exit at
+    once if it ended before the call took effect.  Where the kernel cannot (not Linux),
+    nothing changes."""
+    try:
+        die_with_parent()
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def dies_with(parent: int) -> Callable[[], None]:
     """A ``preexec_fn`` for a child that must not outlive ``parent`` (the caller's pid).
 

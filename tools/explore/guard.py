@@ -91,17 +91,6 @@ class _LineFile(logging.Handler):
             data = data[os.write(self.fd, data):]
 
 
-def _die_with(parent: int) -> None:
-    """Have the kernel kill this child when its parent ends (Linux; elsewhere a no-op):
-    outside the parent's process group, a child of a killed explore would run on."""
-    try:
-        procs.die_with_parent()
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent ended before the call above
-        os._exit(0)
-
-
 def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, out_fd: int,
            kwargs: dict[str, Any], parent: int) -> None:
     """The forked child: run, leave the result in ``work_dir``, end without cleanup."""
@@ -112,7 +101,8 @@ def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, 
         # which kills this child; the interrupt is never a finding of its own.
         os.setpgid(0, 0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _die_with(parent)
+        # Outside the parent's process group, a child of a killed explore would run on.
+        procs.die_with(parent)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)

@@ -156,12 +156,7 @@ def _worker_start(parent: int) -> None:
     from labtests.isolation import procs
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        procs.die_with_parent()
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the command ended before the call above
-        os._exit(0)
+    procs.die_with(parent)
 
 
 def kill_workers(pool: ProcessPoolExecutor) -> None:
