@@ -31,9 +31,9 @@ tester's own process is pinned (its network, proxies and appliers hand messages
 along threads under one GIL just the same: a 2B run took 4-13 % less CPU and 18 %
 fewer switches), while the peers, processes of their own, keep the CPUs the tester
 had before its pin (:func:`mask_for_children`), so they still spread over the
-cores.  Linux only; where the process may use a single CPU already (``taskset``, a container's
-cpuset), or the registry cannot be used, nothing changes.  A mask set with
-``taskset`` is kept: the pin is one of its CPUs, and the release restores it.
+cores.  Linux only; where the process may use a single CPU already (``taskset``, a
+container's cpuset), or the registry cannot be used, nothing changes.  A mask set
+with ``taskset`` is kept: the pin is one of its CPUs, and the release restores it.
 """
 
 from __future__ import annotations
