@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,10 +87,27 @@ def registry_pids(registry: Path) -> set[int]:
     return {int(line.split()[0]) for line in registry.read_text().splitlines()}
 
 
+def _a_run_the_pin_held_through(run: Callable[[Path], dict], tmp_path: Path) -> dict:
+    """What ``run`` saw in its first run whose pin was not released early.
+
+    On a loaded machine the timer-lag probe releases a pin by design (20 ms of lag):
+    such a run says nothing about where the test's threads would have run, so it is
+    run again; three in a row released fail the test, with what they recorded."""
+    released = []
+    for attempt in range(3):
+        folder = tmp_path / f"attempt{attempt}"
+        folder.mkdir()
+        seen = run(folder)
+        if not any("released early" in pin for pin in seen["cpu_pin"]):
+            return seen
+        released.append(seen["cpu_pin"])
+    pytest.fail(f"the pin was released early in three runs in a row: {released}")
+
+
 @linux_only
 @two_cpus
 def test_a_real_time_graded_test_runs_the_raft_on_one_cpu_and_lets_go_after(tmp_path):
-    seen = raft_threads_of_a_graded_test(tmp_path)
+    seen = _a_run_the_pin_held_through(raft_threads_of_a_graded_test, tmp_path)
     masks = {tuple(cpus) for _, _, _, cpus in seen["threads"]}
     assert len(masks) == 1, seen  # every Raft thread on the same CPU...
     (mask,) = masks
@@ -252,13 +270,12 @@ def test_a_release_on_the_probes_thread_never_waits_for_the_registry(tmp_path):
         os.sched_setaffinity(0, before)
 
 
-@linux_only
-@two_cpus
-def test_an_isolated_run_pins_the_tester_and_leaves_its_peers_every_cpu(tmp_path):
-    """``--isolate``: the tester's threads hand messages along under one GIL as in-process
-    peers do, so its process is pinned; the peers are processes of their own and keep
-    the CPUs the tester had before (each would otherwise wait for the tester's core)."""
-    out = tmp_path / "cpus.json"
+def _cpus_of_an_isolated_graded_test(folder: Path) -> dict:
+    """What ``overload_plugins/record_isolated_cpus.py`` saw in a real-time
+    ``test_initial_election_2a --isolate``."""
+    import json
+
+    out = folder / "cpus.json"
     env = dict(os.environ, RAFTLAB_TEST_CPUS_OUT=str(out), PYTHONPATH=os.pathsep.join(
         [str(REPO / "tests" / "overload_plugins"), *filter(None, [os.environ.get("PYTHONPATH")])]))
     proc = subprocess.run(
@@ -267,8 +284,16 @@ def test_an_isolated_run_pins_the_tester_and_leaves_its_peers_every_cpu(tmp_path
          "-k", "test_initial_election_2a"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    import json
-    seen = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@linux_only
+@two_cpus
+def test_an_isolated_run_pins_the_tester_and_leaves_its_peers_every_cpu(tmp_path):
+    """``--isolate``: the tester's threads hand messages along under one GIL as in-process
+    peers do, so its process is pinned; the peers are processes of their own and keep
+    the CPUs the tester had before (each would otherwise wait for the tester's core)."""
+    seen = _a_run_the_pin_held_through(_cpus_of_an_isolated_graded_test, tmp_path)
     assert len(seen["peers"]) == 3, seen  # three peers forked
     assert all(mask == seen["wide"] for mask in seen["peers"]), seen  # peers: every CPU
     masks = {tuple(mask) for fork in seen["tester"] for mask in fork}
