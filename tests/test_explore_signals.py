@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -199,3 +200,38 @@ def test_explore_killed_alone_takes_its_workers_with_it(tmp_path):
         left = left_after({proc.pid}, 30)
     assert left == {}, f"left behind by the killed command: {left}"
     assert len(_rows(out)) >= 2  # each finished run was on disk at once
+
+
+def test_the_resource_tracker_is_stopped_even_while_another_process_holds_its_pipe():
+    """A worker being spawned as a stop signal came inherits the tracker's pipe without
+    being in the pool's table, so it is not killed; the tracker then never saw the end of
+    its pipe and the command waited for it for good (2 of 60 SIGTERMs as the workers
+    start).  Here a forked child holds the pipe: the stop must still end within its bound."""
+    code = textwrap.dedent("""
+        import os, signal, sys, time
+        from multiprocessing import resource_tracker
+        from tools.explore.hashseed import stop_resource_tracker
+
+        resource_tracker.ensure_running()
+        tracker = resource_tracker._resource_tracker._pid
+        holder = os.fork()
+        if holder == 0:  # holds every inherited fd, the tracker's pipe among them
+            time.sleep(60)
+            os._exit(0)
+        start = time.monotonic()
+        stop_resource_tracker(within_s=1.0)
+        took = time.monotonic() - start
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
+        try:
+            os.kill(tracker, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        print(f"{took:.2f} {alive}")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    took, alive = res.stdout.split()
+    assert float(took) < 10 and alive == "False", res.stdout

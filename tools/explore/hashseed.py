@@ -221,20 +221,47 @@ def unlink_semaphore_names(pool: ProcessPoolExecutor) -> None:
         resource_tracker.unregister(name, "semaphore")
 
 
-def stop_resource_tracker() -> None:
-    """End the resource tracker that spawned workers brought along, and wait for it.
+TRACKER_STOP_S = 2.0  # s for the tracker to end once told; it takes milliseconds
+
+
+def stop_resource_tracker(within_s: float = TRACKER_STOP_S) -> None:
+    """End the resource tracker that spawned workers brought along, and wait for it --
+    at most ``within_s``, then SIGKILL it.
 
     A ``spawn`` context starts multiprocessing's resource tracker (a child process
     that cleans up the pool's semaphores); it ends by itself only once this process
     has exited, so ``raftlab explore`` would leave it behind for a moment, running in
     its process group.  Stopping it here, after the pool, makes the command end clean.
-    ``_stop`` is private but present in 3.11-3.13; without it nothing is done.
+    Its own ``_stop`` waits without a bound for it to see the end of its pipe, which
+    never comes while another process holds the pipe: a worker being spawned as a stop
+    signal came (not yet in the pool's table, so not killed) inherited it, and the
+    command hung there for good (seen 2 of 60 SIGTERMs as the workers start).  Uses the
+    tracker's private ``_lock``, ``_fd`` and ``_pid`` (3.11-3.13); without them nothing
+    is done.
     """
     from multiprocessing import resource_tracker
 
-    stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)
-    if stop is not None:
-        stop()
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    lock = getattr(tracker, "_lock", None)
+    if tracker is None or lock is None or not hasattr(tracker, "_fd"):
+        return
+    with lock:
+        fd, pid = tracker._fd, getattr(tracker, "_pid", None)
+        if fd is None or pid is None:
+            return  # not running
+        os.close(fd)  # the end of its pipe, as far as this process goes: it exits
+        tracker._fd = None
+        deadline = time.monotonic() + within_s
+        try:
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() >= deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.005)
+        except (ChildProcessError, ProcessLookupError):
+            pass  # already reaped
+        tracker._pid = None
 
 
 def current() -> int | None:
