@@ -205,7 +205,7 @@ def test_explore_killed_alone_takes_its_workers_with_it(tmp_path):
 def test_the_resource_tracker_is_stopped_even_while_another_process_holds_its_pipe():
     """A worker being spawned as a stop signal came inherits the tracker's pipe without
     being in the pool's table, so it is not killed; the tracker then never saw the end of
-    its pipe and the command waited for it for good (2 of 60 SIGTERMs as the workers
+    its pipe and the command waited for it for good (6 hangs in a loop of SIGTERMs as the workers
     start).  Here a forked child holds the pipe: the stop must still end within its bound."""
     code = textwrap.dedent("""
         import os, signal, sys, time

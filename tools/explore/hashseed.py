@@ -235,11 +235,13 @@ def stop_resource_tracker(within_s: float = TRACKER_STOP_S) -> None:
     Its own ``_stop`` waits without a bound for it to see the end of its pipe, which
     never comes while another process holds the pipe: a worker being spawned as a stop
     signal came (not yet in the pool's table, so not killed) inherited it, and the
-    command hung there for good (seen 2 of 60 SIGTERMs as the workers start).  Uses the
+    command hung there for good (6 hangs in a loop of SIGTERMs as the workers start).  Uses the
     tracker's private ``_lock``, ``_fd`` and ``_pid`` (3.11-3.13); without them nothing
     is done.
     """
     from multiprocessing import resource_tracker
+
+    from labtests.isolation import procs
 
     tracker = getattr(resource_tracker, "_resource_tracker", None)
     lock = getattr(tracker, "_lock", None)
@@ -251,16 +253,10 @@ def stop_resource_tracker(within_s: float = TRACKER_STOP_S) -> None:
             return  # not running
         os.close(fd)  # the end of its pipe, as far as this process goes: it exits
         tracker._fd = None
-        deadline = time.monotonic() + within_s
-        try:
-            while os.waitpid(pid, os.WNOHANG) == (0, 0):
-                if time.monotonic() >= deadline:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.005)
-        except (ChildProcessError, ProcessLookupError):
-            pass  # already reaped
+        if procs.wait_exit(pid, within_s) is None:
+            procs.kill(pid)
+            with contextlib.suppress(ChildProcessError):  # already reaped
+                os.waitpid(pid, 0)
         tracker._pid = None
 
 
