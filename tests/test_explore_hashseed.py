@@ -107,6 +107,28 @@ def test_pinned_workers_hash_strings_alike_and_leave_the_environment_alone():
     assert os.environ.get("PYTHONHASHSEED") == before
 
 
+def _ctrl_c_state() -> tuple[bool, bool]:
+    """(ignored, blocked) for Ctrl-C in this process."""
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN, blocked
+
+
+def test_a_pinned_worker_outlives_a_ctrl_c_that_comes_while_its_interpreter_starts():
+    """A Ctrl-C at the terminal reaches the whole group, the workers too: one that was
+    still importing died of it with a traceback of its own under the command's words
+    (3 of 17 Ctrl-Cs as explore's workers started).  Here the signal goes to the
+    worker the moment it is spawned, long before its interpreter is up: it must still
+    serve, ignoring Ctrl-C, not blocking it -- and the spawning thread's mask is as it
+    was."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with ProcessPoolExecutor(1, mp_context=hashseed.pinned_context()) as pool:
+        first = pool.submit(_ctrl_c_state)  # spawns the worker, in this thread (3.11-3.13)
+        for proc in list(pool._processes.values()):
+            os.kill(proc.pid, signal.SIGINT)
+        assert first.result(timeout=120) == (True, False)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask
+
+
 def test_with_hash_seed_keeps_one_json_document():
     text = hashseed.with_hash_seed('{"n": 3, "steps": [\n]}\n', 5)
     assert json.loads(text) == {"hash_seed": 5, "n": 3, "steps": []}

@@ -183,9 +183,9 @@ def test_a_stop_signal_as_the_workers_start(tmp_path, sig, group, said):
     last = text.strip().splitlines()[-1]
     assert last in (f"{WORDS}{said} while its workers started; no schedule ran",) \
         or last.startswith(f"{WORDS}{said}; "), last
-    assert "tools/explore/command.py" not in text, text[-3000:]  # no traceback of its own
-    if not group:  # nor of its pool's thread (only a Ctrl-C reaches a worker still starting)
-        assert "Traceback" not in text, text[-3000:]
+    # No traceback of its own, of its pool's thread, or of a worker still starting (a
+    # Ctrl-C reaches the whole group: 3 of 17 printed one before the workers blocked it).
+    assert "Traceback" not in text and "Fatal Python error" not in text, text[-3000:]
 
 
 def test_explore_killed_alone_takes_its_workers_with_it(tmp_path):

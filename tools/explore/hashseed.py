@@ -47,16 +47,34 @@ class _PinnedProcess(mp_context.SpawnProcess):
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocessing's name
+        """Start the interpreter with the hash seed set and Ctrl-C blocked.
+
+        Why blocked: a Ctrl-C at the terminal reaches the whole process group, and a
+        worker interpreter still importing when it came died of it with a traceback of
+        its own ("Fatal Python error: init_import_site", spawn_main's frames) under the
+        command's one line -- 3 of 17 Ctrl-Cs as the workers started.  A blocked signal
+        stays blocked across fork and exec; the process ignores it and then unblocks it
+        (:meth:`run`), so one pending there is dropped.  Here it stays pending only for
+        the moment of the spawn, and is then this command's to act on, not lost -- as
+        multiprocessing's resource tracker starts."""
         with _environ_lock:
             before = os.environ.get("PYTHONHASHSEED")
             os.environ["PYTHONHASHSEED"] = str(process_obj.hash_seed)
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 return mp_context.SpawnProcess._Popen(process_obj)
             finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 if before is None:
                     os.environ.pop("PYTHONHASHSEED", None)
                 else:
                     os.environ["PYTHONHASHSEED"] = before
+
+    def run(self) -> None:
+        """In the process: Ctrl-C is its command's to act on (:meth:`_Popen`)."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        super().run()
 
 
 class _PinnedContext(mp_context.SpawnContext):
@@ -74,7 +92,8 @@ class _PinnedContext(mp_context.SpawnContext):
 
 def pinned_context(seed: int = HASH_SEED) -> mp_context.SpawnContext:
     """A multiprocessing context (for ``ProcessPoolExecutor(mp_context=...)``) whose
-    processes start with ``PYTHONHASHSEED=seed``."""
+    processes start with ``PYTHONHASHSEED=seed`` and ignore Ctrl-C from their start:
+    their command stops them (:class:`_PinnedProcess`)."""
     return _PinnedContext(seed)
 
 
@@ -117,9 +136,9 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
     process after that (``ProcessPoolExecutor`` replaces no worker: the pool breaks).
     Should the workers not start in time, the names stay to the tracker, as before.
 
-    The workers ignore Ctrl-C and die with the thread that started them
-    (:func:`_worker_start`; a Ctrl-C that comes before a worker has got that far still
-    reaches it), so start the pool from a thread that lives as long as its use.  The
+    The workers ignore Ctrl-C from their start (:class:`_PinnedProcess`) and die with
+    the thread that started them (:func:`_worker_start`), so start the pool from a
+    thread that lives as long as its use.  The
     command that owns the pool stops them when it is stopped (:func:`kill_workers`), so
     a Ctrl-C at the terminal, which reaches the whole process group, gives that
     command's words, not a traceback per worker; and a command killed alone (``kill
@@ -149,13 +168,13 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
 
 
 def _worker_start(parent: int) -> None:
-    """In a worker, before its first task: Ctrl-C is its command's to act on, and the
-    worker dies with the command's thread that started it (``kill -9`` of the command
-    alone left the workers waiting for tasks for good: they are in no session of their
-    own, but nothing ended them).  Where the kernel cannot do that, nothing changes."""
+    """In a worker, before its first task: the worker dies with the command's thread
+    that started it (``kill -9`` of the command alone left the workers waiting for
+    tasks for good: they are in no session of their own, but nothing ended them).
+    Where the kernel cannot do that, nothing changes.  (Ctrl-C the worker ignores from
+    its start: :class:`_PinnedProcess`.)"""
     from labtests.isolation import procs
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     procs.die_with(parent)
 
 
