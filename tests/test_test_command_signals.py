@@ -133,9 +133,12 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize(("sig", "background"), [
     (signal.SIGTERM, False), (signal.SIGHUP, False),
+    # `kill -INT` of the command alone: it was ignored until the whole suite had run,
+    # and the command then exited 0.
+    (signal.SIGINT, False),
     # `raftlab test ... &` in a script, then `kill`: the command starts with SIGINT
     # ignored, and its child must still hear the SIGINT it is stopped with.
-    (signal.SIGTERM, True)], ids=["SIGTERM", "SIGHUP", "SIGTERM-background-job"])
+    (signal.SIGTERM, True)], ids=["SIGTERM", "SIGHUP", "SIGINT", "SIGTERM-background-job"])
 def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, background):
     with killed_on_exit(_raftlab_test(tmp_path, background=background)) as proc:
         head = _wait_for_first_test(proc)
@@ -150,9 +153,10 @@ def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, backgro
         os.kill(child, signal.SIGCONT)
         rest, _ = proc.communicate(timeout=120)
     text = head + rest
-    name = signal.Signals(sig).name
+    said = ("interrupted" if sig == signal.SIGINT
+            else f"terminated by {signal.Signals(sig).name}")
     assert proc.returncode == 128 + sig, text[-3000:]
-    assert f"raftlab: terminated by {name}: the test process was stopped" in text, text[-3000:]
+    assert f"raftlab: {said}: the test process was stopped" in text, text[-3000:]
     # The line names the test it stopped and the tests not run (the output shows a
     # test's line once it has ended, so the stop came during the second or third
     # test); nothing is blamed on the Raft.
@@ -161,6 +165,93 @@ def test_a_stop_signal_stops_the_test_process_and_says_so(tmp_path, sig, backgro
     assert "test_many_elections_2a" in stop_line, text[-3000:]
     assert "the test process ended with" not in text, text[-3000:]
     assert left_after({proc.pid}, 5) == {}, text[-3000:]
+
+
+def test_a_ctrl_c_at_the_terminal_is_one_stop_named_with_status_130(tmp_path):
+    """Ctrl-C at the terminal: SIGINT to the whole group, the child running a test.
+    It used to end with pytest's status 2, its KeyboardInterrupt banner and a summary
+    that read like a finished run; the child now gets the command's SIGINT as well,
+    a moment later, and takes the two as one stop."""
+    with killed_on_exit(_raftlab_test(tmp_path)) as proc:
+        head = _wait_for_first_test(proc)
+        path = _events_of(proc)
+        deadline = time.monotonic() + FIRST_LINE_S
+        while not [t for t in _running_tests(path) if t != FIRST_TEST]:
+            assert proc.poll() is None, "the command ended before a later test started"
+            assert time.monotonic() < deadline, f"no second test in {FIRST_LINE_S} s"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+    text = head + rest
+    assert proc.returncode == 130, text[-3000:]
+    stop_line = next((ln for ln in text.splitlines()
+                      if ln.startswith("raftlab: interrupted: the test process was stopped")),
+                     None)
+    assert stop_line is not None, text[-3000:]
+    assert "KeyboardInterrupt" not in text and "Traceback" not in text, text[-3000:]
+    assert "the test process ended with" not in text, text[-3000:]
+    assert left_after({proc.pid}, 5) == {}, text[-3000:]
+
+
+SLOW_TEARDOWN = """
+import os, time, pytest
+
+@pytest.fixture
+def slow_cleanup():
+    yield
+    print("cleanup started", flush=True)
+    time.sleep(1.0)  # the second SIGINT lands here
+    print("cleanup finished", flush=True)
+
+def test_waits(slow_cleanup):
+    open(os.environ["READY"], "w").close()
+    time.sleep(60)
+"""
+
+
+def test_the_test_process_takes_two_sigints_as_one_stop(tmp_path):
+    """The child of ``raftlab test`` gets the terminal's Ctrl-C and the command's a moment
+    apart: the second must not cut short the running test's clean-up (without
+    tools/test_run/child_stop.py it raised a second KeyboardInterrupt there)."""
+    from tools.test_run import follow
+
+    (tmp_path / "test_slow.py").write_text(SLOW_TEARDOWN)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen(
+        follow.child_command(["-q", "-s", "-p", "no:cacheprovider", str(tmp_path)]),
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO), READY=str(ready)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=follow._child_setup(os.getpid()))
+    with killed_on_exit(proc):
+        deadline = time.monotonic() + FIRST_LINE_S
+        while not ready.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the test did not start"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the clean-up is sleeping now
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, text  # pytest's status for an interrupted session
+    assert "cleanup finished" in text, text
+    assert text.count("!! KeyboardInterrupt !!") == 1 and "Traceback" not in text, text
+
+
+def test_a_ctrl_c_while_the_test_process_starts_ends_it_without_a_traceback():
+    """SIGINT the moment the child is spawned, before its interpreter is up: it is held
+    (blocked) until the child's first line has made it one stop, and ends the child with
+    pytest's status for it -- not a traceback from the middle of an import."""
+    from tools.test_run import follow
+
+    proc = subprocess.Popen(follow.child_command(["--version"]), cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=follow._child_setup(os.getpid()))
+    with killed_on_exit(proc):
+        proc.send_signal(signal.SIGINT)
+        text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text, text
 
 
 def test_killing_the_command_outright_takes_its_test_process_with_it(tmp_path):

@@ -129,7 +129,7 @@ class Display:
             self.line(f"not run (the test process had ended): {_names(missing)}", "yellow")
 
     def stopped(self, state: RunState, how: str) -> None:
-        """The command was stopped (SIGTERM, SIGHUP): say so, during which test, and
+        """The command was stopped (Ctrl-C, SIGTERM, SIGHUP): say so, during which test, and
         which tests did not run.  No test is failed for it: the Raft did nothing."""
         running = ", ".join(short_name(t.nodeid) for t in state.running())
         missing = state.not_run()

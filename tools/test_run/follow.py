@@ -6,9 +6,10 @@ called ``os._exit``, was killed by a signal, crashed), the test that was
 running fails with the exit status or signal named, the tests not yet run are
 listed as not run, and the exit status is non-zero.
 
-Nor can the command end without its child: SIGTERM and SIGHUP stop the child the
-way Ctrl-C does (it reports, the command prints the summary and exits with 128 +
-the signal), a second stop signal kills it, and if the command itself is killed
+Nor can the command end without its child: Ctrl-C, SIGTERM and SIGHUP stop the
+child (it reports, the command says which test was stopped and which did not run,
+prints the summary and exits with 128 + the signal), a second stop signal kills
+it, and if the command itself is killed
 outright the child gets SIGKILL from the kernel (``PR_SET_PDEATHSIG``), so no
 pytest is left running graded code with nobody reading its verdict.
 """
@@ -30,7 +31,6 @@ from typing import Any
 from labtests.isolation.procs import dies_with
 from labtests.options import HarnessOptions
 from tools.termination import (
-    Terminated,
     describe,
     exit_status,
     interrupts_deferred,
@@ -44,6 +44,7 @@ POLL_S = 0.05  # how often the parent looks for new events and the child's end, 
 LOOK_ANYWAY_S = 1.0  # with one: the longest sleep, even with no doorbell rung
 EXIT_ENDED_EARLY = 1  # pytest's "tests failed": a test did fail (the one that was running)
 EVENTS_PLUGIN = "tools.test_run.events"
+CHILD_STOP = "tools.test_run.child_stop"
 PYTEST_ERRORS = (2, 3, 4)  # interrupted, internal error, usage error
 
 
@@ -78,12 +79,19 @@ class EventReader:
 # directory goes on sys.path: a student's own ``tools`` package there must not take
 # the place of raftlab's.  The directory is then put back, as ``python -m`` does, so
 # an implementation named by module (``--impl mypkg.raft``) is found there as before.
+# First of all, its Ctrl-C (:mod:`tools.test_run.child_stop`): one stop, and a stop that
+# came before pytest was loaded ends the child with pytest's status for it.
 _CHILD_CODE = (
     "import sys\n"
     "cwd = sys.path.pop(0)\n"
-    f"import {EVENTS_PLUGIN} as events\n"
-    "sys.path.insert(0, cwd)\n"
-    "import pytest\n"
+    f"from {CHILD_STOP} import install, EXIT_INTERRUPTED\n"
+    "try:\n"
+    "    install()\n"
+    f"    import {EVENTS_PLUGIN} as events\n"
+    "    sys.path.insert(0, cwd)\n"
+    "    import pytest\n"
+    "except KeyboardInterrupt:\n"
+    "    sys.exit(EXIT_INTERRUPTED)\n"
     "sys.exit(pytest.main(sys.argv[1:], plugins=[events]))\n"
 )
 
@@ -192,9 +200,9 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         # pytest refused to start (a usage error, an internal error before the session):
         # its own message says why, and no test was running.
         refused = state.header is None and returncode in PYTEST_ERRORS
-        # Stopped by SIGTERM/SIGHUP: the child ended because it was told to, not by
-        # anything the Raft did, so no test is blamed for it.
-        terminated = isinstance(stop, Terminated)
+        # Stopped (Ctrl-C, SIGTERM, SIGHUP): the child ended because it was told to, not
+        # by anything the Raft did, so no test is blamed for it.
+        terminated = stop is not None
         crashed = state.exitstatus is None and not refused and not terminated
         if not passthrough:
             # pytest's own words matter when it could not run the tests (a usage or
@@ -225,13 +233,15 @@ def _child_setup(parent: int) -> Callable[[], None]:
 
     SIGINT is how the command stops it; a command started with SIGINT ignored (a
     background job of a script: ``raftlab test ... &``, then ``kill``) would pass the
-    ignoring on, and the child would run the whole suite to its end.
+    ignoring on, and the child would run the whole suite to its end.  It is blocked
+    until the child's first line has made it one stop (:mod:`tools.test_run.child_stop`).
     """
     die = dies_with(parent)
 
     def setup() -> None:
         die()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     return setup
 
 
@@ -240,10 +250,11 @@ def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
     """Show events until the child has ended and every event it wrote was read.
 
     Returns the child's exit status and the first interruption, if any.  A first
-    Ctrl-C reaches the child by itself (same terminal): pytest then stops and
-    reports.  A first SIGTERM or SIGHUP (:class:`~tools.termination.Terminated`)
-    was sent to the command only, so it is passed on to the child as SIGINT, with
-    the same effect.  A second interruption of either kind kills the child.
+    interruption of any kind is passed on to the child as SIGINT: pytest then stops
+    and reports.  SIGTERM and SIGHUP (:class:`~tools.termination.Terminated`) were
+    sent to the command only, and so may a SIGINT have been (``kill -INT``); a Ctrl-C
+    at the terminal reached the child too, which takes the two as one stop
+    (:mod:`tools.test_run.child_stop`).  A second interruption kills the child.
     """
     interrupts = 0
     stop: KeyboardInterrupt | None = None
@@ -270,7 +281,7 @@ def _follow(proc: subprocess.Popen[bytes], reader: EventReader, state: RunState,
             stop = stop or exc
             if interrupts > 1:
                 proc.kill()
-            elif isinstance(exc, Terminated) and proc.poll() is None:
+            elif proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
 
 
