@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLOCK_TOY = os.path.join(HERE, "toys_sim", "deadlock_raft.py")
 HANGS_TOY = os.path.join(HERE, "toys", "hangs.py")
 NO_STEP_DOWN_TOY = os.path.join(HERE, "toys_sim", "no_step_down.py")
+CTRL_C_TOY = os.path.join(HERE, "toys_sim", "ctrl_c_in_a_raft_thread.py")
 
 
 def _deadlock_report(toy: str, seed: int) -> str:
@@ -73,6 +74,25 @@ def test_pytest_sim_option_fails_the_toy_as_a_deadlock_with_a_replay_command():
     report = [line for line in out.splitlines() if line.startswith("E ")]
     assert len(report) > 10
     assert report == [line for line in again.splitlines() if line.startswith("E ")]
+
+
+def test_a_ctrl_c_in_a_raft_thread_stops_the_run_and_fails_no_test():
+    """The simulated threads share the test's OS thread, so a Ctrl-C's handler runs in
+    whichever of them runs.  In a Raft's thread its KeyboardInterrupt used to end that
+    thread: the test failed with "uncaught exception in thread ...: KeyboardInterrupt()"
+    and the run went on (exit 1).  Now it stops the run, as in real time."""
+    cmd = [sys.executable, "-m", "pytest", "--pyargs", "labtests", "--sim", "-m", "part2a",
+           "--raft-impl", CTRL_C_TOY, "--seed", "5", "-q", "-p", "no:randomly",
+           "-p", "no:cacheprovider"]
+    env = dict(os.environ)
+    env.pop("RAFTLAB_SIM", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=os.path.dirname(HERE))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2, out[-3000:]  # pytest's status for an interrupted session
+    assert "!! KeyboardInterrupt !!" in out, out[-3000:]
+    assert "uncaught exception" not in out and "failed" not in out, out[-3000:]
+    assert "test_many_elections_2a" not in out, out[-3000:]  # nothing ran after the stop
 
 
 # A deposed leader that does not step down on a higher-term reply keeps exchanging

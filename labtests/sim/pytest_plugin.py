@@ -24,6 +24,10 @@ test's seed, so ``--seed N`` replays a run exactly.  Options of its own:
   then got too little CPU from the machine: its verdict is *inconclusive
   (machine overloaded: ...)*, never a failure.
 
+A Ctrl-C stops the run as in real time: its interrupt is raised in the test's
+main thread, whichever simulated thread Python ran the handler in
+(:func:`_ctrl_c_to_the_main_thread`).
+
 The per-test watchdog (pytest-timeout's alarm, wall clock) cannot judge a
 simulated test by itself either: each alarm is judged by the same rules (CPU
 budget, time blocked outside the simulation, backstop) and, while the run is
@@ -200,9 +204,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
         finally:
             del item.stash[_REFUSED]
     item.stash[_SCHED] = sched
+    routed: list[KeyboardInterrupt] = []
+    previous = _ctrl_c_to_the_main_thread(sched, routed)
     try:
         return (yield)
+    except KeyboardInterrupt:
+        routed.clear()  # it reached the test: pytest stops
+        raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         try:
             cm.__exit__(None, None, None)
         except AssertionError:
@@ -211,6 +222,43 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
             # pytest keeps its items to the end of the session: a stress worker's
             # thousands of runs must not keep a scheduler (and its threads) each.
             del item.stash[_SCHED]
+        if routed:  # a failure was raised in its place: the stop still stops the session
+            raise routed[0]
+
+
+def _ctrl_c_to_the_main_thread(sched: Any, routed: list[KeyboardInterrupt]) -> Any:
+    """Route a Ctrl-C during a simulated test to the test's main thread; return the
+    handler to put back (None: nothing installed).
+
+    Why: the simulated threads share the test's OS thread, so Python runs the SIGINT
+    handler in whichever of them is running, and its ``KeyboardInterrupt`` ended a
+    Raft's thread: the harness reported that as the thread's uncaught exception, the
+    test failed for a Ctrl-C (``uncaught exception in thread 'raft-S1-rpc':
+    KeyboardInterrupt()``) and the run went on to the next test.  Here the handler's
+    interrupt is handed to the main thread, which raises it as soon as it runs (it is
+    picked first), as a real-time test's main thread would; the Raft's thread goes
+    on.  Should a failure take its place there, the interrupt is raised once the
+    test is over (``routed``).  The handler it wraps decides whether there is an
+    interrupt at all (``raftlab test``'s child takes two SIGINTs as one).
+    """
+    original = signal.getsignal(signal.SIGINT)
+    if not callable(original):
+        return None  # ignored, or not set from Python: nothing to route
+
+    def handler(signum: int, frame: Any) -> Any:
+        if sched.dying or sched.current is sched.main:
+            return original(signum, frame)
+        try:
+            original(signum, frame)
+        except KeyboardInterrupt as exc:
+            routed.append(exc)
+            if sched.main.pending is None:
+                sched.main.pending = exc
+                sched.wake(sched.main)
+        return None
+
+    signal.signal(signal.SIGINT, handler)
+    return original
 
 
 @pytest.hookimpl(tryfirst=True)
