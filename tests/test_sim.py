@@ -457,3 +457,28 @@ def test_a_thread_spinning_on_a_lock_or_a_flag_lets_virtual_time_pass():
     assert time.perf_counter() - wall0 < 20.0
     assert 0.1 <= elapsed < 0.2 and spins > 1000
     assert run_in_simulation(body, 24) == (elapsed, spins)  # and reproducibly
+
+
+def test_an_interrupt_posted_from_another_thread_is_raised_in_the_main_thread():
+    """A Ctrl-C whose handler ran in a simulated thread (they share the OS thread) is
+    posted to the scheduler, which only notes it; at the next switch the main thread is
+    picked and raises it, and the thread that posted it goes on."""
+    steps = []
+    with activate(3) as sched:
+        def raft_thread() -> None:
+            time.sleep(0.5)
+            sched.post_interrupt(KeyboardInterrupt("posted"))
+            steps.append(("posted", round(time.monotonic() - t0, 3)))
+            time.sleep(0.5)
+            steps.append("went on")
+
+        t0 = time.monotonic()
+        thread = threading.Thread(target=raft_thread, name="raft-like")
+        thread.start()
+        with pytest.raises(KeyboardInterrupt, match="posted"):
+            time.sleep(60)
+        steps.append(("main raised", round(time.monotonic() - t0, 3)))
+        thread.join()
+    assert steps[0][0] == "posted" and steps[1][0] == "main raised"
+    assert steps[1][1] - steps[0][1] < 0.01  # at the next switch, not at main's wake-up
+    assert steps[2] == "went on"

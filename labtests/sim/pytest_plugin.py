@@ -235,11 +235,12 @@ def _ctrl_c_to_the_main_thread(sched: Any, routed: list[KeyboardInterrupt]) -> A
     Raft's thread: the harness reported that as the thread's uncaught exception, the
     test failed for a Ctrl-C (``uncaught exception in thread 'raft-S1-rpc':
     KeyboardInterrupt()``) and the run went on to the next test.  Here the handler's
-    interrupt is handed to the main thread, which raises it as soon as it runs (it is
-    picked first), as a real-time test's main thread would; the Raft's thread goes
-    on.  Should a failure take its place there, the interrupt is raised once the
-    test is over (``routed``).  The handler it wraps decides whether there is an
-    interrupt at all (``raftlab test``'s child takes two SIGINTs as one).
+    interrupt is handed to the main thread (:meth:`Scheduler.post_interrupt`), which
+    raises it as soon as it runs (it is picked first at the next switch), as a
+    real-time test's main thread would; the Raft's thread goes on.  Should a failure
+    take its place there, the interrupt is raised once the test is over
+    (``routed``).  The handler it wraps decides whether there is an interrupt at all
+    (``raftlab test``'s child takes two SIGINTs as one).
     """
     original = signal.getsignal(signal.SIGINT)
     if not callable(original):
@@ -252,9 +253,7 @@ def _ctrl_c_to_the_main_thread(sched: Any, routed: list[KeyboardInterrupt]) -> A
             original(signum, frame)
         except KeyboardInterrupt as exc:
             routed.append(exc)
-            if sched.main.pending is None:
-                sched.main.pending = exc
-                sched.wake(sched.main)
+            sched.post_interrupt(exc)
         return None
 
     signal.signal(signal.SIGINT, handler)

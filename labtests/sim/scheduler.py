@@ -159,6 +159,7 @@ class Scheduler:
         self._escalated = False
         self.suspects: list[tuple[float, list[tuple[Task, int]]]] = []  # lock cycles
         self.dying = False
+        self.interrupt: BaseException | None = None  # see post_interrupt
         self.switches = 0
         self._judged_at = 0  # self.switches when CPU and wall time were last judged
         self._wall0 = _real_monotonic()
@@ -333,6 +334,8 @@ class Scheduler:
 
     def _pick(self) -> Task | None:
         """The next task to run, advancing the clock if needed; None on deadlock."""
+        if self.interrupt is not None:
+            self._deliver_interrupt()
         self.switches += 1
         self.now += self.step_cost
         if self.cpu_scale:
@@ -469,6 +472,19 @@ class Scheduler:
         the main thread raises ``exc`` as soon as it resumes; the first failure stays
         the run's failure."""
         self._post_failure(exc)
+
+    def post_interrupt(self, exc: BaseException) -> None:
+        """Have the main thread raise ``exc`` (a Ctrl-C's ``KeyboardInterrupt``) once the
+        running thread next switches.  Safe from a signal handler, which may run in the
+        middle of the scheduler's own code: it only sets an attribute, and the run queue
+        is changed at the next switch, before the next pick."""
+        self.interrupt = exc
+
+    def _deliver_interrupt(self) -> None:
+        exc, self.interrupt = self.interrupt, None
+        if self.main.pending is None:  # else a failure goes first; the caller knows
+            self.main.pending = exc
+            self.wake(self.main)
 
     def _post_failure(self, exc: SimFailure) -> None:
         """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
