@@ -482,3 +482,47 @@ def test_an_interrupt_posted_from_another_thread_is_raised_in_the_main_thread():
     assert steps[0][0] == "posted" and steps[1][0] == "main raised"
     assert steps[1][1] - steps[0][1] < 0.01  # at the next switch, not at main's wake-up
     assert steps[2] == "went on"
+
+
+class _HandlerBeforePop(list):
+    """A run queue during whose swap-and-pop in ``_pick`` a signal handler runs once
+    (between the swap and the pop, as it may between any two bytecodes)."""
+
+    handler = None
+
+    def pop(self, *args):  # noqa: ANN002, ANN201 - list.pop's own signature
+        handler, type(self).handler = type(self).handler, None
+        if handler is not None:
+            handler()
+        return super().pop(*args)
+
+
+@pytest.mark.parametrize("post", ["interrupt", "failure"])
+def test_what_a_signal_handler_posts_in_the_middle_of_a_pick_loses_no_thread(post):
+    """The watchdog's alarm posts a failure, a routed Ctrl-C an interrupt, from a
+    handler that may run inside the scheduler's own code.  Waking the main thread
+    there appended it to the run queue between _pick's swap and pop, which then
+    dropped it: the run ended in a ValueError from the run queue, not a verdict."""
+    from labtests.sim import SimTimeLimit
+
+    expected = KeyboardInterrupt if post == "interrupt" else SimTimeLimit
+    with pytest.raises(expected):
+        with activate(4) as sched:
+            def posts() -> None:
+                if post == "interrupt":
+                    sched.post_interrupt(KeyboardInterrupt("posted"))
+                else:
+                    sched.post_failure(SimTimeLimit("posted by the alarm"))
+
+            def worker(i: int) -> None:
+                for _ in range(50):
+                    time.sleep(0.01 * (i + 1))
+
+            threads = [threading.Thread(target=worker, args=(i,), name=f"w{i}")
+                       for i in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.1)  # the workers are runnable now and then
+            sched.runnable = _HandlerBeforePop(sched.runnable)
+            _HandlerBeforePop.handler = posts
+            time.sleep(60)

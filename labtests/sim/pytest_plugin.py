@@ -314,7 +314,7 @@ def _judge_alarms(item: pytest.Item, period: float) -> None:
                 "watchdog)", stacks=False))
         sched.post_failure(verdict)
         if sched.current is sched.main:
-            sched.main.pending = None
+            sched.failure_raised()
             raise sched.failure if sched.failure is not None else verdict
         raise GreenletExit()
 

@@ -160,6 +160,7 @@ class Scheduler:
         self.suspects: list[tuple[float, list[tuple[Task, int]]]] = []  # lock cycles
         self.dying = False
         self.interrupt: BaseException | None = None  # see post_interrupt
+        self._posted_failure: SimFailure | None = None  # see post_failure
         self.switches = 0
         self._judged_at = 0  # self.switches when CPU and wall time were last judged
         self._wall0 = _real_monotonic()
@@ -334,8 +335,8 @@ class Scheduler:
 
     def _pick(self) -> Task | None:
         """The next task to run, advancing the clock if needed; None on deadlock."""
-        if self.interrupt is not None:
-            self._deliver_interrupt()
+        if self.interrupt is not None or self._posted_failure is not None:
+            self._deliver_posted()
         self.switches += 1
         self.now += self.step_cost
         if self.cpu_scale:
@@ -467,30 +468,47 @@ class Scheduler:
                 f"the test did not end within {CLEANUP_GRACE:.0f} s after it failed "
                 "(its cleanup waits or spins)")))
 
+    # A signal handler may run between any two bytecodes of the scheduler's own code
+    # (it runs in whichever simulated thread is running), so what it posts is only noted
+    # here: the run queue changes at the next switch, before the next pick.  (Woken from
+    # the handler, the main thread could be lost from the run queue in the middle of
+    # _pick's swap-and-pop.)
+
     def post_failure(self, exc: SimFailure) -> None:
-        """Fail the run from outside the scheduler (a watchdog's signal handler, say):
-        the main thread raises ``exc`` as soon as it resumes; the first failure stays
-        the run's failure."""
-        self._post_failure(exc)
+        """Fail the run from a signal handler (the watchdog's alarm): the main thread
+        raises ``exc`` once the running thread next switches, unless the handler raises
+        it there itself (:meth:`failure_raised`); the first failure stays the run's."""
+        self._record_failure(exc)
+        self._posted_failure = exc
+
+    def failure_raised(self) -> None:
+        """The handler raises the failure in the main thread itself: nothing to deliver."""
+        self._posted_failure = None
+        self.main.pending = None
 
     def post_interrupt(self, exc: BaseException) -> None:
         """Have the main thread raise ``exc`` (a Ctrl-C's ``KeyboardInterrupt``) once the
-        running thread next switches.  Safe from a signal handler, which may run in the
-        middle of the scheduler's own code: it only sets an attribute, and the run queue
-        is changed at the next switch, before the next pick."""
+        running thread next switches; a failure pending there goes first."""
         self.interrupt = exc
 
-    def _deliver_interrupt(self) -> None:
-        exc, self.interrupt = self.interrupt, None
-        if self.main.pending is None:  # else a failure goes first; the caller knows
-            self.main.pending = exc
+    def _deliver_posted(self) -> None:
+        failure, self._posted_failure = self._posted_failure, None
+        if failure is not None:
+            self.main.pending = failure
+            self.wake(self.main)
+        interrupt, self.interrupt = self.interrupt, None
+        if interrupt is not None and self.main.pending is None:
+            self.main.pending = interrupt
             self.wake(self.main)
 
-    def _post_failure(self, exc: SimFailure) -> None:
-        """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
+    def _record_failure(self, exc: SimFailure) -> None:
         if self.failure is None:
             self.failure = exc
             self._failed_at = (self.now, _real_thread_time(), _real_monotonic())
+
+    def _post_failure(self, exc: SimFailure) -> None:
+        """Have the main thread raise ``exc`` as soon as it resumes (it runs next)."""
+        self._record_failure(exc)
         self.main.pending = exc
         self.wake(self.main)
 
