@@ -526,3 +526,43 @@ def test_what_a_signal_handler_posts_in_the_middle_of_a_pick_loses_no_thread(pos
             sched.runnable = _HandlerBeforePop(sched.runnable)
             _HandlerBeforePop.handler = posts
             time.sleep(60)
+
+
+def _frame_in(filename: str):  # noqa: ANN202 - a frame object
+    """A frame whose code claims ``filename`` (a signal handler's ``frame`` argument)."""
+    scope: dict = {}
+    exec(compile("import sys\nframe = sys._getframe()", filename, "exec"), scope)  # noqa: S102
+    return scope["frame"]
+
+
+def test_a_ctrl_c_in_the_main_thread_waits_for_the_next_switch_only_inside_the_engine():
+    """The routed Ctrl-C (labtests/sim/pytest_plugin.py) raises at once in the main
+    thread's own code, as in real time; inside the simulation's code (a switch, a
+    primitive), where raising could leave the run queue half-changed, it is posted and
+    raised at the next switch."""
+    import signal
+
+    from labtests.sim import scheduler
+    from labtests.sim.pytest_plugin import _ctrl_c_to_the_main_thread
+
+    engine = _frame_in(scheduler.__file__)
+    outside = _frame_in(__file__)
+    assert scheduler.in_engine(engine) and not scheduler.in_engine(outside)
+    before = signal.getsignal(signal.SIGINT)
+    with activate(5) as sched:
+        routed: list = []
+        previous = _ctrl_c_to_the_main_thread(sched, routed)
+        try:
+            handler = signal.getsignal(signal.SIGINT)
+            with pytest.raises(KeyboardInterrupt):
+                handler(signal.SIGINT, outside)
+            assert routed == []
+            handler(signal.SIGINT, engine)  # posted, not raised
+            assert len(routed) == 1 and sched.interrupt is routed[0]
+            t0 = time.monotonic()
+            with pytest.raises(KeyboardInterrupt) as info:
+                time.sleep(60)
+            assert info.value is routed[0] and time.monotonic() - t0 < 0.01
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    assert signal.getsignal(signal.SIGINT) is before

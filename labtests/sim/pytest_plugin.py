@@ -237,7 +237,9 @@ def _ctrl_c_to_the_main_thread(sched: Any, routed: list[KeyboardInterrupt]) -> A
     KeyboardInterrupt()``) and the run went on to the next test.  Here the handler's
     interrupt is handed to the main thread (:meth:`Scheduler.post_interrupt`), which
     raises it as soon as it runs (it is picked first at the next switch), as a
-    real-time test's main thread would; the Raft's thread goes on.  Should a failure
+    real-time test's main thread would; the Raft's thread goes on.  So it is when the
+    main thread was inside the simulation's own code, where raising could leave the
+    run queue half-changed.  Should a failure
     take its place there, the interrupt is raised once the test is over
     (``routed``).  The handler it wraps decides whether there is an interrupt at all
     (``raftlab test``'s child takes two SIGINTs as one).
@@ -246,8 +248,10 @@ def _ctrl_c_to_the_main_thread(sched: Any, routed: list[KeyboardInterrupt]) -> A
     if not callable(original):
         return None  # ignored, or not set from Python: nothing to route
 
+    from labtests.sim.scheduler import in_engine  # --sim only (see the imports)
+
     def handler(signum: int, frame: Any) -> Any:
-        if sched.dying or sched.current is sched.main:
+        if sched.dying or (sched.current is sched.main and not in_engine(frame)):
             return original(signum, frame)
         try:
             original(signum, frame)
@@ -289,11 +293,14 @@ def _judge_alarms(item: pytest.Item, period: float) -> None:
     running (they all share the test's OS thread): in the test's main thread
     the failure is raised at once; in a Raft's thread that thread is ended
     and the main thread raises the failure next (raised there, pytest's own
-    exception would only have ended that thread, and the test could pass).
+    exception would only have ended that thread, and the test could pass).  In the
+    simulation's own code (a switch, a primitive) nothing is raised: the main
+    thread raises the failure at the next switch (:func:`~labtests.sim.scheduler.in_engine`).
     """
     from greenlet import GreenletExit  # --sim only (see the imports)
 
     from labtests.sim import SimTimeLimit
+    from labtests.sim.scheduler import in_engine
 
     original = signal.getsignal(signal.SIGALRM)
     if not callable(original):
@@ -313,6 +320,8 @@ def _judge_alarms(item: pytest.Item, period: float) -> None:
                 f"the test did not end within {period:g} s after it failed (the per-test "
                 "watchdog)", stacks=False))
         sched.post_failure(verdict)
+        if in_engine(frame):  # mid-switch: the main thread raises it at the next switch
+            return None
         if sched.current is sched.main:
             sched.failure_raised()
             raise sched.failure if sched.failure is not None else verdict

@@ -59,6 +59,7 @@ CPU by the machine, so it ends with :class:`SimOverloaded`, whose verdict is
 from __future__ import annotations
 
 import heapq
+import os
 import random
 import threading
 import time as _time_mod
@@ -82,6 +83,14 @@ JUDGE_EVERY_STEPS = 64  # at clock jumps, CPU and wall time are read at most thi
 CLEANUP_GRACE = 10.0  # seconds (virtual, or CPU) a failed run gets to end
 CYCLE_CONFIRM = 1.0  # virtual seconds a lock cycle must last to be reported
 FIRST_FAKE_IDENT = 1 << 40  # thread idents of simulated threads start here
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def in_engine(frame: Any) -> bool:
+    """Whether a signal handler's ``frame`` is the simulation's own code (the
+    scheduler, a primitive, the patches): raising there could leave the run queue
+    half-changed, so the handler only posts (:meth:`Scheduler.post_failure`)."""
+    return frame is not None and frame.f_code.co_filename.startswith(_ENGINE_DIR)
 
 
 class SimFailure(AssertionError):
