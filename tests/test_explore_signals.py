@@ -41,14 +41,24 @@ WORDS = "raftlab explore: "
 
 
 def _explore(out: Path, *argv: str) -> subprocess.Popen[str]:
-    """The command in a session of its own, its output in a file (read while it runs)."""
+    """The command in a session of its own, its output in a file (read while it runs),
+    its temporary files in a folder of its own (:func:`_temporary_left`)."""
     log = open(out.parent / "output.txt", "w")  # noqa: SIM115 - closed by the child's end
+    tmp = out.parent / "tmp"
+    tmp.mkdir()
     try:
         return subprocess.Popen([sys.executable, "-m", "tools.explore", *argv, "-o", str(out)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+                                start_new_session=True, env=dict(os.environ, TMPDIR=str(tmp)))
     finally:
         log.close()
+
+
+def _temporary_left(out: Path) -> list[str]:
+    """What the command left in its temporary folder.  A stop SIGKILLs the workers, whose
+    runs in flight never removed their work folders: one per worker and stop was left
+    in /tmp until the pool's scratch folder held them all and went with the pool."""
+    return sorted(p.name for p in (out.parent / "tmp").iterdir())
 
 
 @contextmanager
@@ -113,6 +123,7 @@ def test_a_stop_signal_while_runs_are_in_flight(tmp_path, sig, group, said):
     # Nothing of the command left running: its workers, their runs, the resource tracker.
     left = left_after({proc.pid}, 10)
     assert left == {}, f"left behind: {left}\n{text[-3000:]}"
+    assert _temporary_left(out) == []
     rows = _rows(out)  # every line parses: written whole
     summary = json.loads((out / "summary.json").read_text())
     assert summary["runs"] == len(rows) >= 2 and summary["stopped"] == said, summary
@@ -138,6 +149,7 @@ def test_a_stop_signal_while_shrinking_keeps_the_failure_found(tmp_path, sig, gr
     assert proc.returncode == 128 + sig, (proc.returncode, text[-3000:])
     left = left_after({proc.pid}, 10)
     assert left == {}, f"left behind: {left}\n{text[-3000:]}"
+    assert _temporary_left(out) == []
     rows = _rows(out)
     assert len(rows) == 40
     failing = {r["monitor"] for r in rows if r["monitor"]}
@@ -180,6 +192,7 @@ def test_a_stop_signal_as_the_workers_start(tmp_path, sig, group, said):
     assert proc.returncode == 128 + sig, (proc.returncode, text[-3000:])
     left = left_after({proc.pid}, 10)
     assert left == {}, f"left behind: {left}\n{text[-3000:]}"
+    assert _temporary_left(out) == []
     last = text.strip().splitlines()[-1]
     assert last in (f"{WORDS}{said} while its workers started; no schedule ran",) \
         or last.startswith(f"{WORDS}{said}; "), last

@@ -46,6 +46,10 @@ from labtests.isolation import procs
 from raft import debuglog
 
 TAIL_BYTES = 4096  # of the Raft's own output, kept for the report
+# Where each run's work folder is made: the pool's scratch folder in explore's workers
+# (tools/explore/hashseed.py removes it with the pool, workers killed or not); the
+# temporary directory elsewhere.
+RUNS_DIR: str | None = None
 
 
 class GuardError(RuntimeError):
@@ -224,7 +228,7 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
     Raises :class:`GuardError` if the run could not start at all.
     """
     kwargs: dict[str, Any] = {"debug": debug, "race": race, "timeline": timeline}
-    work_dir = tempfile.mkdtemp(prefix="raftlab-explore-run-")
+    work_dir = tempfile.mkdtemp(prefix="raftlab-explore-run-", dir=RUNS_DIR)
     where = RawArray("d", [-1.0, 0.0, 0.0])  # step begun, its time, last sample's time
     r, w = os.pipe()
     t0 = time.perf_counter()

@@ -113,6 +113,7 @@ def pinned_executor(workers: int, seed: int = HASH_SEED) -> Iterator[ProcessPool
         raise
     finally:
         pool.shutdown(cancel_futures=True)
+        remove_scratch(pool)
         stop_resource_tracker()
 
 
@@ -146,8 +147,10 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
     and their names are unlinked: the signal's exception goes on to the caller with no
     process of the pool left.
     """
+    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
     pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed),
-                               initializer=_worker_start, initargs=(os.getpid(),))
+                               initializer=_worker_start, initargs=(os.getpid(), scratch))
+    pool.raftlab_scratch = scratch  # type: ignore[attr-defined]
     ready = tempfile.mkdtemp(prefix="raftlab-pool-")
     try:
         futures = [pool.submit(_check_in, ready, workers, START_TIMEOUT)
@@ -159,6 +162,7 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
         kill_workers(pool)
         unlink_semaphore_names(pool)  # no process of the pool uses them any more
         pool.shutdown(wait=False, cancel_futures=True)
+        remove_scratch(pool)
         raise
     finally:
         shutil.rmtree(ready, ignore_errors=True)
@@ -167,15 +171,34 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
     return pool
 
 
-def _worker_start(parent: int) -> None:
+SCRATCH_PREFIX = "raftlab-explore-"  # a pool's scratch folder, under the temporary directory
+
+
+def remove_scratch(pool: ProcessPoolExecutor) -> None:
+    """Remove the pool's scratch folder, where its runs make their work folders
+    (:data:`tools.explore.guard.RUNS_DIR`); once its workers are gone (shut down, or
+    killed and reaped).
+
+    Why: a run removes its own work folder when it ends, but a stop signal SIGKILLs
+    the workers (:func:`kill_workers`), so the runs in flight never did: every stop
+    left one ``raftlab-explore-run-*`` folder per worker in /tmp (60 of them after an
+    hour of this session's stop tests)."""
+    scratch = getattr(pool, "raftlab_scratch", None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _worker_start(parent: int, scratch: str) -> None:
     """In a worker, before its first task: the worker dies with the command's thread
     that started it (``kill -9`` of the command alone left the workers waiting for
     tasks for good: they are in no session of their own, but nothing ended them).
     Where the kernel cannot do that, nothing changes.  (Ctrl-C the worker ignores from
     its start: :class:`_PinnedProcess`.)"""
     from labtests.isolation import procs
+    from tools.explore import guard
 
     procs.die_with(parent)
+    guard.RUNS_DIR = scratch
 
 
 def kill_workers(pool: ProcessPoolExecutor) -> None:

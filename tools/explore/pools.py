@@ -71,9 +71,11 @@ class LocalPool:
         after a Ctrl-C (seen in 2 of 4 stops 0.5 s after the start)."""
         hashseed.kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        hashseed.remove_scratch(self._executor)
 
     def shutdown(self) -> None:
         self._executor.shutdown(cancel_futures=True)
+        hashseed.remove_scratch(self._executor)
         hashseed.stop_resource_tracker()
 
 

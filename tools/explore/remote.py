@@ -49,6 +49,7 @@ def _discard() -> None:
     for proc in procs:
         proc.join(5)
     pool.shutdown(wait=False, cancel_futures=True)
+    hashseed.remove_scratch(pool)
 
 
 def explore_one(seed: int, impl: Any, race: bool, run_timeout: float) -> dict[str, Any]:
