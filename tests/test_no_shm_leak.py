@@ -76,10 +76,12 @@ def test_explore_killed_with_its_process_group_leaves_no_semaphore_name(tmp_path
     it): the named semaphores its pool opened must be gone.  Fails without the unlink in
     ``hashseed.pinned_pool``: the five names of the pool stayed in /dev/shm."""
     out = tmp_path / "out"
+    (tmp_path / "tmp").mkdir()  # its scratch folder, which a SIGKILLed group cannot remove
     proc = subprocess.Popen([sys.executable, "-m", "tools.explore", "-n", "400", "-p", "2",
                              "--no-shrink", "-o", str(out)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True,
+                            env=dict(os.environ, TMPDIR=str(tmp_path / "tmp")))
     try:
         results = out / "results.jsonl"
         deadline = time.monotonic() + 240

@@ -41,7 +41,10 @@ RUNS_PER_TEST = 1000
 
 
 def _stress(out: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # Its temporary files in the test's folder: a command killed outright cannot remove
+    # its own (raftlab-stress-* stayed in the machine's /tmp).
+    (out.parent / "tmp").mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(out.parent / "tmp"))
     return subprocess.Popen(
         [sys.executable, "-m", "tools.stress", "2A", "-n", str(RUNS_PER_TEST), "-p", "2",
          "--sim", "-o", str(out), "--no-live", "--seed", "11"],

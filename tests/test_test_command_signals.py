@@ -42,7 +42,10 @@ def _ignore_sigint() -> None:
 
 
 def _raftlab_test(tmp_path: Path, *, background: bool = False) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # Its temporary files in the test's folder: a command killed outright cannot remove
+    # its own (raftlab-test-* stayed in the machine's /tmp).
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp_path / "tmp"))
     return subprocess.Popen(
         [sys.executable, "-m", "tools.cli", "test", "2A", "--seed", "5"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
