@@ -40,29 +40,42 @@ KEY = "hash_seed"  # the field of a finding's JSON that records it
 _environ_lock = threading.Lock()  # os.environ is changed only while a worker starts
 
 
+# Stop signals, held while a process is spawned: see _PinnedProcess._Popen.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
 class _PinnedProcess(mp_context.SpawnProcess):
     """A spawned process whose interpreter starts with ``PYTHONHASHSEED`` set."""
 
     hash_seed = HASH_SEED
+    spawned: list[Any] | None = None  # its context's record of what it started
 
     @staticmethod
     def _Popen(process_obj: Any) -> Any:  # noqa: N802 - multiprocessing's name
-        """Start the interpreter with the hash seed set and Ctrl-C blocked.
+        """Start the interpreter with the hash seed set, stop signals held, and record it.
 
-        Why blocked: a Ctrl-C at the terminal reaches the whole process group, and a
-        worker interpreter still importing when it came died of it with a traceback of
-        its own ("Fatal Python error: init_import_site", spawn_main's frames) under the
-        command's one line -- 3 of 17 Ctrl-Cs as the workers started.  A blocked signal
-        stays blocked across fork and exec; the process ignores it and then unblocks it
-        (:meth:`run`), so one pending there is dropped.  Here it stays pending only for
-        the moment of the spawn, and is then this command's to act on, not lost -- as
-        multiprocessing's resource tracker starts."""
+        Why held, here: a stop signal in the middle of the spawn left a child that had
+        not got all of its start-up data ("EOFError: Ran out of input" under the
+        command's last line, seen beside a loaded run of the explore tests), and one
+        that came between the spawn and the pool's table of workers left a worker that
+        no stop could find.  Held, the signal is acted on once the process is started
+        and recorded in its context (:func:`kill_workers` kills what is recorded).
+
+        Why held in the child too: a Ctrl-C at the terminal reaches the whole process
+        group, and a worker interpreter still importing when it came died of it with a
+        traceback of its own ("Fatal Python error: init_import_site", spawn_main's
+        frames) under the command's one line -- 3 of 17 Ctrl-Cs as the workers started.
+        The mask stays across fork and exec; the process ignores Ctrl-C and then lets the
+        signals through (:meth:`run`), as multiprocessing's resource tracker starts."""
         with _environ_lock:
             before = os.environ.get("PYTHONHASHSEED")
             os.environ["PYTHONHASHSEED"] = str(process_obj.hash_seed)
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             try:
-                return mp_context.SpawnProcess._Popen(process_obj)
+                popen = mp_context.SpawnProcess._Popen(process_obj)
+                if process_obj.spawned is not None:
+                    process_obj.spawned.append(popen)
+                return popen
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 if before is None:
@@ -70,23 +83,32 @@ class _PinnedProcess(mp_context.SpawnProcess):
                 else:
                     os.environ["PYTHONHASHSEED"] = before
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What the spawned process gets of this object: not the record (its parent's)."""
+        state = dict(self.__dict__)
+        state.pop("spawned", None)
+        return state
+
     def run(self) -> None:
         """In the process: Ctrl-C is its command's to act on (:meth:`_Popen`)."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         super().run()
 
 
 class _PinnedContext(mp_context.SpawnContext):
-    """The ``spawn`` context, with every process started under one hash seed."""
+    """The ``spawn`` context, with every process started under one hash seed, and a
+    record of every process it started (``spawned``: their ``Popen`` objects)."""
 
     def __init__(self, seed: int) -> None:
         super().__init__()
         self.seed = seed
+        self.spawned: list[Any] = []
 
     def Process(self, *args: Any, **kwargs: Any) -> _PinnedProcess:  # type: ignore[override]  # noqa: N802
         proc = _PinnedProcess(*args, **kwargs)
         proc.hash_seed = self.seed
+        proc.spawned = self.spawned
         return proc
 
 
@@ -202,7 +224,9 @@ def _worker_start(parent: int, scratch: str) -> None:
 
 
 def kill_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGKILL ``pool``'s worker processes (ours, by pid) and reap them.
+    """SIGKILL ``pool``'s worker processes (ours, by pid) and reap them: those in its
+    table, and every process its pinned context started (one spawned as a stop signal
+    came may not be in the table yet).
 
     Why: a stop signal must end the command promptly, and a run in a worker may go on
     for up to its ``--run-timeout``; ``shutdown`` would wait for it.  A guarded run's
@@ -210,12 +234,16 @@ def kill_workers(pool: ProcessPoolExecutor) -> None:
     broken afterwards: shut it down (``wait=False`` is prompt).
     """
     procs = list((getattr(pool, "_processes", None) or {}).values())
-    for proc in procs:
-        with contextlib.suppress(OSError, ValueError):
-            proc.kill()
+    popens = list(getattr(getattr(pool, "_mp_context", None), "spawned", None) or ())
+    for worker in [*procs, *popens]:  # a Process or a Popen: both have kill()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            worker.kill()
     for proc in procs:
         with contextlib.suppress(OSError, ValueError, AssertionError):
             proc.join(5)
+    for popen in popens:
+        with contextlib.suppress(OSError, ValueError):
+            popen.wait(5)
 
 
 def _check_in(ready: str, workers: int, timeout: float) -> int:

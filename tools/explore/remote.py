@@ -43,11 +43,7 @@ def _discard() -> None:
     _local.pool = None
     if pool is None:
         return
-    procs = list(getattr(pool, "_processes", {}).values())
-    for proc in procs:
-        proc.kill()
-    for proc in procs:
-        proc.join(5)
+    hashseed.kill_workers(pool)
     pool.shutdown(wait=False, cancel_futures=True)
     hashseed.remove_scratch(pool)
 
