@@ -241,6 +241,25 @@ def test_a_ctrl_c_while_the_test_process_starts_ends_it_without_a_traceback():
     assert "Traceback" not in text, text
 
 
+def test_a_ctrl_c_while_pytest_starts_ends_the_test_process_without_a_traceback(tmp_path):
+    """SIGINT while pytest loads its plugins (here: a plugin that sends it as it is
+    imported) is outside pytest's own handling: the child printed a traceback of
+    pytest's start-up, shown by the command as the test process's stderr (seen with a
+    Ctrl-C half a second into `raftlab test 2A --isolate`)."""
+    from tools.test_run import follow
+
+    (tmp_path / "sigint_at_import.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n")
+    proc = subprocess.Popen(follow.child_command(["-p", "sigint_at_import", "--co", "-q"]),
+                            cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=follow._child_setup(os.getpid()))
+    with killed_on_exit(proc):
+        text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text, text
+
+
 def test_killing_the_command_outright_takes_its_test_process_with_it(tmp_path):
     with killed_on_exit(_raftlab_test(tmp_path)) as proc:
         _wait_for_first_test(proc)

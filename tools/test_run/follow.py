@@ -79,8 +79,9 @@ class EventReader:
 # directory goes on sys.path: a student's own ``tools`` package there must not take
 # the place of raftlab's.  The directory is then put back, as ``python -m`` does, so
 # an implementation named by module (``--impl mypkg.raft``) is found there as before.
-# First of all, its Ctrl-C (:mod:`tools.test_run.child_stop`): one stop, and a stop that
-# came before pytest was loaded ends the child with pytest's status for it.
+# First of all, its Ctrl-C (:mod:`tools.test_run.child_stop`): one stop; and a stop that
+# came before pytest's session took it over (loading pytest, its plugins, its options)
+# ends the child with pytest's status for it, not a traceback of pytest's start-up.
 _CHILD_CODE = (
     "import sys\n"
     "cwd = sys.path.pop(0)\n"
@@ -90,9 +91,10 @@ _CHILD_CODE = (
     f"    import {EVENTS_PLUGIN} as events\n"
     "    sys.path.insert(0, cwd)\n"
     "    import pytest\n"
+    "    status = pytest.main(sys.argv[1:], plugins=[events])\n"
     "except KeyboardInterrupt:\n"
-    "    sys.exit(EXIT_INTERRUPTED)\n"
-    "sys.exit(pytest.main(sys.argv[1:], plugins=[events]))\n"
+    "    status = EXIT_INTERRUPTED\n"
+    "sys.exit(status)\n"
 )
 
 
