@@ -566,3 +566,28 @@ def test_a_ctrl_c_in_the_main_thread_waits_for_the_next_switch_only_inside_the_e
         finally:
             signal.signal(signal.SIGINT, previous)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_ctrl_c_routing_is_skipped_where_no_handler_can_be_set():
+    """pytest run from a thread other than the main one (a runner that uses threads):
+    ``signal.signal`` refuses there, and the routing must not fail the test for it --
+    the handler then runs in the real main thread, never in a simulated one."""
+    import signal
+
+    from labtests.sim.pytest_plugin import _ctrl_c_to_the_main_thread
+
+    before = signal.getsignal(signal.SIGINT)
+    got: list = []
+
+    def simulated_test_in_a_thread() -> None:  # a real thread: the simulation runs in it
+        with activate(6) as sched:
+            got.append(_ctrl_c_to_the_main_thread(sched, []))
+
+    runner = threading.Thread(target=simulated_test_in_a_thread)
+    runner.start()
+    runner.join()
+    try:
+        assert got == [None]
+    finally:
+        restored, _ = signal.getsignal(signal.SIGINT), signal.signal(signal.SIGINT, before)
+    assert restored is before
