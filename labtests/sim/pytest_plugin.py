@@ -239,10 +239,9 @@ def _ctrl_c_to_the_main_thread(sched: Any, routed: list[KeyboardInterrupt]) -> A
     raises it as soon as it runs (it is picked first at the next switch), as a
     real-time test's main thread would; the Raft's thread goes on.  So it is when the
     main thread was inside the simulation's own code, where raising could leave the
-    run queue half-changed.  Should a failure
-    take its place there, the interrupt is raised once the test is over
-    (``routed``).  The handler it wraps decides whether there is an interrupt at all
-    (``raftlab test``'s child takes two SIGINTs as one).
+    run queue half-changed.  Should a failure take its place there, the interrupt is
+    raised once the test is over (``routed``).  The handler it wraps decides whether
+    there is an interrupt at all (``raftlab test``'s child takes two SIGINTs as one).
     """
     original = signal.getsignal(signal.SIGINT)
     if not callable(original):
