@@ -25,14 +25,17 @@ pytest.importorskip("distributed")
 from tests.mutants.make_mutants import materialize  # noqa: E402
 from tests.test_explore import PURE_SPIN  # noqa: E402
 from tests.test_stress_dask import REPO, Cluster  # noqa: E402
-from tools.explore import pools  # noqa: E402
+from tools.explore import guard, pools  # noqa: E402
 from tools.explore.command import main  # noqa: E402
 from tools.explore.work import Shipped, ship  # noqa: E402
 
 
 def _start(tmp: Path, workers: int) -> Cluster:
+    """A cluster whose processes have a temporary directory of their own, ``tmp/tmp``
+    (what they leave there is checked, not left in /tmp)."""
+    (tmp / "tmp").mkdir()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]), TMPDIR=str(tmp / "tmp"))
     c = Cluster(tmp, env)
     try:
         c.start(workers=workers)
@@ -104,14 +107,17 @@ def test_dask_run_reports_what_a_local_run_does_and_shrinks_the_same(cluster, tm
     _replay_shows_the_kept_log(remote, "early-election", replay, tmp_path)
 
 
-def test_ship_carries_a_package_or_a_file_and_not_a_module_name(tmp_path):
+def test_ship_carries_a_package_or_a_file_and_not_a_module_name(tmp_path, monkeypatch):
     pkg = materialize("stale_replies", str(tmp_path / "m"))
     shipped = ship(pkg)
     assert isinstance(shipped, Shipped) and shipped.name == "stale_replies"
     assert {rel for rel, _ in shipped.files} == {"__init__.py", "raft.py", "rules.py", "log.py"}
+    monkeypatch.setattr(guard, "RUNS_DIR", str(tmp_path / "scratch"))  # as in a worker
     path = shipped.materialize()
     assert path != pkg and Path(path, "raft.py").read_bytes() == Path(pkg, "raft.py").read_bytes()
     assert shipped.materialize() == path  # once per content
+    assert Path(path).is_relative_to(tmp_path / "scratch")  # it goes with the pool
+    assert [p.name for p in Path(path).parent.iterdir()] == ["stale_replies"]  # no .ship-*
     one = tmp_path / "myraft.py"
     one.write_text("x = 1\n")
     single = ship(str(one))
@@ -173,6 +179,42 @@ def test_a_run_that_exits_its_process_on_a_worker_is_an_exit_finding(cluster, tm
     assert [r["monitor"] for r in rows] == ["exit", "exit"]
     assert rows[0]["message"] == ("the Raft ended the run's process: exit status 7 while "
                                   "the peers started, before the first step")
+
+
+def test_a_raft_that_kills_its_process_on_a_worker_is_an_exit_finding_and_replaced(
+        cluster, tmp_path):
+    """The toy SIGKILLs its parent, the worker thread's child process: the task reports
+    it, the child is replaced for the next seed, and the dead child's scratch folder is
+    removed."""
+    out = tmp_path / "out"
+    code = main(["--impl", str(REPO / "tests" / "toys_explore" / "kill_parent.py"), "-n", "3",
+                 "--backend", "dask", "--scheduler", cluster.address, "-o", str(out),
+                 "--no-shrink"])
+    assert code == 1
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["seed"] for r in rows) == [0, 1, 2]
+    for rec in rows:
+        assert rec["monitor"] == "exit", rec
+        assert rec["message"].startswith("the run's process on the Dask worker died"), rec
+    scratch = list((cluster.tmp / "tmp").rglob("raftlab-explore-*"))
+    assert not scratch, scratch  # every child died, and each one's folder went with it
+
+
+def test_a_dask_worker_leaves_nothing_of_explore_in_its_temporary_directory(tmp_path):
+    """The worker threads' children (their runs' work folders, the shipped Raft) keep
+    their files in the worker's own folder, which goes with the worker: before, each
+    worker thread left a scratch folder and every shipped Raft a copy in /tmp."""
+    toy = tmp_path / "explore_exits.py"
+    toy.write_text(EXITS)
+    c = _start(tmp_path, 1)
+    try:
+        code = main(["--impl", str(toy), "-n", "2", "--backend", "dask", "--scheduler",
+                     c.address, "-o", str(tmp_path / "out"), "--no-shrink"])
+    finally:
+        c.stop(grace=60)  # the worker's own close removes its folder: let it end
+    assert code == 1
+    left = [p.relative_to(tmp_path / "tmp") for p in (tmp_path / "tmp").rglob("*")]
+    assert not [p for p in left if "raftlab" in str(p)], left
 
 
 def test_dask_reports_shrinks_and_replays_a_raft_that_ends_its_process_as_locally(

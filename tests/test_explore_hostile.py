@@ -130,7 +130,9 @@ def _gone(pid: int) -> bool:
 def test_a_guarded_run_does_not_outlive_a_killed_explore(tmp_path):
     spin = tmp_path / "explore_pure_spin.py"
     spin.write_text(PURE_SPIN)
-    parent = subprocess.Popen([sys.executable, "-c", GUARDED_SPIN, str(spin)], cwd=ROOT)
+    # A TMPDIR of its own: the run's work folder stays when its killed parent cannot remove it.
+    parent = subprocess.Popen([sys.executable, "-c", GUARDED_SPIN, str(spin)], cwd=ROOT,
+                              env=dict(os.environ, TMPDIR=str(tmp_path)))
     try:
         child = None
         for _ in range(300):  # the fork comes once the implementation is loaded

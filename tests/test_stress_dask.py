@@ -124,14 +124,15 @@ class Cluster:
         os.killpg(self.workers[name].pid, signal.SIGKILL)
         self.workers[name].wait(timeout=10)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 2.0) -> None:
+        """SIGTERM every process's group; SIGKILL what has not ended ``grace`` s later."""
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + grace
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -143,8 +144,9 @@ class Cluster:
 def _cluster(tmp_path: Path) -> Iterator[Cluster]:
     markers = tmp_path / "markers"
     markers.mkdir()
+    (tmp_path / "tmp").mkdir()  # the cluster's temporary directory: what it leaves is checked
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]), TMPDIR=str(tmp_path / "tmp"))
     env[MARKERS_ENV] = str(markers)
     c = Cluster(tmp_path, env)
     try:
@@ -335,6 +337,10 @@ def test_killed_worker_runs_are_retried_and_counted_once(own_cluster, suite, tmp
     assert starts[seed] == 2, f"the killed run was not retried: {starts}"
     (retried,) = [r for r in rows if r["seed"] == int(seed)]
     assert not retried["worker"].endswith(f"/{victim}")
+    # The killed run's folder is in its worker's Dask folder, which Dask reclaims when a
+    # worker next starts there; none is left loose in the temporary directory.
+    loose = [p.name for p in Path(cluster.env["TMPDIR"]).iterdir() if "raftlab" in p.name]
+    assert not loose, loose
 
 
 @needs_dask

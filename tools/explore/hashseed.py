@@ -142,9 +142,11 @@ def pinned_executor(workers: int, seed: int = HASH_SEED) -> Iterator[ProcessPool
 START_TIMEOUT = 120.0  # s for every worker to start; beyond it the names stay (tracked)
 
 
-def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
+def pinned_pool(workers: int, seed: int = HASH_SEED,
+                scratch_in: str | None = None) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes spawned with ``PYTHONHASHSEED=seed``, all started,
-    whose semaphores have no name left in ``/dev/shm``.
+    whose semaphores have no name left in ``/dev/shm``; its scratch folder
+    (:func:`remove_scratch`) is made in ``scratch_in`` (default: the temporary directory).
 
     Why: a ``spawn`` pool's queues hold five POSIX named semaphores (``sem.mp-*``),
     which the workers open by name when they start.  They were unlinked only when the
@@ -169,7 +171,7 @@ def pinned_pool(workers: int, seed: int = HASH_SEED) -> ProcessPoolExecutor:
     and their names are unlinked: the signal's exception goes on to the caller with no
     process of the pool left.
     """
-    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
+    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_in)
     pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed),
                                initializer=_worker_start, initargs=(os.getpid(), scratch))
     pool.raftlab_scratch = scratch  # type: ignore[attr-defined]

@@ -13,6 +13,12 @@ Each run is guarded inside that child as it is locally (:mod:`tools.explore.guar
 a Raft that ends its process or hangs is a finding and the child lives on); should
 the child itself die or stop answering, it is killed and replaced, and the task
 returns an ``exit`` or ``hang`` record, so the worker thread is free again.
+
+The child's scratch folder (its runs' work folders, the shipped implementation) is
+made in the Dask worker's own folder (:mod:`tools.dask_folder`), not in /tmp: nothing
+shuts these children down when the worker ends (they die with it,
+:func:`tools.explore.hashseed.pinned_pool`), so a scratch folder in /tmp stayed behind
+for every worker thread that ever ran a task.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from tools.dask_folder import worker_folder
 from tools.explore import hashseed, work
 
 _local = threading.local()
@@ -33,7 +40,7 @@ def _child() -> ProcessPoolExecutor:
     if pool is None:
         # Spawned, with explore's hash seed (tools/explore/hashseed.py): as locally; no
         # semaphore name is left in /dev/shm should the worker's group be SIGKILLed.
-        pool = _local.pool = hashseed.pinned_pool(1)
+        pool = _local.pool = hashseed.pinned_pool(1, scratch_in=worker_folder())
     return pool
 
 

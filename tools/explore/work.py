@@ -6,8 +6,10 @@ process boundaries cheaply; the implementation is loaded once per process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -20,6 +22,7 @@ from labtests.explore.schedule import Schedule
 from labtests.explore.shrink import Shrinker
 from labtests.impl_loader import Implementation, load
 from labtests.options import looks_like_path
+from tools.explore import guard
 from tools.explore.guard import GuardError, run_guarded
 
 _IMPLS: dict[str | None, Implementation] = {}
@@ -34,7 +37,7 @@ class Shipped:
 
     ``name`` is the file (``myraft.py``) or package directory name; ``files`` maps
     paths relative to it (``""`` for a single file) to their bytes; ``digest``
-    names the content, so a worker writes it once and every task reuses it.
+    names the content, so a process loads it once and every task reuses it.
     """
 
     name: str
@@ -42,24 +45,30 @@ class Shipped:
     digest: str
 
     def materialize(self) -> str:
-        """Write the source under the temp directory (once per content); its path."""
-        root = os.path.join(tempfile.gettempdir(), f"raftlab-explore-impl-{os.getuid()}",
-                            self.digest)
+        """Write the source into this process's scratch folder, once per content; its
+        path.
+
+        Why there: the folder goes with the process's pool (and with the Dask worker's
+        folder, :mod:`tools.explore.remote`); a cache in /tmp kept a copy of every
+        implementation ever explored (a class's worth of submissions) for good."""
+        root = os.path.join(guard.RUNS_DIR or tempfile.gettempdir(),
+                            f"raftlab-explore-impl-{os.getuid()}", self.digest)
         path = os.path.join(root, self.name)
         if os.path.exists(path):
             return path
         os.makedirs(root, exist_ok=True)
         scratch = tempfile.mkdtemp(prefix=".ship-", dir=root)
-        for rel, data in self.files:
-            dest = os.path.join(scratch, self.name, rel) if rel else os.path.join(scratch,
-                                                                                   self.name)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(dest, "wb") as f:
-                f.write(data)
         try:
-            os.rename(os.path.join(scratch, self.name), path)
-        except OSError:  # another task of this worker host wrote the same content first
-            pass
+            for rel, data in self.files:
+                dest = (os.path.join(scratch, self.name, rel) if rel
+                        else os.path.join(scratch, self.name))
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                with open(dest, "wb") as f:
+                    f.write(data)
+            with contextlib.suppress(OSError):  # another process wrote the same content
+                os.rename(os.path.join(scratch, self.name), path)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         return path
 
 

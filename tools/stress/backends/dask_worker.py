@@ -34,6 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tools.dask_folder import worker_folder
 from tools.machine import machine_cores
 from tools.stress.backends.base import WORKER_PYTHON, Job, RunOptions
 from tools.stress.backends.pytest_runs import plugin_command, write_jobs_file
@@ -121,7 +122,8 @@ def run_one(spec: dict[str, Any], impl_data: bytes | None = None) -> dict[str, A
     test_file = job.test.split("::", 1)[0]
     root = worker_rootdir(str(options.rootdir), test_file)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="raftlab-run-") as tmp:
+    # In the worker's own folder: a worker killed mid-run cannot remove it (tools/dask_folder.py).
+    with tempfile.TemporaryDirectory(prefix="raftlab-run-", dir=worker_folder()) as tmp:
         scratch = Path(tmp)
         if impl_data is not None:
             impl_path = scratch / "impl" / spec["impl_name"]
