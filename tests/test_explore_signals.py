@@ -40,12 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 WORDS = "raftlab explore: "
 
 
-def _explore(out: Path, *argv: str) -> subprocess.Popen[str]:
+def _explore(out: Path, *argv: str, tmp: Path | None = None) -> subprocess.Popen[str]:
     """The command in a session of its own, its output in a file (read while it runs),
-    its temporary files in a folder of its own (:func:`_temporary_left`)."""
+    its temporary files in a folder of its own (:func:`_temporary_left`; or ``tmp``)."""
     log = open(out.parent / "output.txt", "w")  # noqa: SIM115 - closed by the child's end
-    tmp = out.parent / "tmp"
-    tmp.mkdir()
+    if tmp is None:
+        tmp = out.parent / "tmp"
+        tmp.mkdir()
     try:
         return subprocess.Popen([sys.executable, "-m", "tools.explore", *argv, "-o", str(out)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,
@@ -213,6 +214,14 @@ def test_explore_killed_alone_takes_its_workers_with_it(tmp_path):
         left = left_after({proc.pid}, 30)
     assert left == {}, f"left behind by the killed command: {left}"
     assert len(_rows(out)) >= 2  # each finished run was on disk at once
+    # Its pool's folder stays (no handler ran) -- until the next explore reclaims it.
+    assert [p[:21] for p in _temporary_left(out)] == ["raftlab-explore-pool-"]
+    again = tmp_path / "again" / "out"
+    again.parent.mkdir()
+    with _group_killed_on_exit(_explore(again, "-n", "1", "-p", "1", "--no-shrink",
+                                        tmp=out.parent / "tmp")) as proc:
+        assert proc.wait(timeout=300) == 0, (again.parent / "output.txt").read_text()
+    assert _temporary_left(out) == []
 
 
 def test_the_resource_tracker_is_stopped_even_while_another_process_holds_its_pipe():

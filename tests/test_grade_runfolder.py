@@ -19,12 +19,13 @@ import pytest
 
 from tests.grade_support import wait_for_a_finished_run, why_no_run_user
 from tests.session_procs import killed_on_exit, left_after, sessions_of
-from tools.grade.runfolder import LOCK_NAME, RunFolder, reclaim_stale
+from tools.grade.runfolder import RunFolder, reclaim_stale
+from tools.scratch import LOCK_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 MAKE_AND_WAIT = ("import sys, time\nfrom pathlib import Path\n"
                  "from tools.grade.runfolder import RunFolder\n"
-                 "f = RunFolder.create(Path(sys.argv[1]))\n"
+                 "f = RunFolder.make(Path(sys.argv[1]))\n"
                  "(f.path / 'code').mkdir(mode=0o700)\n"
                  "(f.path / 'code' / 'raft.py').write_text('secret')\n"
                  "print(f.path, flush=True)\ntime.sleep(600)\n")
@@ -52,7 +53,7 @@ def test_only_the_run_folders_of_dead_grade_runs_are_reclaimed(tmp_path):
     process), one whose grader is dead but whose run's supervisor still sweeps
     (``--hold``), one without a lock file (an older raftlab: not ours to judge), and
     a symbolic link.  Once the supervisor is gone, its folder goes too."""
-    live = RunFolder.create(tmp_path)
+    live = RunFolder.make(tmp_path)
     dead = _folder_of_a_killed_grader(tmp_path)
     swept = _folder_of_a_killed_grader(tmp_path)
     unknown = tmp_path / "raftlab-grade-older"
@@ -156,7 +157,7 @@ def test_a_run_folder_under_a_root_only_tmpdir_is_reachable_by_the_run_user(tmp_
     closed.mkdir(mode=0o700)
     tmp = closed / "tmp"
     tmp.mkdir(mode=0o755)
-    folder = RunFolder.create(tmp)
+    folder = RunFolder.make(tmp)
     user, _why = choose_run_user()
     assert user is not None
     try:

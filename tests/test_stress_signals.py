@@ -98,6 +98,15 @@ def test_a_killed_stress_takes_its_pytest_and_workers_with_it(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     left = left_after(sessions, 10)
     assert left == {}, f"left behind: {left}"
+    # Its folder stays (no handler ran) -- until the next stress reclaims it.
+    tmp = tmp_path / "tmp"
+    assert [p.name[:15] for p in tmp.iterdir()] == ["raftlab-stress-"]
+    again = subprocess.run(
+        [sys.executable, "-m", "tools.stress", "initial_election_2a", "-n", "1", "--sim",
+         "-o", str(tmp_path / "again"), "--no-live"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp)))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert list(tmp.iterdir()) == []
 
 
 def test_the_handlers_raise_terminated_and_are_restored():

@@ -270,6 +270,14 @@ def test_killing_the_command_outright_takes_its_test_process_with_it(tmp_path):
     for pid in left:  # do not leave a stray to the tests after this one
         os.kill(pid, signal.SIGKILL)
     assert left == {}, f"the test process outlived the command: {left}"
+    # Its folder stays (no handler ran) -- until the next raftlab test reclaims it.
+    tmp = tmp_path / "tmp"
+    assert [p.name[:13] for p in tmp.iterdir()] == ["raftlab-test-"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(tmp))
+    again = subprocess.run([sys.executable, "-m", "tools.cli", "test", "--", "--co"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert list(tmp.iterdir()) == []
 
 
 def test_a_stop_signal_while_events_are_shown_loses_none_of_them(tmp_path):

@@ -29,10 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from multiprocessing import RawArray
@@ -44,6 +42,7 @@ from labtests.explore.schedule import Schedule
 from labtests.impl_loader import Implementation
 from labtests.isolation import procs
 from raft import debuglog
+from tools.scratch import HeldFolder
 
 TAIL_BYTES = 4096  # of the Raft's own output, kept for the report
 # Where each run's work folder is made: the pool's scratch folder in explore's workers
@@ -228,7 +227,10 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
     Raises :class:`GuardError` if the run could not start at all.
     """
     kwargs: dict[str, Any] = {"debug": debug, "race": race, "timeline": timeline}
-    work_dir = tempfile.mkdtemp(prefix="raftlab-explore-run-", dir=RUNS_DIR)
+    # Held (tools/scratch.py): should this process be killed outright, the next run
+    # reclaims it.
+    folder = HeldFolder.fresh("raftlab-explore-run-", RUNS_DIR)
+    work_dir = str(folder.path)
     where = RawArray("d", [-1.0, 0.0, 0.0])  # step begun, its time, last sample's time
     r, w = os.pipe()
     t0 = time.perf_counter()
@@ -271,4 +273,4 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
             return got
         return _died(schedule, status, where, drain, _log(work_dir, debug), wall)
     finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        folder.remove()

@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from tools.scratch import HeldFolder
+
 HASH_SEED = 0  # PYTHONHASHSEED of every run explore makes
 KEY = "hash_seed"  # the field of a finding's JSON that records it
 
@@ -171,11 +173,11 @@ def pinned_pool(workers: int, seed: int = HASH_SEED,
     and their names are unlinked: the signal's exception goes on to the caller with no
     process of the pool left.
     """
-    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=scratch_in)
-    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed),
-                               initializer=_worker_start, initargs=(os.getpid(), scratch))
+    scratch = HeldFolder.fresh(SCRATCH_PREFIX, scratch_in)
+    pool = ProcessPoolExecutor(workers, mp_context=pinned_context(seed), initializer=_worker_start,
+                               initargs=(os.getpid(), str(scratch.path)))
     pool.raftlab_scratch = scratch  # type: ignore[attr-defined]
-    ready = tempfile.mkdtemp(prefix="raftlab-pool-")
+    ready = tempfile.mkdtemp(prefix="raftlab-pool-", dir=scratch.path)
     try:
         futures = [pool.submit(_check_in, ready, workers, START_TIMEOUT)
                    for _ in range(workers)]
@@ -195,7 +197,7 @@ def pinned_pool(workers: int, seed: int = HASH_SEED,
     return pool
 
 
-SCRATCH_PREFIX = "raftlab-explore-"  # a pool's scratch folder, under the temporary directory
+SCRATCH_PREFIX = "raftlab-explore-pool-"  # a pool's scratch folder (a held one: tools/scratch.py)
 
 
 def remove_scratch(pool: ProcessPoolExecutor) -> None:
@@ -206,10 +208,11 @@ def remove_scratch(pool: ProcessPoolExecutor) -> None:
     Why: a run removes its own work folder when it ends, but a stop signal SIGKILLs
     the workers (:func:`kill_workers`), so the runs in flight never did: every stop
     left one ``raftlab-explore-run-*`` folder per worker in /tmp (60 of them after an
-    hour of this session's stop tests)."""
+    hour of this session's stop tests).  A command killed outright cannot remove it
+    either: it is a held folder (:mod:`tools.scratch`), which the next explore reclaims."""
     scratch = getattr(pool, "raftlab_scratch", None)
     if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.remove()
 
 
 def _worker_start(parent: int, scratch: str) -> None:

@@ -193,7 +193,7 @@ class Grader:
         grade.run_user = user.uid if user is not None else None
         grade.hardening = describe_hardening(
             user, self.fallback_why, None if self.sim else self.limits(user, 0).run_limits())
-        folder = RunFolder.create()  # 0711: the run user may enter, not list
+        folder = RunFolder.make()  # 0711: the run user may enter, not list
         run_root = folder.path
         stop: BaseException | None = None
         try:

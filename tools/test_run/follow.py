@@ -22,7 +22,6 @@ import select
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from labtests.isolation.procs import dies_with
 from labtests.options import HarnessOptions
+from tools.scratch import HeldFolder
 from tools.termination import (
     describe,
     exit_status,
@@ -186,7 +186,8 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
     display = display or Display(options, passthrough)
     state = RunState()
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="raftlab-test-") as tmp:
+    # Held (tools/scratch.py): a folder of a killed command is reclaimed by the next.
+    with HeldFolder.fresh("raftlab-test-") as tmp:
         events = Path(tmp) / "events.jsonl"
         events.touch()
         out_path, err_path = Path(tmp) / "stdout.txt", Path(tmp) / "stderr.txt"

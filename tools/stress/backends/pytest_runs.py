@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from tools.scratch import HeldFolder
 from tools.stress.backends.base import BackendError, Job, RunOptions
 
 PLUGIN = "tools.stress.pytest_plugin"
@@ -70,7 +70,7 @@ def collect(selection: Sequence[str], *, cwd: Path | None = None,
     Returns (rootdir, node ids).  Raises BackendError with pytest's output when
     collection fails, and when nothing is selected.
     """
-    with tempfile.TemporaryDirectory(prefix="raftlab-collect-") as tmp:
+    with HeldFolder.fresh("raftlab-collect-") as tmp:  # reclaimed if killed: tools/scratch.py
         out = Path(tmp) / "collected.json"
         cmd = pytest_command() + ["--collect-only", "-q", "-p", PLUGIN,
                                   "--stress-collect", str(out), *selection]

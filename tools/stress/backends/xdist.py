@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from labtests.isolation.procs import dies_with
 from labtests.overload import EXIT_INCONCLUSIVE
+from tools.scratch import HeldFolder
 from tools.stress.backends.base import BackendError, Job, RunOptions, RunResult, result_from_event
 from tools.stress.backends.pytest_runs import job_files, plugin_command, tail, write_jobs_file
 
@@ -107,7 +107,8 @@ class XdistBackend:
             seen.add(original)
             on_result(replace(result, job=original))
 
-        with tempfile.TemporaryDirectory(prefix="raftlab-stress-") as tmp:
+        # Held (tools/scratch.py): a folder of a killed command is reclaimed by the next.
+        with HeldFolder.fresh("raftlab-stress-") as tmp:
             events = Path(tmp) / "events.jsonl"
             events.touch()
             jobs_file = Path(tmp) / "jobs.json"
