@@ -18,7 +18,15 @@ import time
 import traceback
 from typing import Any
 
-from labtests import batchsched, cpupin, timeline, timerslack, timing, watchdog
+from labtests import (
+    batchsched,
+    child_processes,
+    cpupin,
+    timeline,
+    timerslack,
+    timing,
+    watchdog,
+)
 from labtests.config import Config, derive_seed
 from labtests.failures import FailureChannel, HelperThreadExit, RaftTestFailure
 from labtests.impl_loader import Implementation
@@ -62,6 +70,10 @@ class TestContext:
             sim=self.options.sim, on_new_max=self.cpu_pin.lag_seen if self.cpu_pin else None)
         self.timer_lag: LagSummary | None = None  # set when finish() ends
         self._baseline = {t.ident for t in threading.enumerate()}
+        # This process's children before the test (isolated peers are the launcher's to
+        # end: the Raft does not run in this process then).
+        self._children = (None if isinstance(impl, IsolatedImplementation)
+                          else child_processes.live_children())
         self._prev_hook = threading.excepthook
         self._finished = False
         # The stuck cleanup's stacks, when an earlier failure is the test's reason.
@@ -147,6 +159,7 @@ class TestContext:
                         f"cleanup raised {exc!r}\n"
                         + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
                 self._check_leftovers()
+            self._check_child_processes()  # a stuck cleanup's test too: no process outlives it
         finally:
             threading.excepthook = self._prev_hook
             self.timer_lag = self._lag.stop()
@@ -220,6 +233,24 @@ class TestContext:
                 self.failures.record(msg)
             else:
                 self.warnings.append(msg)
+
+    def _check_child_processes(self) -> None:
+        """Processes the test started and its cleanup did not end: killed, and reported
+        as leftover threads are (labtests/child_processes.py says why)."""
+        if self._children is None:
+            return
+        left = child_processes.leftovers(self._children,
+                                         leak_grace_s(THREAD_GRACE_S, self._lag))
+        if not left:
+            return
+        described = [child_processes.describe(pid) for pid in left]
+        child_processes.end(left)
+        msg = ("processes still running after cleanup, now killed: " + "; ".join(described)
+               + " (a Raft runs in threads only: threading, time, queue, random)")
+        if self.impl.is_bundled:
+            self.failures.record(msg)
+        else:
+            self.warnings.append(msg)
 
     def _leftover_threads(self) -> list[str]:
         start = time.monotonic()

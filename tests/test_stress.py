@@ -347,6 +347,23 @@ def test_real_harness_failing_toy_keeps_log_and_reruns(tmp_path):
     assert "TEST -- begin: Test (2A): initial election" in again.stdout  # debug log on
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])  # one pytest; two forked workers
+def test_a_forked_copy_of_a_run_records_nothing(tmp_path, workers):
+    """tests/toys/forked_copy_passes.py: a copy of the test process (the Raft forks it)
+    passes its copy of the run after the real run failed.  Only the real runs are
+    recorded (the forked backend's own workers still report: they are re-armed)."""
+    out = tmp_path / "out"
+    rc, text = run_stress(
+        ["labtests/test_2a.py::test_initial_election_2a", "-n", "2", "-p", workers,
+         "--impl", str(REPO / "tests" / "toys" / "forked_copy_passes.py"), "-o", str(out),
+         "--no-live"], cwd=REPO)
+    assert rc == 1, text
+    rows = results_of(out / "results.jsonl")
+    assert sorted(r["job"] for r in rows) == [0, 1], rows
+    for row in rows:
+        assert row["outcome"] == "failed" and "expected one leader" in row["message"], row
+
+
 @pytest.mark.parametrize("harness", [
     HarnessOptions(),
     HarnessOptions(impl="/some where/my raft.py", sim=True),

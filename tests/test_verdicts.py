@@ -9,7 +9,8 @@ killed, so a regression fails here instead of hanging CI.  The toys (in
   then ``kill()`` blocks on the same lock, so the cleanup never ends;
 * ``kill_blocks``: ``kill()`` waits forever for a lock;
 * ``exits_zero`` / ``sigkills_self``: the test process ends mid-test;
-* ``leaves_threads``: non-daemon threads that ignore ``kill()``.
+* ``leaves_threads``: non-daemon threads that ignore ``kill()``;
+* ``forks_a_copy`` / ``forked_copy_passes``: ``make()`` forks the test process.
 
 Every case checks the verdict's words, that the test after the culprit still
 ran and has a result (or is reported as not run, when the process died), and
@@ -213,6 +214,46 @@ def test_non_daemon_threads_are_reported_and_never_keep_the_process_alive(mode):
     if not mode:  # in simulated time every simulated thread ends with the test
         assert "thread(s) that are not daemons still run after the last test: " \
                "toy-immortal-0, toy-immortal-1, toy-immortal-2" in res.stdout
+
+
+# -- processes ---------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# Real time only: simulated time refuses os.fork (SimUnsupported fails the test).
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux")
+def test_a_process_the_raft_started_is_killed_after_the_test_and_named():
+    """The copy asleep in make() was alive an hour after ``1 passed``: now it is killed
+    once the cleanup is over, named in a warning, and the next test runs as usual."""
+    res = raftlab_test("test_initial_election_2a", "test_re_election_2a",
+                       "--impl", toy("forks_a_copy"), "--seed", "3", timeout=120)
+    assert res.returncode == 0, res.out[-3000:]
+    assert res.summary() == {"passed": 2, "failed": 0}
+    found = re.findall(r"warning: processes still running after cleanup, now killed: pid "
+                       r"(\d+) \(a copy of the test process: the Raft called os\.fork\(\)\)",
+                       res.stdout)
+    assert len(found) == 1, res.stdout  # the first test's; the second forks nothing
+    assert not _alive(int(found[0]))
+
+
+def test_a_forked_copy_of_the_test_process_reports_nothing():
+    """The copy passes its test after the real one failed: only the real one's verdict
+    is reported (the old output had a Passed line under the FAILED one)."""
+    res = raftlab_test("test_initial_election_2a", "--impl", toy("forked_copy_passes"),
+                       "--seed", "3", timeout=120)
+    assert res.returncode == 1, res.out[-3000:]
+    assert res.summary() == {"passed": 0, "failed": 1}
+    assert res.failure_line("test_initial_election_2a") == \
+        "  ... FAILED -- expected one leader, got none"
+    assert "Passed" not in res.stdout
+    assert res.stdout.count("Test (2A): initial election ...") == 1
 
 
 def test_plain_pytest_also_ends_despite_non_daemon_threads():

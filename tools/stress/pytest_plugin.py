@@ -101,6 +101,9 @@ class _StressPlugin:
         self._packed: Counter[Signature] = Counter()  # bundles sent, per signature
         self._events = None if self.is_worker else open(  # noqa: SIM115 - closed at unconfigure
             self.events_path, "a", encoding="utf-8")
+        # Only this process reports: a copy of it (a Raft that calls os.fork() in the test
+        # process) writes nothing -- its copy of a test could pass after the real one failed.
+        self._pid = os.getpid()
 
     # --- workers (and the single process without xdist): build, order, seed items ---
 
@@ -137,10 +140,18 @@ class _StressPlugin:
             return None
         return int(self.jobs[callspec.params[JOB_FIXTURE]]["seed"])
 
+    def report_to(self, stream: Any) -> None:
+        """A worker forked by this session (tools/stress/backends/forked.py): its events
+        go to ``stream``, and this process is the one that reports from now on."""
+        if self._events is not None:
+            self._events.close()
+        self._events = stream
+        self._pid = os.getpid()
+
     # --- the controlling process: one event line per finished run ---
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self._events is None:
+        if self._events is None or os.getpid() != self._pid:
             return
         self._reports.setdefault(report.nodeid, []).append(report)
         if report.when not in ("setup", "call"):  # teardown, or "???" for a crashed worker

@@ -96,8 +96,7 @@ def _event_writers(config: pytest.Config) -> list[Any]:
 def _child_events(config: pytest.Config, fd: int, worker: str) -> None:
     """In a child: the stress plugin's events go down the pipe ``fd`` (see module doc)."""
     for plugin in _event_writers(config):
-        plugin._events.close()  # noqa: SLF001 - the child's copy of the parent's (flushed) file
-        plugin._events = _PipeLines(fd, worker)  # noqa: SLF001
+        plugin.report_to(_PipeLines(fd, worker))  # closes its copy of the parent's file
 
 
 def _run_child(session: pytest.Session, items: list[pytest.Item], fd: int, worker: str) -> int:

@@ -1,0 +1,101 @@
+"""Processes the code under test started in the test process: found after cleanup, ended.
+
+Why: the lab's Raft runs in threads (``threading``, ``time``, ``queue``, ``random``),
+but nothing stops one from calling ``os.fork()`` or starting a program.  A fork in
+``make()`` gave a *copy of the test process* that ran on after the test -- it ran
+the harness too, its output doubled the run's, and one that blocked (a copy asleep
+in ``make()``) was still alive an hour after ``raftlab test`` had said ``1 passed``,
+re-parented to init.  The rule for threads holds for processes: after a test, every
+process it started has ended.  So the test process's children are read when a test
+starts and again after its cleanup; a new one still running once the leak check's
+grace is over is killed and reaped here, and named in the test's report.
+
+Only direct children: a copy's own children are re-parented to init when it is
+killed (the copy shares the test process's group, so no group kill is safe).
+
+Reading the children costs one small ``/proc/self/task/<tid>/children`` file per
+thread of the test process (a few hundred microseconds), not a scan of every
+process of the machine; the scan is the fallback where the kernel lacks that file.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+
+from labtests.isolation import procs
+
+
+def live_children() -> set[int]:
+    """The pids of this process's children that have not ended (zombies left out)."""
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        tasks = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids.update(int(p) for p in f.read().split())
+        except FileNotFoundError:  # the thread ended, or the kernel has no such file
+            if not os.path.exists(f"/proc/self/task/{tid}"):
+                continue
+            return {pid for pid, state in procs.children().items() if state != "Z"}
+        except OSError:
+            continue
+    return {pid for pid in pids if _state(pid) not in (None, "Z")}
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rfind(b")") + 2:].split()[0].decode()
+
+
+def describe(pid: int) -> str:
+    """``pid 123 (its command line)``; a copy of this very process is called that."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open("/proc/self/cmdline", "rb") as f:
+            own = f.read()
+    except OSError:
+        return f"pid {pid}"
+    if cmdline == own:
+        return f"pid {pid} (a copy of the test process: the Raft called os.fork())"
+    text = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"pid {pid} ({text})"
+
+
+def leftovers(baseline: set[int], grace_s: float) -> list[int]:
+    """The children started since ``baseline`` still running after ``grace_s`` seconds
+    of real time; returns as soon as none is left.
+
+    Waits with ``select`` in rounds, not ``time``: in simulated time ``time`` is the
+    simulation's, and a real process needs real time to end."""
+    rounds = max(1, round(grace_s / _ROUND_S))
+    for _ in range(rounds):
+        left = sorted(live_children() - baseline)
+        if not left:
+            return left
+        select.select([], [], [], _ROUND_S)
+    return sorted(live_children() - baseline)
+
+
+_ROUND_S = 0.05
+
+
+def end(pids: list[int]) -> None:
+    """SIGKILL and reap ``pids`` (children of this process; a SIGKILL is not refused)."""
+    for pid in pids:
+        procs.kill(pid)
+    for pid in pids:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped meanwhile (the Raft's own wait)
+            pass
