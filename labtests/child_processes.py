@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import select
+import time
 
 from labtests.isolation import procs
 
@@ -90,12 +91,12 @@ def leftovers(baseline: set[int], grace_s: float) -> list[int]:
 _ROUND_S = 0.05
 
 
-def end(pids: list[int]) -> None:
-    """SIGKILL and reap ``pids`` (children of this process; a SIGKILL is not refused)."""
+def end(pids: list[int], wait_s: float = 5.0) -> None:
+    """SIGKILL and reap ``pids`` (children of this process).  Bounded: a process in an
+    uninterruptible wait (a hung disk) dies only when that wait ends; it is then left to
+    be reaped by whoever waits for it, rather than hanging the run."""
     for pid in pids:
         procs.kill(pid)
+    deadline = time.monotonic() + wait_s
     for pid in pids:
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped meanwhile (the Raft's own wait)
-            pass
+        procs.wait_exit(pid, max(0.0, deadline - time.monotonic()))
