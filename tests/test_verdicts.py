@@ -10,7 +10,8 @@ killed, so a regression fails here instead of hanging CI.  The toys (in
 * ``kill_blocks``: ``kill()`` waits forever for a lock;
 * ``exits_zero`` / ``sigkills_self``: the test process ends mid-test;
 * ``leaves_threads``: non-daemon threads that ignore ``kill()``;
-* ``forks_a_copy`` / ``forked_copy_passes``: ``make()`` forks the test process.
+* ``forks_a_copy`` / ``forked_copy_passes``: ``make()`` forks the test process;
+* ``closes_descriptors``: the Raft closes every descriptor above 2, raftlab's too.
 
 Every case checks the verdict's words, that the test after the culprit still
 ran and has a result (or is reported as not run, when the process died), and
@@ -189,6 +190,21 @@ def test_a_process_that_ends_mid_test_fails_that_test_and_lists_the_rest(which, 
                      rf"--impl \S+{which}\.py", res.stdout, re.M), res.stdout
     assert ("not run (the test process had ended): test_re_election_2a, "
             "test_many_elections_2a") in res.stdout
+    assert res.summary() == {"passed": 0, "failed": 1, "not run": 2}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux")
+def test_a_process_that_closed_raftlabs_channel_first_is_told_apart():
+    """Its own output went with its descriptors, so the one clue is that it closed the
+    command's channel while it lived (the old verdict said only 'exit status 1')."""
+    res = raftlab_test("2A", "--impl", toy("closes_descriptors"), "--seed", "7", timeout=120)
+    assert res.returncode == 1, res.out[-3000:]
+    line = res.failure_line("test_initial_election_2a")
+    assert re.fullmatch(
+        FAILED + r"the test process ended with (exit status \d+|signal \w+ \(\d+\)) \(after "
+        r"closing raftlab's channel to it: code under test closed file descriptors it had "
+        r"not opened, and the process's output with them\?\) while this test was running",
+        line), line
     assert res.summary() == {"passed": 0, "failed": 1, "not run": 2}
 
 

@@ -106,9 +106,14 @@ class Display:
 
     # -- when the child has ended ------------------------------------------------------
 
-    def ended_early(self, state: RunState, returncode: int) -> None:
-        """The child ended without finishing its session: the running tests failed."""
+    def ended_early(self, state: RunState, returncode: int, channel_closed: bool = False) -> None:
+        """The child ended without finishing its session: the running tests failed.
+
+        ``channel_closed``: it had closed raftlab's channel first (its output gone too)."""
         how = exit_description(returncode)
+        if channel_closed:
+            how += (" (after closing raftlab's channel to it: code under test closed file "
+                    "descriptors it had not opened, and the process's output with them?)")
         options = self._opts(state)
         if self.passthrough:
             self.line()  # pytest's output may have been cut in the middle of a line

@@ -123,7 +123,12 @@ class Wakeup:
         self.bell: int | None = bell
         self._child_end: int | None = child_end
         self.pidfd: int | None = None
+        self._pid: int | None = None
         self._fds = [bell, child_end]
+        # The child closed its end of the bell while it lived: code under test closed
+        # descriptors it had not opened (raftlab's channel and the child's output with
+        # them), which is then the one clue to why the child ended without a word.
+        self.closed_by_child = False
 
     def spawn(self, args: list[str], env: dict[str, str],
               **popen_kwargs: Any) -> subprocess.Popen[bytes]:
@@ -137,6 +142,7 @@ class Wakeup:
                                 pass_fds=(child_end,), **popen_kwargs)
         self._close(child_end)
         self._child_end = None
+        self._pid = proc.pid
         if hasattr(os, "pidfd_open"):
             try:
                 self.pidfd = os.pidfd_open(proc.pid)
@@ -158,6 +164,7 @@ class Wakeup:
                 rung = b"."
             if not rung:  # no write end left: look on our own from now on
                 self.bell = None
+                self.closed_by_child = self._pid is not None and not _exiting(self._pid)
 
     def _close(self, fd: int | None) -> None:
         if fd is not None and fd in self._fds:
@@ -218,7 +225,7 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
             display.child_output("stderr of the test process",
                                  err_path.read_text(errors="replace"))
     if crashed:
-        display.ended_early(state, returncode)
+        display.ended_early(state, returncode, channel_closed=wakeup.closed_by_child)
     if terminated:
         display.stopped(state, describe(stop))
     if not refused and (crashed or not passthrough):
@@ -229,6 +236,22 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         return EXIT_ENDED_EARLY if returncode in (0, EXIT_ENDED_EARLY) or returncode < 0 \
             else returncode
     return returncode
+
+
+def _exiting(pid: int) -> bool:
+    """Whether process ``pid`` is ending or gone: the kernel closes an ending process's
+    descriptors only after marking it exiting (``PF_EXITING`` in /proc's flags), so a
+    descriptor closed by a process that is not marked was closed by the process itself."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return True
+    fields = data[data.rfind(b")") + 2:].split()  # state, ppid, pgrp, session, tty, tpgid, flags
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
+
+
+_PF_EXITING = 0x4  # include/linux/sched.h
 
 
 def _child_setup(parent: int) -> Callable[[], None]:
