@@ -1,4 +1,5 @@
-"""Processes the code under test started in the test process: found after cleanup, ended.
+"""Processes the code under test started in the test process: forks ended at once, other
+processes found after cleanup and ended.
 
 Why: the lab's Raft runs in threads (``threading``, ``time``, ``queue``, ``random``),
 but nothing stops one from calling ``os.fork()`` or starting a program.  A fork in
@@ -10,8 +11,18 @@ process it started has ended.  So the test process's children are read when a te
 starts and again after its cleanup; a new one still running once the leak check's
 grace is over is killed and reaped here, and named in the test's report.
 
-Only direct children: a copy's own children are re-parented to init when it is
-killed (the copy shares the test process's group, so no group kill is safe).
+A copy of the test process is worse than a leftover: it runs the harness too.  Under
+pytest-xdist it reported to the controller over the worker's own channel -- a Passed
+line beside the real FAILED one, and two tests of the run left with no result at
+all.  So while a test runs, a fork of the test process made in Python (``os.fork``,
+``multiprocessing``'s fork, ``pty.fork``: whatever runs ``os.register_at_fork``'s
+handlers) ends the copy at once, before it returns to the code that forked
+(:func:`watch_forks`); the test process goes on, and the test's report says how many
+copies were ended.  A program started with ``subprocess`` is not a copy (no handler
+runs in it): it is one of the processes the check after cleanup finds.
+
+Only direct children: a leftover's own children are re-parented to init when it is
+killed (it shares the test process's group, so no group kill is safe).
 
 Reading the children costs one small ``/proc/self/task/<tid>/children`` file per
 thread of the test process (a few hundred microseconds), not a scan of every
@@ -25,6 +36,47 @@ import select
 import time
 
 from labtests.isolation import procs
+
+
+class ForkWatch:
+    """The forks of the test process during one test (:func:`watch_forks`)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.forks = 0
+
+
+_watch: ForkWatch | None = None
+_handlers_registered = False
+
+
+def watch_forks() -> ForkWatch:
+    """From now until :func:`unwatch_forks`, a fork of this process ends the copy at once
+    (exit status 0) and is counted here."""
+    global _watch, _handlers_registered
+    if not _handlers_registered:
+        os.register_at_fork(after_in_parent=_forked_in_parent, after_in_child=_forked_in_copy)
+        _handlers_registered = True
+    _watch = ForkWatch()
+    return _watch
+
+
+def unwatch_forks(watch: ForkWatch) -> None:
+    global _watch
+    if _watch is watch:
+        _watch = None
+
+
+def _forked_in_parent() -> None:
+    watch = _watch
+    if watch is not None and os.getpid() == watch.pid:
+        watch.forks += 1
+
+
+def _forked_in_copy() -> None:
+    watch = _watch
+    if watch is not None and os.getppid() == watch.pid:
+        os._exit(0)  # before the copy runs one more line of the Raft or of the harness
 
 
 def live_children() -> set[int]:

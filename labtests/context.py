@@ -74,6 +74,8 @@ class TestContext:
         # end: the Raft does not run in this process then).
         self._children = (None if isinstance(impl, IsolatedImplementation)
                           else child_processes.live_children())
+        self._forks = (None if isinstance(impl, IsolatedImplementation)
+                       else child_processes.watch_forks())
         self._prev_hook = threading.excepthook
         self._finished = False
         # The stuck cleanup's stacks, when an earlier failure is the test's reason.
@@ -161,6 +163,9 @@ class TestContext:
                 self._check_leftovers()
             self._check_child_processes()  # a stuck cleanup's test too: no process outlives it
         finally:
+            if self._forks is not None:
+                child_processes.unwatch_forks(self._forks)
+                self._report_forks(self._forks.forks)
             threading.excepthook = self._prev_hook
             self.timer_lag = self._lag.stop()
             if self.cpu_pin is not None:
@@ -247,6 +252,17 @@ class TestContext:
         child_processes.end(left)
         msg = ("processes still running after cleanup, now killed: " + "; ".join(described)
                + " (a Raft runs in threads only: threading, time, queue, random)")
+        if self.impl.is_bundled:
+            self.failures.record(msg)
+        else:
+            self.warnings.append(msg)
+
+    def _report_forks(self, forks: int) -> None:
+        if not forks:
+            return
+        msg = (f"the Raft forked the test process {forks} time(s) (os.fork, or "
+               "multiprocessing's fork); each copy was ended at once, before it ran anything "
+               "(a Raft runs in threads only: threading, time, queue, random)")
         if self.impl.is_bundled:
             self.failures.record(msg)
         else:

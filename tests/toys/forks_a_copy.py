@@ -3,7 +3,7 @@ copy sleeps there for an hour.
 
 In-process the copy is a second test process, never ended by anything: after the
 old harness said ``1 passed`` it was still alive, re-parented to init.  The harness
-must kill it after the test's cleanup and name it in a warning.
+must end it at once (before it sleeps) and say so in a warning.
 """
 
 import os
