@@ -151,6 +151,22 @@ def test_supervisor_sigterm_kills_the_run_and_returns():
 
 
 @pytest.mark.skipif(NO_RUN_USER is not None, reason=f"needs root: {NO_RUN_USER}")
+def test_every_folder_the_run_user_cannot_enter_on_the_way_is_covered(tmp_path):
+    """A TMPDIR two private folders deep (pytest's own tmp_path is one): both must be
+    covered, each keeping the one entry on the way; covering the first alone left the
+    second shut to the run user, and every run failed to import the submission."""
+    a = tmp_path / "a"
+    work = a / "b" / "c" / "run" / "work"
+    work.mkdir(parents=True)
+    a.chmod(0o700)
+    (a / "b").chmod(0o700)
+    (a / "b" / "c").chmod(0o755)
+    other = sandbox.RunUser(uid=os.getuid() + 12345, gid=os.getgid() + 12345)
+    blocked = sandbox.blocking_dirs([work], other)
+    assert blocked[a] == {"b"} and blocked[a / "b"] == {"c"}, blocked
+    assert a / "b" / "c" not in blocked and a / "b" / "c" / "run" not in blocked
+
+
 def test_run_user_and_private_view():
     # World-readable on purpose: only the private view keeps the run user out.
     secret = Path(tempfile.mkdtemp(prefix="raftlab-test-secret-"))

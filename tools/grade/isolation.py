@@ -116,6 +116,12 @@ class IsolatedBackend(XdistBackend):
         self.framework_root = framework_root
         self.limits = limits
         self.hold = hold  # the run folder's lock (the supervisor holds it to its end)
+        # The jobs and events files in the run folder, which the run's private view of the
+        # files keeps visible: in the temporary directory, a TMPDIR only its owner may
+        # enter (0700) was covered by that view, and pytest found no jobs file -- every
+        # submission scored 0 with "INTERNALERROR> FileNotFoundError".
+        if hold is not None:
+            self.scratch_in = hold.parent
 
     def command(self, jobs_file: Path, files: Sequence[str]) -> list[str]:
         absolute = [str(self.framework_root / f) for f in files]

@@ -313,7 +313,12 @@ def _searchable_by(path: Path, uid: int, gid: int) -> bool:
 
 
 def blocking_dirs(needed: Iterable[Path], user: RunUser) -> dict[Path, set[str]]:
-    """Directories the run user cannot enter on the way to ``needed`` -> entries needed in each."""
+    """Directories the run user cannot enter on the way to ``needed`` -> entries needed in each.
+
+    Every one on the way, not only the first: with a TMPDIR two folders deep in private
+    ones (``/tmp/pytest-of-root/pytest-3/.../tmp``), covering the first kept the second
+    as it was (a bind mount keeps its mode), the run user still could not enter it, and
+    each run failed to import the submission."""
     blocked: dict[Path, set[str]] = {}
     for path in needed:
         path = Path(os.path.realpath(path))
@@ -323,7 +328,6 @@ def blocking_dirs(needed: Iterable[Path], user: RunUser) -> dict[Path, set[str]]
             if not _searchable_by(parent, user.uid, user.gid):
                 child = path.relative_to(parent).parts[0]
                 blocked.setdefault(parent, set()).add(child)
-                break
     return blocked
 
 

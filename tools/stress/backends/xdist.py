@@ -57,6 +57,9 @@ class XdistBackend:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self.notes: list[str] = []  # restarts of pytest after it died part-way
+        # Where each session's folder (its jobs and events files) is made; None: the
+        # temporary directory.  Grade puts it in the run folder (tools/grade/isolation.py).
+        self.scratch_in: Path | None = None
 
     def command(self, jobs_file: Path, files: Sequence[str]) -> list[str]:
         if self.fork:
@@ -108,7 +111,7 @@ class XdistBackend:
             on_result(replace(result, job=original))
 
         # Held (tools/scratch.py): a folder of a killed command is reclaimed by the next.
-        with HeldFolder.fresh("raftlab-stress-") as tmp:
+        with HeldFolder.fresh("raftlab-stress-", self.scratch_in) as tmp:
             events = Path(tmp) / "events.jsonl"
             events.touch()
             jobs_file = Path(tmp) / "jobs.json"
