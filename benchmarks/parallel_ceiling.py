@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -73,11 +74,14 @@ def raftlab_step(n: int, impl: str | None, seed: int, cache: Path,
     # The failure itself, after an inconclusive run's "inconclusive (...): " prefix.
     messages = sorted({(r["message"] or "").split("): ", 1)[-1][:80]
                        for r in rows if r["outcome"] != "passed"})
+    kept = bool(messages) or len(rows) != 3 * n or proc.returncode != 0
+    if not kept:  # every run passed: nothing in the folder is worth a look
+        shutil.rmtree(out, ignore_errors=True)
     return {"workers": n, "runs": len(rows), **count, "exit": proc.returncode,
             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": round(load, 2),
             "process_model": "xdist" if xdist else "forked",
             "max_lag_ms": max(lags, default=0.0), "messages": messages[:5],
-            "output": str(out)}
+            "output": str(out) if kept else None}  # kept only when a run did not pass
 
 
 def go_step(n: int, binary: Path, cwd: Path) -> dict:
@@ -105,8 +109,15 @@ def main(argv: list[str] | None = None) -> int:
           "(192: 0 failed; 400: 8 of 400 failed)")
     lab = os.environ.get("RAFTLAB_GO_LAB")
     binary = go_binary(Path(lab)) if lab else None
-    steps, go_steps, ceiling, all_clean = [], [], 0, True
     cache = Path(tempfile.mkdtemp(prefix="ceiling-pycache-"))
+    try:
+        return _steps(args, cache, binary, lab)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _steps(args: argparse.Namespace, cache: Path, binary: Path | None, lab: str | None) -> int:
+    steps, go_steps, ceiling, all_clean = [], [], 0, True
     warm = warm_bytecode(REPO, bytecode_env(dict(os.environ), cache), cwd=Path.cwd())
     print(f"bytecode: {BYTECODE_MODE}", flush=True)
     for n in sorted(args.counts):

@@ -56,9 +56,13 @@ def one(tree: Path, n: int, seed: int, cache: Path | None = None) -> dict:
             if line.strip()] if (out / "results.jsonl").exists() else []
     outcomes = {k: sum(r["outcome"] == k for r in rows) for k in ("passed", "failed",
                                                                   "inconclusive")}
+    kept = outcomes["passed"] != len(rows) or not rows or proc.returncode != 0
+    if not kept:  # every run passed: nothing in the folder is worth a look
+        shutil.rmtree(out, ignore_errors=True)
     return {"runs": len(rows), **outcomes, "cpu_s": round(cpu, 2), "wall_s": round(wall, 1),
             "load_before": round(load, 2), "exit": proc.returncode,
-            "cpu_per_run_s": round(cpu / len(rows), 4) if rows else None}
+            "cpu_per_run_s": round(cpu / len(rows), 4) if rows else None,
+            "output": str(out) if kept else None}  # kept only when a run did not pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     add_bytecode_option(parser)
     args = parser.parse_args(argv)
     trees = dict(t.split("=", 1) for t in args.trees)
-    results: dict[str, list[dict]] = {name: [] for name in trees}
     cache_root = Path(tempfile.mkdtemp(prefix="stress-cpu-pycache-"))
+    try:
+        return _rounds(args, trees, cache_root)
+    finally:
+        shutil.rmtree(cache_root, ignore_errors=True)
+
+
+def _rounds(args: argparse.Namespace, trees: dict[str, str], cache_root: Path) -> int:
+    results: dict[str, list[dict]] = {name: [] for name in trees}
     resolved = {name: Path(path).resolve() for name, path in trees.items()}
     caches, bytecode = prepare_trees(args.bytecode, resolved, tree_env, cache_root)
     for r in range(args.rounds):
@@ -95,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
                                          "bytecode": bytecode,
                                          "time": time.strftime("%Y-%m-%d %H:%M:%S")},
                                         indent=2))
-    shutil.rmtree(cache_root, ignore_errors=True)
     return 0
 
 
