@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.session_procs import stat
+
 pytestmark = pytest.mark.selftest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,11 +237,8 @@ def test_non_daemon_threads_are_reported_and_never_keep_the_process_alive(mode):
 # -- processes ---------------------------------------------------------------------------
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    st = stat(pid)
+    return st is not None and st[0] != "Z"
 
 
 # Real time only: simulated time refuses os.fork (SimUnsupported fails the test).
