@@ -35,7 +35,8 @@ import os
 import select
 import time
 
-from labtests.isolation import procs
+# labtests.isolation.procs is imported where it is used: a run that never isolates and
+# never finds a stray never loads the isolation package (tests/test_startup_imports.py).
 
 
 class ForkWatch:
@@ -93,6 +94,8 @@ def live_children() -> set[int]:
         except FileNotFoundError:  # the thread ended, or the kernel has no such file
             if not os.path.exists(f"/proc/self/task/{tid}"):
                 continue
+            from labtests.isolation import procs
+
             return {pid for pid, state in procs.children().items() if state != "Z"}
         except OSError:
             continue
@@ -147,6 +150,8 @@ def end(pids: list[int], wait_s: float = 5.0) -> None:
     """SIGKILL and reap ``pids`` (children of this process).  Bounded: a process in an
     uninterruptible wait (a hung disk) dies only when that wait ends; it is then left to
     be reaped by whoever waits for it, rather than hanging the run."""
+    from labtests.isolation import procs
+
     for pid in pids:
         procs.kill(pid)
     deadline = time.monotonic() + wait_s

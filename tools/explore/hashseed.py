@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from tools.scratch import HeldFolder
+from tools.termination import interrupts_deferred
 
 HASH_SEED = 0  # PYTHONHASHSEED of every run explore makes
 KEY = "hash_seed"  # the field of a finding's JSON that records it
@@ -69,7 +70,13 @@ class _PinnedProcess(mp_context.SpawnProcess):
         frames) under the command's one line -- 3 of 17 Ctrl-Cs as the workers started.
         The mask stays across fork and exec; the process ignores Ctrl-C and then lets the
         signals through (:meth:`run`), as multiprocessing's resource tracker starts."""
-        with _environ_lock:
+        # The mask is per thread, and Python runs a signal's handler in the main thread
+        # whichever thread the kernel gave the signal to: with the pool's own threads
+        # running, a Ctrl-C still raised in the middle of the spawn ("EOFError: Ran out
+        # of input" once in a CI run: test_a_stop_signal_as_the_workers_start[ctrl-c-to-
+        # group]).  So the handlers wait as well (tools/termination.py); the mask stays
+        # for what the child inherits.
+        with _environ_lock, interrupts_deferred():
             before = os.environ.get("PYTHONHASHSEED")
             os.environ["PYTHONHASHSEED"] = str(process_obj.hash_seed)
             mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
