@@ -1,25 +1,15 @@
-"""Processes the code under test started in the test process: forks ended at once, other
-processes found after cleanup and ended.
+"""Processes the code under test started in the test process, found after cleanup and
+ended.
 
 Why: the lab's Raft runs in threads (``threading``, ``time``, ``queue``, ``random``),
-but nothing stops one from calling ``os.fork()`` or starting a program.  A fork in
-``make()`` gave a *copy of the test process* that ran on after the test -- it ran
-the harness too, its output doubled the run's, and one that blocked (a copy asleep
-in ``make()``) was still alive an hour after ``raftlab test`` had said ``1 passed``,
-re-parented to init.  The rule for threads holds for processes: after a test, every
-process it started has ended.  So the test process's children are read when a test
-starts and again after its cleanup; a new one still running once the leak check's
-grace is over is killed and reaped here, and named in the test's report.
-
-A copy of the test process is worse than a leftover: it runs the harness too.  Under
-pytest-xdist it reported to the controller over the worker's own channel -- a Passed
-line beside the real FAILED one, and two tests of the run left with no result at
-all.  So while a test runs, a fork of the test process made in Python (``os.fork``,
-``multiprocessing``'s fork, ``pty.fork``: whatever runs ``os.register_at_fork``'s
-handlers) ends the copy at once, before it returns to the code that forked
-(:func:`watch_forks`); the test process goes on, and the test's report says how many
-copies were ended.  A program started with ``subprocess`` is not a copy (no handler
-runs in it): it is one of the processes the check after cleanup finds.
+but nothing stops one from calling ``os.fork()`` or starting a program.  A program
+started from ``make()`` (``sleep 3600`` through ``subprocess``) outlived the run.  The
+rule for threads holds for processes: after a test, every process it started has
+ended.  So the test process's children are read when a test starts and again after
+its cleanup; a new one still running once the leak check's grace is over is killed
+and reaped here, and named in the test's report.  (A fork of the test process is
+worse -- a copy that runs the harness too -- and is ended at once instead:
+labtests/fork_watch.py.)
 
 Only direct children: a leftover's own children are re-parented to init when it is
 killed (it shares the test process's group, so no group kill is safe).
@@ -28,7 +18,6 @@ Reading the children costs one small ``/proc/self/task/<tid>/children`` file per
 thread of the test process (a few hundred microseconds), not a scan of every
 process of the machine; the scan is the fallback where the kernel lacks that file.
 """
-
 from __future__ import annotations
 
 import os
@@ -37,47 +26,6 @@ import time
 
 # labtests.isolation.procs is imported where it is used: a run that never isolates and
 # never finds a stray never loads the isolation package (tests/test_startup_imports.py).
-
-
-class ForkWatch:
-    """The forks of the test process during one test (:func:`watch_forks`)."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.forks = 0
-
-
-_watch: ForkWatch | None = None
-_handlers_registered = False
-
-
-def watch_forks() -> ForkWatch:
-    """From now until :func:`unwatch_forks`, a fork of this process ends the copy at once
-    (exit status 0) and is counted here."""
-    global _watch, _handlers_registered
-    if not _handlers_registered:
-        os.register_at_fork(after_in_parent=_forked_in_parent, after_in_child=_forked_in_copy)
-        _handlers_registered = True
-    _watch = ForkWatch()
-    return _watch
-
-
-def unwatch_forks(watch: ForkWatch) -> None:
-    global _watch
-    if _watch is watch:
-        _watch = None
-
-
-def _forked_in_parent() -> None:
-    watch = _watch
-    if watch is not None and os.getpid() == watch.pid:
-        watch.forks += 1
-
-
-def _forked_in_copy() -> None:
-    watch = _watch
-    if watch is not None and os.getppid() == watch.pid:
-        os._exit(0)  # before the copy runs one more line of the Raft or of the harness
 
 
 def live_children() -> set[int]:

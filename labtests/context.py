@@ -22,6 +22,7 @@ from labtests import (
     batchsched,
     child_processes,
     cpupin,
+    fork_watch,
     timeline,
     timerslack,
     timing,
@@ -75,7 +76,7 @@ class TestContext:
         self._children = (None if isinstance(impl, IsolatedImplementation)
                           else child_processes.live_children())
         self._forks = (None if isinstance(impl, IsolatedImplementation)
-                       else child_processes.watch_forks())
+                       else fork_watch.watch_forks())
         self._prev_hook = threading.excepthook
         self._finished = False
         # The stuck cleanup's stacks, when an earlier failure is the test's reason.
@@ -164,8 +165,9 @@ class TestContext:
             self._check_child_processes()  # a stuck cleanup's test too: no process outlives it
         finally:
             if self._forks is not None:
-                child_processes.unwatch_forks(self._forks)
+                fork_watch.unwatch_forks(self._forks)
                 self._report_forks(self._forks.forks)
+            self._report_import_forks()
             threading.excepthook = self._prev_hook
             self.timer_lag = self._lag.stop()
             if self.cpu_pin is not None:
@@ -260,9 +262,20 @@ class TestContext:
     def _report_forks(self, forks: int) -> None:
         if not forks:
             return
-        msg = (f"the Raft forked the test process {forks} time(s) (os.fork, or "
-               "multiprocessing's fork); each copy was ended at once, before it ran anything "
-               "(a Raft runs in threads only: threading, time, queue, random)")
+        self._fork_finding(f"the Raft forked the test process {forks} time(s)")
+
+    def _report_import_forks(self) -> None:
+        """Every test says it, as every test says an import error: its verdict does not
+        depend on which test ran first in the process."""
+        forks = self.impl.import_forks
+        if forks:
+            self._fork_finding(f"the Raft's module forked its process {forks} time(s) while "
+                               "it was imported")
+
+    def _fork_finding(self, what: str) -> None:
+        msg = (f"{what} (os.fork, or multiprocessing's fork); each copy was ended at once, "
+               "before it ran anything (a Raft runs in threads only: threading, time, queue, "
+               "random)")
         if self.impl.is_bundled:
             self.failures.record(msg)
         else:

@@ -26,6 +26,10 @@ relatively (``from .log import Log``) and ``raft.api`` is always the framework's
 A module that lacks part of the API is reported once, by name, and every test
 then fails fast with that message instead of with a confusing
 ``AttributeError`` deep inside the harness.
+
+A module that forks its process while it is imported gets its copies ended at once
+(labtests/fork_watch.py says why); each test reports how many
+(:attr:`Implementation.import_forks`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from labtests import fork_watch
 from labtests.options import looks_like_path
 from raft.api import REQUIRED_MODULE_FUNCTIONS, REQUIRED_RAFT_METHODS
 
@@ -53,6 +58,8 @@ class Implementation:
     module: ModuleType | None = None
     error: str | None = None
     checked_classes: set[type] = field(default_factory=set)
+    # Copies of the importing process the module's import made (each ended at once).
+    import_forks: int = 0
 
     @property
     def is_bundled(self) -> bool:
@@ -176,12 +183,16 @@ def load(spec: str | None = None) -> Implementation:
     impl = Implementation(spec=spec)
     is_path = looks_like_path(spec)
     try:
-        if is_path:
-            if not os.path.exists(spec):
-                raise ImportError(f"no such file or directory: {spec}")
-            module = _import_path(spec)
-        else:
-            module = importlib.import_module(spec)
+        with fork_watch.forks_ended() as forks:
+            try:
+                if is_path:
+                    if not os.path.exists(spec):
+                        raise ImportError(f"no such file or directory: {spec}")
+                    module = _import_path(spec)
+                else:
+                    module = importlib.import_module(spec)
+            finally:
+                impl.import_forks = forks.forks
     except BaseException as exc:  # noqa: BLE001 - every test reports it
         hint = _own_import_hint(spec, exc) if is_path else _not_found_hint(spec, exc)
         impl.error = (

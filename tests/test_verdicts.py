@@ -11,6 +11,7 @@ killed, so a regression fails here instead of hanging CI.  The toys (in
 * ``exits_zero`` / ``sigkills_self``: the test process ends mid-test;
 * ``leaves_threads``: non-daemon threads that ignore ``kill()``;
 * ``forks_a_copy`` / ``forked_copy_passes``: ``make()`` forks the test process;
+* ``forks_at_import``: importing the Raft's module forks the process;
 * ``closes_descriptors``: the Raft closes every descriptor above 2, raftlab's too.
 
 Every case checks the verdict's words, that the test after the culprit still
@@ -92,9 +93,12 @@ _DESCRIPTIONS = {
 }
 
 
-def _run(args: list[str], timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT) -> Result:
-    """Run a command in its own session; on the hard timeout kill the whole group and fail."""
-    proc = subprocess.Popen(args, cwd=cwd, env=_clean_env(), stdout=subprocess.PIPE,
+def _run(args: list[str], timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT,
+         env: dict[str, str] | None = None) -> Result:
+    """Run a command in its own session; on the hard timeout kill the whole group and fail.
+    ``env``: settings added to the clean environment."""
+    proc = subprocess.Popen(args, cwd=cwd, env={**_clean_env(), **(env or {})},
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -106,9 +110,10 @@ def _run(args: list[str], timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT) -> 
     return Result(proc.returncode, stdout, stderr)
 
 
-def raftlab_test(*args: str, timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT) -> Result:
+def raftlab_test(*args: str, timeout: float = HARD_TIMEOUT_S, cwd: Path = ROOT,
+                 env: dict[str, str] | None = None) -> Result:
     code = "import sys; from tools.cli import main; sys.exit(main(sys.argv[1:]))"
-    return _run([sys.executable, "-c", code, "test", *args], timeout, cwd)
+    return _run([sys.executable, "-c", code, "test", *args], timeout, cwd, env)
 
 
 def toy(name: str) -> str:
@@ -259,6 +264,28 @@ def test_a_fork_of_the_test_process_is_ended_at_once_and_named():
     assert res.summary() == {"passed": 2, "failed": 0}
     assert _forks(res) == [1], res.stdout  # the first test's; the second forks nothing
     assert "processes still running after cleanup" not in res.stdout  # nothing was left
+
+
+@pytest.mark.parametrize("mode", [(), ("-n", "2"), ("--isolate",)],
+                         ids=["one-process", "xdist", "isolated"])
+def test_a_fork_as_the_raft_is_imported_is_ended_at_once_and_every_test_says_so(
+        mode, tmp_path):
+    """A module that forks when imported: the copy ran the whole session beside the real
+    one (in isolated mode, a second template on the tester's control socket); under
+    xdist the copies reported the same tests and the run ended in INTERNALERROR, exit
+    status 3, with one test of three reported.  Now the copy ends before it runs one
+    line (it leaves no marker) and each test's verdict says so."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    res = raftlab_test("2A", "--impl", toy("forks_at_import"), "--seed", "3", *mode,
+                       timeout=180, env={"RAFTLAB_TOY_MARKERS": str(markers)})
+    assert res.returncode == 0, res.out[-3000:]
+    assert res.summary() == {"passed": 3, "failed": 0}
+    assert res.stdout.count(
+        "warning: the Raft's module forked its process 1 time(s) while it was imported "
+        "(os.fork, or multiprocessing's fork); each copy was ended at once, before it ran "
+        "anything") == 3, res.stdout
+    assert not list(markers.iterdir())  # no copy ran on
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc: Linux")

@@ -90,6 +90,7 @@ class IsolatedImplementation:
         self._started = False
         self._groups: dict[int, _Group] = {}
         self._forks = 0  # fork requests sent, numbering them
+        self._import_forks = 0  # copies of the template its import of the Raft made
 
     @property
     def is_bundled(self) -> bool:
@@ -100,6 +101,12 @@ class IsolatedImplementation:
         """Why the implementation cannot be tested (import error, missing API), or None."""
         self._ensure_template()
         return self._error
+
+    @property
+    def import_forks(self) -> int:
+        """Copies of the template process the Raft's import made (each ended at once)."""
+        self._ensure_template()
+        return self._import_forks
 
     @property
     def template_pid(self) -> int | None:
@@ -140,7 +147,7 @@ class IsolatedImplementation:
                 reply = self._ctl_recv(TEMPLATE_START_S, "to import the implementation")
                 if reply[0] != "ready":
                     raise IsolationError(f"template process: unexpected reply {reply[0]!r}")
-                (error,) = wire.expect(reply, str)
+                error, self._import_forks = wire.expect(reply, str, int)
             except (IsolationError, wire.WireError, OSError) as exc:
                 # Every test then fails with this, as with an import error.
                 error = f"isolated mode could not start for {self.spec!r}: {exc}"

@@ -10,7 +10,9 @@ frames of :mod:`labtests.isolation.wire` without the length header):
 
 * tester -> template: ``("init", spec, sys_path, debug)``; the template imports
   the implementation with :mod:`labtests.impl_loader` and answers
-  ``("ready", error_text)`` (empty when the implementation loaded and has the API);
+  ``("ready", error_text, import_forks)`` (the text empty when the implementation
+  loaded and has the API; the count of copies of the template its import forked,
+  each ended at once: labtests.fork_watch);
 * tester -> template: ``("fork", seq)`` with four file descriptors attached (the
   peer's connection, the tester's current stdout and stderr, the stack-dump
   file); the template answers ``("forked", seq, pid)`` or ``("fork_failed", seq,
@@ -103,7 +105,7 @@ def main(argv: list[str]) -> int:
                 "isolated mode forks each peer from a process that has imported the "
                 "implementation, which is only safe without threads: start threads in make()"
             )
-        _send(ctl, ("ready", error[:32000]))
+        _send(ctl, ("ready", error[:32000], impl.import_forks))
         while True:
             message, fds = _recv(ctl)
             seq = message[1] if len(message) > 1 and isinstance(message[1], int) else -1
