@@ -16,6 +16,8 @@ command (:mod:`labtests.rerun`); the lines are built by :mod:`labtests.verdicts`
 
 No test can keep the run from producing a result: the watchdog covers a test's
 setup, body and cleanup, the cleanup is bounded (:mod:`labtests.watchdog`), a
+process in which no Python can run any more (a thread keeps the interpreter lock)
+is ended from C by the last bound (:mod:`labtests.last_bound`), a
 pytest-xdist worker that dies is reported as a failure of the test it was
 running, naming its exit status or signal, and threads a Raft left running
 that are not daemons never keep the process alive: once every result is
@@ -39,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from labtests import heap, hookspecs
+from labtests import heap, hookspecs, last_bound
 from labtests.artifacts import ARTIFACT_KEY
 from labtests.config import Config, cpu_warning, derive_seed
 from labtests.context import TestContext
@@ -118,6 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_SEED] = session_seed
     config.pluginmanager.register(_LabLines(config), "raftlab-lab-lines")
     config.pluginmanager.register(_Verdicts(config), "raftlab-verdicts")
+    config.pluginmanager.register(_LastBound(config, _watchdog_s),
+                                  "raftlab-last-bound")
     if options.race and not options.isolate:
         from labtests.race.pytest_plugin import RacePlugin  # only with --race
 
@@ -159,6 +163,49 @@ def _end_if_threads_left(config: pytest.Config, baseline: set[int | None]) -> No
           f"it ends now with pytest's exit status {status} (a killed Raft must make its "
           "threads exit, or start them with daemon=True)", file=sys.stderr, flush=True)
     os._exit(status)
+
+
+class _LastBound:
+    """Arms the last bound (:mod:`labtests.last_bound`) around each graded test's whole
+    protocol: setup, body, cleanup and report."""
+
+    def __init__(self, config: pytest.Config,
+                 watchdog_s: Callable[[pytest.Item], float | None]) -> None:
+        self._watchdog_s = watchdog_s
+        self._debugging = bool(config.getoption("usepdb", False)
+                               or config.getoption("trace", False))
+        # Standard error as it is now, before pytest's capture takes fd 2 for a test
+        # (capture is suspended while pytest configures): where the stacks go when no
+        # file is asked for.
+        try:
+            self._stderr_fd: int | None = os.dup(2)
+        except OSError:
+            self._stderr_fd = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        watchdog = None if self._debugging else self._watchdog_s(item)
+        if not watchdog or watchdog <= 0:
+            return (yield)
+        last_bound.arm(last_bound.seconds_for(watchdog), self._stderr_fd)
+        try:
+            return (yield)
+        finally:
+            last_bound.disarm()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_exception_interact(self) -> None:
+        last_bound.rearm()  # after pytest's faulthandler plugin cancelled the dump
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_enter_pdb(self) -> None:
+        last_bound.disarm()
+
+    def pytest_unconfigure(self) -> None:
+        last_bound.close()
+        if self._stderr_fd is not None:
+            os.close(self._stderr_fd)
+            self._stderr_fd = None
 
 
 def harness_options(config: pytest.Config) -> HarnessOptions:
@@ -220,6 +267,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _is_graded(item) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit, method="signal"))
+
+
+def _watchdog_s(item: pytest.Item) -> float | None:
+    """A graded test's watchdog in seconds, as pytest-timeout will apply it (None: not a
+    graded test; 0: no watchdog)."""
+    if not _is_graded(item):
+        return None
+    marker = item.get_closest_marker("timeout")
+    if marker is not None:
+        value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+    else:
+        value = item.config.getoption("timeout", None)
+    if value is None:
+        value = harness_options(item.config).timeout_s
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def seed_for_test(item: pytest.Item) -> int:
@@ -370,7 +435,13 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     worker = getattr(getattr(node, "gateway", None), "id", "?")
     reason = (f"the test process (xdist worker {worker}) ended with {how} while this "
               "test was running")
-    report.longrepr = f"{reason}\n{report.longrepr}"
+    dump = last_bound.read_dump(os.environ.get(last_bound.ENV_DIR), _worker_pid(node))
+    if dump is not None:  # no Python could run in it: labtests.last_bound ended it
+        reason = last_bound.describe(dump).replace(
+            "the test process", f"the test process (xdist worker {worker})", 1)
+        report.longrepr = f"{reason}\n\n{dump}"
+    else:
+        report.longrepr = f"{reason}\n{report.longrepr}"
     props = [(REASON_KEY, reason)]
     config = getattr(node, "config", None)
     if config is not None and _SESSION_SEED in config.stash:
@@ -379,6 +450,11 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
         seed = fixed if fixed is not None else derive_seed(config.stash[_SESSION_SEED], name)
         props.insert(0, ("seed", seed))
     report.user_properties = [*report.user_properties, *props]
+
+
+def _worker_pid(node: Any) -> int | None:
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    return getattr(popen, "pid", None)
 
 
 def _worker_returncode(gateway: Any) -> int | None:

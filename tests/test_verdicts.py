@@ -12,6 +12,7 @@ killed, so a regression fails here instead of hanging CI.  The toys (in
 * ``leaves_threads``: non-daemon threads that ignore ``kill()``;
 * ``forks_a_copy`` / ``forked_copy_passes``: ``make()`` forks the test process;
 * ``forks_at_import``: importing the Raft's module forks the process;
+* ``holds_the_gil``: a Raft thread never lets go of Python's interpreter lock;
 * ``closes_descriptors``: the Raft closes every descriptor above 2, raftlab's too.
 
 Every case checks the verdict's words, that the test after the culprit still
@@ -264,6 +265,40 @@ def test_a_fork_of_the_test_process_is_ended_at_once_and_named():
     assert res.summary() == {"passed": 2, "failed": 0}
     assert _forks(res) == [1], res.stdout  # the first test's; the second forks nothing
     assert "processes still running after cleanup" not in res.stdout  # nothing was left
+
+
+LAST_BOUND = ("no Python code could run in the test process{worker}, not even its watchdog: "
+              "raftlab's last bound ended it after 65 s (a thread kept Python's interpreter "
+              "lock: a long call into C code, or sys.setswitchinterval)")
+
+
+@pytest.mark.parametrize("mode", [
+    pytest.param((), id="real"),
+    pytest.param(("--sim", "--", "--sim-wall-limit", "5"), id="sim"),
+    pytest.param(("--", "-n", "2"), id="xdist"),
+])
+def test_a_thread_that_keeps_the_interpreter_lock_ends_the_test_with_a_verdict(mode):
+    """``sum(range(10**15))`` in a Raft's thread: no Python ran again in the process, not
+    the watchdog, not the cleanup, and the run waited with no result until it was
+    killed from outside.  Now the last bound (the 5 s watchdog + 60 s) ends the process,
+    the test fails saying why, with every thread's stack, and the next test is not run
+    (one-process) or runs in a new worker (xdist)."""
+    tests = ("test_initial_election_2a",) if "-n" in mode else (
+        "test_initial_election_2a", "test_re_election_2a")
+    res = raftlab_test(*tests, "--impl", toy("holds_the_gil"), "--seed", "3", "--timeout",
+                       "5", *mode, timeout=200)
+    assert res.returncode == 1, res.out[-3000:]
+    line = res.failure_line("test_initial_election_2a")
+    if "-n" in mode:
+        expected = re.escape("  ... FAILED -- " + LAST_BOUND.format(worker=" (xdist worker GW)"))
+        assert re.fullmatch(expected.replace("GW", r"gw\d+"), line), line
+    else:
+        assert line == "  ... FAILED -- " + LAST_BOUND.format(worker=""), line
+    assert "Timeout (0:01:05)!" in res.stdout
+    if "--sim" not in mode:  # real threads: the one that holds the lock is named
+        assert "in _sum_forever" in res.stdout, res.stdout[-3000:]
+    if len(tests) > 1:
+        assert "not run (the test process had ended): test_re_election_2a" in res.stdout
 
 
 @pytest.mark.parametrize("mode", [(), ("-n", "2"), ("--isolate",)],

@@ -56,6 +56,7 @@ from typing import Any
 
 import pytest
 
+from labtests import last_bound
 from labtests.overload import DETAIL_KEY, INCONCLUSIVE, VERDICT_KEY
 from labtests.plugin import _implementation, harness_options, seed_for_test
 from labtests.verdicts import REASON_KEY, REFUSED, first_line
@@ -204,6 +205,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Any) -> Generator[None,
         finally:
             del item.stash[_REFUSED]
     item.stash[_SCHED] = sched
+    backstop = wall_limit(config)
+    if backstop:  # the last bound (C, real time) must not end a run its backstop judges
+        last_bound.require(backstop + last_bound.MIN_MARGIN_S)
     routed: list[KeyboardInterrupt] = []
     previous = _ctrl_c_to_the_main_thread(sched, routed)
     try:

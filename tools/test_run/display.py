@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from typing import IO, Any
 
+from labtests.last_bound import describe as describe_last_bound
 from labtests.options import HarnessOptions
 from labtests.output import bound_text
 from labtests.overload import DETAIL_KEY, LAG_BOUND_MS
@@ -106,10 +107,13 @@ class Display:
 
     # -- when the child has ended ------------------------------------------------------
 
-    def ended_early(self, state: RunState, returncode: int, channel_closed: bool = False) -> None:
+    def ended_early(self, state: RunState, returncode: int, channel_closed: bool = False,
+                    last_bound_dump: str | None = None) -> None:
         """The child ended without finishing its session: the running tests failed.
 
-        ``channel_closed``: it had closed raftlab's channel first (its output gone too)."""
+        ``channel_closed``: it had closed raftlab's channel first (its output gone too).
+        ``last_bound_dump``: the stacks labtests.last_bound wrote as it ended the child
+        (no Python could run in it any more); the reason says so and they are shown."""
         how = exit_description(returncode)
         if channel_closed:
             how += (" (after closing raftlab's channel to it: code under test closed file "
@@ -117,8 +121,12 @@ class Display:
         options = self._opts(state)
         if self.passthrough:
             self.line()  # pytest's output may have been cut in the middle of a line
+        if last_bound_dump is not None:
+            self.child_output("every thread's stack when raftlab's last bound ended the "
+                              "test process", last_bound_dump)
         for t in state.running():
-            reason = _crash_reason(t, how)
+            reason = (describe_last_bound(last_bound_dump) if last_bound_dump is not None
+                      else _crash_reason(t, how))
             pairs: list[tuple[str, Any]] = list(t.props.pairs)
             if t.seed is not None and "seed" not in t.props:
                 pairs.insert(0, ("seed", t.seed))

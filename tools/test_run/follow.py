@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from labtests import last_bound
 from labtests.isolation.procs import dies_with
 from labtests.options import HarnessOptions
 from tools.scratch import HeldFolder
@@ -202,7 +203,8 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
                 stop_signals_as_interrupts():
             with Wakeup() as wakeup:
                 proc = wakeup.spawn(
-                    child_command(pytest_args), {**os.environ, ENV_EVENTS: str(events)},
+                    child_command(pytest_args),
+                    {**os.environ, ENV_EVENTS: str(events), last_bound.ENV_DIR: tmp},
                     stdout=None if passthrough else out, stderr=None if passthrough else err,
                     preexec_fn=_child_setup(os.getpid()))
                 returncode, stop = _follow(proc, EventReader(events), state, display, wakeup)
@@ -224,8 +226,11 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
                                      out_path.read_text(errors="replace"))
             display.child_output("stderr of the test process",
                                  err_path.read_text(errors="replace"))
+        # The stacks the last bound wrote, if it is what ended the child.
+        bound_dump = last_bound.read_dump(tmp, proc.pid) if crashed else None
     if crashed:
-        display.ended_early(state, returncode, channel_closed=wakeup.closed_by_child)
+        display.ended_early(state, returncode, channel_closed=wakeup.closed_by_child,
+                            last_bound_dump=bound_dump)
     if terminated:
         display.stopped(state, describe(stop))
     if not refused and (crashed or not passthrough):
