@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -371,6 +372,32 @@ def test_a_forked_copy_of_a_run_records_nothing(tmp_path, workers):
                 assert row["outcome"] == "inconclusive", row
             elif row["job"] == job:
                 assert row["outcome"] == "failed" and "expected one leader" in row["message"], row
+
+
+@pytest.mark.parametrize("toy, workers, how", [
+    ("exits_zero", "1", "exit status 0"),
+    ("sigkills_self", "2", "signal SIGKILL (9)"),
+])
+def test_a_run_that_ends_its_forked_worker_fails_and_the_runs_after_it_still_run(
+        tmp_path, toy, workers, how):
+    """The Raft ends its process in the middle of a run (the local backend's forked
+    workers): the runs had no result and stress ended with a backend error (exit 3,
+    ``pytest exited with status 0 after 0 of 2 runs``).  Now the run fails, naming how
+    its process ended, and a new worker takes the runs its process had not started."""
+    out = tmp_path / "out"
+    rc, text = run_stress(
+        ["labtests/test_2a.py::test_initial_election_2a",
+         "labtests/test_2a.py::test_re_election_2a", "-n", "2", "-p", workers,
+         "--impl", str(REPO / "tests" / "toys" / f"{toy}.py"),
+         "-o", str(out), "--no-live"], cwd=REPO)
+    assert rc == 1, text
+    rows = results_of(out / "results.jsonl")
+    assert sorted(r["job"] for r in rows) == [0, 1, 2, 3], rows
+    for row in rows:
+        assert row["outcome"] == "failed", row
+        assert re.fullmatch(r"the run's process \(forked worker gw[01]\) ended with "
+                            + re.escape(how) + " while this run was running",
+                            row["message"]), row
 
 
 @pytest.mark.parametrize("harness", [

@@ -206,6 +206,23 @@ class _StressPlugin:
         self._events.write(json.dumps(event) + "\n")
         self._events.flush()
 
+    def crashed_run(self, j: int, worker: str, reason: str, duration: float,
+                    log: str | None = None) -> None:
+        """Record run ``j`` as failed with ``reason``: its process ended before the run
+        reported (a forked worker's child, as xdist reports a dead worker's test)."""
+        if self._events is None or os.getpid() != self._pid or not 0 <= j < len(self.jobs):
+            return
+        job = self.jobs[j]
+        event = {
+            "job": j, "test": job["test"], "seed": int(job["seed"]), "outcome": "failed",
+            "duration": round(duration, 4), "worker": worker,
+            "loadavg": [round(x, 2) for x in os.getloadavg()], "message": reason,
+            "properties": {"seed": int(job["seed"]), REASON_KEY: reason},
+            "log": log if log is not None else reason + "\n",
+        }
+        self._events.write(json.dumps(event) + "\n")
+        self._events.flush()
+
     def _take_bundle(self, path: str, message: str | None,
                      props: dict[str, Any]) -> dict[str, Any] | None:
         """Pack a failing run's bundle while its signature's share is not used up (the
