@@ -79,9 +79,9 @@ def describe(dump: str) -> str:
             after = f"{int(h) * 3600 + int(m) * 60 + float(sec):g} s"
         except ValueError:
             pass
-    return (f"no Python code could run in the test process, not even its watchdog: "
-            f"raftlab's last bound ended it after {after} (a thread kept Python's "
-            "interpreter lock: a long call into C code, or sys.setswitchinterval)")
+    return (f"raftlab's last bound ended the test process after {after}: not even its "
+            "watchdog could end the test (most likely a thread kept Python's interpreter "
+            "lock: a long call into C code, or sys.setswitchinterval)")
 
 
 class _Bound:

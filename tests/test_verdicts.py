@@ -267,8 +267,8 @@ def test_a_fork_of_the_test_process_is_ended_at_once_and_named():
     assert "processes still running after cleanup" not in res.stdout  # nothing was left
 
 
-LAST_BOUND = ("no Python code could run in the test process{worker}, not even its watchdog: "
-              "raftlab's last bound ended it after 65 s (a thread kept Python's interpreter "
+LAST_BOUND = ("raftlab's last bound ended the test process{worker} after 65 s: not even its "
+              "watchdog could end the test (most likely a thread kept Python's interpreter "
               "lock: a long call into C code, or sys.setswitchinterval)")
 
 
