@@ -10,7 +10,8 @@ of the items (job i goes to child i mod N, in job order) with pytest's ordinary
 per-item protocol, so reports, the harness's verdicts and the stress plugin's
 event lines are exactly those of a single-process run; a child then ends with
 ``os._exit`` (its status: 0, or 1 if a run failed), and dies with the session
-(``PR_SET_PDEATHSIG``), as an xdist worker does.
+(``PR_SET_PDEATHSIG``), as an xdist worker does.  Children are started a few
+milliseconds apart (``STAGGER_S``) so their first tests do not all start at once.
 
 A child that ends in the middle of a run -- the Raft called ``os._exit`` or killed
 its process, or no Python could run in it and the last bound ended it
@@ -19,8 +20,7 @@ child takes the runs it had not started, as xdist fails a dead worker's test and
 replaces the worker.  Before, those runs had no result: stress either restarted the
 whole session, so that the run was run again and could pass (a Raft that ended its
 process one run in ten read as passing), or, with no result at all, ended with a
-backend error.  Children are started a few
-milliseconds apart (``STAGGER_S``) so their first tests do not all start at once.
+backend error.
 
 As under xdist, only the session process writes the stress plugin's event file:
 a child sends each event line (with its worker id, ``gw<k>``) down a pipe of its
