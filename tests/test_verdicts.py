@@ -27,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,21 +273,39 @@ LAST_BOUND = ("raftlab's last bound ended the test process{worker} after 65 s: n
               "lock: a long call into C code, or sys.setswitchinterval)")
 
 
-@pytest.mark.parametrize("mode", [
-    pytest.param((), id="real"),
-    pytest.param(("--sim", "--", "--sim-wall-limit", "5"), id="sim"),
-    pytest.param(("--", "-n", "2"), id="xdist"),
-])
-def test_a_thread_that_keeps_the_interpreter_lock_ends_the_test_with_a_verdict(mode):
+GIL_MODES = {
+    "real": (),
+    "sim": ("--sim", "--", "--sim-wall-limit", "5"),
+    "xdist": ("--", "-n", "2"),
+}
+
+
+def _gil_tests(mode: tuple[str, ...]) -> tuple[str, ...]:
+    return ("test_initial_election_2a",) if "-n" in mode else (
+        "test_initial_election_2a", "test_re_election_2a")
+
+
+@pytest.fixture(scope="module")
+def gil_runs() -> dict[str, Result]:
+    """tests/toys/holds_the_gil.py under ``raftlab test`` in each mode, the three at once:
+    each waits the bound's 65 s (the 5 s watchdog + 60 s), mostly asleep."""
+    with ThreadPoolExecutor(len(GIL_MODES)) as pool:
+        runs = {name: pool.submit(raftlab_test, *_gil_tests(mode), "--impl",
+                                  toy("holds_the_gil"), "--seed", "3", "--timeout", "5",
+                                  *mode, timeout=200)
+                for name, mode in GIL_MODES.items()}
+        return {name: run.result() for name, run in runs.items()}
+
+
+@pytest.mark.parametrize("name", list(GIL_MODES))
+def test_a_thread_that_keeps_the_interpreter_lock_ends_the_test_with_a_verdict(
+        name, gil_runs):
     """``sum(range(10**15))`` in a Raft's thread: no Python ran again in the process, not
     the watchdog, not the cleanup, and the run waited with no result until it was
     killed from outside.  Now the last bound (the 5 s watchdog + 60 s) ends the process,
     the test fails saying why, with every thread's stack, and the next test is not run
     (one-process) or runs in a new worker (xdist)."""
-    tests = ("test_initial_election_2a",) if "-n" in mode else (
-        "test_initial_election_2a", "test_re_election_2a")
-    res = raftlab_test(*tests, "--impl", toy("holds_the_gil"), "--seed", "3", "--timeout",
-                       "5", *mode, timeout=200)
+    mode, res = GIL_MODES[name], gil_runs[name]
     assert res.returncode == 1, res.out[-3000:]
     line = res.failure_line("test_initial_election_2a")
     if "-n" in mode:
@@ -297,7 +316,7 @@ def test_a_thread_that_keeps_the_interpreter_lock_ends_the_test_with_a_verdict(m
     assert "Timeout (0:01:05)!" in res.stdout
     if "--sim" not in mode:  # real threads: the one that holds the lock is named
         assert "in _sum_forever" in res.stdout, res.stdout[-3000:]
-    if len(tests) > 1:
+    if len(_gil_tests(mode)) > 1:
         assert "not run (the test process had ended): test_re_election_2a" in res.stdout
 
 
