@@ -68,9 +68,10 @@ def read_dump(folder: str | os.PathLike[str] | None, pid: int | None) -> str | N
     return text if text.strip() else None
 
 
-def describe(dump: str) -> str:
+def describe(dump: str, process: str = "the test process") -> str:
     """The reason line of a test whose process the last bound ended (``dump``: what it
-    wrote, which starts with faulthandler's ``Timeout (H:MM:SS)!``)."""
+    wrote, which starts with faulthandler's ``Timeout (H:MM:SS)!``; ``process``: how the
+    verdict names that process)."""
     after = "its deadline"
     first = dump.lstrip().split("\n", 1)[0]
     if first.startswith("Timeout (") and first.count(":") >= 2:
@@ -79,7 +80,7 @@ def describe(dump: str) -> str:
             after = f"{int(h) * 3600 + int(m) * 60 + float(sec):g} s"
         except ValueError:
             pass
-    return (f"raftlab's last bound ended the test process after {after}: not even its "
+    return (f"raftlab's last bound ended {process} after {after}: not even its "
             "watchdog could end the test (most likely a thread kept Python's interpreter "
             "lock: a long call into C code, or sys.setswitchinterval)")
 
@@ -90,23 +91,17 @@ class _Bound:
     def __init__(self) -> None:
         self.deadline: float | None = None  # time.monotonic() value, while armed
         self.required_s = 0.0  # asked for by :func:`require` before the next arm
-        self.file: IO[bytes] | None = None
-        self.fd: int | None = None  # the dump file's, once opened
+        self.file: IO[bytes] | None = None  # the dump file, once opened
         self.armed_fd: int | None = None  # where the armed dump goes (None: stderr)
 
     def _target(self, fallback_fd: int | None) -> int | None:
-        if self.fd is not None:
-            return self.fd
         folder = os.environ.get(ENV_DIR)
-        if folder:
+        if self.file is None and folder:
             try:
                 self.file = open(dump_path(folder, os.getpid()), "wb")  # noqa: SIM115
             except OSError:
-                self.file = None
-            if self.file is not None:
-                self.fd = self.file.fileno()
-                return self.fd
-        return fallback_fd
+                pass
+        return self.file.fileno() if self.file is not None else fallback_fd
 
 
 _bound = _Bound()
@@ -149,7 +144,7 @@ def disarm() -> None:
 def close() -> None:
     """At the end of the process's session: nothing was dumped, so the file goes."""
     disarm()
-    file, _bound.file, _bound.fd = _bound.file, None, None
+    file, _bound.file = _bound.file, None
     if file is not None:
         name = file.name
         file.close()

@@ -430,15 +430,16 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     command) are added here.
     """
     node = getattr(report, "node", None)
-    status = _worker_returncode(getattr(node, "gateway", None))
+    popen = _worker_popen(getattr(node, "gateway", None))
+    status = _worker_returncode(popen)
     how = exit_description(status) if status is not None else "an unknown status"
     worker = getattr(getattr(node, "gateway", None), "id", "?")
     reason = (f"the test process (xdist worker {worker}) ended with {how} while this "
               "test was running")
-    dump = last_bound.read_dump(os.environ.get(last_bound.ENV_DIR), _worker_pid(node))
-    if dump is not None:  # no Python could run in it: labtests.last_bound ended it
-        reason = last_bound.describe(dump).replace(
-            "the test process", f"the test process (xdist worker {worker})", 1)
+    dump = last_bound.read_dump(os.environ.get(last_bound.ENV_DIR),
+                                getattr(popen, "pid", None))
+    if dump is not None:  # not even its watchdog ran: labtests.last_bound ended it
+        reason = last_bound.describe(dump, f"the test process (xdist worker {worker})")
         report.longrepr = f"{reason}\n\n{dump}"
     else:
         report.longrepr = f"{reason}\n{report.longrepr}"
@@ -452,14 +453,13 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     report.user_properties = [*report.user_properties, *props]
 
 
-def _worker_pid(node: Any) -> int | None:
-    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
-    return getattr(popen, "pid", None)
+def _worker_popen(gateway: Any) -> Any:
+    """The process of an xdist worker (an execnet popen gateway's), or None."""
+    return getattr(getattr(gateway, "_io", None), "popen", None)
 
 
-def _worker_returncode(gateway: Any) -> int | None:
-    """The exit status of a dead xdist worker's process (an execnet popen gateway)."""
-    popen = getattr(getattr(gateway, "_io", None), "popen", None)
+def _worker_returncode(popen: Any) -> int | None:
+    """The exit status of a dead xdist worker's process (:func:`_worker_popen`)."""
     if popen is None:
         return None
     try:

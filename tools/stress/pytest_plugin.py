@@ -190,21 +190,10 @@ class _StressPlugin:
                if failed or self.keep_passing else None)
         node = getattr(reports[-1], "node", None)
         gateway = getattr(node, "gateway", None)
-        event = {
-            "job": j,
-            "test": job["test"],
-            "seed": int(props.get("seed", job["seed"])),
-            "outcome": outcome,
-            "duration": round(sum(rep.duration for rep in reports), 4),
-            "worker": getattr(gateway, "id", None) or "main",
-            "loadavg": [round(x, 2) for x in os.getloadavg()],
-            "message": message,
-            "properties": {k: v for k, v in props.items() if jsonable(v)},
-            "log": log,
-        }
-        assert self._events is not None
-        self._events.write(json.dumps(event) + "\n")
-        self._events.flush()
+        self._write_event(j, seed=int(props.get("seed", job["seed"])), outcome=outcome,
+                          duration=sum(rep.duration for rep in reports),
+                          worker=getattr(gateway, "id", None) or "main", message=message,
+                          properties=props, log=log)
 
     def crashed_run(self, j: int, worker: str, reason: str, duration: float,
                     log: str | None = None) -> None:
@@ -212,14 +201,27 @@ class _StressPlugin:
         reported (a forked worker's child, as xdist reports a dead worker's test)."""
         if self._events is None or os.getpid() != self._pid or not 0 <= j < len(self.jobs):
             return
-        job = self.jobs[j]
+        seed = int(self.jobs[j]["seed"])
+        self._write_event(j, seed=seed, outcome="failed", duration=duration, worker=worker,
+                          message=reason, properties={"seed": seed, REASON_KEY: reason},
+                          log=log if log is not None else reason + "\n")
+
+    def _write_event(self, j: int, *, seed: int, outcome: str, duration: float, worker: str,
+                     message: str | None, properties: dict[str, Any], log: str | None) -> None:
+        """One line of the events file: the one place its format is written."""
         event = {
-            "job": j, "test": job["test"], "seed": int(job["seed"]), "outcome": "failed",
-            "duration": round(duration, 4), "worker": worker,
-            "loadavg": [round(x, 2) for x in os.getloadavg()], "message": reason,
-            "properties": {"seed": int(job["seed"]), REASON_KEY: reason},
-            "log": log if log is not None else reason + "\n",
+            "job": j,
+            "test": self.jobs[j]["test"],
+            "seed": seed,
+            "outcome": outcome,
+            "duration": round(duration, 4),
+            "worker": worker,
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "message": message,
+            "properties": {k: v for k, v in properties.items() if jsonable(v)},
+            "log": log,
         }
+        assert self._events is not None
         self._events.write(json.dumps(event) + "\n")
         self._events.flush()
 

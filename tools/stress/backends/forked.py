@@ -295,7 +295,7 @@ def _ended_in_run(child: _Child, code: int) -> tuple[str, str]:
     who = f"the run's process (forked worker {child.worker})"
     dump = last_bound.read_dump(os.environ.get(last_bound.ENV_DIR), child.pid)
     if dump is not None:  # no Python could run in it: labtests.last_bound ended it
-        reason = last_bound.describe(dump).replace("the test process", who, 1)
+        reason = last_bound.describe(dump, who)
         return reason, f"{reason}\n\n{dump}"
     reason = f"{who} ended with {exit_description(code)} while this run was running"
     return reason, reason + "\n"
