@@ -188,6 +188,26 @@ def child_command(pytest_args: list[str]) -> list[str]:
     return [sys.executable, "-c", _CHILD_CODE, *pytest_args]
 
 
+def with_base_folder(pytest_args: list[str], folder: Path) -> list[str]:
+    """``pytest_args`` with pytest's base temporary folder inside the command's own.
+
+    Why: pytest-xdist's controller (``raftlab test -n N``) makes pytest's base folder even
+    when no test asks for a temporary path; left to pytest, that is
+    ``$TMPDIR/pytest-of-USER/pytest-N``, one per run, the last three kept for good.
+    Inside the command's folder it goes when the command ends.  A ``--basetemp`` of the
+    user's own is kept, and none is added when pytest's tmpdir plugin is disabled
+    (``-p no:tmpdir``: the option would not exist).
+    """
+    previous = ""
+    for arg in pytest_args:
+        if arg == "--basetemp" or arg.startswith("--basetemp="):
+            return pytest_args
+        if arg == "-pno:tmpdir" or (previous == "-p" and arg == "no:tmpdir"):
+            return pytest_args
+        previous = arg
+    return [f"--basetemp={folder}", *pytest_args]
+
+
 def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
         display: Display | None = None) -> int:
     """Run the child pytest with ``pytest_args``; print as it goes; return the exit status."""
@@ -203,7 +223,7 @@ def run(pytest_args: list[str], options: HarnessOptions, *, passthrough: bool,
                 stop_signals_as_interrupts():
             with Wakeup() as wakeup:
                 proc = wakeup.spawn(
-                    child_command(pytest_args),
+                    child_command(with_base_folder(pytest_args, Path(tmp) / "pytest")),
                     {**os.environ, ENV_EVENTS: str(events), last_bound.ENV_DIR: tmp},
                     stdout=None if passthrough else out, stderr=None if passthrough else err,
                     preexec_fn=_child_setup(os.getpid()))
