@@ -29,6 +29,10 @@ after it for the time left (:func:`rearm`).  Never armed under ``--pdb`` or
 (The pytest side is labtests.plugin's; this module imports nothing of pytest, so that
 ``raftlab test``'s own process reads the dump without loading it.)
 
+The memory bound (:mod:`labtests.memory_bound`) ends a process through this module too
+(:func:`end_process`): its dump starts with :func:`memory_header`'s line instead of
+faulthandler's, goes to the same file, and :func:`describe` words either.
+
 A process forked while the bound is armed could never arm one again (faulthandler's
 cancel, which arming starts with, would wait for the parent's watchdog thread, which
 the copy does not have).  The one fork made during a test is the Raft's, and
@@ -41,11 +45,12 @@ import faulthandler
 import os
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, NoReturn
 
 ENV_DIR = "RAFTLAB_LAST_BOUND_DIR"
 MIN_MARGIN_S = 60.0  # the least time the watchdog's own path gets before the last bound
 _PREFIX = "last-bound-"
+MEMORY_HEADER = "Memory bound ("  # how the memory bound's dump starts
 
 
 def seconds_for(watchdog_s: float) -> float:
@@ -68,12 +73,23 @@ def read_dump(folder: str | os.PathLike[str] | None, pid: int | None) -> str | N
     return text if text.strip() else None
 
 
+def memory_header(held_mib: int, limit_mib: int) -> str:
+    """The first line of the memory bound's dump (:mod:`labtests.memory_bound`)."""
+    return f"{MEMORY_HEADER}{held_mib} MiB > {limit_mib} MiB)!\n"
+
+
 def describe(dump: str, process: str = "the test process") -> str:
-    """The reason line of a test whose process the last bound ended (``dump``: what it
-    wrote, which starts with faulthandler's ``Timeout (H:MM:SS)!``; ``process``: how the
-    verdict names that process)."""
-    after = "its deadline"
+    """The reason line of a test whose process a bound ended (``dump``: what it wrote,
+    which starts with faulthandler's ``Timeout (H:MM:SS)!`` or :func:`memory_header`'s
+    line; ``process``: how the verdict names that process)."""
     first = dump.lstrip().split("\n", 1)[0]
+    if first.startswith(MEMORY_HEADER):
+        held, _, limit = first.removeprefix(MEMORY_HEADER).split(")", 1)[0].partition(" > ")
+        return (f"raftlab's memory bound ended {process}: it held {held} of memory, more "
+                f"than the bound of {limit} (--raft-memory-mb; most likely the Raft "
+                "allocates without end: a log that is never trimmed, entries appended in a "
+                "loop; the stacks show what each thread was doing)")
+    after = "its deadline"
     if first.startswith("Timeout (") and first.count(":") >= 2:
         h, m, sec = first.removeprefix("Timeout (").split(")", 1)[0].split(":")[:3]
         try:
@@ -153,6 +169,19 @@ def close() -> None:
                 os.unlink(name)
         except OSError:
             pass
+
+
+def end_process(header: str, fallback_fd: int | None, *, dump_file: bool = True) -> NoReturn:
+    """Write ``header`` and every thread's stack where the bound's dump goes (``dump_file``
+    False: to ``fallback_fd`` itself), then end the process with exit status 1, as
+    faulthandler's timeout does (the memory bound's end)."""
+    fd = _bound._target(fallback_fd) if dump_file else fallback_fd
+    fd = 2 if fd is None else fd
+    try:
+        os.write(fd, header.encode())
+        faulthandler.dump_traceback(file=fd, all_threads=True)
+    finally:
+        os._exit(1)
 
 
 def _arm_fd(seconds: float, fd: int | None) -> None:

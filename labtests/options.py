@@ -52,7 +52,12 @@ RACE_WITH_ISOLATE = (
     "a process of its own, whose accesses it would not see (every test would pass unchecked). "
     "Run --race without --isolate, in real time or with --sim.")
 ENV_BUNDLE_DIR = "RAFTLAB_BUNDLE_DIR"
+ENV_MEMORY_MB = "RAFTLAB_MEMORY_MB"
 DEFAULT_TIMEOUT_S = 180.0
+# The memory bound (labtests.memory_bound): a correct Raft's test process peaks under
+# 100 MB (2C's churn tests 46 MB, --race 52 MB); twenty times that leaves room for any
+# correct design and still stops a runaway Raft long before a laptop swaps.
+DEFAULT_MEMORY_MB = 2048
 PROJECT_FILE = "pyproject.toml"
 PROJECT_KEYS = ("impl",)
 
@@ -74,6 +79,7 @@ class HarnessOptions:
     race: bool = False  # the data-race detector (labtests.race)
     race_warn: bool = False  # with race: a race is a warning, not the test's failure
     bundle_dir: str | None = None  # failure bundles go here (absolute); None = .raftlab/failures
+    memory_mb: int = DEFAULT_MEMORY_MB  # the test process's peak resident size bound; 0: none
     # Where ``impl`` came from (for messages): "--raft-impl", "RAFTLAB_IMPL" or
     # "<path>/pyproject.toml [tool.raftlab] impl"; not an option of its own.
     impl_origin: str | None = field(default=None, compare=False)
@@ -99,6 +105,8 @@ class HarnessOptions:
             args.append("--race-warn")
         if self.bundle_dir is not None:
             args += ["--raftlab-bundle-dir", self.bundle_dir]
+        if self.memory_mb != DEFAULT_MEMORY_MB:
+            args += ["--raft-memory-mb", str(self.memory_mb)]
         return args
 
     @property
@@ -122,6 +130,15 @@ def _parse(environ: Mapping[str, str], name: str, kind: type) -> Any:
         raise OptionError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
 
 
+def _memory_mb(value: int | None, origin: str) -> int:
+    if value is None:
+        return DEFAULT_MEMORY_MB
+    if value < 0:
+        raise OptionError(f"{origin}={value}: the memory bound is a number of MiB, or 0 for "
+                          "none")
+    return value
+
+
 def _env_options(env: Mapping[str, str]) -> HarnessOptions:
     timeout = _parse(env, ENV_TIMEOUT, float)
     impl = env.get(ENV_IMPL) or None
@@ -134,6 +151,7 @@ def _env_options(env: Mapping[str, str]) -> HarnessOptions:
         isolate=_flag(env.get(ENV_ISOLATE)),
         race=_flag(env.get(ENV_RACE)),
         bundle_dir=_abs_dir(env.get(ENV_BUNDLE_DIR)),
+        memory_mb=_memory_mb(_parse(env, ENV_MEMORY_MB, int), ENV_MEMORY_MB),
         impl_origin=ENV_IMPL if impl else None,
     )
 
@@ -177,6 +195,7 @@ def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None, *,
     impl = opt("raft_impl")
     seed = opt("raft_seed")
     timeout = opt("raft_timeout")
+    memory_mb = opt("raft_memory_mb")
     options = HarnessOptions(
         impl=impl or env.impl,
         seed=env.seed if seed is None else int(seed),
@@ -187,6 +206,8 @@ def from_pytest_config(config: Any, environ: Mapping[str, str] | None = None, *,
         race=bool(opt("raft_race")) or bool(opt("raft_race_warn")) or env.race,
         race_warn=bool(opt("raft_race_warn")),
         bundle_dir=_abs_dir(opt("raftlab_bundle_dir")) or env.bundle_dir,
+        memory_mb=(env.memory_mb if memory_mb is None
+                   else _memory_mb(int(memory_mb), "--raft-memory-mb")),
         impl_origin="--raft-impl" if impl else env.impl_origin,
     )
     if options.race and options.isolate:
@@ -324,6 +345,11 @@ def add_pytest_options(parser: Any) -> None:
         "--raftlab-bundle-dir", dest="raftlab_bundle_dir", default=None, metavar="DIR",
         help=f"write each failing test's bundle (timeline, events, rerun command) under DIR "
         f"(default: env {ENV_BUNDLE_DIR}, else .raftlab/failures in the current directory)",
+    )
+    group.addoption(
+        "--raft-memory-mb", dest="raft_memory_mb", default=None, type=int, metavar="MIB",
+        help=f"end a test process whose resident size passes MIB, with every thread's stack "
+        f"(default: env {ENV_MEMORY_MB}, else {DEFAULT_MEMORY_MB}; 0: no bound)",
     )
     group.addoption(
         "--race-warn", dest="raft_race_warn", action="store_true", default=False,

@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from labtests import heap, hookspecs, last_bound
+from labtests import heap, hookspecs, last_bound, memory_bound
 from labtests.artifacts import ARTIFACT_KEY
 from labtests.config import Config, cpu_warning, derive_seed
 from labtests.context import TestContext
@@ -120,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SESSION_SEED] = session_seed
     config.pluginmanager.register(_LabLines(config), "raftlab-lab-lines")
     config.pluginmanager.register(_Verdicts(config), "raftlab-verdicts")
-    config.pluginmanager.register(_LastBound(config, _watchdog_s),
+    config.pluginmanager.register(_LastBound(config, _watchdog_s, options.memory_mb),
                                   "raftlab-last-bound")
     if options.race and not options.isolate:
         from labtests.race.pytest_plugin import RacePlugin  # only with --race
@@ -167,11 +167,13 @@ def _end_if_threads_left(config: pytest.Config, baseline: set[int | None]) -> No
 
 class _LastBound:
     """Arms the last bound (:mod:`labtests.last_bound`) around each graded test's whole
-    protocol: setup, body, cleanup and report."""
+    protocol: setup, body, cleanup and report; and keeps the memory bound
+    (:mod:`labtests.memory_bound`) watching from the first test on."""
 
     def __init__(self, config: pytest.Config,
-                 watchdog_s: Callable[[pytest.Item], float | None]) -> None:
+                 watchdog_s: Callable[[pytest.Item], float | None], memory_mb: int) -> None:
         self._watchdog_s = watchdog_s
+        self._memory_mb = memory_mb
         self._debugging = bool(config.getoption("usepdb", False)
                                or config.getoption("trace", False))
         # Standard error as it is now, before pytest's capture takes fd 2 for a test
@@ -184,6 +186,9 @@ class _LastBound:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
+        # Every test, not once: a process forked after the first (stress's workers) has
+        # no watcher until it is started in it.
+        memory_bound.watch(self._memory_mb, self._stderr_fd)
         watchdog = None if self._debugging else self._watchdog_s(item)
         if not watchdog or watchdog <= 0:
             return (yield)
@@ -202,6 +207,7 @@ class _LastBound:
         last_bound.disarm()
 
     def pytest_unconfigure(self) -> None:
+        memory_bound.stop()
         last_bound.close()
         if self._stderr_fd is not None:
             os.close(self._stderr_fd)
@@ -247,7 +253,8 @@ def _implementation(config: pytest.Config) -> Implementation | IsolatedImplement
     if _IMPL not in config.stash:
         options = harness_options(config)
         if options.isolate:
-            isolated = IsolatedImplementation(options.impl, debug=options.debug)
+            isolated = IsolatedImplementation(options.impl, debug=options.debug,
+                                              memory_mb=options.memory_mb)
             config.add_cleanup(isolated.close)
             config.stash[_IMPL] = isolated
         else:
@@ -438,7 +445,7 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
               "test was running")
     dump = last_bound.read_dump(os.environ.get(last_bound.ENV_DIR),
                                 getattr(popen, "pid", None))
-    if dump is not None:  # not even its watchdog ran: labtests.last_bound ended it
+    if dump is not None:  # a bound ended it (labtests.last_bound, labtests.memory_bound)
         reason = last_bound.describe(dump, f"the test process (xdist worker {worker})")
         report.longrepr = f"{reason}\n\n{dump}"
     else:

@@ -55,6 +55,12 @@ def test_reasons_name_the_cause():
     assert "hung" in reason("failed", "Failed: Timeout (>9.0s) from pytest-timeout.")
     assert "crashed" in reason("failed", "worker 'gw0' crashed while running 't'")
     assert "memory limit exhausted (512 MiB" in reason("failed", "MemoryError")
+    # The harness's bound on memory in use (labtests.memory_bound), in a peer: its line,
+    # not the stacks after it.
+    bound = ("raftlab's memory bound ended server 0 (peer process 9): it held 2101 MiB of "
+             "memory, more than the bound of 2048 MiB (--raft-memory-mb; ...)")
+    assert reason("failed", f"{bound}\n\nMemory bound (2101 MiB > 2048 MiB)!\nThread 0x1") == (
+        "memory limit exhausted: " + bound)
     assert reason("failed", BUDGET_REASON + " (10 s)").startswith(BUDGET_REASON)
     assert "skipped" in reason("skipped", None)
     # Isolated peers: a peer that ends or misses a deadline is named, with its status.

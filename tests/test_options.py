@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from labtests.options import (
+    DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
     HarnessOptions,
     OptionError,
@@ -68,7 +69,8 @@ def test_env_flags_off(value):
 
 
 @pytest.mark.parametrize("name,value", [("RAFTLAB_SEED", "abc"), ("RAFTLAB_SEED", "1.5"),
-                                        ("RAFTLAB_TIMEOUT", "soon")])
+                                        ("RAFTLAB_TIMEOUT", "soon"), ("RAFTLAB_MEMORY_MB", "2G"),
+                                        ("RAFTLAB_MEMORY_MB", "-1")])
 def test_bad_env_value_names_the_variable(name, value):
     with pytest.raises(OptionError, match=name):
         from_env({name: value})
@@ -92,12 +94,21 @@ def test_command_line_beats_env_and_missing_options_fall_back_to_env():
     assert from_pytest_config(_FakeConfig(), env).impl == "env.py"
 
 
+def test_the_memory_bound_defaults_and_may_be_switched_off():
+    assert from_env({}).memory_mb == DEFAULT_MEMORY_MB == 2048
+    assert from_env({"RAFTLAB_MEMORY_MB": "0"}).memory_mb == 0
+    assert from_pytest_config(_FakeConfig(raft_memory_mb=300),
+                              {"RAFTLAB_MEMORY_MB": "0"}).memory_mb == 300
+    with pytest.raises(OptionError, match="--raft-memory-mb=-5"):
+        from_pytest_config(_FakeConfig(raft_memory_mb=-5), {})
+
+
 def test_pytest_args_reproduce_the_options():
     opts = HarnessOptions(impl="a b.py", seed=3, timeout_s=20, sim=True, debug=True,
-                          isolate=True)
+                          isolate=True, memory_mb=0)
     args = opts.pytest_args()
     assert args == ["--raft-impl", "a b.py", "--seed", "3", "--sim", "--raft-debug",
-                    "--raft-timeout", "20", "--isolate"]
+                    "--raft-timeout", "20", "--isolate", "--raft-memory-mb", "0"]
     # Parsed back by pytest's own parser, the options come out identical.
     from _pytest.config.argparsing import Parser
 

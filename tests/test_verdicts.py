@@ -320,6 +320,64 @@ def test_a_thread_that_keeps_the_interpreter_lock_ends_the_test_with_a_verdict(
         assert "not run (the test process had ended): test_re_election_2a" in res.stdout
 
 
+MEMORY = (r"raftlab's memory bound ended {process}: it held (\d+) MiB of memory, more than "
+          r"the bound of 200 MiB \(--raft-memory-mb; most likely the Raft allocates without "
+          r"end: a log that is never trimmed, entries appended in a loop; the stacks show what "
+          r"each thread was doing\)")
+MEMORY_MODES = {  # mode's arguments, how the verdict names the process that was ended
+    "real": ((), "the test process"),
+    "sim": (("--sim",), "the test process"),
+    "xdist": (("-n", "2"), r"the test process \(xdist worker gw\d+\)"),
+    "isolated": (("--isolate",), r"server 0 \(peer process \d+\)"),
+}
+
+
+@pytest.fixture(scope="module")
+def memory_runs() -> dict[str, Result]:
+    """tests/toys/eats_memory.py under ``raftlab test --memory-mb 200`` in each mode, and
+    the bundled Raft under the same bound, all at once (each takes a few seconds)."""
+    def tests(mode: tuple[str, ...]) -> tuple[str, ...]:
+        return ("test_initial_election_2a",) if "-n" in mode else (
+            "test_initial_election_2a", "test_re_election_2a")
+
+    with ThreadPoolExecutor(len(MEMORY_MODES) + 1) as pool:
+        runs = {name: pool.submit(raftlab_test, *tests(mode), "--impl", toy("eats_memory"),
+                                  "--seed", "3", "--memory-mb", "200", *mode, timeout=120,
+                                  env={"RAFTLAB_TOY_EAT_MAX_MB": "1024"})
+                for name, (mode, _) in MEMORY_MODES.items()}
+        runs["bundled"] = pool.submit(raftlab_test, "test_initial_election_2a", "--seed", "3",
+                                      "--memory-mb", "200", timeout=120)
+        return {name: run.result() for name, run in runs.items()}
+
+
+@pytest.mark.parametrize("name", list(MEMORY_MODES))
+def test_a_raft_that_allocates_without_end_is_stopped_at_the_memory_bound(name, memory_runs):
+    """A thread of server 0 fills a list, 4 MiB at a time: the process grew until the
+    machine swapped and the kernel's out-of-memory killer ended something, with no
+    verdict.  Now the memory bound ends the process the Raft runs in (the test process,
+    or the peer's in isolated mode), the test fails saying so with every thread's stack,
+    and the eater's own frame is among them."""
+    process, res = MEMORY_MODES[name][1], memory_runs[name]
+    assert res.returncode == 1, res.out[-3000:]
+    line = res.failure_line("test_initial_election_2a")
+    match = re.fullmatch(re.escape("  ... FAILED -- ") + MEMORY.format(process=process), line)
+    assert match, line
+    assert 200 < int(match.group(1)) < 1024, line  # ended on the way, not when the eater stopped
+    assert "Memory bound (" in res.stdout
+    if name != "sim":  # real threads: the eater's stack is among them
+        assert "in _eat_forever" in res.stdout, res.stdout[-3000:]
+    if name in ("real", "sim"):  # the process ended: the next test could not run
+        assert "not run (the test process had ended): test_re_election_2a" in res.stdout
+    if name == "isolated":  # only the peer ended: the next test ran (and its server 0 ate)
+        assert res.summary() == {"passed": 0, "failed": 2}, res.stdout[-3000:]
+
+
+def test_a_correct_raft_stays_well_under_the_memory_bound(memory_runs):
+    res = memory_runs["bundled"]
+    assert res.returncode == 0, res.out[-3000:]
+    assert res.summary() == {"passed": 1, "failed": 0}
+
+
 @pytest.mark.parametrize("mode", [(), ("-n", "2"), ("--isolate",)],
                          ids=["one-process", "xdist", "isolated"])
 def test_a_fork_as_the_raft_is_imported_is_ended_at_once_and_every_test_says_so(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from labtests.options import DEFAULT_TIMEOUT_S, HarnessOptions
+from labtests.options import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, HarnessOptions
 from tools.selection import SelectionError, catalog, pytest_args, resolve
 
 
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="turn on the debug log (raft.debuglog), shown for failing tests")
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="per-test watchdog in seconds (default 180)")
+    parser.add_argument("--memory-mb", type=_mebibytes, metavar="MIB",
+                        help=f"end a test process that holds more than MIB of memory, with "
+                             f"every thread's stack (default {DEFAULT_MEMORY_MB}; 0: no bound)")
     parser.add_argument("--sim", action="store_true",
                         help="run on the simulated clock (labtests.sim): deterministic and "
                              "fast; use real time for grading fidelity")
@@ -69,11 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mebibytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of MiB: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: a number of MiB, or 0 for no bound")
+    return value
+
+
 def harness_options(opts: argparse.Namespace) -> HarnessOptions:
     """The harness options this command line gives (the child resolves the rest)."""
-    return HarnessOptions(impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
-                          isolate=opts.isolate, race=opts.race,
-                          timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None else opts.timeout)
+    return HarnessOptions(
+        impl=opts.impl, seed=opts.seed, sim=opts.sim, debug=opts.debug,
+        isolate=opts.isolate, race=opts.race,
+        timeout_s=DEFAULT_TIMEOUT_S if opts.timeout is None else opts.timeout,
+        memory_mb=DEFAULT_MEMORY_MB if opts.memory_mb is None else opts.memory_mb)
 
 
 def command_args(opts: argparse.Namespace, extra: list[str]) -> list[str]:

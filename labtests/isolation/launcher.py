@@ -80,9 +80,10 @@ class IsolatedImplementation:
 
     isolated = True
 
-    def __init__(self, spec: str | None, *, debug: bool = False) -> None:
+    def __init__(self, spec: str | None, *, debug: bool = False, memory_mb: int = 0) -> None:
         self.spec = spec if spec is not None else DEFAULT_IMPL
         self._debug = debug
+        self._memory_mb = memory_mb  # each peer's memory bound (labtests.memory_bound); 0: none
         self._lock = threading.Lock()
         self._template: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
@@ -143,7 +144,8 @@ class IsolatedImplementation:
             self._ctl = mine
             try:
                 self._ctl_send(("init", os.path.abspath(self.spec) if _is_path(self.spec)
-                                else self.spec, list(sys.path), self._debug))
+                                else self.spec, list(sys.path), self._debug,
+                                self._memory_mb))
                 reply = self._ctl_recv(TEMPLATE_START_S, "to import the implementation")
                 if reply[0] != "ready":
                     raise IsolationError(f"template process: unexpected reply {reply[0]!r}")

@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 
 from labrpc import CodecError, Service, UnknownMethodError, decode, encode
 from labrpc.pool import ThreadPool
+from labtests import memory_bound
 from labtests.impl_loader import Implementation
 from labtests.isolation import procs, wire
 from raft import debuglog
@@ -359,9 +360,12 @@ def _exit(status: int) -> NoReturn:
 
 def become_peer(
     conn_fd: int, out_fd: int, err_fd: int, stacks_fd: int, tester_pid: int,
-    impl: Implementation, close_fds: Callable[[], None],
+    impl: Implementation, close_fds: Callable[[], None], memory_mb: int = 0,
 ) -> NoReturn:
-    """Turn a freshly forked process into a peer (called in the child; never returns)."""
+    """Turn a freshly forked process into a peer (called in the child; never returns).
+
+    ``memory_mb``: the peer's memory bound (:mod:`labtests.memory_bound`), whose stacks
+    go to the stack file the tester reads (:meth:`PeerProxy.bound_dump`)."""
     try:
         close_fds()
         os.setpgid(0, 0)  # the terminal's Ctrl-C reaches the tester, which cleans up
@@ -381,6 +385,7 @@ def become_peer(
         stacks = os.fdopen(stacks_fd, "w", buffering=1)
         faulthandler.enable(file=stacks, all_threads=True)
         faulthandler.register(STACKS_SIGNAL, file=stacks, all_threads=True, chain=False)
+        memory_bound.watch(memory_mb, stacks.fileno(), dump_file=False)
         conn = wire.Connection(socket.socket(fileno=conn_fd))
         init = conn.recv()
         wire.expect(init, int, int, int, bool, float, bytes, bytes)

@@ -35,6 +35,7 @@ from typing import Any
 from labrpc import ClientEnd, RawService, UnknownMethodError
 from labrpc.network import CODEC_ERROR
 from labrpc.pool import ThreadPool
+from labtests import last_bound
 from labtests.failures import FailureChannel
 from labtests.isolation import procs, wire
 from raft.api import ApplyMsg
@@ -292,6 +293,20 @@ class PeerProxy:
             return "(the peer wrote no stack dump)"
         return self._name_threads(data.decode("utf-8", "replace"))
 
+    def bound_dump(self) -> str | None:
+        """What the peer's memory bound wrote as it ended the peer (None: it did not).
+
+        The stack file holds every dump the peer wrote (the tester's SIGUSR1 requests
+        too): the bound's is the last, from its header on."""
+        try:
+            size = os.fstat(self._stacks_fd).st_size
+            data = os.pread(self._stacks_fd, MAX_STACKS, max(0, size - MAX_STACKS))
+        except OSError:
+            return None
+        text = data.decode("utf-8", "replace")
+        start = text.rfind(last_bound.MEMORY_HEADER)
+        return text[start:] if start >= 0 else None
+
     def _name_threads(self, dump: str) -> str:
         """Add thread names to faulthandler's ``Thread 0x...`` lines (if the peer still answers).
 
@@ -383,6 +398,9 @@ class PeerProxy:
             else:
                 ended = procs.describe_status(status)
             self._death = f"{self.label} {ended} while the test was running"
+            dump = self.bound_dump() if status is not None else None
+            if dump is not None:  # its memory bound ended it (labtests.memory_bound)
+                self._death = f"{last_bound.describe(dump, self.label)}\n\n{dump}"
             dlog("TEST", None, "%s", self._death)
             if not make_failed:
                 self._failures.record(self._death)

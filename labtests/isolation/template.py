@@ -53,7 +53,8 @@ def _recv(ctl: socket.socket) -> tuple[tuple, list[int]]:
     return wire.loads_plain(data), fds
 
 
-def _fork_peer(ctl: socket.socket, fds: list[int], impl, tester_pid: int) -> int:
+def _fork_peer(ctl: socket.socket, fds: list[int], impl, tester_pid: int,
+               memory_mb: int) -> int:
     """Double-fork a peer; return its pid (as seen from here, the same everywhere)."""
     conn_fd, out_fd, err_fd, stacks_fd = fds
     for stream in (sys.stdout, sys.stderr):
@@ -67,7 +68,7 @@ def _fork_peer(ctl: socket.socket, fds: list[int], impl, tester_pid: int) -> int
             if grandchild == 0:
                 os.close(w)
                 peer.become_peer(conn_fd, out_fd, err_fd, stacks_fd, tester_pid, impl,
-                                 close_fds=ctl.close)
+                                 close_fds=ctl.close, memory_mb=memory_mb)
             os.write(w, str(grandchild).encode())
         finally:
             os._exit(0)
@@ -91,7 +92,7 @@ def main(argv: list[str]) -> int:
     ctl = socket.socket(fileno=ctl_fd)
     try:
         message, fds = _recv(ctl)
-        spec, sys_path, debug = wire.expect(message, str, list, bool)
+        spec, sys_path, debug, memory_mb = wire.expect(message, str, list, bool, int)
         sys.path[:] = [p for p in sys_path if isinstance(p, str)]
         if debug:
             from raft import debuglog
@@ -117,7 +118,7 @@ def main(argv: list[str]) -> int:
             try:
                 if threading.active_count() > 1:
                     raise RuntimeError("a thread is running in the template; cannot fork")
-                pid = _fork_peer(ctl, fds, impl, tester_pid)
+                pid = _fork_peer(ctl, fds, impl, tester_pid, memory_mb)
                 _send(ctl, ("forked", seq, pid))
             except Exception as exc:  # noqa: BLE001 - reported to the tester
                 _send(ctl, ("fork_failed", seq, f"{exc!r}\n{traceback.format_exc()}"))

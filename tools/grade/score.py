@@ -195,6 +195,8 @@ def reason_for(result: RunResult, per_run_timeout_s: float, memory_mb: int) -> s
     if "timeout" in low and "pytest-timeout" in low or low.startswith("failed: timeout"):
         return (f"hung: the run did not finish within the per-run limit of "
                 f"{per_run_timeout_s:g} s (stopped by the watchdog; see the stack dump)")
+    if "raftlab's memory bound ended" in low:  # resident memory (labtests.memory_bound)
+        return "memory limit exhausted: " + msg.split("\n", 1)[0]
     if "memoryerror" in low or "cannot allocate memory" in low:
         return f"memory limit exhausted ({memory_mb} MiB of address space per process)"
     if "can't start new thread" in low:

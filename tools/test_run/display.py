@@ -113,7 +113,8 @@ class Display:
 
         ``channel_closed``: it had closed raftlab's channel first (its output gone too).
         ``last_bound_dump``: the stacks labtests.last_bound wrote as it ended the child
-        (no Python could run in it any more); the reason says so and they are shown."""
+        (no Python could run in it any more, or it passed the memory bound); the reason
+        says which and they are shown."""
         how = exit_description(returncode)
         if channel_closed:
             how += (" (after closing raftlab's channel to it: code under test closed file "
@@ -122,8 +123,8 @@ class Display:
         if self.passthrough:
             self.line()  # pytest's output may have been cut in the middle of a line
         if last_bound_dump is not None:
-            self.child_output("every thread's stack when raftlab's last bound ended the "
-                              "test process", last_bound_dump)
+            self.child_output("every thread's stack when raftlab ended the test process "
+                              "(its last bound or its memory bound)", last_bound_dump)
         for t in state.running():
             reason = (describe_last_bound(last_bound_dump) if last_bound_dump is not None
                       else _crash_reason(t, how))

@@ -294,7 +294,7 @@ def _ended_in_run(child: _Child, code: int) -> tuple[str, str]:
     """The reason and log of a run whose process ended in its middle."""
     who = f"the run's process (forked worker {child.worker})"
     dump = last_bound.read_dump(os.environ.get(last_bound.ENV_DIR), child.pid)
-    if dump is not None:  # no Python could run in it: labtests.last_bound ended it
+    if dump is not None:  # a bound ended it (labtests.last_bound, labtests.memory_bound)
         reason = last_bound.describe(dump, who)
         return reason, f"{reason}\n\n{dump}"
     reason = f"{who} ended with {exit_description(code)} while this run was running"
