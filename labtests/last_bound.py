@@ -85,10 +85,10 @@ def describe(dump: str, process: str = "the test process") -> str:
     first = dump.lstrip().split("\n", 1)[0]
     if first.startswith(MEMORY_HEADER):
         held, _, limit = first.removeprefix(MEMORY_HEADER).split(")", 1)[0].partition(" > ")
-        return (f"raftlab's memory bound ended {process}: it held {held} of memory, more "
-                f"than the bound of {limit} (--raft-memory-mb; most likely the Raft "
-                "allocates without end: a log that is never trimmed, entries appended in a "
-                "loop; the stacks show what each thread was doing)")
+        return (f"raftlab's memory bound ended {process}: it held {held} of memory, over "
+                f"its bound of {limit} (--raft-memory-mb, RAFTLAB_MEMORY_MB); most likely the "
+                "Raft allocates without end (a log never trimmed, entries appended in a loop): "
+                "see the stacks")
     after = "its deadline"
     if first.startswith("Timeout (") and first.count(":") >= 2:
         h, m, sec = first.removeprefix("Timeout (").split(")", 1)[0].split(":")[:3]

@@ -139,6 +139,13 @@ def _memory_mb(value: int | None, origin: str) -> int:
     return value
 
 
+def memory_mb_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """The memory bound the environment gives (``raftlab explore``'s runs have no pytest
+    options; :data:`ENV_MEMORY_MB` reaches them, on Dask's workers too)."""
+    env = os.environ if environ is None else environ
+    return _memory_mb(_parse(env, ENV_MEMORY_MB, int), ENV_MEMORY_MB)
+
+
 def _env_options(env: Mapping[str, str]) -> HarnessOptions:
     timeout = _parse(env, ENV_TIMEOUT, float)
     impl = env.get(ENV_IMPL) or None
@@ -151,7 +158,7 @@ def _env_options(env: Mapping[str, str]) -> HarnessOptions:
         isolate=_flag(env.get(ENV_ISOLATE)),
         race=_flag(env.get(ENV_RACE)),
         bundle_dir=_abs_dir(env.get(ENV_BUNDLE_DIR)),
-        memory_mb=_memory_mb(_parse(env, ENV_MEMORY_MB, int), ENV_MEMORY_MB),
+        memory_mb=memory_mb_from_env(env),
         impl_origin=ENV_IMPL if impl else None,
     )
 

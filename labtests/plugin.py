@@ -186,9 +186,10 @@ class _LastBound:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        # Every test, not once: a process forked after the first (stress's workers) has
-        # no watcher until it is started in it.
-        memory_bound.watch(self._memory_mb, self._stderr_fd)
+        if _is_graded(item):
+            # Every graded test, not once: a process forked after the first (stress's
+            # workers) has no watcher until it is started in it.
+            memory_bound.watch(self._memory_mb, self._stderr_fd)
         watchdog = None if self._debugging else self._watchdog_s(item)
         if not watchdog or watchdog <= 0:
             return (yield)

@@ -207,6 +207,26 @@ def test_exit_finding_names_the_step_and_keeps_the_debug_log_up_to_the_end():
     assert run_guarded(schedule, impl, timeout=120).violation == plain.violation  # repeatable
 
 
+def test_a_raft_that_allocates_without_end_is_an_exit_finding_at_the_memory_bound(
+        monkeypatch):
+    """Server 0 fills a list from make() on (tests/toys/eats_memory.py): the run's child
+    grew until the machine's memory ran out, as explore's run timeout is wall time.  Now
+    the memory bound ends the child and the finding says so, with the eater's stack."""
+    monkeypatch.setenv("RAFTLAB_MEMORY_MB", "400")
+    monkeypatch.setenv("RAFTLAB_TOY_EAT_MAX_MB", "1500")
+    got = run_guarded(generate(0), load(str(HERE / "toys" / "eats_memory.py")), timeout=60)
+    assert got.violation is not None and got.violation.monitor == "exit", got.violation
+    reason, dump = got.violation.message.split("\n", 1)
+    held = int(reason.split("it held ", 1)[1].split(" MiB", 1)[0])
+    assert 400 < held < 1500, reason
+    assert reason == (
+        f"raftlab's memory bound ended the run's process: it held {held} MiB of memory, over "
+        "its bound of 400 MiB (--raft-memory-mb, RAFTLAB_MEMORY_MB); most likely the Raft "
+        "allocates without end (a log never trimmed, entries appended in a loop): see the "
+        "stacks; ended while the peers started, before the first step")
+    assert dump.startswith(f"Memory bound ({held} MiB > 400 MiB)!") and "in _eat_forever" in dump
+
+
 MAKE_EXITS = """
 import sys
 

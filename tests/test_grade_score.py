@@ -58,7 +58,7 @@ def test_reasons_name_the_cause():
     # The harness's bound on memory in use (labtests.memory_bound), in a peer: its line,
     # not the stacks after it.
     bound = ("raftlab's memory bound ended server 0 (peer process 9): it held 2101 MiB of "
-             "memory, more than the bound of 2048 MiB (--raft-memory-mb; ...)")
+             "memory, over its bound of 2048 MiB (--raft-memory-mb, RAFTLAB_MEMORY_MB); ...")
     assert reason("failed", f"{bound}\n\nMemory bound (2101 MiB > 2048 MiB)!\nThread 0x1") == (
         "memory limit exhausted: " + bound)
     assert reason("failed", BUDGET_REASON + " (10 s)").startswith(BUDGET_REASON)

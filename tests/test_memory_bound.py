@@ -52,10 +52,10 @@ def test_a_process_past_its_bound_is_ended_and_its_dump_says_why(tmp_path):
     assert 150 < held < 1024, dump  # ended on the way, long before the eater stopped
     assert "in eat" in dump  # the culprit's frame
     assert last_bound.describe(dump) == (
-        f"raftlab's memory bound ended the test process: it held {held} MiB of memory, more "
-        "than the bound of 150 MiB (--raft-memory-mb; most likely the Raft allocates without "
-        "end: a log that is never trimmed, entries appended in a loop; the stacks show what "
-        "each thread was doing)")
+        f"raftlab's memory bound ended the test process: it held {held} MiB of memory, over "
+        "its bound of 150 MiB (--raft-memory-mb, RAFTLAB_MEMORY_MB); most likely the Raft "
+        "allocates without end (a log never trimmed, entries appended in a loop): see the "
+        "stacks")
 
 
 def test_without_a_folder_the_stacks_go_to_the_given_descriptor():
@@ -136,5 +136,5 @@ def test_stress_fails_a_run_whose_process_passed_the_bound(tmp_path):
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("FAILED ")
              and "raftlab's memory bound ended the run's process (forked worker gw" in ln]
     assert len(lines) == 2, res.stdout
-    assert all("more than the bound of 200 MiB" in ln for ln in lines)
+    assert all("over its bound of 200 MiB" in ln for ln in lines)
     assert time.monotonic() - start < 120

@@ -320,10 +320,10 @@ def test_a_thread_that_keeps_the_interpreter_lock_ends_the_test_with_a_verdict(
         assert "not run (the test process had ended): test_re_election_2a" in res.stdout
 
 
-MEMORY = (r"raftlab's memory bound ended {process}: it held (\d+) MiB of memory, more than "
-          r"the bound of 200 MiB \(--raft-memory-mb; most likely the Raft allocates without "
-          r"end: a log that is never trimmed, entries appended in a loop; the stacks show what "
-          r"each thread was doing\)")
+MEMORY = (r"raftlab's memory bound ended {process}: it held (\d+) MiB of memory, over its "
+          r"bound of 200 MiB \(--raft-memory-mb, RAFTLAB_MEMORY_MB\); most likely the Raft "
+          r"allocates without end \(a log never trimmed, entries appended in a loop\): see the "
+          r"stacks")
 MEMORY_MODES = {  # mode's arguments, how the verdict names the process that was ended
     "real": ((), "the test process"),
     "sim": (("--sim",), "the test process"),

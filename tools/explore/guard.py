@@ -36,15 +36,19 @@ import time
 from multiprocessing import RawArray
 from typing import Any
 
+from labtests import last_bound, memory_bound
 from labtests.explore.monitors import Violation
 from labtests.explore.runner import RunResult, run_schedule
 from labtests.explore.schedule import Schedule
 from labtests.impl_loader import Implementation
 from labtests.isolation import procs
+from labtests.options import memory_mb_from_env
 from raft import debuglog
 from tools.scratch import HeldFolder
 
 TAIL_BYTES = 4096  # of the Raft's own output, kept for the report
+BOUND_FILE = "memory-bound"  # in a run's work folder: the memory bound's stacks, if it acted
+MAX_BOUND_DUMP = 16 * 1024  # characters of those stacks kept in the finding
 # Where each run's work folder is made: the pool's scratch folder in explore's workers
 # (tools/explore/hashseed.py removes it with the pool, workers killed or not); the
 # temporary directory elsewhere.
@@ -109,6 +113,10 @@ def _child(schedule: Schedule, impl: Implementation, where: Any, work_dir: str, 
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
         os.close(out_fd)
+        # The memory bound's stacks go to a file of their own, not into the output's
+        # tail, which keeps only the last few KB (labtests/memory_bound.py).
+        bound_fd = os.open(os.path.join(work_dir, BOUND_FILE), os.O_WRONLY | os.O_CREAT, 0o600)
+        memory_bound.watch(memory_mb_from_env(), bound_fd, dump_file=False)
         if kwargs.get("debug"):
             fd = os.open(os.path.join(work_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
             debuglog.logger.addHandler(_LineFile(fd))
@@ -204,11 +212,26 @@ def _where(schedule: Schedule, k: int, at: float) -> str:
     return f"after step {k + 1} of {len(steps)} began ({what}, at {steps[k].at:.3f}s)"
 
 
+def _bound_dump(work_dir: str) -> str | None:
+    """What the child's memory bound wrote as it ended the child (None: it did not)."""
+    try:
+        with open(os.path.join(work_dir, BOUND_FILE), errors="replace") as f:
+            text = f.read(MAX_BOUND_DUMP)
+    except OSError:
+        return None
+    return text if text.startswith(last_bound.MEMORY_HEADER) else None
+
+
 def _died(schedule: Schedule, status: int, where: Any, drain: _Drain, log: list[str] | None,
-          wall: float) -> RunResult:
+          wall: float, work_dir: str) -> RunResult:
     k, at = int(where[0]), max(float(where[1]), float(where[2]), 0.0)
-    message = (f"the Raft ended the run's process: {ended_how(status)} "
-               f"{_where(schedule, k, at)}")
+    dump = _bound_dump(work_dir)
+    if dump is not None:
+        reason = last_bound.describe(dump, "the run's process")
+        message = f"{reason}; ended {_where(schedule, k, at)}\n{dump}"
+    else:
+        message = (f"the Raft ended the run's process: {ended_how(status)} "
+                   f"{_where(schedule, k, at)}")
     if drain.total:
         message += (f"\nits last output ({drain.total} bytes written in all):\n"
                     f"{drain.text()[-1000:]}")
@@ -271,6 +294,6 @@ def run_guarded(schedule: Schedule, impl: Implementation, *, timeout: float,
                 raise got
             got.output_bytes, got.output_tail = drain.total, drain.text()
             return got
-        return _died(schedule, status, where, drain, _log(work_dir, debug), wall)
+        return _died(schedule, status, where, drain, _log(work_dir, debug), wall, work_dir)
     finally:
         folder.remove()
