@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from labtests import last_bound, memory_bound
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +140,17 @@ def test_stress_fails_a_run_whose_process_passed_the_bound(tmp_path):
     assert len(lines) == 2, res.stdout
     assert all("over its bound of 200 MiB" in ln for ln in lines)
     assert time.monotonic() - start < 120
+
+
+def test_raftlab_tests_flag_passes_the_bound_on_and_refuses_a_bad_one(capsys):
+    from tools.test_command import build_parser, command_args
+
+    opts = build_parser().parse_args(["2A", "--memory-mb", "300"])
+    assert command_args(opts, [])[-2:] == ["--raft-memory-mb", "300"]
+    assert "--raft-memory-mb" not in command_args(build_parser().parse_args(["2A"]), [])
+    for bad, says in (("-3", "-3: a number of MiB, or 0 for no bound"),
+                      ("2G", "not a whole number of MiB: '2G'")):
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(["--memory-mb", bad])
+        assert exc.value.code == 2
+        assert says in capsys.readouterr().err

@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, metavar="S",
                         help="per-test watchdog in seconds (default 180)")
     parser.add_argument("--memory-mb", type=_mebibytes, metavar="MIB",
-                        help=f"end a test process that holds more than MIB of memory, with "
-                             f"every thread's stack (default {DEFAULT_MEMORY_MB}; 0: no bound)")
+                        help=f"end a test process that holds more than MIB of resident "
+                             f"memory, with every thread's stack (default {DEFAULT_MEMORY_MB}; "
+                             f"0: no bound)")
     parser.add_argument("--sim", action="store_true",
                         help="run on the simulated clock (labtests.sim): deterministic and "
                              "fast; use real time for grading fidelity")
