@@ -12,10 +12,12 @@ Why not an address-space limit (``RLIMIT_AS``, ``RLIMIT_DATA``): a correct Raft'
 address space follows its thread count (8 MiB of stack reserved per thread) and the
 machine's core count (glibc reserves 64 MiB per malloc arena, up to eight per core),
 not what it uses: ``--race`` over 2A and 2B had 449 threads and 3.6 GiB of data
-mappings at a resident size of 52 MB; 2C's churn tests 1.3 GiB of address space at
-46 MB.  Any address-space limit low enough to protect a laptop fails correct runs on
-a many-core machine.  What the bound watches is the process's peak resident size,
-which the kernel keeps (``getrusage``): a correct run's stays under 100 MB.
+mappings at a resident size of 52 MB; the whole lab under ``--race`` 7 GiB of address
+space at 95 MB; 2C's churn tests 1.3 GiB at 46 MB.  Any address-space limit low
+enough to protect a laptop fails correct runs on a many-core machine.  What the bound
+watches is the process's peak resident size, which the kernel keeps (``getrusage``):
+the largest measured for a correct run is 309 MB (the whole lab in one process under
+``--sim --race --raft-debug``), against a default bound of 2 GiB.
 
 How: one thread of its own per process reads it, at most once a second and more often
 as the bound comes near (:func:`next_look_s`).  Started with ``_thread``, not

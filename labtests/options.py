@@ -54,9 +54,10 @@ RACE_WITH_ISOLATE = (
 ENV_BUNDLE_DIR = "RAFTLAB_BUNDLE_DIR"
 ENV_MEMORY_MB = "RAFTLAB_MEMORY_MB"
 DEFAULT_TIMEOUT_S = 180.0
-# The memory bound (labtests.memory_bound): a correct Raft's test process peaks under
-# 100 MB (2C's churn tests 46 MB, --race 52 MB); twenty times that leaves room for any
-# correct design and still stops a runaway Raft long before a laptop swaps.
+# The memory bound (labtests.memory_bound): the bundled Raft's test process peaked at
+# 46 MB for 2C, 95 MB for the whole lab under --race, 309 MB under --sim --race
+# --raft-debug (the largest measured); 2 GiB leaves room for any correct design and
+# still stops a runaway Raft long before a laptop swaps.
 DEFAULT_MEMORY_MB = 2048
 PROJECT_FILE = "pyproject.toml"
 PROJECT_KEYS = ("impl",)
