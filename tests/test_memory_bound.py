@@ -97,6 +97,24 @@ def test_under_the_bound_nothing_happens_and_stop_ends_the_watcher():
     assert (during, after, off) == (before + 1, before, before), res.stdout
 
 
+def test_a_watcher_that_cannot_start_leaves_the_test_unwatched_and_is_tried_again(
+        monkeypatch):
+    """Out of threads (an earlier test's Raft leaked them): watch() at a test's start
+    raised, and pytest ended the whole run with INTERNALERROR."""
+    import _thread
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_thread, "start_new_thread", refuse)
+    memory_bound.watch(2048, None)  # no exception
+    started = []
+    monkeypatch.setattr(_thread, "start_new_thread", lambda *a: started.append(a))
+    memory_bound.watch(2048, None)  # the next test's: tried again
+    assert len(started) == 1
+    memory_bound.stop()
+
+
 def test_looks_come_more_often_as_the_bound_comes_near():
     assert memory_bound.next_look_s(48, 2048) == 2000 / 2048
     assert memory_bound.next_look_s(10, 8192) == 1.0  # never more than a second apart
