@@ -15,9 +15,9 @@ not what it uses: ``--race`` over 2A and 2B had 449 threads and 3.6 GiB of data
 mappings at a resident size of 52 MB; the whole lab under ``--race`` 7 GiB of address
 space at 95 MB; 2C's churn tests 1.3 GiB at 46 MB.  Any address-space limit low
 enough to protect a laptop fails correct runs on a many-core machine.  What the bound
-watches is the process's peak resident size, which the kernel keeps (``getrusage``):
-the largest measured for a correct run is 309 MB (the whole lab in one process under
-``--sim --race --raft-debug``), against a default bound of 2 GiB.
+watches is the process's resident size (``/proc/self/statm``, :func:`resident_mib`):
+the largest peak measured for a correct run is 309 MB (the whole lab in one process
+under ``--sim --race --raft-debug``), against a default bound of 2 GiB.
 
 How: one thread of its own per process reads it, at most once a second and more often
 as the bound comes near (:func:`next_look_s`).  Started with ``_thread``, not
@@ -49,6 +49,7 @@ from typing import Any
 from labtests import last_bound
 
 _RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 # How often the watcher looks follows the room left: a Python thread filled memory at
 # 0.9 GiB/s here (4 MiB pieces, every page written; small objects are slower), so
 # assuming twice that, the next look comes before the bound can be reached -- at most
@@ -58,9 +59,20 @@ FILL_MIB_PER_S = 2048
 LOOK_S = (0.05, 1.0)  # the shortest and the longest time between two looks
 
 
-def peak_mib() -> int:
-    """This process's peak resident size so far, in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RSS_UNIT >> 20
+def resident_mib() -> int:
+    """This process's resident size now, in MiB.
+
+    Not ``getrusage``'s peak: the kernel carries a process's peak across ``fork`` and
+    ``exec``, so a test process started by one that once held 3 GiB (an editor, a
+    notebook, a big CI runner) would read 3 GiB before it allocated anything
+    (measured: a child started by a parent that had peaked at 311 MB read 311 MB as its
+    own peak at 10 MB resident).  Where there is no ``/proc`` (macOS), the peak it is.
+    """
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE >> 20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _RSS_UNIT >> 20
 
 
 def next_look_s(held_mib: int, limit_mib: int) -> float:
@@ -84,7 +96,7 @@ _watcher = _Watcher()
 
 
 def watch(limit_mb: int, fallback_fd: int | None, *, dump_file: bool = True) -> None:
-    """Keep this process under ``limit_mb`` MiB of peak resident size (0: no bound).
+    """Keep this process under ``limit_mb`` MiB of resident memory (0: no bound).
 
     The stacks go where the last bound's go (its folder's file, else ``fallback_fd``);
     with ``dump_file`` False always to ``fallback_fd`` (an isolated peer's stack file,
@@ -127,7 +139,7 @@ def stop() -> None:
 
 def _loop(generation: int, wake: Any) -> None:
     while _watcher.generation == generation:
-        held = peak_mib()
+        held = resident_mib()
         limit = _watcher.limit_mb
         if 0 < limit < held:
             last_bound.end_process(last_bound.memory_header(held, limit), _watcher.fallback_fd,

@@ -80,7 +80,7 @@ class HarnessOptions:
     race: bool = False  # the data-race detector (labtests.race)
     race_warn: bool = False  # with race: a race is a warning, not the test's failure
     bundle_dir: str | None = None  # failure bundles go here (absolute); None = .raftlab/failures
-    memory_mb: int = DEFAULT_MEMORY_MB  # the test process's peak resident size bound; 0: none
+    memory_mb: int = DEFAULT_MEMORY_MB  # the bound on a test process's resident MiB; 0: none
     # Where ``impl`` came from (for messages): "--raft-impl", "RAFTLAB_IMPL" or
     # "<path>/pyproject.toml [tool.raftlab] impl"; not an option of its own.
     impl_origin: str | None = field(default=None, compare=False)
