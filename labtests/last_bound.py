@@ -50,7 +50,7 @@ from typing import IO, NoReturn
 ENV_DIR = "RAFTLAB_LAST_BOUND_DIR"
 MIN_MARGIN_S = 60.0  # the least time the watchdog's own path gets before the last bound
 _PREFIX = "last-bound-"
-MEMORY_HEADER = "Memory bound ("  # how the memory bound's dump starts
+_MEMORY_HEADER = "Memory bound ("  # how the memory bound's dump starts
 
 
 def seconds_for(watchdog_s: float) -> float:
@@ -75,7 +75,14 @@ def read_dump(folder: str | os.PathLike[str] | None, pid: int | None) -> str | N
 
 def memory_header(held_mib: int, limit_mib: int) -> str:
     """The first line of the memory bound's dump (:mod:`labtests.memory_bound`)."""
-    return f"{MEMORY_HEADER}{held_mib} MiB > {limit_mib} MiB)!\n"
+    return f"{_MEMORY_HEADER}{held_mib} MiB > {limit_mib} MiB)!\n"
+
+
+def memory_dump(text: str) -> str | None:
+    """The memory bound's dump in ``text`` (a file the process wrote it to, with other
+    stack dumps before it, perhaps): from its header line on; None if there is none."""
+    start = text.rfind(_MEMORY_HEADER)
+    return text[start:] if start >= 0 else None
 
 
 def describe(dump: str, process: str = "the test process") -> str:
@@ -83,8 +90,8 @@ def describe(dump: str, process: str = "the test process") -> str:
     which starts with faulthandler's ``Timeout (H:MM:SS)!`` or :func:`memory_header`'s
     line; ``process``: how the verdict names that process)."""
     first = dump.lstrip().split("\n", 1)[0]
-    if first.startswith(MEMORY_HEADER):
-        held, _, limit = first.removeprefix(MEMORY_HEADER).split(")", 1)[0].partition(" > ")
+    if first.startswith(_MEMORY_HEADER):
+        held, _, limit = first.removeprefix(_MEMORY_HEADER).split(")", 1)[0].partition(" > ")
         return (f"raftlab's memory bound ended {process}: it held {held} of memory, over "
                 f"its bound of {limit} (--raft-memory-mb, RAFTLAB_MEMORY_MB); most likely the "
                 "Raft allocates without end (a log never trimmed, entries appended in a loop): "

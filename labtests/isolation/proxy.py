@@ -303,9 +303,7 @@ class PeerProxy:
             data = os.pread(self._stacks_fd, MAX_STACKS, max(0, size - MAX_STACKS))
         except OSError:
             return None
-        text = data.decode("utf-8", "replace")
-        start = text.rfind(last_bound.MEMORY_HEADER)
-        return text[start:] if start >= 0 else None
+        return last_bound.memory_dump(data.decode("utf-8", "replace"))
 
     def _name_threads(self, dump: str) -> str:
         """Add thread names to faulthandler's ``Thread 0x...`` lines (if the peer still answers).
@@ -397,10 +395,11 @@ class PeerProxy:
                 ended = f"{why}; the tester killed it"
             else:
                 ended = procs.describe_status(status)
-            self._death = f"{self.label} {ended} while the test was running"
             dump = self.bound_dump() if status is not None else None
             if dump is not None:  # its memory bound ended it (labtests.memory_bound)
                 self._death = f"{last_bound.describe(dump, self.label)}\n\n{dump}"
+            else:
+                self._death = f"{self.label} {ended} while the test was running"
             dlog("TEST", None, "%s", self._death)
             if not make_failed:
                 self._failures.record(self._death)

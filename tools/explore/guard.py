@@ -219,7 +219,7 @@ def _bound_dump(work_dir: str) -> str | None:
             text = f.read(MAX_BOUND_DUMP)
     except OSError:
         return None
-    return text if text.startswith(last_bound.MEMORY_HEADER) else None
+    return last_bound.memory_dump(text)
 
 
 def _died(schedule: Schedule, status: int, where: Any, drain: _Drain, log: list[str] | None,
